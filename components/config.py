@@ -1,0 +1,142 @@
+"""Typed parameters of the loop, loaded once from ``params.yaml``.
+
+Every section of the file has one pydantic model here. Unknown keys and wrong
+values fail at load time with the dotted name of the key, so a typo in
+``params.yaml`` never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    source: Literal["digits"] = "digits"
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+
+class ValidateConfig(_Section):
+    min_rows: int = Field(100, ge=1)
+    pixel_min: float = 0.0
+    pixel_max: float = 16.0
+    max_duplicate_share: float = Field(0.05, ge=0, le=1)
+    min_class_share: float = Field(0.03, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> ValidateConfig:
+        if self.pixel_min >= self.pixel_max:
+            raise ValueError("pixel_min must be below pixel_max")
+        return self
+
+
+class TrainConfig(_Section):
+    model: Literal["cnn"] = "cnn"
+    width: int = Field(32, ge=1, le=1024)
+    hidden: int = Field(128, ge=1, le=8192)
+    dropout: float = Field(0.25, ge=0, lt=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(0.002, gt=0)
+    weight_decay: float = Field(0.0001, ge=0)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+
+
+class RegisterConfig(_Section):
+    model_name: str = Field("digits-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    metric: Literal["test_accuracy", "test_macro_f1"] = "test_accuracy"
+    min_improvement: float = Field(0.0, ge=0)
+
+
+class CompressConfig(_Section):
+    prune_amount: float = Field(0.5, ge=0, lt=1)
+    quantization: Literal["dynamic-int8", "none"] = "dynamic-int8"
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1)
+    latency_batch: int = Field(1, ge=1)
+    latency_repeats: int = Field(200, ge=5)
+
+
+class PackageConfig(_Section):
+    service_name: str = Field("digits_classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class MonitorConfig(_Section):
+    drift_threshold: float = Field(0.4, gt=0, le=1)
+    stattest_threshold: float = Field(0.05, gt=0, lt=1)
+    batch_size: int = Field(300, ge=30)
+    noise_std: float = Field(4.0, ge=0)
+    intensity_shift: float = 3.0
+
+
+class Params(_Section):
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    train: TrainConfig = TrainConfig()
+    register_: RegisterConfig = Field(RegisterConfig(), alias="register")
+    compress: CompressConfig = CompressConfig()
+    package: PackageConfig = PackageConfig()
+    monitor: MonitorConfig = MonitorConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def digest(self) -> str:
+        """A short, stable hash of every value, recorded with each run for lineage."""
+        blob = json.dumps(self.model_dump(by_alias=True), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def flat(self) -> dict[str, object]:
+        """``{"train.epochs": 20, ...}``: the form MLflow params take."""
+        flat: dict[str, object] = {}
+        for section, values in self.model_dump(by_alias=True).items():
+            if isinstance(values, dict):
+                flat.update({f"{section}.{key}": value for key, value in values.items()})
+            else:
+                flat[section] = values
+        return flat
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is missing, unreadable or holds a wrong key or value."""
+
+
+def parse_params(raw: object, source: str = "params") -> Params:
+    """Validate a mapping of parameters; errors name each offending key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(part) for part in e["loc"]) or "<root>"
+            if e["type"] == "extra_forbidden":
+                lines.append(f"  {key}: unknown key")
+            else:
+                lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+        raise ParamsError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such parameters file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, source=str(path))

@@ -1,0 +1,86 @@
+"""The ``package`` stage: a Bento built around the registered champion.
+
+The champion's MLflow model is imported into the BentoML store (``BENTOML_HOME``,
+the workspace's ``.mloop/bentoml`` by default) and a Bento is built from
+``components/service.py``. ``bentoml serve <tag>`` then answers on port 3000.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from components.config import Params
+from components.data import load_meta
+from components.paths import Workspace
+from components.records import write_json
+
+SERVICE = "components.service:DigitsClassifier"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# What the Bento's own environment needs to run the service (for `bentoml containerize`).
+SERVING_PACKAGES = ("bentoml", "mlflow", "torch", "numpy", "pandas", "cloudpickle")
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    bento_tag: str
+    model_tag: str
+    model_name: str
+    model_version: str
+    record: Path
+
+    def summary(self) -> str:
+        return f"Bento {self.bento_tag} serving {self.model_name} version {self.model_version}"
+
+
+def bento_model_name(registered_name: str) -> str:
+    return registered_name.lower().replace(" ", "-")
+
+
+def package_stage(params: Params, ws: Workspace) -> PackageResult:
+    import bentoml
+    import mlflow
+
+    from components.registry import CHAMPION, alias_version
+
+    name = params.register_.model_name
+    version = alias_version(mlflow.MlflowClient(), name, CHAMPION)
+    if version is None:
+        raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
+    meta = load_meta(ws.prepared)
+    shape = meta["image_shape"]
+    model = bentoml.mlflow.import_model(
+        bento_model_name(name),
+        f"models:/{name}/{version}",
+        labels={"model_name": name, "model_version": str(version), "alias": CHAMPION},
+        metadata={
+            "height": int(shape[-2]),
+            "width": int(shape[-1]),
+            "pixel_max": float(params.validate_.pixel_max),
+            "classes": [int(c) for c in meta["classes"]],
+            "data_version": str(meta["version"]),
+        },
+    )
+    os.environ["MLOOP_BENTO_MODEL"] = str(model.tag)
+    packages = [f"{p}=={metadata.version(p).split('+')[0]}" for p in SERVING_PACKAGES]
+    bento = bentoml.bentos.build(
+        SERVICE,
+        name=params.package.service_name,
+        labels={"model_name": name, "model_version": str(version)},
+        description=f"{name} version {version} ({CHAMPION}), built by mloop",
+        include=["components/*.py"],
+        python={"packages": packages, "lock_packages": False},
+        models=[str(model.tag)],
+        build_ctx=str(SOURCE_ROOT),
+    )
+    result = PackageResult(
+        bento_tag=str(bento.tag),
+        model_tag=str(model.tag),
+        model_name=name,
+        model_version=str(version),
+        record=ws.report("bento.json"),
+    )
+    write_json(result.record, result)
+    return result

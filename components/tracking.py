@@ -1,0 +1,153 @@
+"""The one module that talks to MLflow tracking.
+
+Stages get a small ``Run`` adapter from ``start_run``; nothing else imports
+mlflow for tracking, so the training loop runs where MLflow is absent. The
+tracking server is whatever ``MLFLOW_TRACKING_URI`` names; the entry points
+default it to the workspace's SQLite file (``components.paths``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from components.config import Params
+from components.paths import Workspace
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI", "")
+
+
+def is_embedded() -> bool:
+    """True when tracking goes to a local file store rather than a server."""
+    uri = tracking_uri()
+    return uri.startswith(("sqlite:", "file:", "/")) or uri == ""
+
+
+def ensure_experiment(ws: Workspace, name: str) -> str:
+    """The experiment's id, creating it (artifacts in the workspace when embedded)."""
+    import mlflow
+
+    from components.logs import quiet_libraries
+
+    quiet_libraries()
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (ws.mlflow_artifacts / name).as_uri() if is_embedded() else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def lineage_tags(ws: Workspace, params: Params, meta: dict) -> dict[str, str]:
+    return {
+        "mloop.git_commit": git_commit(ws.root),
+        "mloop.data_version": str(meta.get("version", "unknown")),
+        "mloop.data_source": str(meta.get("source", "unknown")),
+        "mloop.params_hash": params.digest(),
+    }
+
+
+def _pip_requirements() -> list[str]:
+    names = ("torch", "mlflow", "numpy", "cloudpickle")
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
+
+
+@dataclass
+class Run:
+    """What a stage may do with its MLflow run."""
+
+    run_id: str
+    experiment_id: str
+
+    def log_params(self, params: dict[str, object]) -> None:
+        import mlflow
+
+        mlflow.log_params({k: str(v) for k, v in params.items()}, run_id=self.run_id)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, run_id=self.run_id)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.log_metrics(metrics, step=epoch)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_tag(self.run_id, key, str(value))
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        import mlflow
+
+        mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path=folder)
+
+    def log_torch_model(self, module, example) -> str:
+        """Log a module that maps images to probabilities; returns its model URI."""
+        import mlflow
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            output = module(torch.from_numpy(example)).numpy()
+        # pt2 (torch.export) rather than pickle: loading needs no mloop code and runs none.
+        info = mlflow.pytorch.log_model(
+            module,
+            name="model",
+            signature=infer_signature(example, output),
+            input_example=example,
+            serialization_format="pt2",
+            pip_requirements=_pip_requirements(),
+        )
+        return info.model_uri
+
+
+@contextmanager
+def start_run(
+    ws: Workspace,
+    experiment: str,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
+    nested: bool = False,
+) -> Iterator[Run]:
+    """Start (or, given ``run_id``, reopen) a run; it ends FAILED if the body raises."""
+    import mlflow
+
+    experiment_id = ensure_experiment(ws, experiment)
+    with mlflow.start_run(
+        run_id=run_id,
+        experiment_id=None if run_id else experiment_id,
+        run_name=run_name,
+        tags=tags,
+        nested=nested,
+        log_system_metrics=False,
+    ) as active:
+        yield Run(run_id=active.info.run_id, experiment_id=active.info.experiment_id)
+
+
+def ui_hint(ws: Workspace) -> str:
+    uri = tracking_uri()
+    if is_embedded():
+        return (
+            f"mlflow ui --backend-store-uri {uri} --port 5000   (then open http://127.0.0.1:5000)"
+        )
+    return f"open {uri} in a browser"

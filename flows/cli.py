@@ -1,0 +1,155 @@
+"""The ``mloop`` command. Light at import: heavy libraries load inside commands.
+
+mloop run            the whole loop as the Prefect flow ``retrain``
+mloop ui             MLflow's UI over the workspace's tracking store
+mloop serve          serve the latest Bento on loopback
+mloop env            shell exports that point MLflow/BentoML/Prefect tools at the workspace
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from components.config import ParamsError, load_params
+from components.paths import Workspace, configure_environment
+
+
+def _workspace(args: argparse.Namespace) -> Workspace:
+    ws = Workspace(Path(args.workspace).resolve()) if args.workspace else Workspace.current()
+    configure_environment(ws)
+    return ws
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components.logs import setup_logging
+
+    setup_logging()
+    params_file = Path(args.params).resolve() if args.params else ws.params
+    try:
+        load_params(params_file)  # fail on a bad key now, not after the server has started
+    except ParamsError as err:
+        print(f"mloop: {err}", file=sys.stderr)
+        return 2
+    print(f"mloop: running the retrain flow in {ws.root}", flush=True)
+    print("  (Prefect's local server starts first; its first start takes up to a minute)")
+    from flows.retrain import retrain
+
+    start = time.perf_counter()
+    try:
+        summary = retrain(params_file=str(params_file), workspace=str(ws.root))
+    except Exception as err:  # a failed stage: the flow run is FAILED, nothing was promoted
+        print(f"mloop: the retrain flow failed: {err}", file=sys.stderr)
+        return 1
+    print_summary(summary, ws, time.perf_counter() - start)
+    return 0
+
+
+def print_summary(summary, ws: Workspace, seconds: float) -> None:
+    from components import tracking
+
+    reg, ev = summary.registration, summary.evaluation
+    print(f"\nmloop: the loop finished in {seconds:.0f}s")
+    print(f"  champion test accuracy  {_champion_accuracy(reg, ev):.4f}")
+    print(f"  this run's accuracy     {ev.scores.accuracy:.4f}")
+    print(f"  MLflow run              {summary.train.run_id}")
+    print(f"  registered model        {reg.model_name} version {reg.version}")
+    print(f"    aliases               {', '.join(reg.aliases)} ({reg.decision.reason})")
+    print(f"  compression             {summary.compression.summary()}")
+    print(f"  Bento                   {summary.bento.bento_tag}")
+    print(f"  drift                   {summary.drift.summary()}")
+    print(f"  metrics                 {ws.metrics}")
+    print(f"  reports                 {ws.reports}")
+    print("\nlook closer:")
+    print(f"  {tracking.ui_hint(ws)}")
+    print(f"  BENTOML_HOME={os.environ['BENTOML_HOME']} bentoml list")
+    print("  mloop serve   (then POST to http://127.0.0.1:3000/predict)")
+
+
+def _champion_accuracy(reg, ev) -> float:
+    """The champion's test accuracy: this run's if it was promoted, else the gate's score."""
+    if reg.decision.promote:
+        return ev.scores.accuracy
+    return reg.decision.champion_score
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    _workspace(args)
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    command = [
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"mloop: MLflow UI on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    return subprocess.call(command)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components.records import read_json
+
+    try:
+        tag = args.bento or read_json(ws.report("bento.json"), "package")["bento_tag"]
+    except FileNotFoundError as err:
+        print(f"mloop: {err}", file=sys.stderr)
+        return 1
+    print(f"mloop: serving {tag} on http://{args.host}:{args.port}", flush=True)
+    command = ["bentoml", "serve", tag, "--host", args.host, "--port", str(args.port)]
+    return subprocess.call(command)
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    _workspace(args)
+    for key in ("MLFLOW_TRACKING_URI", "BENTOML_HOME", "PREFECT_HOME"):
+        print(f"export {key}={os.environ[key]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mloop",
+        description="Validate, train, track, register, compress, serve and monitor: one loop.",
+    )
+    parser.add_argument(
+        "--workspace", help="folder holding params.yaml and the loop's files (default: .)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the whole loop as the Prefect flow 'retrain'")
+    run.add_argument("--params", help="parameters file (default: WORKSPACE/params.yaml)")
+    run.set_defaults(func=cmd_run)
+
+    ui = sub.add_parser("ui", help="open MLflow's UI over the workspace's runs and models")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+
+    serve = sub.add_parser("serve", help="serve the latest Bento (or --bento TAG) on loopback")
+    serve.add_argument("--bento", help="Bento tag (default: the one the package stage built)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.set_defaults(func=cmd_serve)
+
+    env = sub.add_parser("env", help="print exports that point the tools at the workspace")
+    env.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

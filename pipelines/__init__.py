@@ -1,0 +1,1 @@
+"""Stage entry points: one module per stage, each ``python -m pipelines.<stage>``."""

@@ -1,0 +1,43 @@
+"""What every stage entry point shares: workspace, params, logging, and errors.
+
+A stage failure prints one clear line (not a traceback) and exits non-zero, so
+``dvc repro`` stops at the failed stage and later stages never run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from components.config import ParamsError, load_params
+from components.paths import Workspace, configure_environment
+from components.stages import stage_function
+
+# Errors that are the user's to fix (bad data, bad params, a stage run out of order).
+EXPECTED_ERRORS = (ParamsError, FileNotFoundError, RuntimeError, ValueError)
+
+
+def entry_point(name: str) -> Callable[[], object]:
+    """The ``main`` of a stage's module."""
+    return lambda: run_stage(name)
+
+
+def run_stage(name: str) -> object:
+    """Run one stage on the current workspace; exit 1 with the reason if it fails."""
+    from components.logs import setup_logging
+
+    ws = Workspace.current()
+    configure_environment(ws)
+    setup_logging()
+    start = time.perf_counter()
+    print(f"[{name}] starting", flush=True)
+    try:
+        params = load_params(ws.params)
+        result = stage_function(name)(params, ws)
+    except EXPECTED_ERRORS as err:
+        print(f"[{name}] FAILED: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    took = time.perf_counter() - start
+    print(f"[{name}] done in {took:.1f}s: {result.summary()}", flush=True)
+    return result

@@ -1,0 +1,54 @@
+"""Params: the real file loads; a wrong key or value stops with the key's name."""
+
+import pytest
+
+from components.config import ParamsError, load_params, parse_params
+from tests.conftest import REPO
+
+
+def test_repo_params_load_with_every_section():
+    params = load_params(REPO / "params.yaml")
+    assert params.train.epochs >= 1
+    assert params.register_.model_name == "digits-classifier"
+    assert set(params.flat()) >= {"seed", "train.learning_rate", "monitor.drift_threshold"}
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ParamsError, match=r"train\.epoch: unknown key"):
+        parse_params({"train": {"epoch": 3}})
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(ParamsError, match=r"trian: unknown key"):
+        parse_params({"trian": {"epochs": 3}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"train": {"learning_rate": "fast"}}, "train.learning_rate"),
+        ({"data": {"test_fraction": 0.9}}, "data.test_fraction"),
+        ({"compress": {"quantization": "int3"}}, "compress.quantization"),
+        ({"validate": {"pixel_min": 5, "pixel_max": 1}}, "validate"),
+    ],
+)
+def test_wrong_value_is_named(raw, key):
+    with pytest.raises(ParamsError) as err:
+        parse_params(raw)
+    assert f"  {key}" in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="no such parameters file"):
+        load_params(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_digest_follows_values():
+    a, b = parse_params({}), parse_params({"train": {"epochs": 3}})
+    assert a.digest() == parse_params({}).digest()
+    assert a.digest() != b.digest()

@@ -1,0 +1,159 @@
+"""End to end: the ``retrain`` flow under a real Prefect server, then its Bento served over HTTP."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import yaml
+
+from components.data import load_split
+from components.paths import Workspace
+from components.service import EXAMPLE_INPUT
+from tests.conftest import REPO, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _write_params(ws: Workspace, **overrides) -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"]["epochs"] = 10
+    raw["compress"]["latency_repeats"] = 20
+    for section, values in overrides.items():
+        raw[section].update(values)
+    ws.params.write_text(yaml.safe_dump(raw))
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    """One whole run of the flow on the built-in data."""
+    from flows.retrain import retrain
+
+    ws = Workspace(tmp_path_factory.mktemp("loop"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    ws.state.mkdir()
+    _write_params(ws)
+    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
+    yield ws, state
+    mp.undo()
+
+
+def test_flow_completes_and_promotes_a_champion(loop):
+    import mlflow
+
+    ws, state = loop
+    assert state.is_completed(), state.message
+    summary = state.result()
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias("digits-classifier", "champion")
+    assert str(champion.version) == summary.registration.version == "1"
+    metrics = json.loads(ws.metrics.read_text())
+    assert metrics["test_accuracy"] > 0.95
+    assert (ws.reports / "confusion_matrix.png").stat().st_size > 1000
+    assert summary.drift.verdict("clean") is False
+    assert summary.drift.verdict("noise") is True and summary.drift.verdict("shift") is True
+    for name in ("drift_clean.html", "drift_shift.html", "compression.json", "validation.json"):
+        assert (ws.reports / name).is_file(), name
+
+
+def test_flow_run_is_recorded_completed_in_prefect(loop):
+    from prefect.client.orchestration import get_client
+
+    _, state = loop
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.state.is_completed()
+    assert run.name and run.flow_id
+
+
+def test_registered_champion_loads_and_scores_like_metrics_json(loop):
+    import mlflow
+
+    ws, _ = loop
+    model = mlflow.pyfunc.load_model("models:/digits-classifier@champion")
+    test = load_split(ws.prepared, "test")
+    accuracy = float((np.asarray(model.predict(test.x)).argmax(1) == test.y).mean())
+    assert accuracy == pytest.approx(json.loads(ws.metrics.read_text())["test_accuracy"])
+
+
+def _post(port: int, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_bento_is_in_the_store_and_serves_over_http(loop):
+    import bentoml
+
+    ws, state = loop
+    tag = state.result().bento.bento_tag
+    assert tag in {str(b.tag) for b in bentoml.bentos.list()}
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail("the Bento did not become ready within 120 s")
+
+        status, body = _post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
+        assert status == 200
+        assert body["model_version"] == "1"
+        assert body["predictions"][0]["class"] == 0
+        assert len(body["predictions"][0]["probabilities"]) == 10
+
+        status, body = _post(port, json.dumps({"images": [EXAMPLE_INPUT] * 3}).encode())
+        assert status == 200 and len(body["predictions"]) == 3
+
+        for bad in (b'{"images": [[1, 2]]}', b'{"images": "x"}', b"{not json", b"{}",
+                    json.dumps({"images": [[99] * 8] * 8}).encode()):  # fmt: skip
+            status, _ = _post(port, bad)
+            assert 400 <= status < 500, bad
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+
+def test_failing_validation_stops_the_flow_before_training(tmp_path, monkeypatch):
+    import mlflow
+
+    from flows.retrain import retrain
+
+    ws = Workspace(tmp_path / "bad")
+    ws.root.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    _write_params(ws, validate={"pixel_max": 10.0})  # the digits reach 16: the suite must fail
+    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
+    assert state.is_failed()
+    assert "data validation failed" in state.message
+    assert "expect_column_values_to_be_between on samples.max" in state.message
+    summary = json.loads((ws.reports / "validation.json").read_text())
+    assert summary["passed"] is False
+    assert any(f["column"] == "max" for f in summary["failures"])
+    assert not ws.model_file.exists()
+    assert mlflow.MlflowClient().search_registered_models() == []

@@ -1,0 +1,74 @@
+"""Model tests: shapes, seeding, accuracy floor, and what the train stage tracks."""
+
+import numpy as np
+import pytest
+import torch
+
+from components.data import load_split
+from components.models import NetSpec, Probabilities, build_net, load_net
+from components.training import fit, read_train_record
+from tests.conftest import small_params
+
+SPEC = NetSpec("cnn", 1, 8, 8, 10, conv_width=8, hidden=16, dropout=0.0, pixel_max=16.0)
+
+
+def test_cnn_takes_both_image_layouts():
+    net = build_net(SPEC).eval()
+    x = torch.rand(5, 8, 8) * 16
+    assert net(x).shape == (5, 10)
+    assert torch.allclose(net(x), net(x.unsqueeze(1)))
+    proba = Probabilities(net)(x)
+    assert torch.allclose(proba.sum(dim=1), torch.ones(5))
+
+
+def test_unknown_architecture_is_named():
+    with pytest.raises(ValueError, match="train.model"):
+        build_net(NetSpec("transformer", 1, 8, 8, 10, 8, 16, 0.0, 16.0))
+
+
+def test_fit_is_seeded(trained_ws):
+    ws, _ = trained_ws
+    params = small_params(train={"epochs": 2, "width": 8, "hidden": 16})
+    train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(params.seed)
+        result = fit(build_net(SPEC), params.train, params.seed, train, val)
+        weights.append(result.net.state_dict()["classifier.5.weight"].clone())
+        assert len(result.history) == 2 and "val/acc" in result.history[-1]
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_trained_model_beats_the_floor_and_resists_noise(trained_ws):
+    ws, _ = trained_ws
+    net, spec = load_net(read_train_record(ws).model_file)
+    test = load_split(ws.prepared, "test")
+    with torch.no_grad():
+        pred = net(torch.from_numpy(test.x)).argmax(1).numpy()
+        noisy = np.clip(test.x + np.random.default_rng(0).normal(0, 0.5, test.x.shape), 0, 16)
+        pred_noisy = net(torch.from_numpy(noisy.astype(np.float32))).argmax(1).numpy()
+    assert (pred == test.y).mean() > 0.9  # 6 epochs of the default net
+    assert (pred == pred_noisy).mean() > 0.95  # invariance to faint noise
+    assert spec.num_classes == 10
+
+
+def test_train_stage_tracks_params_metrics_model_and_lineage(trained_ws, use_store):
+    import mlflow
+
+    ws, params = trained_ws
+    use_store(ws)
+    record = read_train_record(ws)
+    run = mlflow.get_run(record.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == str(params.train.epochs)
+    history = mlflow.MlflowClient().get_metric_history(record.run_id, "val/acc")
+    assert [m.step for m in history] == list(range(1, params.train.epochs + 1))
+    assert run.data.metrics["test_accuracy"] > 0.9  # logged by the evaluate stage
+    assert run.data.tags["mloop.params_hash"] == params.digest()
+    assert len(run.data.tags["mloop.data_version"]) == 12
+    model = mlflow.pyfunc.load_model(record.model_uri)
+    assert model.metadata.signature is not None
+    assert model.metadata.saved_input_example_info is not None
+    test = load_split(ws.prepared, "test")
+    proba = np.asarray(model.predict(test.x[:3]))
+    assert proba.shape == (3, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-4)
