@@ -112,7 +112,7 @@ def latency_ms(module, example: np.ndarray, repeats: int) -> tuple[float, float]
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
-def compress(net, cfg: CompressConfig, x: np.ndarray, y: np.ndarray, classes: list[int]):
+def compress(net, cfg: CompressConfig, x: np.ndarray, y: np.ndarray, classes: list):
     """Build and measure the variants; returns ``(variants, compressed_module)``."""
     from components.evaluation import score, torch_predictor
 
@@ -185,7 +185,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
     net, _ = load_net(champion_weights(name, version))
 
     test = load_split(ws.prepared, "test")
-    classes = [int(c) for c in load_meta(ws.prepared)["classes"]]
+    classes = load_meta(ws.prepared)["classes"]
     variants, compressed = compress(net, params.compress, test.x, test.y, classes)
     print_table(variants)
 
@@ -197,7 +197,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
 
     with tracking.start_run(
         ws,
-        params.data.source,
+        params.data.name,
         run_name=f"compress-v{version}",
         tags={"mloop.parent_model": f"{name}/{version}"},
     ) as run:

@@ -20,30 +20,79 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TabularSource(_Section):
+    path: str
+    label: str = Field(..., min_length=1)
+    # Feature columns by type; empty lists mean "infer from the file" (numbers are
+    # numeric, anything else categorical).
+    numeric: list[str] = []
+    categorical: list[str] = []
+
+
+class ImageSource(_Section):
+    path: str
+    size: tuple[int, int] = (32, 32)
+    color: Literal["grayscale", "rgb"] = "grayscale"
+
+
+class SyntheticSource(_Section):
+    kind: Literal["tabular", "images"] = "tabular"
+    samples: int = Field(5000, ge=20)
+    features: int = Field(20, ge=1, le=4096)  # tabular columns
+    image_size: int = Field(8, ge=4, le=256)  # images are image_size x image_size, grayscale
+    classes: int = Field(4, ge=2, le=1000)
+    shift: float = 0.0  # added to every feature or pixel: a drifted copy of the same task
+
+
 class DataConfig(_Section):
-    source: Literal["digits"] = "digits"
+    source: Literal["digits", "tabular", "images", "synthetic"] = "digits"
+    tabular: TabularSource | None = None
+    images: ImageSource | None = None
+    synthetic: SyntheticSource = SyntheticSource()
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> DataConfig:
+        if self.source in ("tabular", "images") and getattr(self, self.source) is None:
+            raise ValueError(f"data.source is {self.source!r} but data.{self.source} is not set")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The data set's name: the MLflow experiment its runs go to."""
+        if self.source == "tabular":
+            return f"tabular-{Path(self.tabular.path).stem}"
+        if self.source == "images":
+            return f"images-{Path(self.images.path).name}"
+        if self.source == "synthetic":
+            return f"synthetic-{self.synthetic.kind}"
+        return self.source
 
 
 class ValidateConfig(_Section):
     min_rows: int = Field(100, ge=1)
     pixel_min: float = 0.0
-    pixel_max: float = 16.0
+    pixel_max: float | None = None  # default: the source's scale (digits 16, image files 255)
     max_duplicate_share: float = Field(0.05, ge=0, le=1)
     min_class_share: float = Field(0.03, ge=0, le=1)
+    allowed_labels: list[str] = []  # empty: the reference profile's labels
+    extra_columns: Literal["fail", "warn"] = "fail"
+    # Explicit numeric ranges, e.g. {age: [0, 120]}; other columns get the reference profile's.
+    ranges: dict[str, tuple[float, float]] = {}
 
     @model_validator(mode="after")
     def _range(self) -> ValidateConfig:
-        if self.pixel_min >= self.pixel_max:
+        if self.pixel_max is not None and self.pixel_min >= self.pixel_max:
             raise ValueError("pixel_min must be below pixel_max")
         return self
 
 
 class TrainConfig(_Section):
-    model: Literal["cnn"] = "cnn"
+    model: Literal["auto", "cnn", "mlp"] = "auto"  # auto: CNN for images, MLP for tables
     width: int = Field(32, ge=1, le=1024)
     hidden: int = Field(128, ge=1, le=8192)
+    mlp_layers: list[int] = Field([256, 128], min_length=1)
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -54,7 +103,7 @@ class TrainConfig(_Section):
 
 
 class RegisterConfig(_Section):
-    model_name: str = Field("digits-classifier", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model_name: str = Field("digits-classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     metric: Literal["test_accuracy", "test_macro_f1"] = "test_accuracy"
     min_improvement: float = Field(0.0, ge=0)
 

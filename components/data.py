@@ -1,9 +1,11 @@
-"""The ``prepare`` stage: turn the source data into fixed, versioned split files.
+"""The ``prepare`` stage: turn the configured source into fixed, versioned split files.
 
-Each split is two ``.npy`` files: ``{split}_x.npy`` (float32 images, N x H x W,
-raw pixel scale) and ``{split}_y.npy`` (int64 labels). The split is stratified
-and seeded, so the same params always give the same files, and DVC sees no
-change on a second run.
+Each split is ``{split}_x.npy`` (float32: images N x H x W or N x C x H x W on
+the raw pixel scale; tables N x F, numeric columns as they are and categorical
+ones one-hot) and ``{split}_y.npy`` (int64 class indices into ``meta.json``'s
+``classes``). Tables also keep ``{split}_rows.parquet``, the rows as read, for
+the validation gate. The split is stratified and seeded, and the files are
+written byte-for-byte reproducibly, so DVC sees no change on a second run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from components.config import DataConfig
+from components.sources import DataError, RawData, read_source
 
 SPLITS = ("train", "val", "test")
 
@@ -32,63 +35,142 @@ class Split:
 @dataclass(frozen=True)
 class PreparedData:
     folder: Path
+    kind: str
     counts: dict[str, int]
-    classes: list[int]
-    image_shape: tuple[int, ...]
+    classes: list
+    input_shape: tuple[int, ...]
     version: str  # content hash of the split files
+    rejected: int
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
-        return f"{counts} samples; data version {self.version}"
-
-
-def load_source(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The raw images and labels of the configured source."""
-    if cfg.source == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        return digits.images.astype(np.float32), digits.target.astype(np.int64)
-    raise ValueError(f"data.source: unknown source {cfg.source!r}")  # pragma: no cover
+        rejected = f"; {self.rejected} files rejected at read" if self.rejected else ""
+        return f"{self.kind} data: {counts} samples; data version {self.version}{rejected}"
 
 
 def split_indices(y: np.ndarray, cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
-    """Stratified, seeded train/val/test indices."""
+    """Stratified (where every class allows it), seeded train/val/test indices."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
-    rest, test = train_test_split(idx, test_size=cfg.test_fraction, stratify=y, random_state=seed)
+    counts = np.unique(y, return_counts=True)[1]
+    stratify = y if len(counts) > 1 and counts.min() >= 3 else None
+    rest, test = train_test_split(
+        idx, test_size=cfg.test_fraction, stratify=stratify, random_state=seed
+    )
     val_share = cfg.val_fraction / (1 - cfg.test_fraction)
-    train, val = train_test_split(rest, test_size=val_share, stratify=y[rest], random_state=seed)
+    train, val = train_test_split(
+        rest,
+        test_size=val_share,
+        stratify=None if stratify is None else y[rest],
+        random_state=seed,
+    )
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def prepare(cfg: DataConfig, seed: int, out_dir: Path) -> PreparedData:
-    """Write the source's splits to ``out_dir`` and describe them in ``meta.json``."""
-    x, y = load_source(cfg)
+def class_names(labels: np.ndarray) -> list:
+    """Sorted distinct labels: ints stay ints (the digits), anything else strings."""
+    values = np.unique(labels)
+    if np.issubdtype(values.dtype, np.integer):
+        return [int(v) for v in values]
+    return [str(v) for v in values]
+
+
+def encode_table(raw: RawData, train_idx: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Numeric columns as float32; categorical ones one-hot over the train split's categories."""
+    import pandas as pd
+
+    frame = raw.frame
+    blocks, names = [], []
+    for col in raw.numeric:
+        blocks.append(pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float32)[:, None])
+        names.append(col)
+    categories = {}
+    for col in raw.categorical:
+        values = frame[col].astype(str)
+        cats = sorted(values.iloc[train_idx].unique().tolist())
+        categories[col] = cats
+        codes = pd.Categorical(values, categories=cats).codes
+        onehot = np.zeros((len(frame), len(cats)), np.float32)
+        onehot[codes >= 0, codes[codes >= 0]] = 1.0
+        blocks.append(onehot)
+        names += [f"{col}={c}" for c in cats]
+    x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0), np.float32)
+    schema = {
+        "label": raw.label_column,
+        "numeric": raw.numeric,
+        "categorical": categories,
+        "encoded": names,
+    }
+    return x, schema
+
+
+def prepare(
+    cfg: DataConfig,
+    seed: int,
+    out_dir: Path,
+    quarantine: Path | None = None,
+    root: Path = Path("."),
+):
+    """Read the source, split it, write the split files and ``meta.json``."""
+    try:
+        raw = read_source(cfg, seed, root)
+    except DataError as err:
+        if quarantine is not None:
+            from components.validation import quarantine_unreadable
+
+            err.quarantine = quarantine_unreadable(err, quarantine)
+        raise
+    if raw.rejected and quarantine is not None:
+        from components.validation import quarantine_files
+
+        quarantine_files(raw, quarantine)
+    classes = class_names(raw.labels)
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[c] for c in raw.labels.tolist()], dtype=np.int64)
+    splits = split_indices(y, cfg, seed)
+    schema = None
+    if raw.kind == "tabular":
+        x, schema = encode_table(raw, splits["train"])
+    else:
+        x = raw.images
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*_rows.parquet"):
+        stale.unlink()
     digest = hashlib.sha256()
     counts = {}
-    for name, idx in split_indices(y, cfg, seed).items():
+    for name, idx in splits.items():
         # Plain .npy, not np.savez: savez stamps its zip entries with the time, so
         # the same data would hash differently and DVC would rerun what follows.
         for part, values in (("x", x[idx]), ("y", y[idx])):
             path = out_dir / f"{name}_{part}.npy"
-            np.save(path, values, allow_pickle=False)
+            np.save(path, np.ascontiguousarray(values), allow_pickle=False)
             digest.update(path.read_bytes())
+        if raw.kind == "tabular":
+            rows = raw.frame.iloc[idx].reset_index(drop=True)
+            rows.to_parquet(out_dir / f"{name}_rows.parquet", index=False)
         counts[name] = int(len(idx))
     prepared = PreparedData(
         folder=out_dir,
+        kind=raw.kind,
         counts=counts,
-        classes=sorted(int(c) for c in np.unique(y)),
-        image_shape=tuple(int(d) for d in x.shape[1:]),
+        classes=classes,
+        input_shape=tuple(int(d) for d in x.shape[1:]),
         version=digest.hexdigest()[:12],
+        rejected=len(raw.rejected),
     )
     meta = {
         "source": cfg.source,
-        "counts": prepared.counts,
-        "classes": prepared.classes,
-        "image_shape": list(prepared.image_shape),
+        "name": cfg.name,
+        "kind": raw.kind,
+        "counts": counts,
+        "classes": classes,
+        "input_shape": list(prepared.input_shape),
+        "pixel_max": raw.pixel_max if raw.kind == "image" else None,
+        "schema": schema,
+        "rejected": [{"file": f, "reason": r} for f, r in raw.rejected],
+        "origin": str(raw.origin) if raw.origin else None,
         "version": prepared.version,
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -105,6 +187,13 @@ def load_split(folder: Path, name: str) -> Split:
     return Split(x=arrays[0], y=arrays[1])
 
 
+def load_rows(folder: Path, name: str):
+    """A table split's rows as read from the source (tables only)."""
+    import pandas as pd
+
+    return pd.read_parquet(Path(folder) / f"{name}_rows.parquet")
+
+
 def load_meta(folder: Path) -> dict:
     path = Path(folder) / "meta.json"
     if not path.is_file():
@@ -114,4 +203,4 @@ def load_meta(folder: Path) -> dict:
 
 def prepare_stage(params, ws) -> PreparedData:
     """Write the configured source's splits into the workspace."""
-    return prepare(params.data, params.seed, ws.prepared)
+    return prepare(params.data, params.seed, ws.prepared, ws.quarantine, ws.root)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,11 @@ class EvaluationResult:
         return f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f}"
 
 
+def metric_safe(name: str) -> str:
+    """A class name as MLflow accepts it in a metric key."""
+    return re.sub(r"[^\w.\- /]", "_", str(name))
+
+
 def torch_predictor(module) -> Predictor:
     """Wrap a torch module that returns logits or probabilities."""
     import torch
@@ -62,23 +68,25 @@ def torch_predictor(module) -> Predictor:
     return predict
 
 
-def score(y_true: np.ndarray, proba: np.ndarray, classes: list[int]) -> Scores:
+def score(y_true: np.ndarray, proba: np.ndarray, classes: list) -> Scores:
+    """Scores of class-index labels ``y_true`` against probabilities; ``classes`` names them."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-    y_pred = np.asarray(classes)[proba.argmax(axis=1)]
+    y_pred = proba.argmax(axis=1)
+    index = list(range(len(classes)))
     precision, recall, _, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, zero_division=0
+        y_true, y_pred, labels=index, zero_division=0
     )
     return Scores(
         accuracy=float((y_pred == y_true).mean()),
-        macro_f1=float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        macro_f1=float(f1_score(y_true, y_pred, labels=index, average="macro", zero_division=0)),
         precision={str(c): float(p) for c, p in zip(classes, precision, strict=True)},
         recall={str(c): float(r) for c, r in zip(classes, recall, strict=True)},
-        confusion=confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        confusion=confusion_matrix(y_true, y_pred, labels=index).tolist(),
     )
 
 
-def plot_confusion(confusion: list[list[int]], classes: list[int], path: Path) -> Path:
+def plot_confusion(confusion: list[list[int]], classes: list, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,7 +118,7 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     from components.training import read_train_record
 
     trained = read_train_record(ws)
-    classes = [int(c) for c in load_meta(ws.prepared)["classes"]]
+    classes = load_meta(ws.prepared)["classes"]
     test = load_split(ws.prepared, "test")
     net, _ = load_net(trained.model_file)
     scores = score(test.y, torch_predictor(net)(test.x), classes)
@@ -119,11 +127,11 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     metrics = {
         "test_accuracy": scores.accuracy,
         "test_macro_f1": scores.macro_f1,
-        **{f"test_precision_{c}": v for c, v in scores.precision.items()},
-        **{f"test_recall_{c}": v for c, v in scores.recall.items()},
+        **{f"test_precision_{metric_safe(c)}": v for c, v in scores.precision.items()},
+        **{f"test_recall_{metric_safe(c)}": v for c, v in scores.recall.items()},
     }
     write_json(ws.metrics, metrics)
-    with tracking.start_run(ws, params.data.source, run_id=trained.run_id) as run:
+    with tracking.start_run(ws, params.data.name, run_id=trained.run_id) as run:
         run.log_metrics(metrics)
         run.log_artifact(png, "evaluation")
         run.log_artifact(ws.metrics, "evaluation")

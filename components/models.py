@@ -1,13 +1,14 @@
 """Network architectures. Plain ``torch.nn``: no Lightning, no tracking.
 
-Every network takes raw images, ``(N, H, W)`` or ``(N, C, H, W)`` on the
-source's pixel scale, and scales them itself, so a served request and a
-training batch go through exactly the same preprocessing.
+Every network takes its input on the source's own scale and normalises it
+itself (images divided by their pixel maximum; table features standardised
+with the training split's mean and std), so a served request and a training
+batch go through exactly the same preprocessing.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -17,18 +18,24 @@ from torch import nn
 class NetSpec:
     """Everything needed to rebuild a network from its saved weights."""
 
-    kind: str
-    in_channels: int
-    height: int
-    width: int
+    kind: str  # "cnn" (images) or "mlp" (table rows or flattened images)
+    input_shape: tuple[int, ...]  # (H, W), (C, H, W) or (F,)
     num_classes: int
-    conv_width: int
-    hidden: int
-    dropout: float
-    pixel_max: float
+    conv_width: int = 32
+    hidden: int = 128
+    mlp_layers: tuple[int, ...] = (256, 128)
+    dropout: float = 0.25
+    pixel_max: float = 1.0  # images: inputs are divided by this
+    feature_mean: tuple[float, ...] = field(default=())  # tables: standardisation
+    feature_std: tuple[float, ...] = field(default=())
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> NetSpec:
+        tuples = ("input_shape", "mlp_layers", "feature_mean", "feature_std")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
 
 
 class SmallCNN(nn.Module):
@@ -36,17 +43,18 @@ class SmallCNN(nn.Module):
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
-        self.spec = spec
+        shape = spec.input_shape
+        channels, (height, width) = (1, shape) if len(shape) == 2 else (shape[0], shape[1:])
         c = spec.conv_width
         self.register_buffer("scale", torch.tensor(1.0 / spec.pixel_max), persistent=False)
         self.features = nn.Sequential(
-            nn.Conv2d(spec.in_channels, c, 3, padding=1),
+            nn.Conv2d(channels, c, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(c, 2 * c, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
         )
-        flat = 2 * c * (spec.height // 2) * (spec.width // 2)
+        flat = 2 * c * (height // 2) * (width // 2)
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(spec.dropout),
@@ -62,6 +70,30 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x * self.scale))
 
 
+class MLP(nn.Module):
+    """Dense layers with ReLU and dropout; standardises (or scales) its input first."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        n_in = 1
+        for d in spec.input_shape:
+            n_in *= d
+        mean = torch.tensor(spec.feature_mean or [0.0] * n_in, dtype=torch.float32)
+        std = torch.tensor(spec.feature_std or [spec.pixel_max] * n_in, dtype=torch.float32)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("inv_std", 1.0 / std.clamp_min(1e-6), persistent=False)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width in spec.mlp_layers:
+            layers += [nn.Linear(n_in, width), nn.ReLU(inplace=True), nn.Dropout(spec.dropout)]
+            n_in = width
+        layers.append(nn.Linear(n_in, spec.num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        return self.layers((x - self.mean) * self.inv_std)
+
+
 class Probabilities(nn.Module):
     """Wraps a logits network so that its output is class probabilities: the served form."""
 
@@ -73,10 +105,13 @@ class Probabilities(nn.Module):
         return torch.softmax(self.net(x), dim=-1)
 
 
+ARCHITECTURES = {"cnn": SmallCNN, "mlp": MLP}
+
+
 def build_net(spec: NetSpec) -> nn.Module:
-    if spec.kind == "cnn":
-        return SmallCNN(spec)
-    raise ValueError(f"train.model: unknown architecture {spec.kind!r}")
+    if spec.kind not in ARCHITECTURES:
+        raise ValueError(f"train.model: unknown architecture {spec.kind!r}")
+    return ARCHITECTURES[spec.kind](spec)
 
 
 def save_net(net: nn.Module, spec: NetSpec, path) -> None:
@@ -85,7 +120,7 @@ def save_net(net: nn.Module, spec: NetSpec, path) -> None:
 
 def load_net(path) -> tuple[nn.Module, NetSpec]:
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    spec = NetSpec(**blob["spec"])
+    spec = NetSpec.from_dict(blob["spec"])
     net = build_net(spec)
     net.load_state_dict(blob["state_dict"])
     return net.eval(), spec

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from components.config import MonitorConfig, Params
-from components.data import load_split
+from components.data import load_meta, load_split
 from components.paths import Workspace
 from components.records import write_json
 
@@ -53,37 +53,62 @@ class MonitorResult:
         return f"{verdicts}; reports in {self.summary_file.parent}"
 
 
-def feature_table(x: np.ndarray, predict: Callable[[np.ndarray], np.ndarray] | None = None):
+def feature_table(
+    x: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
+    columns: list[str] | None = None,
+):
+    """Images: per-sample statistics. Tables (``columns`` given): those feature columns."""
     import pandas as pd
 
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    table = pd.DataFrame(
-        {
-            "mean": flat.mean(axis=1),
-            "std": flat.std(axis=1),
-            "min": flat.min(axis=1),
-            "max": flat.max(axis=1),
-            "ink": (flat > 0).mean(axis=1),
-        }
-    )
+    if columns is not None:
+        table = pd.DataFrame(x[:, : len(columns)].astype(np.float64), columns=columns)
+    else:
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        table = pd.DataFrame(
+            {
+                "mean": flat.mean(axis=1),
+                "std": flat.std(axis=1),
+                "min": flat.min(axis=1),
+                "max": flat.max(axis=1),
+                "ink": (flat > 0).mean(axis=1),
+            }
+        )
     if predict is not None:
         table[PREDICTION] = predict(x.astype(np.float32)).argmax(axis=1).astype(str)
     return table
 
 
 def simulate_batch(
-    x: np.ndarray, kind: str, cfg: MonitorConfig, pixel_max: float, seed: int
+    x: np.ndarray,
+    kind: str,
+    cfg: MonitorConfig,
+    pixel_max: float | None,
+    seed: int,
+    numeric: int | None = None,
 ) -> np.ndarray:
-    """A production-like batch drawn from ``x``: unchanged, noisy or intensity-shifted."""
-    rng = np.random.default_rng(seed)
-    batch = x[rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False)].copy()
-    if kind == "noise":
-        batch = batch + rng.normal(0.0, cfg.noise_std, size=batch.shape)
-    elif kind == "shift":
-        batch = batch + cfg.intensity_shift
-    elif kind != "clean":
+    """A production-like batch drawn from ``x``: unchanged, noisy or shifted.
+
+    Images (``pixel_max`` given) move in pixel units and stay in range; tables
+    move their first ``numeric`` columns in units of each column's std.
+    """
+    if kind not in BATCHES:
         raise ValueError(f"unknown batch kind {kind!r}; expected one of {BATCHES}")
-    return np.clip(batch, 0.0, pixel_max).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    batch = x[rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False)].astype(
+        np.float64
+    )
+    cols = slice(None) if numeric is None else slice(0, numeric)
+    unit = 1.0 if pixel_max is not None else np.nanstd(x[:, cols], axis=0)
+    part = batch[:, cols]
+    if kind == "noise":
+        part += rng.normal(0.0, 1.0, size=part.shape) * cfg.noise_std * unit
+    elif kind == "shift":
+        part += cfg.intensity_shift * unit
+    batch[:, cols] = part
+    if pixel_max is not None:
+        batch = np.clip(batch, 0.0, pixel_max)
+    return batch.astype(np.float32)
 
 
 def check_drift(reference, current, cfg: MonitorConfig, report: Path, batch: str) -> DriftResult:
@@ -144,15 +169,21 @@ def monitor_stage(params: Params, ws: Workspace) -> MonitorResult:
     from components import tracking
 
     cfg = params.monitor
+    meta = load_meta(ws.prepared)
     predict = champion_predictor(params.register_.model_name)
-    reference = feature_table(load_split(ws.prepared, "train").x, predict)
+    if meta["kind"] == "image":
+        columns, numeric = None, None
+        pixel_max = params.validate_.pixel_max or meta["pixel_max"]
+    else:  # tables: their numeric columns, which come first in the encoding
+        columns, pixel_max = meta["schema"]["numeric"], None
+        numeric = len(columns)
+    reference = feature_table(load_split(ws.prepared, "train").x, predict, columns)
     test = load_split(ws.prepared, "test")
     results = []
     for i, kind in enumerate(BATCHES):
-        batch = simulate_batch(test.x, kind, cfg, params.validate_.pixel_max, params.seed + i)
-        result = check_drift(
-            reference, feature_table(batch, predict), cfg, ws.report(f"drift_{kind}.html"), kind
-        )
+        batch = simulate_batch(test.x, kind, cfg, pixel_max, params.seed + i, numeric)
+        current = feature_table(batch, predict, columns)
+        result = check_drift(reference, current, cfg, ws.report(f"drift_{kind}.html"), kind)
         print(
             f"  {kind:<6} batch: {'DRIFT' if result.drifted else 'no drift'}"
             f" (drifted share {result.drift_share:.2f}; columns: {result.drifted_columns or '-'})"
@@ -161,7 +192,7 @@ def monitor_stage(params: Params, ws: Workspace) -> MonitorResult:
 
     summary = MonitorResult(results=results, summary_file=ws.report("drift.json"))
     write_json(summary.summary_file, summary)
-    with tracking.start_run(ws, params.data.source, run_name="monitor") as run:
+    with tracking.start_run(ws, params.data.name, run_name="monitor") as run:
         for r in results:
             run.log_metrics(
                 {f"{r.batch}.drift_share": r.drift_share, f"{r.batch}.drifted": r.drifted}

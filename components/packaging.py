@@ -7,7 +7,10 @@ the workspace's ``.mloop/bentoml`` by default) and a Bento is built from
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +20,7 @@ from components.data import load_meta
 from components.paths import Workspace
 from components.records import write_json
 
-SERVICE = "components.service:DigitsClassifier"
+SERVICE = "components.service:Classifier"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # What the Bento's own environment needs to run the service (for `bentoml containerize`).
 SERVING_PACKAGES = ("bentoml", "mlflow", "torch", "numpy", "pandas", "cloudpickle")
@@ -50,31 +53,49 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
     if version is None:
         raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
     meta = load_meta(ws.prepared)
-    shape = meta["image_shape"]
     model = bentoml.mlflow.import_model(
         bento_model_name(name),
         f"models:/{name}/{version}",
         labels={"model_name": name, "model_version": str(version), "alias": CHAMPION},
-        metadata={
-            "height": int(shape[-2]),
-            "width": int(shape[-1]),
-            "pixel_max": float(params.validate_.pixel_max),
-            "classes": [int(c) for c in meta["classes"]],
-            "data_version": str(meta["version"]),
+        metadata={  # what the service checks requests against; BentoML takes no None
+            key: value
+            for key, value in {
+                "kind": meta["kind"],
+                "input_shape": list(meta["input_shape"]),
+                "pixel_max": params.validate_.pixel_max or meta["pixel_max"],
+                "classes": meta["classes"],
+                "schema": meta["schema"],
+                "data_version": str(meta["version"]),
+            }.items()
+            if value is not None
         },
     )
-    os.environ["MLOOP_BENTO_MODEL"] = str(model.tag)
     packages = [f"{p}=={metadata.version(p).split('+')[0]}" for p in SERVING_PACKAGES]
-    bento = bentoml.bentos.build(
-        SERVICE,
-        name=params.package.service_name,
-        labels={"model_name": name, "model_version": str(version)},
-        description=f"{name} version {version} ({CHAMPION}), built by mloop",
-        include=["components/*.py"],
-        python={"packages": packages, "lock_packages": False},
-        models=[str(model.tag)],
-        build_ctx=str(SOURCE_ROOT),
-    )
+    with tempfile.TemporaryDirectory() as stage:
+        # Build from a staged copy of the code with the model's tag pinned beside the
+        # service, so the Bento serves this model wherever it runs.
+        shutil.copytree(
+            SOURCE_ROOT / "components",
+            Path(stage) / "components",
+            ignore=shutil.ignore_patterns("__pycache__", "bento_model.json"),
+        )
+        (Path(stage) / "components" / "bento_model.json").write_text(
+            json.dumps({"tag": str(model.tag)})
+        )
+        os.environ["MLOOP_BENTO_MODEL"] = str(model.tag)  # the build imports the service here
+        try:
+            bento = bentoml.bentos.build(
+                SERVICE,
+                name=params.package.service_name,
+                labels={"model_name": name, "model_version": str(version)},
+                description=f"{name} version {version} ({CHAMPION}), built by mloop",
+                include=["components/*.py", "components/bento_model.json"],
+                python={"packages": packages, "lock_packages": False},
+                models=[str(model.tag)],
+                build_ctx=stage,
+            )
+        finally:
+            os.environ.pop("MLOOP_BENTO_MODEL", None)
     result = PackageResult(
         bento_tag=str(bento.tag),
         model_tag=str(model.tag),

@@ -51,6 +51,11 @@ class Workspace:
         return self.root / "metrics.json"
 
     @property
+    def quarantine(self) -> Path:
+        """Rejected rows and files, each batch in its own folder with a reason file."""
+        return self.root / "quarantine"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

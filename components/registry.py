@@ -87,7 +87,7 @@ def score_registered(name: str, version: str, params: Params, ws: Workspace) -> 
     from components.evaluation import score
 
     test = load_split(ws.prepared, "test")
-    classes = [int(c) for c in load_meta(ws.prepared)["classes"]]
+    classes = load_meta(ws.prepared)["classes"]
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     proba = model.predict(test.x.astype("float32"))
     return score(test.y, proba, classes).metric(params.register_.metric)
@@ -141,3 +141,38 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
 
 def read_registration(ws: Workspace) -> dict:
     return read_json(ws.report("registry.json"), "register")
+
+
+def lineage(reference: str) -> dict:
+    """Model version, run, data version, commit and params of ``NAME@ALIAS`` or ``NAME/VERSION``."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        elif "/" in reference:
+            name, number = reference.split("/", 1)
+            version = client.get_model_version(name, number)
+        else:
+            raise ValueError(f"{reference!r}: expected NAME@ALIAS or NAME/VERSION")
+    except MlflowException as err:
+        raise LookupError(
+            f"{reference}: no such registered model version ({err.message})"
+        ) from None
+    run = client.get_run(version.run_id)
+    tags = run.data.tags
+    return {
+        "model": f"{version.name} version {version.version}",
+        "aliases": ", ".join(sorted(version.aliases)) or "-",
+        "run": f"{run.info.run_id} ({run.info.run_name}, {run.info.status})",
+        "experiment": run.info.experiment_id,
+        "data": tags.get("mloop.data_name", "unknown"),
+        "data version": tags.get("mloop.data_version", "unknown"),
+        "git commit": tags.get("mloop.git_commit", "unknown"),
+        "params hash": tags.get("mloop.params_hash", "unknown"),
+        "gate": version.tags.get("mloop.gate.reason", "-"),
+        "params": dict(run.data.params),
+    }

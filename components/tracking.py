@@ -54,13 +54,46 @@ def git_commit(root: Path) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+def dvc_hash(folder: Path) -> str:
+    """The hash DVC gives a folder output (``<md5>.dir``, as in ``dvc.lock``)."""
+    import tempfile
+
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, _, obj = build(HashFileDB(fs, tmp), str(folder), fs, "md5")
+    return obj.hash_info.value
+
+
 def lineage_tags(ws: Workspace, params: Params, meta: dict) -> dict[str, str]:
+    """What a run was made from: data version (DVC hash), code commit, params hash."""
     return {
         "mloop.git_commit": git_commit(ws.root),
-        "mloop.data_version": str(meta.get("version", "unknown")),
+        "mloop.data_version": dvc_hash(ws.prepared),
+        "mloop.data_content": str(meta.get("version", "unknown")),
         "mloop.data_source": str(meta.get("source", "unknown")),
+        "mloop.data_name": str(meta.get("name", "unknown")),
         "mloop.params_hash": params.digest(),
     }
+
+
+def record_failed_run(
+    ws: Workspace, experiment: str, run_name: str, artifacts: list[Path], tags: dict[str, str]
+) -> str:
+    """A run that ends FAILED at once, holding the artifacts that say why."""
+    import mlflow
+
+    experiment_id = ensure_experiment(ws, experiment)
+    client = mlflow.MlflowClient()
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    for path in artifacts:
+        if path.is_file():
+            client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, status="FAILED")
+    return run.info.run_id
 
 
 def _pip_requirements() -> list[str]:

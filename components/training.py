@@ -164,22 +164,30 @@ def fit(
     return FitResult(net=module.net.cpu().eval(), history=history, seconds=seconds, device=device)
 
 
-def net_spec(params: Params, meta: dict):
+def net_spec(params: Params, meta: dict, train: Split):
+    """The network for this data: a CNN for images and an MLP for tables, unless params say."""
     from components.models import NetSpec
 
-    shape = meta["image_shape"]
-    channels, (height, width) = (1, shape) if len(shape) == 2 else (shape[0], shape[1:])
     cfg = params.train
+    kind = cfg.model if cfg.model != "auto" else ("cnn" if meta["kind"] == "image" else "mlp")
+    if kind == "cnn" and meta["kind"] != "image":
+        raise ValueError("train.model: 'cnn' needs image data; use 'mlp' or 'auto' for tables")
+    pixel_max = params.validate_.pixel_max or meta.get("pixel_max") or 1.0
+    mean = std = ()
+    if meta["kind"] == "tabular":
+        mean = tuple(float(v) for v in np.nanmean(train.x, axis=0))
+        std = tuple(float(v) for v in np.nanstd(train.x, axis=0))
     return NetSpec(
-        kind=cfg.model,
-        in_channels=channels,
-        height=height,
-        width=width,
+        kind=kind,
+        input_shape=tuple(meta["input_shape"]),
         num_classes=len(meta["classes"]),
         conv_width=cfg.width,
         hidden=cfg.hidden,
+        mlp_layers=tuple(cfg.mlp_layers),
         dropout=cfg.dropout,
-        pixel_max=params.validate_.pixel_max,
+        pixel_max=float(pixel_max),
+        feature_mean=mean,
+        feature_std=std,
     )
 
 
@@ -192,14 +200,14 @@ def train_stage(params: Params, ws: Workspace) -> TrainResult:
 
     meta = load_meta(ws.prepared)
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
-    spec = net_spec(params, meta)
+    spec = net_spec(params, meta, train)
     torch.manual_seed(params.seed)
     net = build_net(spec)
 
     with tracking.start_run(
         ws,
-        experiment=params.data.source,
-        run_name=f"train-{params.train.model}",
+        experiment=params.data.name,
+        run_name=f"train-{spec.kind}",
         tags=tracking.lineage_tags(ws, params, meta),
     ) as run:
         run.log_params(params.flat())

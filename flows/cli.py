@@ -78,6 +78,54 @@ def _champion_accuracy(reg, ev) -> float:
     return reg.decision.champion_score
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components.logs import setup_logging
+
+    setup_logging()
+    try:
+        params = load_params(Path(args.params).resolve() if args.params else ws.params)
+    except ParamsError as err:
+        print(f"mloop: {err}", file=sys.stderr)
+        return 2
+    from components.sources import DataError
+    from components.validation import DataValidationError, validate_path
+
+    try:
+        result = validate_path(Path(args.data), params, ws, label=args.label)
+    except DataError as err:
+        print(f"mloop validate: REJECTED {err}", file=sys.stderr)
+        if err.quarantine:
+            print(f"  copied to: {err.quarantine}", file=sys.stderr)
+        return 1
+    if not result.passed:
+        print(f"mloop validate: {DataValidationError(result)}", file=sys.stderr)
+        return 1
+    print(f"mloop validate: PASSED, {result.summary()} in {result.seconds:.1f}s")
+    print(f"  report: {result.html_report}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    _workspace(args)
+    from components.registry import lineage
+
+    try:
+        info = lineage(args.model)
+    except (ValueError, LookupError) as err:
+        print(f"mloop lineage: {err}", file=sys.stderr)
+        return 1
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in sorted(value.items()):
+                print(f"  {k} = {v}")
+        else:
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     _workspace(args)
     uri = os.environ["MLFLOW_TRACKING_URI"]
@@ -129,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole loop as the Prefect flow 'retrain'")
     run.add_argument("--params", help="parameters file (default: WORKSPACE/params.yaml)")
     run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser(
+        "validate", help="run the data gate on a file or folder; exit 1 if it fails"
+    )
+    val.add_argument(
+        "--data", required=True, help="a CSV/Parquet file or a folder of class folders"
+    )
+    val.add_argument("--label", help="the label column of a table (default: data.tabular.label)")
+    val.add_argument("--params", help="parameters file (default: WORKSPACE/params.yaml)")
+    val.set_defaults(func=cmd_validate)
+
+    lin = sub.add_parser("lineage", help="print what a registered model was made from")
+    lin.add_argument("model", help="NAME@ALIAS or NAME/VERSION, e.g. digits-classifier@champion")
+    lin.set_defaults(func=cmd_lineage)
 
     ui = sub.add_parser("ui", help="open MLflow's UI over the workspace's runs and models")
     ui.add_argument("--host", default="127.0.0.1")

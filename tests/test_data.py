@@ -17,7 +17,7 @@ def test_prepare_writes_every_digit_once(tmp_path):
     params = small_params()
     prepared = prepare(params.data, params.seed, tmp_path / "p")
     assert sum(prepared.counts.values()) == 1797
-    assert prepared.image_shape == (8, 8)
+    assert prepared.input_shape == (8, 8) and prepared.kind == "image"
     assert prepared.classes == list(range(10))
     splits = [load_split(tmp_path / "p", name) for name in SPLITS]
     # Every image lands in exactly one split.

@@ -157,3 +157,39 @@ def test_failing_validation_stops_the_flow_before_training(tmp_path, monkeypatch
     assert any(f["column"] == "max" for f in summary["failures"])
     assert not ws.model_file.exists()
     assert mlflow.MlflowClient().search_registered_models() == []
+
+
+@pytest.mark.parametrize("kind", ["tabular", "images"])
+def test_the_loop_on_a_users_own_data(tmp_path, monkeypatch, kind):
+    """A CSV table and a folder of images, given only by params, go round the whole loop."""
+    import bentoml
+    import mlflow
+
+    from flows.retrain import retrain
+    from tests.test_validation import make_images, make_table
+
+    ws = Workspace(tmp_path / kind)
+    ws.root.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    if kind == "tabular":
+        make_table(n=600).to_csv(ws.root / "customers.csv", index=False)
+        data = {"source": "tabular", "tabular": {"path": "customers.csv", "label": "y"}}
+    else:
+        make_images(ws.root / "shapes", per_class=50)
+        data = {"source": "images", "images": {"path": "shapes", "size": [12, 12]}}
+    _write_params(ws, data=data, register={"model_name": f"own-{kind}"},
+                  package={"service_name": f"own_{kind}"})  # fmt: skip
+    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    run = mlflow.get_run(summary.train.run_id)
+    assert run.data.tags["mloop.data_name"] == (
+        "tabular-customers" if kind == "tabular" else "images-shapes"
+    )  # noqa: E501
+    assert run.info.run_name == ("train-mlp" if kind == "tabular" else "train-cnn")
+    champion = mlflow.MlflowClient().get_model_version_by_alias(f"own-{kind}", "champion")
+    assert str(champion.version) == summary.registration.version
+    assert summary.bento.bento_tag in {str(b.tag) for b in bentoml.bentos.list()}
+    assert summary.drift.verdict("clean") is False and summary.drift.verdict("shift") is True
+    floor = 0.45 if kind == "tabular" else 0.9  # labels a/c of the table are noise by design
+    assert summary.evaluation.scores.accuracy > floor

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from bentoml.exceptions import InvalidArgument
 
-from components.service import EXAMPLE_INPUT, MAX_BATCH, to_batch
+from components.service import EXAMPLE_INPUT, MAX_BATCH, encode_rows, to_batch
 
 
 def test_one_image_and_a_batch():
-    assert to_batch(EXAMPLE_INPUT, 8, 8, 16.0).shape == (1, 8, 8)
-    assert to_batch([EXAMPLE_INPUT] * 3, 8, 8, 16.0).dtype == np.float32
+    assert to_batch(EXAMPLE_INPUT, (8, 8), 16.0).shape == (1, 8, 8)
+    assert to_batch([EXAMPLE_INPUT] * 3, (8, 8), 16.0).dtype == np.float32
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,7 @@ def test_one_image_and_a_batch():
         ([[1, [2]]], "numbers"),
         ([], "shaped 8x8"),
         ([EXAMPLE_INPUT] * (MAX_BATCH + 1), "between 1 and"),
+        ([[[1] * 8] * 8] * 2 + [[[1] * 8] * 7], "numbers"),
         ([[float("nan")] * 8] * 8, "NaN"),
         ([[17] * 8] * 8, r"\[0, 16\]"),
         ([[-1] * 8] * 8, r"\[0, 16\]"),
@@ -29,4 +30,41 @@ def test_one_image_and_a_batch():
 )
 def test_malformed_requests_are_rejected_with_the_reason(images, message):
     with pytest.raises(InvalidArgument, match=message):
-        to_batch(images, 8, 8, 16.0)
+        to_batch(images, (8, 8), 16.0)
+
+
+SCHEMA = {
+    "label": "y",
+    "numeric": ["age", "income"],
+    "categorical": {"plan": ["basic", "pro"]},
+    "encoded": ["age", "income", "plan=basic", "plan=pro"],
+}
+
+
+def test_rows_are_encoded_like_the_training_table():
+    x = encode_rows(
+        [{"age": 30, "income": 2.5, "plan": "pro"}, {"age": 1, "income": 0, "plan": "basic"}],
+        SCHEMA,
+    )
+    assert x.tolist() == [[30, 2.5, 0, 1], [1, 0, 1, 0]]
+    assert encode_rows({"age": 3, "income": 1.0, "plan": "pro", "y": "ignored"}, SCHEMA).shape == (
+        1,
+        4,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"age": 30, "plan": "pro"}], r"missing column\(s\) \['income'\]"),
+        ([{"age": 30, "income": 1, "plan": "pro", "zip": 1}], "unknown column"),
+        ([{"age": "old", "income": 1, "plan": "pro"}], "age must be a number"),
+        ([{"age": float("inf"), "income": 1, "plan": "pro"}], "age must be finite"),
+        ([{"age": 3, "income": 1, "plan": "gold"}], "plan='gold' is not one of"),
+        ("nope", "rows must be"),
+        ([], "between 1 and"),
+    ],
+)
+def test_malformed_rows_are_rejected_with_the_reason(rows, message):
+    with pytest.raises(InvalidArgument, match=message):
+        encode_rows(rows, SCHEMA)

@@ -6,10 +6,11 @@ import torch
 
 from components.data import load_split
 from components.models import NetSpec, Probabilities, build_net, load_net
+from components.tracking import dvc_hash
 from components.training import fit, read_train_record
 from tests.conftest import small_params
 
-SPEC = NetSpec("cnn", 1, 8, 8, 10, conv_width=8, hidden=16, dropout=0.0, pixel_max=16.0)
+SPEC = NetSpec("cnn", (8, 8), 10, conv_width=8, hidden=16, dropout=0.0, pixel_max=16.0)
 
 
 def test_cnn_takes_both_image_layouts():
@@ -23,7 +24,18 @@ def test_cnn_takes_both_image_layouts():
 
 def test_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="train.model"):
-        build_net(NetSpec("transformer", 1, 8, 8, 10, 8, 16, 0.0, 16.0))
+        build_net(NetSpec("transformer", (8, 8), 10))
+
+
+def test_mlp_standardises_table_rows():
+    spec = NetSpec("mlp", (3,), 2, mlp_layers=(4,), dropout=0.0,
+                   feature_mean=(10.0, 0.0, 5.0), feature_std=(2.0, 1.0, 0.5))  # fmt: skip
+    net = build_net(spec).eval()
+    first = net.layers[1]
+    x = torch.tensor([[12.0, 1.0, 5.5]])
+    expected = first(torch.tensor([[1.0, 1.0, 1.0]]))  # (x - mean) / std
+    assert torch.allclose(net.layers[2](first((x - net.mean) * net.inv_std)), expected.relu())
+    assert net(x).shape == (1, 2)
 
 
 def test_fit_is_seeded(trained_ws):
@@ -65,7 +77,9 @@ def test_train_stage_tracks_params_metrics_model_and_lineage(trained_ws, use_sto
     assert [m.step for m in history] == list(range(1, params.train.epochs + 1))
     assert run.data.metrics["test_accuracy"] > 0.9  # logged by the evaluate stage
     assert run.data.tags["mloop.params_hash"] == params.digest()
-    assert len(run.data.tags["mloop.data_version"]) == 12
+    assert run.data.tags["mloop.data_version"] == dvc_hash(ws.prepared)  # what dvc.lock records
+    assert run.data.tags["mloop.data_version"].endswith(".dir")
+    assert run.data.tags["mloop.git_commit"]
     model = mlflow.pyfunc.load_model(record.model_uri)
     assert model.metadata.signature is not None
     assert model.metadata.saved_input_example_info is not None

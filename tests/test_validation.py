@@ -1,85 +1,292 @@
-"""Data tests: the Great Expectations gate passes good data and names each fault."""
+"""Data tests: the gate passes good data of every kind and names each fault of bad data.
+
+Every bad input is checked through ``validate_path`` (what ``mloop validate --data``
+runs), its raw file's checksum is compared before and after, and the quarantine
+is read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
-from components.config import ValidateConfig
-from components.validation import run_suite, sample_table
-
-CLASSES = list(range(10))
-
-
-@pytest.fixture(scope="module")
-def good():
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x, y = digits.images.astype(np.float32), digits.target.astype(np.int64)
-    idx = np.random.default_rng(0).permutation(len(y))
-    parts = np.split(idx, [1200, 1500])
-    return {n: (x[i], y[i]) for n, i in zip(("train", "val", "test"), parts, strict=True)}
+from components.data import prepare_stage
+from components.sources import DataError, RawData
+from components.validation import (
+    DataValidationError,
+    gate_input,
+    run_gate,
+    validate_path,
+    validate_stage,
+)
+from tests.conftest import small_params
 
 
-def _validate(splits, tmp_path, cfg=None):
-    table = sample_table({n: s[0] for n, s in splits.items()}, {n: s[1] for n, s in splits.items()})
-    return run_suite(cfg or ValidateConfig(), table, CLASSES, (8, 8), tmp_path / "v.json")
+def make_table(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    label = rng.choice(["a", "b", "c"], size=n)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 90, size=n),
+            "income": np.round(rng.normal(50, 15, size=n) + (label == "b") * 20, 3),
+            "plan": rng.choice(["basic", "pro", "team"], size=n),
+            "y": label,
+        }
+    )
 
 
-def _failed(result):
-    return {(f.expectation, f.column) for f in result.failures}
+def make_images(root: Path, per_class: int = 40, size: int = 12, mode: str = "L") -> Path:
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["circle", "square", "stripe"]):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = np.full((size, size), 40 * k, np.uint8) + rng.integers(0, 60, (size, size))
+            pixels = base.astype(np.uint8)
+            if mode == "RGB":
+                pixels = np.stack([pixels] * 3, axis=-1)
+            Image.fromarray(pixels, mode=mode).save(root / name / f"{i:03d}.png")
+    return root
 
 
-def test_good_data_passes(good, tmp_path):
-    result = _validate(good, tmp_path)
-    assert result.passed, [f.describe() for f in result.failures]
-    assert result.expectations >= 15
-    assert (tmp_path / "v.json").is_file()
+def checksums(path: Path) -> dict[str, str]:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
-def test_out_of_range_pixels_fail(good, tmp_path):
-    x, y = good["train"]
-    x = x.copy()
-    x[:7] = 40.0
-    result = _validate({**good, "train": (x, y)}, tmp_path)
+@pytest.fixture
+def table_ws(workspace):
+    """A workspace whose data set is a good CSV that has passed the gate (its profile exists)."""
+    raw = workspace.root / "raw"
+    raw.mkdir()
+    make_table().to_csv(raw / "good.csv", index=False)
+    params = small_params(
+        data={"source": "tabular", "tabular": {"path": str(raw / "good.csv"), "label": "y"}}
+    )
+    prepare_stage(params, workspace)
+    validate_stage(params, workspace)
+    return workspace, params, raw
+
+
+def _fails_on(path, params, ws, *expected, label="y"):
+    """Validate ``path``; assert it fails naming each expected fragment; return the result."""
+    before = checksums(path)
+    result = validate_path(path, params, ws, label=label)
     assert not result.passed
+    text = str(DataValidationError(result))
+    for fragment in expected:
+        assert fragment in text, text
+    assert checksums(path) == before  # raw input untouched
+    assert result.quarantine and (result.quarantine / "reason.txt").is_file()
+    assert result.html_report.read_text().count("<tr>") >= 2
+    return result
+
+
+def _rejected(path, params, ws, fragment, label="y"):
+    before = checksums(path)
+    with pytest.raises(DataError, match=fragment) as err:
+        validate_path(path, params, ws, label=label)
+    assert checksums(path) == before
+    assert (
+        err.value.quarantine
+        and fragment.split(":")[0] in (err.value.quarantine / "reason.txt").read_text()
+    )
+    return err.value
+
+
+# ------------------------------------------------------------------ good data passes
+
+
+def test_good_table_csv_and_parquet_pass(table_ws):
+    ws, params, raw = table_ws
+    assert validate_path(raw / "good.csv", params, ws).passed
+    make_table(seed=1).to_parquet(raw / "batch.parquet")
+    result = validate_path(raw / "batch.parquet", params, ws)
+    assert result.passed, str(DataValidationError(result))
+    assert result.quarantine is None
+
+
+def test_good_image_folder_and_builtin_and_synthetic_pass(workspace, tmp_path):
+    params = small_params()
+    folder = make_images(tmp_path / "shapes")
+    assert validate_path(folder, params, workspace).passed
+    digits = small_params()
+    prepare_stage(digits, workspace)
+    assert validate_stage(digits, workspace).passed
+    for kind in ("tabular", "images"):
+        synth = small_params(
+            data={"source": "synthetic", "synthetic": {"kind": kind, "samples": 600}}
+        )
+        prepare_stage(synth, workspace)
+        assert validate_stage(synth, workspace).passed
+
+
+# ------------------------------------------------------------------ whole-file faults
+
+
+def test_empty_file(table_ws):
+    ws, params, raw = table_ws
+    (raw / "empty.csv").write_bytes(b"")
+    _rejected(raw / "empty.csv", params, ws, "empty file")
+
+
+def test_header_only(table_ws):
+    ws, params, raw = table_ws
+    (raw / "header.csv").write_text("age,income,plan,y\n")
+    _rejected(raw / "header.csv", params, ws, "header only")
+
+
+def test_truncated_csv(table_ws):
+    ws, params, raw = table_ws
+    text = (raw / "good.csv").read_text()
+    (raw / "cut.csv").write_text(text[: text.rindex(",")])  # the last line loses its label
+    _rejected(raw / "cut.csv", params, ws, "truncated")
+
+
+def test_non_utf8_bytes(table_ws):
+    ws, params, raw = table_ws
+    data = (raw / "good.csv").read_bytes().replace(b"basic", b"b\xe4sic", 1)
+    (raw / "latin1.csv").write_bytes(data)
+    _rejected(raw / "latin1.csv", params, ws, "not valid UTF-8")
+
+
+def test_missing_label_column(table_ws):
+    ws, params, raw = table_ws
+    make_table().drop(columns=["y"]).to_csv(raw / "nolabel.csv", index=False)
+    _rejected(raw / "nolabel.csv", params, ws, "label column 'y' missing")
+
+
+def test_folder_without_class_folders(tmp_path, workspace):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(loose / "a.png")
+    err = _rejected(loose, small_params(), workspace, "no class sub-folders")
+    assert (err.quarantine / "files" / "a.png").is_file()
+
+
+# ------------------------------------------------------------------ faults the suite finds
+
+
+def test_unknown_extra_column_fails_or_warns(table_ws):
+    ws, params, raw = table_ws
+    make_table().assign(zip=1).to_csv(raw / "extra.csv", index=False)
+    _fails_on(raw / "extra.csv", params, ws, "expect_table_columns_to_match_set")
+    lenient = small_params(data=params.data.model_dump(), validate={"extra_columns": "warn"})
+    result = validate_path(raw / "extra.csv", lenient, ws, label="y")
+    assert result.passed and any("'zip'" in w for w in result.warnings)
+
+
+def test_wrong_dtype_in_numeric_column(table_ws):
+    ws, params, raw = table_ws
+    bad = make_table().astype({"income": object})
+    bad.loc[[3, 9], "income"] = "twelve"
+    bad.to_csv(raw / "dtype.csv", index=False)
+    result = _fails_on(
+        raw / "dtype.csv", params, ws, "expect_column_values_to_be_in_type_list on samples.income"
+    )
+    held = pd.read_csv(result.quarantine / "rejected_rows.csv")
+    assert len(held) == 2 and held["_reason"].str.contains("income not numeric").all()
+
+
+def test_nan_and_inf(table_ws):
+    ws, params, raw = table_ws
+    bad = make_table().astype({"age": float})
+    bad.loc[5, "age"] = np.nan
+    bad.loc[7, "income"] = np.inf
+    bad.to_csv(raw / "nan.csv", index=False)
+    result = _fails_on(
+        raw / "nan.csv", params, ws,
+        "expect_column_values_to_not_be_null on samples.age",
+        "expect_column_values_to_be_in_set on samples._finite",
+    )  # fmt: skip
+    held = pd.read_csv(result.quarantine / "rejected_rows.csv")
+    assert sorted(held["_reason"]) == ["age missing", "infinite value; income out of range"]
+
+
+def test_out_of_range_values(table_ws):
+    ws, params, raw = table_ws
+    bad = make_table()
+    bad.loc[:4, "age"] = 400
+    bad.to_csv(raw / "range.csv", index=False)
+    result = _fails_on(
+        raw / "range.csv", params, ws, "expect_column_values_to_be_between on samples.age"
+    )
+    assert len(pd.read_csv(result.quarantine / "rejected_rows.csv")) == 5
+
+
+def test_out_of_range_pixel_values(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 16, size=(200, 8, 8)).astype(np.float32)
+    images[:7] = 40.0
+    raw = RawData(kind="image", labels=rng.integers(0, 4, 200), images=images, pixel_max=16.0)
+    result = run_gate(
+        gate_input(raw, "px"), small_params().validate_, None, tmp_path, tmp_path / "q"
+    )
     failure = next(f for f in result.failures if f.column == "max")
     assert failure.unexpected_count == 7
     assert "expect_column_values_to_be_between on samples.max" in failure.describe()
 
 
-def test_nan_and_inf_fail(good, tmp_path):
-    x, y = good["val"]
-    x = x.copy()
-    x[0, 0, 0] = np.nan
-    x[1, 2, 3] = np.inf
-    result = _validate({**good, "val": (x, y)}, tmp_path)
-    failed = _failed(result)
-    assert ("expect_column_values_to_be_in_set", "finite") in failed
-    assert ("expect_column_values_to_not_be_null", "mean") in failed
+def test_label_outside_the_allowed_set(table_ws):
+    ws, params, raw = table_ws
+    bad = make_table()
+    bad.loc[:2, "y"] = "zebra"
+    bad.to_csv(raw / "label.csv", index=False)
+    result = _fails_on(
+        raw / "label.csv",
+        params,
+        ws,
+        "expect_column_values_to_be_in_set on samples._label",
+        "zebra",
+    )
+    held = pd.read_csv(result.quarantine / "rejected_rows.csv")
+    assert (held["y"] == "zebra").all() and len(held) == 3
 
 
-def test_unknown_label_fails(good, tmp_path):
-    x, y = good["test"]
-    y = y.copy()
-    y[:3] = 11
-    result = _validate({**good, "test": (x, y)}, tmp_path)
-    assert ("expect_column_values_to_be_in_set", "label") in _failed(result)
+def test_single_class(table_ws):
+    ws, params, raw = table_ws
+    make_table().assign(y="a").to_csv(raw / "one.csv", index=False)
+    result = _fails_on(
+        raw / "one.csv",
+        params,
+        ws,
+        "expect_column_unique_value_count_to_be_between on samples._label",
+    )
+    assert (result.quarantine / "one.csv").is_file()  # a table-level fault holds the whole file
 
 
-def test_missing_class_and_duplicates_fail(good, tmp_path):
-    x, y = good["train"]
-    keep = y != 3
-    x, y = x[keep], y[keep]
-    x = np.concatenate([x, x[:200]])
-    y = np.concatenate([y, y[:200]])
-    result = _validate({**good, "train": (x, y)}, tmp_path)
-    failed = _failed(result)
-    assert ("expect_column_proportion_of_unique_values_to_be_between", "digest") in failed
-    # Class 3 still exists in val and test, so the share check names the gap.
-    assert ("expect_column_values_to_be_between", "share") in failed
+def test_half_the_rows_duplicated(table_ws):
+    ws, params, raw = table_ws
+    good = make_table()
+    pd.concat([good.iloc[:150], good.iloc[:150]]).to_csv(raw / "dup.csv", index=False)
+    result = _fails_on(
+        raw / "dup.csv",
+        params,
+        ws,
+        "expect_column_proportion_of_unique_values_to_be_between on samples._digest",
+    )
+    held = pd.read_csv(result.quarantine / "rejected_rows.csv")
+    assert len(held) == 150 and (held["_reason"] == "duplicate row").all()
 
 
-def test_too_few_rows_fail(good, tmp_path):
-    tiny = {n: (x[:10], y[:10]) for n, (x, y) in good.items()}
-    result = _validate(tiny, tmp_path, ValidateConfig(min_rows=100, min_class_share=0.0))
-    assert ("expect_table_row_count_to_be_between", None) in _failed(result)
+@pytest.mark.parametrize(
+    ("fault", "fragment"),
+    [("corrupt", "corrupt or unreadable image"), ("empty", "zero-byte image file"),
+     ("rgb", "3 channel(s) (RGB); expected 1 (grayscale)")],
+)  # fmt: skip
+def test_bad_image_files(tmp_path, workspace, fault, fragment):
+    folder = make_images(tmp_path / "shapes")
+    bad = folder / "square" / "bad.png"
+    if fault == "corrupt":
+        bad.write_bytes((folder / "square" / "000.png").read_bytes()[:40])
+    elif fault == "empty":
+        bad.write_bytes(b"")
+    else:
+        Image.fromarray(np.zeros((12, 12, 3), np.uint8), mode="RGB").save(bad)
+    result = _fails_on(folder, small_params(), workspace, "square/bad.png", fragment, label=None)
+    assert (result.quarantine / "files" / "square" / "bad.png").is_file()
+    assert fragment in (result.quarantine / "reason.txt").read_text()
