@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from components.config import ParamsError, load_params
+from components.config import ParamsError, load_params, parse_params
 from components.paths import Workspace, configure_environment
 
 
@@ -84,7 +84,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     setup_logging()
     try:
-        params = load_params(Path(args.params).resolve() if args.params else ws.params)
+        if args.params or ws.params.is_file():
+            params = load_params(Path(args.params).resolve() if args.params else ws.params)
+        else:  # validating a file needs no project: the default rules apply
+            params = parse_params({})
     except ParamsError as err:
         print(f"mloop: {err}", file=sys.stderr)
         return 2

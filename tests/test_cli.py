@@ -52,3 +52,46 @@ def test_env_points_tools_at_the_workspace(tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"export BENTOML_HOME={tmp_path}/.mloop/bentoml" in out.stdout
     assert f"export MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/.mloop/mlflow.db" in out.stdout
+
+
+def _mloop(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_validate_command_passes_good_data_and_names_faults(tmp_path):
+    import hashlib
+
+    from tests.test_validation import make_table
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "params.yaml").write_text("validate:\n  allowed_labels: [a, b, c]\n")
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    make_table().to_csv(good, index=False)
+    table = make_table()
+    table.loc[:3, "y"] = "zebra"
+    table.to_csv(bad, index=False)
+    (tmp_path / "empty.csv").write_bytes(b"")
+
+    ok = _mloop("--workspace", str(ws), "validate", "--data", str(good), "--label", "y")
+    assert ok.returncode == 0, ok.stderr
+    assert "PASSED" in ok.stdout
+
+    before = hashlib.sha256(bad.read_bytes()).hexdigest()
+    failed = _mloop("--workspace", str(ws), "validate", "--data", str(bad), "--label", "y")
+    assert failed.returncode == 1
+    assert "expect_column_values_to_be_in_set on samples._label" in failed.stderr
+    assert "validation.html" in failed.stderr and "quarantine" in failed.stderr
+    assert hashlib.sha256(bad.read_bytes()).hexdigest() == before
+
+    empty = _mloop("--workspace", str(ws), "validate", "--data", str(tmp_path / "empty.csv"),
+                   "--label", "y")  # fmt: skip
+    assert empty.returncode == 1 and "empty file" in empty.stderr
+    assert len(list((ws / "quarantine").iterdir())) == 2
+
+
+def test_lineage_names_an_unknown_model(tmp_path):
+    out = _mloop("--workspace", str(tmp_path), "lineage", "nope@champion")
+    assert out.returncode == 1 and "nope@champion" in out.stderr

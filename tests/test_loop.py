@@ -156,7 +156,13 @@ def test_failing_validation_stops_the_flow_before_training(tmp_path, monkeypatch
     assert summary["passed"] is False
     assert any(f["column"] == "max" for f in summary["failures"])
     assert not ws.model_file.exists()
-    assert mlflow.MlflowClient().search_registered_models() == []
+    client = mlflow.MlflowClient()
+    assert client.search_registered_models() == []
+    # The failed gate is on record in MLflow: a FAILED run holding the reports.
+    (run,) = mlflow.search_runs(experiment_names=["digits"], output_format="list")
+    assert run.info.run_name == "validate" and run.info.status == "FAILED"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"validation.json", "validation.html"} <= artifacts
 
 
 @pytest.mark.parametrize("kind", ["tabular", "images"])
