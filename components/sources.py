@@ -20,6 +20,7 @@ from components.config import DataConfig, SyntheticSource
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "F"}  # single-channel modes beyond 8 bits
 
 
 class DataError(ValueError):
@@ -202,12 +203,16 @@ def read_image_folder(path: Path, size: tuple[int, int], color: str) -> RawData:
                 with Image.open(file) as img:
                     img.load()
                     bands = len(img.getbands())
-                    if img.mode != want[0] and not (img.mode in ("P", "1") and want[0] == "L"):
+                    if want[0] == "L" and img.mode in WIDE_GRAY:
+                        # 16-bit or float grayscale: keep the values, so the gate sees their range
+                        pixels = np.asarray(img.convert("F").resize(size[::-1]), np.float32)
+                    elif img.mode == want[0] or (img.mode in ("P", "1") and want[0] == "L"):
+                        pixels = np.asarray(img.convert(want[0]).resize(size[::-1]), np.float32)
+                    else:
                         rejected.append(
                             (rel, f"{bands} channel(s) ({img.mode}); expected {want[1]} ({color})")
                         )
                         continue
-                    pixels = np.asarray(img.convert(want[0]).resize(size[::-1]), np.float32)
             except (UnidentifiedImageError, OSError, SyntaxError) as err:
                 rejected.append((rel, f"corrupt or unreadable image: {err}"))
                 continue
