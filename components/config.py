@@ -89,17 +89,27 @@ class ValidateConfig(_Section):
 
 
 class TrainConfig(_Section):
-    model: Literal["auto", "cnn", "mlp"] = "auto"  # auto: CNN for images, MLP for tables
+    model: Literal["auto", "cnn", "mlp", "resnet"] = "auto"  # auto: CNN images, MLP tables
     width: int = Field(32, ge=1, le=1024)
     hidden: int = Field(128, ge=1, le=8192)
     mlp_layers: list[int] = Field([256, 128], min_length=1)
+    resnet_blocks: list[int] = Field([2, 2, 2], min_length=1)  # residual blocks per stage
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(0.002, gt=0)
     weight_decay: float = Field(0.0001, ge=0)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    gradient_clip: float = Field(1.0, ge=0)  # 0: off
+    early_stopping_patience: int = Field(0, ge=0)  # epochs without val/loss progress; 0: off
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    compile: bool = False  # torch.compile the network
+    channels_last: bool = True  # memory format of conv nets on the GPU
+    deterministic: bool = False  # deterministic kernels (slower)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = "auto"
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
+    num_nodes: int = Field(1, ge=1)
 
 
 class RegisterConfig(_Section):

@@ -86,6 +86,15 @@ def score(y_true: np.ndarray, proba: np.ndarray, classes: list) -> Scores:
     )
 
 
+def classification_report(y_true: np.ndarray, proba: np.ndarray, classes: list) -> str:
+    """scikit-learn's per-class precision, recall, F1 and support, as text."""
+    from sklearn.metrics import classification_report as report
+
+    index = list(range(len(classes)))
+    names = [str(c) for c in classes]
+    return report(y_true, proba.argmax(axis=1), labels=index, target_names=names, digits=4)
+
+
 def plot_confusion(confusion: list[list[int]], classes: list, path: Path) -> Path:
     import matplotlib
 
@@ -121,7 +130,8 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     classes = load_meta(ws.prepared)["classes"]
     test = load_split(ws.prepared, "test")
     net, _ = load_net(trained.model_file)
-    scores = score(test.y, torch_predictor(net)(test.x), classes)
+    proba = torch_predictor(net)(test.x)
+    scores = score(test.y, proba, classes)
 
     png = plot_confusion(scores.confusion, classes, ws.report("confusion_matrix.png"))
     metrics = {
@@ -131,9 +141,12 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
         **{f"test_recall_{metric_safe(c)}": v for c, v in scores.recall.items()},
     }
     write_json(ws.metrics, metrics)
+    report = ws.report("classification_report.txt")
+    report.write_text(classification_report(test.y, proba, classes))
     with tracking.start_run(ws, params.data.name, run_id=trained.run_id) as run:
         run.log_metrics(metrics)
         run.log_artifact(png, "evaluation")
+        run.log_artifact(report, "evaluation")
         run.log_artifact(ws.metrics, "evaluation")
     return EvaluationResult(
         run_id=trained.run_id, scores=scores, metrics_file=ws.metrics, confusion_png=png

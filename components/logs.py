@@ -41,6 +41,7 @@ _IGNORED_WARNINGS = (
     r".*Sparse CSR tensor support is in beta.*",
     r".*An input example was not provided.*",
     r".*quantized tensor creation functions.*deprecated.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
     r".*Any type hint is inferred as AnyType.*",
 )
 

@@ -18,12 +18,13 @@ from torch import nn
 class NetSpec:
     """Everything needed to rebuild a network from its saved weights."""
 
-    kind: str  # "cnn" (images) or "mlp" (table rows or flattened images)
+    kind: str  # "cnn" or "resnet" (images), "mlp" (table rows or flattened images)
     input_shape: tuple[int, ...]  # (H, W), (C, H, W) or (F,)
     num_classes: int
     conv_width: int = 32
     hidden: int = 128
     mlp_layers: tuple[int, ...] = (256, 128)
+    resnet_blocks: tuple[int, ...] = (2, 2, 2)
     dropout: float = 0.25
     pixel_max: float = 1.0  # images: inputs are divided by this
     feature_mean: tuple[float, ...] = field(default=())  # tables: standardisation
@@ -34,7 +35,7 @@ class NetSpec:
 
     @classmethod
     def from_dict(cls, values: dict) -> NetSpec:
-        tuples = ("input_shape", "mlp_layers", "feature_mean", "feature_std")
+        tuples = ("input_shape", "mlp_layers", "resnet_blocks", "feature_mean", "feature_std")
         return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
 
 
@@ -94,6 +95,62 @@ class MLP(nn.Module):
         return self.layers((x - self.mean) * self.inv_std)
 
 
+class _Block(nn.Module):
+    """A basic residual block: two 3x3 convs with batch norm, and a projected shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A ResNet-style net: ``len(resnet_blocks)`` stages, width doubling and stride 2 per stage."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        shape = spec.input_shape
+        channels = 1 if len(shape) == 2 else shape[0]
+        width = spec.conv_width
+        self.register_buffer("scale", torch.tensor(1.0 / spec.pixel_max), persistent=False)
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
+        c_in = width
+        for stage, blocks in enumerate(spec.resnet_blocks):
+            c_out = width * 2**stage
+            for i in range(blocks):
+                layers.append(_Block(c_in, c_out, stride=2 if stage > 0 and i == 0 else 1))
+                c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout),
+            nn.Linear(c_in, spec.num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        return self.classifier(self.features(x * self.scale))
+
+
 class Probabilities(nn.Module):
     """Wraps a logits network so that its output is class probabilities: the served form."""
 
@@ -105,7 +162,7 @@ class Probabilities(nn.Module):
         return torch.softmax(self.net(x), dim=-1)
 
 
-ARCHITECTURES = {"cnn": SmallCNN, "mlp": MLP}
+ARCHITECTURES = {"cnn": SmallCNN, "mlp": MLP, "resnet": ResNet}
 
 
 def build_net(spec: NetSpec) -> nn.Module:

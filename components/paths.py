@@ -43,6 +43,11 @@ class Workspace:
         return self.models / "train.json"
 
     @property
+    def checkpoints(self) -> Path:
+        """One Lightning checkpoint per epoch (``last.ckpt``) and the run it belongs to."""
+        return self.models / "checkpoints"
+
+    @property
     def compressed_dir(self) -> Path:
         return self.models / "compressed"
 

@@ -29,6 +29,7 @@ class FitResult:
     history: list[dict[str, float]]
     seconds: float
     device: str
+    epochs: int  # epochs completed in all, resumed ones included
 
 
 @dataclass(frozen=True)
@@ -42,81 +43,12 @@ class TrainResult:
     device: str
 
     def summary(self) -> str:
+        if not self.run_id:
+            return f"DDP worker done after {self.epochs} epochs (rank zero tracks the run)"
         return (
             f"val accuracy {self.val_accuracy:.4f} after {self.epochs} epochs"
             f" ({self.seconds:.1f}s on {self.device}); MLflow run {self.run_id}"
         )
-
-
-def _lightning_module(net, cfg: TrainConfig):
-    import lightning as L
-    import torch
-    import torch.nn.functional as F
-
-    class Classifier(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return self.net(x)
-
-        def _common_step(self, batch, stage: str):
-            x, y = batch
-            logits = self.net(x)
-            loss = F.cross_entropy(logits, y)
-            acc = (logits.argmax(dim=1) == y).float().mean()
-            self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True)
-            self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True)
-            return loss
-
-        def training_step(self, batch, batch_idx):
-            return self._common_step(batch, "train")
-
-        def validation_step(self, batch, batch_idx):
-            self._common_step(batch, "val")
-
-        def configure_optimizers(self):
-            opt = torch.optim.AdamW(
-                self.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
-            )
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg.learning_rate, total_steps=self.trainer.estimated_stepping_batches
-            )
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    return Classifier()
-
-
-def _epoch_reporter(total_epochs: int, on_epoch: EpochHook | None):
-    """A callback that prints one short line per epoch and hands the metrics on."""
-    import lightning as L
-
-    class EpochReporter(L.Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            self._start = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            if trainer.sanity_checking or not trainer.is_global_zero:
-                return
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
-            epoch = trainer.current_epoch + 1
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
-            took = time.perf_counter() - self._start
-            print(f"  epoch {epoch:>3}/{total_epochs}  {shown}  ({took:.1f}s)", flush=True)
-            if on_epoch is not None:
-                on_epoch(epoch, metrics)
-
-    return EpochReporter()
-
-
-def _loader(split: Split, batch_size: int, shuffle: bool, seed: int):
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    dataset = TensorDataset(torch.from_numpy(split.x), torch.from_numpy(split.y))
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
 
 
 def fit(
@@ -126,10 +58,19 @@ def fit(
     train: Split,
     val: Split,
     on_epoch: EpochHook | None = None,
+    checkpoint_dir: Path | None = None,
+    resume_from: Path | None = None,
 ) -> FitResult:
-    """Train ``net`` on ``train``, validating on ``val`` after every epoch."""
-    import lightning as L
+    """Train ``net`` on ``train``, validating on ``val`` after every epoch.
 
+    With ``checkpoint_dir`` a checkpoint (``last.ckpt``) is written every epoch;
+    ``resume_from`` continues from one, to the same number of epochs.
+    """
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from components import lit
     from components.logs import quiet_libraries
 
     quiet_libraries()
@@ -141,27 +82,57 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
 
+    callbacks: list = [lit.EpochReporter(cfg.epochs, record)]
+    if lit.distributed(cfg) or not lit.fits_on_device(train.x, cfg):
+        train_data = lit.loader(train.x, train.y, cfg.batch_size, shuffle=True, seed=seed)
+        val_data = lit.loader(val.x, val.y, 512, shuffle=False, seed=seed)
+    else:  # the whole split on the device: no loader overhead at all
+        train_data = lit.TensorBatches(train.x, train.y, cfg.batch_size, shuffle=True, seed=seed)
+        val_data = lit.TensorBatches(val.x, val.y, 512, shuffle=False, seed=seed)
+        callbacks.append(lit.FeedBatches(train_data, val_data))
+    if checkpoint_dir is not None:
+        callbacks.append(
+            ModelCheckpoint(  # overwritten each epoch: the latest state, to resume from
+                dirpath=checkpoint_dir,
+                filename="last",
+                save_top_k=1,
+                every_n_epochs=1,
+                enable_version_counter=False,
+            )  # fmt: skip
+        )
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping("val/loss", patience=cfg.early_stopping_patience))
+
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=lit.resolve_precision(cfg),
+        gradient_clip_val=cfg.gradient_clip or None,
+        deterministic=cfg.deterministic,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[_epoch_reporter(cfg.epochs, record)],
+        callbacks=callbacks,
     )
-    module = _lightning_module(net, cfg)
+    module = lit.Classifier(net, cfg)
     start = time.perf_counter()
     trainer.fit(
         module,
-        train_dataloaders=_loader(train, cfg.batch_size, shuffle=True, seed=seed),
-        val_dataloaders=_loader(val, 512, shuffle=False, seed=seed),
+        train_dataloaders=train_data,
+        val_dataloaders=val_data,
+        ckpt_path=str(resume_from) if resume_from else None,
     )
     seconds = time.perf_counter() - start
     device = str(trainer.strategy.root_device)
-    return FitResult(net=module.net.cpu().eval(), history=history, seconds=seconds, device=device)
+    if device.startswith("cuda"):
+        device = f"{device} ({torch.cuda.get_device_name(trainer.strategy.root_device)})"
+    net = module.net.to(memory_format=torch.contiguous_format).cpu().eval()
+    return FitResult(net, history, seconds, device, epochs=trainer.current_epoch)
 
 
 def net_spec(params: Params, meta: dict, train: Split):
@@ -170,8 +141,8 @@ def net_spec(params: Params, meta: dict, train: Split):
 
     cfg = params.train
     kind = cfg.model if cfg.model != "auto" else ("cnn" if meta["kind"] == "image" else "mlp")
-    if kind == "cnn" and meta["kind"] != "image":
-        raise ValueError("train.model: 'cnn' needs image data; use 'mlp' or 'auto' for tables")
+    if kind in ("cnn", "resnet") and meta["kind"] != "image":
+        raise ValueError(f"train.model: {kind!r} needs image data; use 'mlp' or 'auto' for tables")
     pixel_max = params.validate_.pixel_max or meta.get("pixel_max") or 1.0
     mean = std = ()
     if meta["kind"] == "tabular":
@@ -184,6 +155,7 @@ def net_spec(params: Params, meta: dict, train: Split):
         conv_width=cfg.width,
         hidden=cfg.hidden,
         mlp_layers=tuple(cfg.mlp_layers),
+        resnet_blocks=tuple(cfg.resnet_blocks),
         dropout=cfg.dropout,
         pixel_max=float(pixel_max),
         feature_mean=mean,
@@ -191,8 +163,22 @@ def net_spec(params: Params, meta: dict, train: Split):
     )
 
 
-def train_stage(params: Params, ws: Workspace) -> TrainResult:
-    """Train on the prepared splits, track the run in MLflow, save the weights."""
+def global_rank() -> int:
+    """This process's rank under Lightning's launchers (0 when not distributed)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainResult:
+    """Train on the prepared splits, track the run in MLflow, save the weights.
+
+    A checkpoint is written every epoch; ``resume`` continues the last run from
+    its checkpoint, in the same MLflow run. Under DDP only rank zero tracks and
+    writes files.
+    """
+    import shutil
+
     import torch
 
     from components import tracking
@@ -203,21 +189,43 @@ def train_stage(params: Params, ws: Workspace) -> TrainResult:
     spec = net_spec(params, meta, train)
     torch.manual_seed(params.seed)
     net = build_net(spec)
+    last, run_file = ws.checkpoints / "last.ckpt", ws.checkpoints / "run.json"
+    resume_from, run_id = None, None
+    if resume:
+        if not last.is_file() or not run_file.is_file():
+            raise FileNotFoundError(f"{last}: no checkpoint to resume from; train first")
+        resume_from, run_id = last, read_json(run_file, "train")["run_id"]
 
+    if global_rank() != 0:  # a DDP worker: train, and leave tracking and files to rank zero
+        result = fit(net, params.train, params.seed, train, val, None, ws.checkpoints, resume_from)
+        return TrainResult(ws.model_file, "", "", float("nan"), result.epochs, result.seconds,
+                           result.device)  # fmt: skip
+
+    if not resume:
+        shutil.rmtree(ws.checkpoints, ignore_errors=True)
+    ws.checkpoints.mkdir(parents=True, exist_ok=True)
     with tracking.start_run(
         ws,
         experiment=params.data.name,
         run_name=f"train-{spec.kind}",
         tags=tracking.lineage_tags(ws, params, meta),
+        run_id=run_id,
     ) as run:
-        run.log_params(params.flat())
-        print(f"training {spec.kind} on {len(train)} samples for {params.train.epochs} epochs")
-        result = fit(net, params.train, params.seed, train, val, on_epoch=run.log_epoch)
+        write_json(run_file, {"run_id": run.run_id})
+        if not resume:
+            run.log_params(params.flat())
+        what = f"{spec.kind} on {len(train)} samples for {params.train.epochs} epochs"
+        print(f"resuming {what} from {last}" if resume else f"training {what}")
+        result = fit(
+            net, params.train, params.seed, train, val, run.log_epoch, ws.checkpoints, resume_from
+        )
         run.set_tags({"device": result.device})
         run.log_metrics({"train_seconds": result.seconds})
         ws.models.mkdir(parents=True, exist_ok=True)
         save_net(result.net, spec, ws.model_file)
         run.log_artifact(ws.model_file, WEIGHTS_FOLDER)  # what compression rebuilds from
+        if result.history:
+            run.log_artifact(plot_learning_curves(result.history, ws.report("learning_curves.png")))
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
         model_uri = run.log_torch_model(Probabilities(result.net), example)
 
@@ -227,12 +235,35 @@ def train_stage(params: Params, ws: Workspace) -> TrainResult:
         run_id=run.run_id,
         model_uri=model_uri,
         val_accuracy=float(val_acc),
-        epochs=len(result.history),
+        epochs=result.epochs,
         seconds=result.seconds,
         device=result.device,
     )
     write_json(ws.train_record, record)
     return record
+
+
+def plot_learning_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """Loss and accuracy per epoch, train against validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+        for stage in ("train", "val"):
+            values = [h.get(f"{stage}/{metric}", float("nan")) for h in history]
+            ax.plot(epochs, values, marker="o", markersize=3, label=stage)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def read_train_record(ws: Workspace) -> TrainResult:

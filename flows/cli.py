@@ -78,6 +78,23 @@ def _champion_accuracy(reg, ev) -> float:
     return reg.decision.champion_score
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """The train stage alone (data prepared): ``--resume`` continues from the last checkpoint."""
+    ws = _workspace(args)
+    from functools import partial
+
+    from pipelines._entry import run_stage
+
+    run_stage("train", partial(_train, resume=args.resume), ws)
+    return 0
+
+
+def _train(params, ws, resume: bool):
+    from components.training import train_stage
+
+    return train_stage(params, ws, resume=resume)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     from components.logs import setup_logging
@@ -180,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole loop as the Prefect flow 'retrain'")
     run.add_argument("--params", help="parameters file (default: WORKSPACE/params.yaml)")
     run.set_defaults(func=cmd_run)
+
+    tr = sub.add_parser("train", help="train alone on the prepared data (after prepare/validate)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    tr.set_defaults(func=cmd_train)
 
     val = sub.add_parser(
         "validate", help="run the data gate on a file or folder; exit 1 if it fails"

@@ -23,18 +23,18 @@ def entry_point(name: str) -> Callable[[], object]:
     return lambda: run_stage(name)
 
 
-def run_stage(name: str) -> object:
-    """Run one stage on the current workspace; exit 1 with the reason if it fails."""
+def run_stage(name: str, stage=None, ws: Workspace | None = None) -> object:
+    """Run one stage (by default the named one) on the workspace; exit 1 if it fails."""
     from components.logs import setup_logging
 
-    ws = Workspace.current()
+    ws = ws or Workspace.current()
     configure_environment(ws)
     setup_logging()
     start = time.perf_counter()
     print(f"[{name}] starting", flush=True)
     try:
         params = load_params(ws.params)
-        result = stage_function(name)(params, ws)
+        result = (stage or stage_function(name))(params, ws)
     except EXPECTED_ERRORS as err:
         print(f"[{name}] FAILED: {err}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -80,6 +80,10 @@ def test_train_stage_tracks_params_metrics_model_and_lineage(trained_ws, use_sto
     assert run.data.tags["mloop.data_version"] == dvc_hash(ws.prepared)  # what dvc.lock records
     assert run.data.tags["mloop.data_version"].endswith(".dir")
     assert run.data.tags["mloop.git_commit"]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(record.run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.txt"} <= artifacts
+    root = {a.path for a in mlflow.MlflowClient().list_artifacts(record.run_id)}
+    assert "learning_curves.png" in root
     model = mlflow.pyfunc.load_model(record.model_uri)
     assert model.metadata.signature is not None
     assert model.metadata.saved_input_example_info is not None

@@ -1,0 +1,97 @@
+"""The trainer's promises: a killed run resumes to the same result; DDP on 2 CPU processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import torch
+import yaml
+
+from components.data import prepare_stage
+from components.models import NetSpec, build_net
+from components.paths import Workspace
+from tests.conftest import REPO, small_params
+
+pytestmark = pytest.mark.slow
+
+
+def test_resnet_takes_gray_and_rgb_images():
+    for shape in ((8, 8), (3, 32, 32)):
+        net = build_net(NetSpec("resnet", shape, 10, conv_width=8, resnet_blocks=(1, 1))).eval()
+        assert net(torch.rand(2, *shape) * 255).shape == (2, 10)
+
+
+def _project(tmp_path, **train) -> Workspace:
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir(parents=True)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"].update({"epochs": 12, **train})
+    ws.params.write_text(yaml.safe_dump(raw))
+    prepare_stage(small_params(), ws)
+    return ws
+
+
+def _mloop(ws, *args, **kw):
+    # The subprocess finds the workspace's own store (.mloop/mlflow.db) by default.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENTOML", "MLFLOW"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), *args],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw,
+    )  # fmt: skip
+
+
+def _val_acc(ws) -> float:
+    return json.loads(ws.train_record.read_text())["val_accuracy"]
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    ws = _project(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    full = _mloop(ws, "train")
+    assert full.wait(timeout=300) == 0, full.stdout.read()
+    reference = _val_acc(ws)
+
+    killed = _mloop(ws, "train", start_new_session=True)
+    seen = ""
+    deadline = time.monotonic() + 300
+    while "epoch   5/" not in seen and time.monotonic() < deadline:
+        seen += killed.stdout.readline()
+    os.killpg(killed.pid, signal.SIGKILL)  # no chance to clean up, as in a lost machine
+    killed.wait()
+    run_id = json.loads((ws.checkpoints / "run.json").read_text())["run_id"]
+    assert mlflow.get_run(run_id).info.status == "RUNNING"  # what a kill leaves behind
+
+    resumed = _mloop(ws, "train", "--resume")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+    assert "resuming" in out and "epoch   1/" not in out  # it did not start over
+    assert abs(_val_acc(ws) - reference) <= 0.01
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val/acc")]
+    assert max(steps) == 12 and 5 in steps
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    ws = _project(tmp_path)
+    out = _mloop(ws, "train", "--resume").communicate(timeout=120)[0]
+    assert "no checkpoint to resume from" in out
+
+
+def test_ddp_on_two_cpu_processes(tmp_path, monkeypatch):
+    single = _project(tmp_path / "single")
+    assert _mloop(single, "train").wait(timeout=300) == 0
+    ddp = _project(tmp_path / "ddp", accelerator="cpu", devices=2, strategy="ddp")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ddp.mlflow_db}")
+    proc = _mloop(ddp, "train")
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out
+    assert "DDP worker done" in out  # the second process ran
+    runs = mlflow.search_runs(experiment_names=["digits"], output_format="list")
+    assert len(runs) == 1  # rank zero alone tracks
+    assert abs(_val_acc(ddp) - _val_acc(single)) <= 0.03
