@@ -138,6 +138,43 @@ class MonitorConfig(_Section):
     intensity_shift: float = 3.0
 
 
+class SweepRange(_Section):
+    """One searched value: ``low``/``high`` (``log`` for a log scale) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[int | float | str] | None = None
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SweepRange:
+        if self.choices is None and (
+            self.low is None or self.high is None or self.low >= self.high
+        ):
+            raise ValueError("give choices, or low < high")
+        return self
+
+
+class SweepConfig(_Section):
+    trials: int = Field(8, ge=1)
+    warmup_epochs: int = Field(2, ge=0)  # no pruning before this many epochs
+    space: dict[str, SweepRange] = {
+        "train.learning_rate": SweepRange(low=3e-4, high=1e-2, log=True),
+        "train.width": SweepRange(choices=[16, 32, 64]),
+        "train.dropout": SweepRange(low=0.0, high=0.5),
+    }
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> SweepConfig:
+        for name in self.space:
+            section, _, key = name.partition(".")
+            model = {"train": TrainConfig}.get(section)
+            if model is None or key not in model.model_fields:
+                raise ValueError(f"sweep.space: {name!r} is not a train.* parameter")
+        return self
+
+
 class Params(_Section):
     seed: int = 42
     data: DataConfig = DataConfig()
@@ -147,6 +184,7 @@ class Params(_Section):
     compress: CompressConfig = CompressConfig()
     package: PackageConfig = PackageConfig()
     monitor: MonitorConfig = MonitorConfig()
+    sweep: SweepConfig = SweepConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -158,7 +196,7 @@ class Params(_Section):
     def flat(self) -> dict[str, object]:
         """``{"train.epochs": 20, ...}``: the form MLflow params take."""
         flat: dict[str, object] = {}
-        for section, values in self.model_dump(by_alias=True).items():
+        for section, values in self.model_dump(by_alias=True, exclude={"sweep"}).items():
             if isinstance(values, dict):
                 flat.update({f"{section}.{key}": value for key, value in values.items()})
             else:

@@ -95,6 +95,22 @@ def _train(params, ws, resume: bool):
     return train_stage(params, ws, resume=resume)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from functools import partial
+
+    from pipelines._entry import run_stage
+
+    run_stage("sweep", partial(_sweep, trials=args.trials), ws)
+    return 0
+
+
+def _sweep(params, ws, trials: int | None):
+    from components.sweep import run_sweep
+
+    return run_sweep(params, ws, trials)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     from components.logs import setup_logging
@@ -201,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train alone on the prepared data (after prepare/validate)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     tr.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser("sweep", help="Optuna search over params.yaml's sweep.space")
+    sw.add_argument("--trials", type=int, help="number of trials (default: sweep.trials)")
+    sw.set_defaults(func=cmd_sweep)
 
     val = sub.add_parser(
         "validate", help="run the data gate on a file or folder; exit 1 if it fails"

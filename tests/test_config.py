@@ -52,3 +52,10 @@ def test_digest_follows_values():
     a, b = parse_params({}), parse_params({"train": {"epochs": 3}})
     assert a.digest() == parse_params({}).digest()
     assert a.digest() != b.digest()
+
+
+def test_sweep_space_names_only_train_parameters():
+    with pytest.raises(ParamsError, match="sweep.space: 'train.epoc' is not a train"):
+        parse_params({"sweep": {"space": {"train.epoc": {"low": 1, "high": 3}}}})
+    with pytest.raises(ParamsError, match="give choices, or low < high"):
+        parse_params({"sweep": {"space": {"train.dropout": {"low": 0.5, "high": 0.1}}}})

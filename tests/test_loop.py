@@ -199,3 +199,54 @@ def test_the_loop_on_a_users_own_data(tmp_path, monkeypatch, kind):
     assert summary.drift.verdict("clean") is False and summary.drift.verdict("shift") is True
     floor = 0.45 if kind == "tabular" else 0.9  # labels a/c of the table are noise by design
     assert summary.evaluation.scores.accuracy > floor
+
+
+def _chromium() -> str:
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def _render(chromium: str, url: str, profile) -> str:
+    """The page as headless Chromium renders it, after its scripts have run."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+             "--window-size=1600,1000", "--dump-dom", url]  # fmt: skip
+    return subprocess.run([chromium, *flags], capture_output=True, text=True, timeout=120).stdout
+
+
+def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
+    chromium = _chromium()
+    import mlflow
+
+    ws, state = loop
+    port = free_port()
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{ws.mlflow_db}",
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(base, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        experiment = mlflow.get_experiment_by_name("digits").experiment_id
+        runs_page = _render(chromium, f"{base}/#/experiments/{experiment}/runs", tmp_path / "a")
+        for name in ("train-cnn", "compress-v1", "monitor"):
+            assert name in runs_page, name
+        model_page = _render(chromium, f"{base}/#/models/digits-classifier", tmp_path / "b")
+        assert "Version 1" in model_page and "champion" in model_page
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(timeout=30)

@@ -95,3 +95,23 @@ def test_ddp_on_two_cpu_processes(tmp_path, monkeypatch):
     runs = mlflow.search_runs(experiment_names=["digits"], output_format="list")
     assert len(runs) == 1  # rank zero alone tracks
     assert abs(_val_acc(ddp) - _val_acc(single)) <= 0.03
+
+
+def test_sweep_leaves_nested_trials_and_a_best_params_file(tmp_path, monkeypatch):
+    ws = _project(tmp_path, epochs=4)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    proc = _mloop(ws, "sweep", "--trials", "8")
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out
+    runs = mlflow.search_runs(experiment_names=["digits"], output_format="list")
+    (parent,) = [r for r in runs if r.info.run_name == "sweep"]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(trials) == 8
+    assert all(r.info.status == "FINISHED" for r in trials)
+    states = {r.data.tags["optuna.state"] for r in trials}
+    assert states <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states
+    best = yaml.safe_load((ws.root / "best_params.yaml").read_text())
+    assert set(best["train"]) == {"learning_rate", "width", "dropout"}
+    assert best["train"]["width"] in (16, 32, 64) and 3e-4 <= best["train"]["learning_rate"] <= 1e-2
+    completed = [r.data.metrics["objective"] for r in trials if "objective" in r.data.metrics]
+    assert parent.data.metrics["best_val_acc"] == max(completed)
