@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 
-def plain_loop(net, cfg, x, y, epochs: int, device, seed: int) -> float:
-    """The hand-written loop: same batching, optimizer, schedule and precision as mloop's."""
+def plain_loop(net, cfg, x, y, epochs: int, device, seed: int, val=None) -> float:
+    """The hand-written loop: same batching, optimizer, schedule, precision and validation."""
     import torch
     import torch.nn.functional as F
 
@@ -48,6 +48,12 @@ def plain_loop(net, cfg, x, y, epochs: int, device, seed: int) -> float:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.gradient_clip)
             opt.step()
             sched.step()
+        if val is not None:  # mloop validates every epoch; so does the plain loop
+            net.eval()
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                vx, vy = torch.from_numpy(val.x).to(device), torch.from_numpy(val.y).to(device)
+                (model(vx).argmax(1) == vy).float().mean().item()
+            net.train()
     _sync(device)
     return time.perf_counter() - start
 
@@ -125,8 +131,8 @@ def main() -> None:
         result = fit(copy.deepcopy(base), cfg, 0, split, tiny)
         times["mloop (Lightning)"].append(result.seconds)
         times["plain PyTorch"].append(
-            plain_loop(copy.deepcopy(base), cfg, x, y, cfg.epochs, device, 0)
-        )  # noqa: E501
+            plain_loop(copy.deepcopy(base), cfg, x, y, cfg.epochs, device, 0, tiny)
+        )
 
     name = (
         torch.cuda.get_device_name() if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
