@@ -121,10 +121,6 @@ def prepare(
 
             err.quarantine = quarantine_unreadable(err, quarantine)
         raise
-    if raw.rejected and quarantine is not None:
-        from components.validation import quarantine_files
-
-        quarantine_files(raw, quarantine)
     classes = class_names(raw.labels)
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[c] for c in raw.labels.tolist()], dtype=np.int64)

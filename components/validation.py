@@ -489,14 +489,6 @@ def _new_folder(root: Path, name: str) -> Path:
     return folder
 
 
-def quarantine_files(raw: RawData, root: Path) -> Path:
-    """Copy files refused at read into the quarantine (prepare calls this)."""
-    gate = GateInput(kind=raw.kind, table=image_table(raw.images[:0], []), rejected=raw.rejected,
-                     origin=raw.origin, name="read")  # fmt: skip
-    failures = [Failure("files", "readable_image", f, 1, why) for f, why in raw.rejected]
-    return quarantine_batch(gate, failures, ValidateConfig(), None, root)
-
-
 def _copy_into(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dst)  # a copy: the raw file stays as it was

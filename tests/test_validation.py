@@ -301,3 +301,15 @@ def test_out_of_range_pixels_in_a_16_bit_image_file(tmp_path, workspace):
     )  # fmt: skip
     assert (result.quarantine / "files" / "square" / "hot.png").is_file()
     assert "pixel value out of range" in (result.quarantine / "reason.txt").read_text()
+
+
+def test_the_pipeline_gate_holds_files_refused_at_read(tmp_path, workspace):
+    folder = make_images(workspace.root / "shapes")
+    (folder / "circle" / "broken.png").write_bytes(b"\x89PNG not really")
+    params = small_params(data={"source": "images", "images": {"path": "shapes", "size": [12, 12]}})
+    assert prepare_stage(params, workspace).rejected == 1
+    with pytest.raises(DataValidationError, match="circle/broken.png") as err:
+        validate_stage(params, workspace)
+    held = err.value.result.quarantine
+    assert (held / "files" / "circle" / "broken.png").read_bytes() == b"\x89PNG not really"
+    assert len(list(workspace.quarantine.iterdir())) == 1  # held once, by the gate
