@@ -161,18 +161,26 @@ def start_run(
     tags: dict[str, str] | None = None,
     run_id: str | None = None,
     nested: bool = False,
+    system_metrics: bool = False,
 ) -> Iterator[Run]:
-    """Start (or, given ``run_id``, reopen) a run; it ends FAILED if the body raises."""
+    """Start (or, given ``run_id``, reopen) a run; it ends FAILED if the body raises.
+
+    ``system_metrics`` samples CPU, memory (and GPU, where there is one) every
+    second into the run, as ``system/*`` metrics.
+    """
     import mlflow
 
     experiment_id = ensure_experiment(ws, experiment)
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(1)
+        mlflow.set_system_metrics_samples_before_logging(1)
     with mlflow.start_run(
         run_id=run_id,
         experiment_id=None if run_id else experiment_id,
         run_name=run_name,
         tags=tags,
         nested=nested,
-        log_system_metrics=False,
+        log_system_metrics=system_metrics,
     ) as active:
         yield Run(run_id=active.info.run_id, experiment_id=active.info.experiment_id)
 

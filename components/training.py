@@ -210,6 +210,7 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         run_name=f"train-{spec.kind}",
         tags=tracking.lineage_tags(ws, params, meta),
         run_id=run_id,
+        system_metrics=True,
     ) as run:
         write_json(run_file, {"run_id": run.run_id})
         if not resume:

@@ -82,6 +82,7 @@ def test_train_stage_tracks_params_metrics_model_and_lineage(trained_ws, use_sto
     assert run.data.tags["mloop.git_commit"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(record.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/classification_report.txt"} <= artifacts
+    assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics)
     root = {a.path for a in mlflow.MlflowClient().list_artifacts(record.run_id)}
     assert "learning_curves.png" in root
     model = mlflow.pyfunc.load_model(record.model_uri)
