@@ -42,6 +42,22 @@ def bento_model_name(registered_name: str) -> str:
     return registered_name.lower().replace(" ", "-")
 
 
+def imported_model(name: str, version: str):
+    """The BentoML store's copy of a registered version, if an earlier run imported it."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        stored = bentoml.models.list(bento_model_name(name))
+    except NotFound:
+        return None
+    return next(
+        (m for m in stored if m.info.labels.get("model_version") == version
+         and m.info.labels.get("model_name") == name),
+        None,
+    )  # fmt: skip
+
+
 def package_stage(params: Params, ws: Workspace) -> PackageResult:
     import bentoml
     import mlflow
@@ -53,7 +69,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
     if version is None:
         raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
     meta = load_meta(ws.prepared)
-    model = bentoml.mlflow.import_model(
+    model = imported_model(name, str(version)) or bentoml.mlflow.import_model(
         bento_model_name(name),
         f"models:/{name}/{version}",
         labels={"model_name": name, "model_version": str(version), "alias": CHAMPION},

@@ -250,3 +250,16 @@ def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
     finally:
         os.killpg(ui.pid, 15)
         ui.wait(timeout=30)
+
+
+def test_packaging_again_reuses_the_imported_model(loop):
+    import bentoml
+
+    from components.config import load_params
+    from components.packaging import package_stage
+
+    ws, state = loop
+    before = {str(m.tag) for m in bentoml.models.list("digits-classifier")}
+    again = package_stage(load_params(ws.params), ws)
+    assert again.model_tag == state.result().bento.model_tag
+    assert {str(m.tag) for m in bentoml.models.list("digits-classifier")} == before
