@@ -183,6 +183,13 @@ def load_split(folder: Path, name: str) -> Split:
     return Split(x=arrays[0], y=arrays[1])
 
 
+def pixel_scale(params, meta: dict) -> float | None:
+    """The pixel maximum of image data (``validate.pixel_max`` or the source's); None for tables."""
+    if meta["kind"] != "image":
+        return None
+    return float(params.validate_.pixel_max or meta["pixel_max"])
+
+
 def load_rows(folder: Path, name: str):
     """A table split's rows as read from the source (tables only)."""
     import pandas as pd

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from components.config import MonitorConfig, Params
-from components.data import load_meta, load_split
+from components.data import load_meta, load_split, pixel_scale
 from components.paths import Workspace
 from components.records import write_json
 
@@ -173,7 +173,7 @@ def monitor_stage(params: Params, ws: Workspace) -> MonitorResult:
     predict = champion_predictor(params.register_.model_name)
     if meta["kind"] == "image":
         columns, numeric = None, None
-        pixel_max = params.validate_.pixel_max or meta["pixel_max"]
+        pixel_max = pixel_scale(params, meta)
     else:  # tables: their numeric columns, which come first in the encoding
         columns, pixel_max = meta["schema"]["numeric"], None
         numeric = len(columns)

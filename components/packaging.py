@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from components.config import Params
-from components.data import load_meta
+from components.data import load_meta, pixel_scale
 from components.paths import Workspace
 from components.records import write_json
 
@@ -78,7 +78,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
             for key, value in {
                 "kind": meta["kind"],
                 "input_shape": list(meta["input_shape"]),
-                "pixel_max": params.validate_.pixel_max or meta["pixel_max"],
+                "pixel_max": pixel_scale(params, meta),
                 "classes": meta["classes"],
                 "schema": meta["schema"],
                 "data_version": str(meta["version"]),

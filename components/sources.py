@@ -118,15 +118,16 @@ def _decode_csv(path: Path) -> str:
         line = raw[: err.start].count(b"\n") + 1
         where = f"byte 0x{bad} at offset {err.start} (line {line})"
         raise DataError(f"not valid UTF-8: {where}", path) from None
-    lines = text.splitlines()
-    header = next(csv.reader([lines[0]]))
-    data_lines = [line for line in lines[1:] if line.strip()]
-    if not data_lines:
+    # Only the first and the last line matter here: no list of every line of a big file.
+    body = text.rstrip()
+    first_break = body.find("\n")
+    header = next(csv.reader([body[: first_break if first_break >= 0 else None].rstrip("\r")]))
+    if first_break < 0:
         raise DataError(f"header only: {len(header)} columns and no data rows", path)
-    last = next(csv.reader([data_lines[-1]]))
+    last = next(csv.reader([body[body.rfind("\n") + 1 :].rstrip("\r")]))
     if len(last) < len(header):
         raise DataError(
-            f"truncated: the last line (line {len(lines)}) has {len(last)} of"
+            f"truncated: the last line (line {body.count(chr(10)) + 1}) has {len(last)} of"
             f" {len(header)} fields; the file looks cut off",
             path,
         )

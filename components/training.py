@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from components.config import Params, TrainConfig
-from components.data import Split, load_meta, load_split
+from components.data import Split, load_meta, load_split, pixel_scale
 from components.paths import Workspace
 from components.records import read_json, write_json
 
@@ -143,7 +143,7 @@ def net_spec(params: Params, meta: dict, train: Split):
     kind = cfg.model if cfg.model != "auto" else ("cnn" if meta["kind"] == "image" else "mlp")
     if kind in ("cnn", "resnet") and meta["kind"] != "image":
         raise ValueError(f"train.model: {kind!r} needs image data; use 'mlp' or 'auto' for tables")
-    pixel_max = params.validate_.pixel_max or meta.get("pixel_max") or 1.0
+    pixel_max = pixel_scale(params, meta) or 1.0
     mean = std = ()
     if meta["kind"] == "tabular":
         mean = tuple(float(v) for v in np.nanmean(train.x, axis=0))

@@ -195,10 +195,8 @@ def profile(gate: GateInput) -> dict:
         return prof
     prof["columns"] = [c for c in t.columns if not c.startswith("_")]
     prof["label_column"] = gate.label_column
-    prof["numeric"] = {
-        c: [float(np.nanmin(t[c][np.isfinite(t[c])])), float(np.nanmax(t[c][np.isfinite(t[c])]))]
-        for c in gate.numeric
-    }
+    finite = {c: t[c][np.isfinite(t[c])] for c in gate.numeric}
+    prof["numeric"] = {c: [float(v.min()), float(v.max())] for c, v in finite.items()}
     prof["categorical"] = gate.categorical
     return prof
 
@@ -221,6 +219,26 @@ def _widen(low: float, high: float) -> tuple[float, float]:
     return low - margin, high + margin
 
 
+def _numeric_columns(gate: GateInput, reference: dict | None) -> set[str]:
+    """Columns held to numbers: the reference's (or the read's), plus near-numeric text ones."""
+    t = gate.table
+    numeric = set(reference["numeric"]) if reference else set(gate.numeric)
+    return numeric | {c for c in gate.categorical if c in t.columns and _looks_numeric(t[c])}
+
+
+def _bounds(col: str, cfg: ValidateConfig, reference: dict | None) -> tuple[float, float] | None:
+    """A numeric column's allowed range: explicit in params, else the widened profile range."""
+    if col in cfg.ranges:
+        return cfg.ranges[col]
+    if reference and col in reference["numeric"]:
+        return _widen(*reference["numeric"][col])
+    return None
+
+
+def _pixel_max(gate: GateInput, cfg: ValidateConfig) -> float:
+    return cfg.pixel_max if cfg.pixel_max is not None else gate.pixel_max
+
+
 def _expected_labels(cfg: ValidateConfig, reference: dict | None) -> list[str] | None:
     if cfg.allowed_labels:
         return [str(v) for v in cfg.allowed_labels]
@@ -231,14 +249,13 @@ def image_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | N
     import great_expectations as gx
 
     E = gx.expectations
-    pixel_max = cfg.pixel_max if cfg.pixel_max is not None else gate.pixel_max
     exps = [
         E.ExpectTableColumnsToMatchSet(column_set=IMAGE_COLUMNS, exact_match=True),
         E.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows),
         E.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=2),
         E.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
         E.ExpectColumnValuesToBeBetween(column="min", min_value=cfg.pixel_min),
-        E.ExpectColumnValuesToBeBetween(column="max", max_value=pixel_max),
+        E.ExpectColumnValuesToBeBetween(column="max", max_value=_pixel_max(gate, cfg)),
         E.ExpectColumnProportionOfUniqueValuesToBeBetween(
             column="digest", min_value=1.0 - cfg.max_duplicate_share
         ),
@@ -263,8 +280,7 @@ def table_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | N
     t = gate.table
     features = [c for c in t.columns if not c.startswith("_") and c != gate.label_column]
     expected = reference["columns"] if reference else [*features, gate.label_column]
-    numeric = set(reference["numeric"]) if reference else set(gate.numeric)
-    numeric |= {c for c in gate.categorical if c in t.columns and _looks_numeric(t[c])}
+    numeric = _numeric_columns(gate, reference)
     exps = [
         E.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows),
         E.ExpectColumnValuesToNotBeNull(column="_label"),
@@ -282,13 +298,10 @@ def table_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | N
         if col not in numeric:
             continue
         exps.append(E.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
-        if col in cfg.ranges:
-            low, high = cfg.ranges[col]
-        elif reference and col in reference["numeric"]:
-            low, high = _widen(*reference["numeric"][col])
-        else:
-            continue
-        exps.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=low, max_value=high))
+        bounds = _bounds(col, cfg, reference)
+        if bounds:
+            low, high = bounds
+            exps.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=low, max_value=high))
     labels = _expected_labels(cfg, reference)
     if labels:
         exps.append(E.ExpectColumnValuesToBeInSet(column="_label", value_set=labels))
@@ -410,25 +423,21 @@ def rejected_rows(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
         reasons[mask] = reasons[mask] + why + "; "
 
     if gate.kind == "image":
-        pixel_max = cfg.pixel_max if cfg.pixel_max is not None else gate.pixel_max
+        out_of_range = (t["min"] < cfg.pixel_min) | (t["max"] > _pixel_max(gate, cfg))
         flag(~t["finite"], "NaN or infinite pixel")
-        flag((t["min"] < cfg.pixel_min) | (t["max"] > pixel_max), "pixel value out of range")
+        flag(out_of_range, "pixel value out of range")
         flag(t["digest"].duplicated(), "duplicate image")
         label = "label"
     else:
         flag(~t["_finite"], "infinite value")
         flag(t["_digest"].duplicated(), "duplicate row")
-        numeric = set(reference["numeric"]) if reference else set(gate.numeric)
+        numeric = _numeric_columns(gate, reference)
         for col in [c for c in t.columns if not c.startswith("_")]:
             flag(t[col].isna(), f"{col} missing")
-            if col in numeric or (col in gate.categorical and _looks_numeric(t[col])):
+            if col in numeric:
                 parsed = pd.to_numeric(t[col], errors="coerce")
                 flag(t[col].notna() & parsed.isna(), f"{col} not numeric")
-                bounds = cfg.ranges.get(col) or (
-                    _widen(*reference["numeric"][col])
-                    if reference and col in reference["numeric"]
-                    else None
-                )
+                bounds = _bounds(col, cfg, reference)
                 if bounds:
                     flag((parsed < bounds[0]) | (parsed > bounds[1]), f"{col} out of range")
         label = "_label"
