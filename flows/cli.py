@@ -78,37 +78,26 @@ def _champion_accuracy(reg, ev) -> float:
     return reg.decision.champion_score
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """The train stage alone (data prepared): ``--resume`` continues from the last checkpoint."""
-    ws = _workspace(args)
-    from functools import partial
+def _run_alone(args: argparse.Namespace, name: str, target: str, **options) -> int:
+    """Run one stage function (``module:function``) outside the flow, as its entry point does."""
+    from importlib import import_module
 
     from pipelines._entry import run_stage
 
-    run_stage("train", partial(_train, resume=args.resume), ws)
+    ws = _workspace(args)
+    module, function = target.split(":")
+    stage = getattr(import_module(module), function)
+    run_stage(name, lambda params, workspace: stage(params, workspace, **options), ws)
     return 0
 
 
-def _train(params, ws, resume: bool):
-    from components.training import train_stage
-
-    return train_stage(params, ws, resume=resume)
+def cmd_train(args: argparse.Namespace) -> int:
+    """The train stage alone (data prepared): ``--resume`` continues from the last checkpoint."""
+    return _run_alone(args, "train", "components.training:train_stage", resume=args.resume)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    ws = _workspace(args)
-    from functools import partial
-
-    from pipelines._entry import run_stage
-
-    run_stage("sweep", partial(_sweep, trials=args.trials), ws)
-    return 0
-
-
-def _sweep(params, ws, trials: int | None):
-    from components.sweep import run_sweep
-
-    return run_sweep(params, ws, trials)
+    return _run_alone(args, "sweep", "components.sweep:run_sweep", trials=args.trials)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
