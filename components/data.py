@@ -14,11 +14,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.config import DataConfig
 from components.sources import DataError, RawData, read_source
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.config import DataConfig
 
 SPLITS = ("train", "val", "test")
 

@@ -10,13 +10,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.config import Params
 from components.data import load_meta, load_split
 from components.paths import Workspace
 from components.records import write_json
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.config import Params
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # images -> class probabilities
 

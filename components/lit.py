@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from components.config import TrainConfig
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.config import TrainConfig
 
 
 class Classifier(L.LightningModule):

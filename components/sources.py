@@ -13,10 +13,13 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.config import DataConfig, SyntheticSource
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.config import DataConfig, SyntheticSource
+
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}

@@ -133,6 +133,12 @@ class Run:
 
         mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path=folder)
 
+    def end(self, status: str = "FINISHED") -> None:
+        """End a run opened by ``create_run``: FINISHED, FAILED or KILLED."""
+        import mlflow
+
+        mlflow.MlflowClient().set_terminated(self.run_id, status=status)
+
     def log_torch_model(self, module, example) -> str:
         """Log a module that maps images to probabilities; returns its model URI."""
         import mlflow
@@ -153,6 +159,18 @@ class Run:
         return info.model_uri
 
 
+def create_run(
+    ws: Workspace, experiment: str, run_name: str, tags: dict[str, str] | None = None
+) -> Run:
+    """A RUNNING run that no process holds active: others log under it (``parent_run_id``)
+    and its owner ends it with ``Run.end``."""
+    import mlflow
+
+    experiment_id = ensure_experiment(ws, experiment)
+    run = mlflow.MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
+    return Run(run_id=run.info.run_id, experiment_id=experiment_id)
+
+
 @contextmanager
 def start_run(
     ws: Workspace,
@@ -162,8 +180,11 @@ def start_run(
     run_id: str | None = None,
     nested: bool = False,
     system_metrics: bool = False,
+    parent_run_id: str | None = None,
 ) -> Iterator[Run]:
     """Start (or, given ``run_id``, reopen) a run; it ends FAILED if the body raises.
+
+    ``parent_run_id`` nests it under a run that another process or thread holds.
 
     ``system_metrics`` samples CPU, memory (and GPU, where there is one) every
     second into the run, as ``system/*`` metrics.
@@ -180,6 +201,7 @@ def start_run(
         run_name=run_name,
         tags=tags,
         nested=nested,
+        parent_run_id=parent_run_id,
         log_system_metrics=system_metrics,
     ) as active:
         yield Run(run_id=active.info.run_id, experiment_id=active.info.experiment_id)

@@ -11,13 +11,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.config import Params, TrainConfig
 from components.data import Split, load_meta, load_split, pixel_scale
 from components.paths import Workspace
 from components.records import read_json, write_json
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.config import Params, TrainConfig
 
 WEIGHTS_FOLDER = "weights"
 EpochHook = Callable[[int, dict[str, float]], None]

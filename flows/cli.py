@@ -97,7 +97,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    return _run_alone(args, "sweep", "components.sweep:run_sweep", trials=args.trials)
+    """The Prefect flow ``sweep``: ``--parallel N`` trials at a time, each a task."""
+    ws = _workspace(args)
+    from components.logs import setup_logging
+
+    setup_logging()
+    try:
+        params = load_params(ws.params)
+    except ParamsError as err:
+        print(f"mloop: {err}", file=sys.stderr)
+        return 2
+    parallel = args.parallel or params.sweep.parallel
+    trials = args.trials or params.sweep.trials
+    print(f"mloop: sweep of {trials} trials, {parallel} at a time, in {ws.root}", flush=True)
+    from flows.sweep import sweep_flow
+
+    try:
+        result = sweep_flow(parallel)(
+            params_file=str(ws.params), workspace=str(ws.root), trials=trials, parallel=parallel
+        )
+    except Exception as err:  # the parent run ended FAILED
+        print(f"mloop: the sweep failed: {err}", file=sys.stderr)
+        return 1
+    print(f"mloop sweep: {result.summary()}")
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -189,6 +212,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mloop",
@@ -208,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     sw = sub.add_parser("sweep", help="Optuna search over params.yaml's sweep.space")
-    sw.add_argument("--trials", type=int, help="number of trials (default: sweep.trials)")
+    sw.add_argument("--trials", type=_positive, help="number of trials (default: sweep.trials)")
+    sw.add_argument("--parallel", type=_positive, help="trials at a time (default: sweep.parallel)")
     sw.set_defaults(func=cmd_sweep)
 
     val = sub.add_parser(

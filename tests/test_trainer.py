@@ -98,9 +98,10 @@ def test_ddp_on_two_cpu_processes(tmp_path, monkeypatch):
 
 
 def test_sweep_leaves_nested_trials_and_a_best_params_file(tmp_path, monkeypatch):
+    """8 trials, 2 at a time: Prefect tasks in 2 processes sharing one Optuna study."""
     ws = _project(tmp_path, epochs=4)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
-    proc = _mloop(ws, "sweep", "--trials", "8")
+    proc = _mloop(ws, "sweep", "--trials", "8", "--parallel", "2")
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out
     runs = mlflow.search_runs(experiment_names=["digits"], output_format="list")
@@ -115,3 +116,7 @@ def test_sweep_leaves_nested_trials_and_a_best_params_file(tmp_path, monkeypatch
     assert best["train"]["width"] in (16, 32, 64) and 3e-4 <= best["train"]["learning_rate"] <= 1e-2
     completed = [r.data.metrics["objective"] for r in trials if "objective" in r.data.metrics]
     assert parent.data.metrics["best_val_acc"] == max(completed)
+    assert parent.info.status == "FINISHED" and parent.data.params["sweep.parallel"] == "2"
+    numbers = sorted(int(r.info.run_name.split("-")[1]) for r in trials)
+    assert numbers == list(range(8))  # one study: every trial got its own number
+    assert "sweep" in out and "trial" in out

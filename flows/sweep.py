@@ -1,0 +1,52 @@
+"""The Prefect flow ``sweep``: Optuna trials as Prefect tasks, in parallel processes.
+
+The study and the parent MLflow run are opened here; each trial is one task
+that opens the shared study itself, so ``--parallel N`` runs N trials at a
+time in a process pool (one after another in this process when N is 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+from components.config import Params, load_params
+from components.paths import Workspace
+from components.sweep import Study, SweepResult, TrialOutcome, run_sweep, run_trial
+
+
+@task(name="trial", cache_policy=NO_CACHE, retries=0)
+def trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOutcome:
+    from components.logs import setup_logging
+
+    setup_logging()  # in a pool process, too
+    outcome = run_trial(params, ws, study, slot)
+    print(f"[trial {outcome.number}] {outcome.state} val/acc {outcome.value}", flush=True)
+    return outcome
+
+
+@flow(name="sweep")
+def sweep(
+    params_file: str = "params.yaml", workspace: str = ".", trials: int | None = None,
+    parallel: int | None = None,
+) -> SweepResult:  # fmt: skip
+    """An Optuna study over ``sweep.space``; trials are tasks of this flow."""
+    ws = Workspace(Path(workspace).resolve())
+    params = load_params(params_file)
+    n_parallel = parallel or params.sweep.parallel
+
+    def as_tasks(study: Study, slots) -> list[TrialOutcome]:
+        futures = [trial.submit(params, ws, study, slot) for slot in slots]
+        return [future.result() for future in futures]
+
+    return run_sweep(params, ws, trials, as_tasks, n_parallel)
+
+
+def sweep_flow(parallel: int):
+    """The flow with a task runner for ``parallel`` trials at a time."""
+    if parallel > 1:
+        return sweep.with_options(task_runner=ProcessPoolTaskRunner(max_workers=parallel))
+    return sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))

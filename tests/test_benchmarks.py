@@ -1,0 +1,50 @@
+"""The GPU check runs where only torch, lightning, numpy, pandas and scikit-learn exist."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+# Installed as sitecustomize: the packages a bare GPU machine lacks cannot be imported.
+BLOCKER = """
+import importlib.abc, sys
+ABSENT = {absent!r}
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ABSENT:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
+sys.meta_path.insert(0, Absent())
+"""
+# What the lock installs and that machine lacks (its package list: device tool's KINDS.md).
+ABSENT = ("pydantic", "mlflow", "prefect", "bentoml", "evidently", "great_expectations",
+          "optuna", "dvc")  # fmt: skip
+
+
+def test_gpu_check_runs_with_only_the_gpu_machines_packages(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER.format(absent=ABSENT))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "PYTHON": sys.executable,
+        "ROUNDS": "1",
+        "CNN_EPOCHS": "1",
+        "RESNET_SAMPLES": "128",
+        "RESNET_BATCH": "64",
+        "RESNET_EPOCHS": "1",
+        "RESNET_PRECISION": "32-true",
+    }
+    out = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "blocked" not in out.stderr
+    assert out.stdout.count("ratio mloop/plain:") == 2
+    assert "resnet on 128 x (3, 32, 32)" in out.stdout
+    final = [line for line in out.stdout.splitlines() if "final: test accuracy" in line]
+    assert final and float(final[0].split()[3]) >= 0.97
