@@ -1,36 +1,43 @@
-"""The ``compress`` stage: magnitude pruning plus int8 quantization of the champion.
+"""The ``compress`` stage: smaller, faster variants of the champion, and the one that ships.
 
-Each variant (the fp32 champion, pruned, pruned + int8) is scored on the test
-split and timed on the CPU; the report says which stay inside the accuracy
-budget (``compress.max_accuracy_drop``). The pruned + int8 variant is saved
-under ``models/compressed/``.
+Variants (``compress.variants``): global magnitude pruning and structured pruning
+(each fine-tuned), torch dynamic and static int8, the ONNX export and its ONNX
+Runtime int8. Each is scored on the test split and timed on the CPU at batch 1
+and 64; the fastest within ``compress.max_accuracy_drop`` of the fp32 champion
+is registered as its own model version, alias ``champion-compressed``, tagged
+with its parent. The table and a trade-off plot go to ``reports/`` and MLflow.
 """
 
 from __future__ import annotations
 
-import copy
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.config import CompressConfig, Params
 from components.data import load_meta, load_split
 from components.paths import Workspace
 from components.records import write_json
+
+if TYPE_CHECKING:  # types only
+    from components.config import CompressConfig, Params
+
+COMPRESSED_ALIAS = "champion-compressed"
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
+    format: str  # torch or onnx: what ships
     accuracy: float
-    accuracy_drop: float
-    size_bytes: int
-    latency_p50_ms: float
-    latency_p95_ms: float
+    accuracy_drop: float  # against fp32, on the test split
+    size_bytes: int  # the shipped file
+    parameters: int
     sparsity: float
+    latency_ms: dict[str, float]  # "b1_p50", "b1_p95", "b64_p50", ...
+    speedup: float  # fp32 p50 / this p50, at compress.latency_batch
     within_budget: bool
 
 
@@ -38,125 +45,208 @@ class Variant:
 class CompressionResult:
     champion_version: str
     variants: list[Variant]
-    model_file: Path
+    chosen: str | None  # the shipped variant; None when nothing beats fp32 within budget
+    registered_version: str | None
     report: Path
+    table: Path
+    plot: Path
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
 
     def summary(self) -> str:
-        base, last = self.variants[0], self.variants[-1]
+        if self.chosen is None:
+            return f"no variant beats fp32 within the accuracy budget; report {self.table}"
+        base, best = self.variants[0], self.variant(self.chosen)
         return (
-            f"{last.name}: accuracy {last.accuracy:.4f} (fp32 {base.accuracy:.4f}),"
-            f" {base.size_bytes / last.size_bytes:.1f}x smaller,"
-            f" {base.latency_p50_ms / last.latency_p50_ms:.2f}x latency speedup;"
-            f" report {self.report}"
+            f"{best.name} ships as version {self.registered_version} ({COMPRESSED_ALIAS}):"
+            f" accuracy {best.accuracy:.4f} (fp32 {base.accuracy:.4f}),"
+            f" {base.size_bytes / best.size_bytes:.1f}x smaller, {best.speedup:.2f}x faster;"
+            f" report {self.table}"
         )
 
 
-def prunable(net) -> list[tuple[object, str]]:
-    from torch import nn
-
-    return [(m, "weight") for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-
-
-def magnitude_prune(net, amount: float):
-    """Global unstructured L1 pruning of conv and dense weights, made permanent."""
-    from torch.nn.utils import prune
-
-    pruned = copy.deepcopy(net)
-    targets = prunable(pruned)
-    if amount > 0:
-        prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
-        for module, name in targets:
-            prune.remove(module, name)
-    return pruned
-
-
-def sparsity(net) -> float:
-    weights = [m.weight.detach() for m, _ in prunable(net)]
-    zeros = sum(int((w == 0).sum()) for w in weights)
-    return zeros / max(1, sum(w.numel() for w in weights))
-
-
-def quantize_int8(net):
-    """Dynamic int8 quantization of the dense layers (weights int8, activations on the fly)."""
-    import torch
-    from torch import nn
-
-    return torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), {nn.Linear}, torch.qint8)
-
-
-def size_on_disk(module) -> int:
-    import torch
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.pt"
-        torch.save(module.state_dict(), path)
-        return path.stat().st_size
-
-
-def latency_ms(module, example: np.ndarray, repeats: int) -> tuple[float, float]:
-    """p50 and p95 wall time of one forward pass on the CPU, after a warm-up."""
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(example))
+def latency_ms(predict, example: np.ndarray, repeats: int) -> tuple[float, float]:
+    """p50 and p95 wall time of one call on the CPU, after a warm-up."""
     times = []
-    with torch.inference_mode():
-        for _ in range(10):
-            module(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            module(x)
-            times.append((time.perf_counter() - start) * 1e3)
+    for _ in range(10):
+        predict(example)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(example)
+        times.append((time.perf_counter() - start) * 1e3)
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
-def compress(net, cfg: CompressConfig, x: np.ndarray, y: np.ndarray, classes: list):
-    """Build and measure the variants; returns ``(variants, compressed_module)``."""
-    from components.evaluation import score, torch_predictor
+def build_variants(net, params: Params, ws: Workspace, folder: Path) -> dict[str, tuple]:
+    """``{name: (runner, parameters, sparsity)}``, fp32 first; int8 built on the smallest net."""
+    import torch
+
+    from components import pruning, quantization
+
+    cfg = params.compress
+    train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
+    tune = pruning.fine_tuner(
+        params.train.model_copy(
+            update={
+                "epochs": cfg.finetune_epochs,
+                "learning_rate": cfg.finetune_learning_rate,
+                "schedule": "cosine",
+                "compile": False,
+                "early_stopping_patience": 0,
+                "accelerator": "cpu",
+                "devices": 1,
+                "strategy": "auto",
+                "num_nodes": 1,
+            }
+        ),
+        params.seed,
+        train,
+        val,
+    )
+    calibration = train.x[: cfg.calibration_samples].astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    out: dict[str, tuple] = {}
+
+    def add_torch(name: str, module, counted=None) -> None:
+        counted = counted or module  # quantized modules: count the float net they came from
+        runner = quantization.torch_runner(module, folder / f"{name}.pt", calibration)
+        out[name] = runner, pruning.parameter_count(counted), pruning.sparsity(counted)
+
+    def add_onnx(name: str, file: Path, counted) -> None:
+        runner = quantization.onnx_runner(file, threads)
+        out[name] = runner, pruning.parameter_count(counted), pruning.sparsity(counted)
 
     net = net.cpu().eval()
-    pruned = magnitude_prune(net, cfg.prune_amount).eval()
-    final = quantize_int8(pruned) if cfg.quantization == "dynamic-int8" else pruned
-    candidates = {"fp32": net, "pruned": pruned}
-    if cfg.quantization != "none":
-        candidates[f"pruned+{cfg.quantization}"] = final
+    add_torch("fp32", net)
+    base, prefix = net, ""  # what the int8 variants start from
+    if "pruned" in cfg.variants:
+        add_torch("pruned", pruning.magnitude_prune(net, cfg.prune_amount, tune))
+    if "structured" in cfg.variants:
+        try:
+            small = pruning.structured_prune(net, cfg.structured_amount)
+        except ValueError as err:
+            print(f"[compress] structured pruning skipped: {err}", flush=True)
+        else:
+            tune(small)
+            add_torch("structured", small)
+            base, prefix = small, "structured+"
+    if "dynamic-int8" in cfg.variants:
+        add_torch(f"{prefix}dynamic-int8", quantization.dynamic_int8(base), base)
+    if "static-int8" in cfg.variants:
+        add_torch(f"{prefix}static-int8", quantization.static_int8(base, calibration), base)
+    if "onnx" in cfg.variants:
+        add_onnx("onnx", quantization.export_onnx(net, calibration, folder / "onnx.onnx"), net)
+    if "onnx-int8" in cfg.variants:  # the serving format: from the champion and the smaller net
+        sources = [(net, "onnx-int8")] + ([(base, f"{prefix}onnx-int8")] if prefix else [])
+        for source, name in sources:
+            exported = quantization.export_onnx(source, calibration, folder / f"{name}.fp32.onnx")
+            file = quantization.onnx_int8(exported, calibration, folder / f"{name}.onnx")
+            add_onnx(name, file, source)
+            exported.unlink()
+    return out
 
-    example = x[: cfg.latency_batch].astype(np.float32)
-    variants = []
-    base_acc = None
-    for name, module in candidates.items():
-        acc = score(y, torch_predictor(module)(x), classes).accuracy
-        base_acc = acc if base_acc is None else base_acc
-        p50, p95 = latency_ms(module, example, cfg.latency_repeats)
-        drop = base_acc - acc
+
+def measure(built: dict[str, tuple], cfg: CompressConfig, x, y, classes) -> list[Variant]:
+    """Score every variant on the test split and time it, the variants taking turns."""
+    from components.evaluation import score
+
+    batches = sorted({1, 64, cfg.latency_batch})
+    timings: dict[str, dict[str, float]] = {name: {} for name in built}
+    for batch in batches:
+        example = x[:batch].astype(np.float32)
+        for name, (runner, _, _) in built.items():
+            p50, p95 = latency_ms(runner.predict, example, cfg.latency_repeats)
+            timings[name].update({f"b{batch}_p50": p50, f"b{batch}_p95": p95})
+    key = f"b{cfg.latency_batch}_p50"
+    variants, base = [], None
+    for name, (runner, parameters, sparsity) in built.items():
+        acc = score(y, runner.predict(x), classes).accuracy
+        base = base or (acc, timings[name][key])
+        drop = base[0] - acc
         variants.append(
             Variant(
                 name=name,
+                format=runner.format,
                 accuracy=acc,
                 accuracy_drop=drop,
-                size_bytes=size_on_disk(module),
-                latency_p50_ms=p50,
-                latency_p95_ms=p95,
-                sparsity=sparsity(pruned) if module is not net else sparsity(net),
-                within_budget=drop <= cfg.max_accuracy_drop,
+                size_bytes=runner.file.stat().st_size,
+                parameters=parameters,
+                sparsity=sparsity,
+                latency_ms=timings[name],
+                speedup=base[1] / timings[name][key],
+                within_budget=drop <= cfg.max_accuracy_drop + 1e-9,
             )
         )
-    return variants, final
+    return variants
 
 
-def print_table(variants: list[Variant]) -> None:
+def choose(variants: list[Variant], tolerance: float = 0.1) -> Variant | None:
+    """The fastest variant within budget, if it beats fp32 (the first) at all; among those
+    within ``tolerance`` of the fastest (timing noise), the smallest."""
+    fp32, *others = variants
+    fit = [v for v in others if v.within_budget and v.speedup > 1.0]
+    if not fit:
+        return None
+    fastest = max(v.speedup for v in fit)
+    return min((v for v in fit if v.speedup >= fastest * (1 - tolerance)),
+               key=lambda v: v.size_bytes)  # fmt: skip
+
+
+def table(variants: list[Variant], chosen: str | None) -> str:
+    """The compression report as a Markdown table."""
     base = variants[0]
-    header = ("accuracy", "size KiB", "p50 ms", "speedup", "sparsity")
-    print(f"  {'variant':<20}" + "".join(f"{h:>9}" for h in header))
+    rows = [
+        "| variant | format | accuracy | drop | size KiB | smaller | params | sparsity |"
+        " b1 p50 ms | b1 p95 ms | b64 p50 ms | b64 p95 ms | speedup | |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for v in variants:
-        speed = base.latency_p50_ms / v.latency_p50_ms if v.latency_p50_ms else float("nan")
-        print(
-            f"  {v.name:<20}{v.accuracy:>9.4f}{v.size_bytes / 1024:>10.1f}"
-            f"{v.latency_p50_ms:>9.3f}{speed:>8.2f}x{v.sparsity:>9.2f}"
-            + ("" if v.within_budget else "  (over accuracy budget)")
+        ms = v.latency_ms
+        note = "shipped" if v.name == chosen else ("" if v.within_budget else "over budget")
+        rows.append(
+            f"| {v.name} | {v.format} | {v.accuracy:.4f} | {v.accuracy_drop * 100:+.2f} pt"
+            f" | {v.size_bytes / 1024:.1f} | {base.size_bytes / v.size_bytes:.1f}x"
+            f" | {v.parameters:,} | {v.sparsity:.2f} | {ms['b1_p50']:.3f} | {ms['b1_p95']:.3f}"
+            f" | {ms['b64_p50']:.3f} | {ms['b64_p95']:.3f} | {v.speedup:.2f}x | {note} |"
         )
+    return "\n".join(rows) + "\n"
+
+
+def plot(variants: list[Variant], chosen: str | None, path: Path) -> Path:
+    """Accuracy against batch-1 latency and against size: the trade-off at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, label, value in (
+        (axes[0], "CPU latency p50 at batch 1 (ms)", lambda v: v.latency_ms["b1_p50"]),
+        (axes[1], "size on disk (KiB)", lambda v: v.size_bytes / 1024),
+    ):
+        for v in variants:
+            color = (
+                "tab:green" if v.name == chosen else ("tab:blue" if v.within_budget else "tab:red")
+            )
+            ax.scatter(value(v), v.accuracy, color=color, s=60 if v.name == chosen else 30)
+            ax.annotate(
+                v.name,
+                (value(v), v.accuracy),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        ax.axhline(variants[0].accuracy - variants[0].accuracy_drop, color="grey", lw=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy")
+    fig.suptitle("compression variants (green: shipped, red: over the accuracy budget)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def champion_weights(name: str, version: str) -> Path:
@@ -172,28 +262,30 @@ def champion_weights(name: str, version: str) -> Path:
 
 def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
     import mlflow
-    import torch
 
     from components import tracking
     from components.models import load_net
-    from components.registry import CHAMPION, alias_version
+    from components.registry import CHAMPION, alias_version, register_compressed
 
     name = params.register_.model_name
-    version = alias_version(mlflow.MlflowClient(), name, CHAMPION)
+    client = mlflow.MlflowClient()
+    version = alias_version(client, name, CHAMPION)
     if version is None:
         raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
     net, _ = load_net(champion_weights(name, version))
-
     test = load_split(ws.prepared, "test")
     classes = load_meta(ws.prepared)["classes"]
-    variants, compressed = compress(net, params.compress, test.x, test.y, classes)
-    print_table(variants)
 
-    ws.compressed_dir.mkdir(parents=True, exist_ok=True)
-    model_file = ws.compressed_dir / "model.pt"
-    torch.save(compressed, model_file)
-    result = CompressionResult(version, variants, model_file, ws.report("compression.json"))
-    write_json(result.report, result)
+    built = build_variants(net, params, ws, ws.compressed_dir)
+    variants = measure(built, params.compress, test.x, test.y, classes)
+    best = choose(variants)
+    chosen = best.name if best else None
+    markdown = table(variants, chosen)
+    print(markdown, flush=True)
+    ws.reports.mkdir(parents=True, exist_ok=True)
+    table_file = ws.report("compression.md")
+    table_file.write_text(f"# Compression of {name} version {version}\n\n{markdown}")
+    plot_file = plot(variants, chosen, ws.report("compression.png"))
 
     with tracking.start_run(
         ws,
@@ -208,9 +300,27 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
                 {
                     f"{prefix}.accuracy": v.accuracy,
                     f"{prefix}.size_bytes": v.size_bytes,
-                    f"{prefix}.latency_p50_ms": v.latency_p50_ms,
-                    f"{prefix}.latency_p95_ms": v.latency_p95_ms,
+                    f"{prefix}.speedup": v.speedup,
                 }
+                | {f"{prefix}.latency_{k}_ms": t for k, t in v.latency_ms.items()}
             )
-        run.log_artifact(result.report)
+        registered = None
+        if best is not None:
+            runner = built[best.name][0]
+            uri = run.log_served_model(runner, test.x[:2].astype(np.float32))
+            registered = register_compressed(name, version, uri, best)
+        else:
+            register_compressed(name, version, None, None)  # the alias must not outlive
+        result = CompressionResult(
+            version,
+            variants,
+            chosen,
+            registered,
+            ws.report("compression.json"),
+            table_file,
+            plot_file,
+        )
+        write_json(result.report, result)
+        for path in (result.report, table_file, plot_file):
+            run.log_artifact(path)
     return result

@@ -116,13 +116,25 @@ class RegisterConfig(_Section):
     model_name: str = Field("digits-classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     metric: Literal["test_accuracy", "test_macro_f1"] = "test_accuracy"
     min_improvement: float = Field(0.0, ge=0)
+    # Hard limits on the challenger (None: no limit): CPU p95 latency at batch 1, file size.
+    max_latency_p95_ms: float | None = Field(None, gt=0)
+    max_size_mb: float | None = Field(None, gt=0)
+
+
+VARIANTS = ("pruned", "structured", "dynamic-int8", "static-int8", "onnx", "onnx-int8")
 
 
 class CompressConfig(_Section):
-    prune_amount: float = Field(0.5, ge=0, lt=1)
-    quantization: Literal["dynamic-int8", "none"] = "dynamic-int8"
-    max_accuracy_drop: float = Field(0.005, ge=0, le=1)
-    latency_batch: int = Field(1, ge=1)
+    # Which variants to build beside the fp32 champion; the int8 ones start from the
+    # structured-pruned net where there is one (CNN, MLP), else from the champion.
+    variants: list[Literal[VARIANTS]] = list(VARIANTS)  # type: ignore[valid-type]
+    prune_amount: float = Field(0.5, ge=0, lt=1)  # share of weights zeroed (unstructured)
+    structured_amount: float = Field(0.25, ge=0, lt=1)  # share of channels/neurons removed
+    finetune_epochs: int = Field(10, ge=0)  # after each pruning
+    finetune_learning_rate: float = Field(0.002, gt=0)
+    calibration_samples: int = Field(512, ge=16)  # training samples for static int8
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the test split
+    latency_batch: int = Field(1, ge=1)  # "fastest" means lowest p50 at this batch size
     latency_repeats: int = Field(200, ge=5)
 
 

@@ -47,6 +47,7 @@ class SmallCNN(nn.Module):
         shape = spec.input_shape
         channels, (height, width) = (1, shape) if len(shape) == 2 else (shape[0], shape[1:])
         c = spec.conv_width
+        self.input_chw = (channels, height, width)
         self.register_buffer("scale", torch.tensor(1.0 / spec.pixel_max), persistent=False)
         self.features = nn.Sequential(
             nn.Conv2d(channels, c, 3, padding=1),
@@ -66,8 +67,8 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:  # (N, H, W): single-channel images
-            x = x.unsqueeze(1)
+        # (N, H, W) single-channel images or (N, C, H, W); no branch, so FX can trace it
+        x = x.reshape(-1, *self.input_chw)
         return self.classifier(self.features(x * self.scale))
 
 
@@ -126,6 +127,7 @@ class ResNet(nn.Module):
         super().__init__()
         shape = spec.input_shape
         channels = 1 if len(shape) == 2 else shape[0]
+        self.input_chw = (channels, *shape[-2:])
         width = spec.conv_width
         self.register_buffer("scale", torch.tensor(1.0 / spec.pixel_max), persistent=False)
         layers: list[nn.Module] = [
@@ -146,8 +148,7 @@ class ResNet(nn.Module):
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:
-            x = x.unsqueeze(1)
+        x = x.reshape(-1, *self.input_chw)
         return self.classifier(self.features(x * self.scale))
 
 

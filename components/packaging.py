@@ -1,8 +1,10 @@
 """The ``package`` stage: a Bento built around the registered champion.
 
-The champion's MLflow model is imported into the BentoML store (``BENTOML_HOME``,
-the workspace's ``.mloop/bentoml`` by default) and a Bento is built from
-``components/service.py``. ``bentoml serve <tag>`` then answers on port 3000.
+It serves ``champion-compressed`` when that alias holds the champion's own
+compressed variant, the champion otherwise. That MLflow model is imported into the
+BentoML store (``BENTOML_HOME``, the workspace's ``.mloop/bentoml`` by default)
+and a Bento is built from ``components/service.py``. ``bentoml serve <tag>`` then
+answers on port 3000.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from components.records import write_json
 SERVICE = "components.service:Classifier"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # What the Bento's own environment needs to run the service (for `bentoml containerize`).
-SERVING_PACKAGES = ("bentoml", "mlflow", "torch", "numpy", "pandas", "cloudpickle")
+SERVING_PACKAGES = (
+    "bentoml",
+    "mlflow",
+    "torch",
+    "numpy",
+    "pandas",
+    "cloudpickle",
+    "onnx",
+    "onnxruntime",
+)
 
 
 @dataclass(frozen=True)
@@ -32,10 +43,14 @@ class PackageResult:
     model_tag: str
     model_name: str
     model_version: str
+    alias: str
     record: Path
 
     def summary(self) -> str:
-        return f"Bento {self.bento_tag} serving {self.model_name} version {self.model_version}"
+        return (
+            f"Bento {self.bento_tag} serving {self.model_name} version {self.model_version}"
+            f" ({self.alias})"
+        )
 
 
 def bento_model_name(registered_name: str) -> str:
@@ -62,17 +77,20 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
     import bentoml
     import mlflow
 
-    from components.registry import CHAMPION, alias_version
+    from components.registry import CHAMPION, COMPRESSED, alias_version, compressed_version
 
     name = params.register_.model_name
-    version = alias_version(mlflow.MlflowClient(), name, CHAMPION)
-    if version is None:
+    client = mlflow.MlflowClient()
+    champion = alias_version(client, name, CHAMPION)
+    if champion is None:
         raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
+    compressed = compressed_version(client, name)  # the champion's own, or none
+    version, alias = (compressed, COMPRESSED) if compressed else (champion, CHAMPION)
     meta = load_meta(ws.prepared)
     model = imported_model(name, str(version)) or bentoml.mlflow.import_model(
         bento_model_name(name),
         f"models:/{name}/{version}",
-        labels={"model_name": name, "model_version": str(version), "alias": CHAMPION},
+        labels={"model_name": name, "model_version": str(version), "alias": alias},
         metadata={  # what the service checks requests against; BentoML takes no None
             key: value
             for key, value in {
@@ -103,8 +121,8 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
             bento = bentoml.bentos.build(
                 SERVICE,
                 name=params.package.service_name,
-                labels={"model_name": name, "model_version": str(version)},
-                description=f"{name} version {version} ({CHAMPION}), built by mloop",
+                labels={"model_name": name, "model_version": str(version), "alias": alias},
+                description=f"{name} version {version} ({alias}), built by mloop",
                 include=["components/*.py", "components/bento_model.json"],
                 python={"packages": packages, "lock_packages": False},
                 models=[str(model.tag)],
@@ -117,6 +135,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
         model_tag=str(model.tag),
         model_name=name,
         model_version=str(version),
+        alias=alias,
         record=ws.report("bento.json"),
     )
     write_json(result.record, result)

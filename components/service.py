@@ -106,6 +106,7 @@ class Classifier:
         info = self.model_ref.info  # the stored model, once the service is running
         self.version = str(info.labels.get("model_version", "unknown"))
         self.model_name = str(info.labels.get("model_name", "unknown"))
+        self.alias = str(info.labels.get("alias", "unknown"))
         meta = info.metadata
         self.kind = meta.get("kind", "image")
         self.shape = tuple(meta.get("input_shape", (8, 8)))
@@ -114,10 +115,14 @@ class Classifier:
         self.schema = meta.get("schema")
 
     def _answer(self, x: np.ndarray) -> dict:
-        proba = np.asarray(self.model.predict(x), dtype=np.float64)
+        out = self.model.predict(x)
+        if isinstance(out, dict):  # ONNX models answer {output name: array}
+            out = next(iter(out.values()))
+        proba = np.asarray(out, dtype=np.float64)
         return {
             "model_name": self.model_name,
             "model_version": self.version,
+            "model_alias": self.alias,
             "predictions": [
                 {"class": self.classes[int(p.argmax())], "probabilities": p.round(6).tolist()}
                 for p in proba

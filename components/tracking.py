@@ -139,6 +139,37 @@ class Run:
 
         mlflow.MlflowClient().set_terminated(self.run_id, status=status)
 
+    def log_served_model(self, runner, example) -> str:
+        """Log a compression variant (``components.quantization.Runner``) into the active
+        run; returns its URI."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        output = runner.predict(example)
+        signature = infer_signature(example, output)
+        requirements = _served_requirements(runner.format)
+        if runner.format == "onnx":
+            import onnx
+
+            info = mlflow.onnx.log_model(
+                onnx.load(str(runner.file)),
+                name="compressed",
+                signature=signature,
+                input_example=example,
+                pip_requirements=requirements,
+                save_as_external_data=False,
+            )
+        else:  # quantized torch modules do not export: pickled, with mloop's code beside
+            info = mlflow.pytorch.log_model(
+                runner.model,
+                name="compressed",
+                signature=signature,
+                input_example=example,
+                pip_requirements=requirements,
+                code_paths=[str(Path(__file__).parent)],
+            )
+        return info.model_uri
+
     def log_torch_model(self, module, example) -> str:
         """Log a module that maps images to probabilities; returns its model URI."""
         import mlflow
@@ -169,6 +200,11 @@ def create_run(
     experiment_id = ensure_experiment(ws, experiment)
     run = mlflow.MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
     return Run(run_id=run.info.run_id, experiment_id=experiment_id)
+
+
+def _served_requirements(fmt: str) -> list[str]:
+    names = ("onnx", "onnxruntime", "numpy") if fmt == "onnx" else ("torch", "numpy", "cloudpickle")
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """The ``mloop`` command. Light at import: heavy libraries load inside commands.
 
 mloop run            the whole loop as the Prefect flow ``retrain``
+mloop models         registered versions; mloop promote VERSION, mloop rollback
 mloop ui             MLflow's UI over the workspace's tracking store
 mloop serve          serve the latest Bento on loopback
 mloop env            shell exports that point MLflow/BentoML/Prefect tools at the workspace
@@ -174,6 +175,68 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _params_or_exit(ws: Workspace):
+    try:
+        return load_params(ws.params)
+    except ParamsError as err:
+        print(f"mloop: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """The gate for one version against the champion; ``--force`` overrides and is recorded."""
+    ws = _workspace(args)
+    params = _params_or_exit(ws)
+    from components.registry import promote
+
+    try:
+        decision = promote(params, ws, args.version, force=args.force)
+    except (LookupError, ValueError) as err:
+        print(f"mloop promote: {err}", file=sys.stderr)
+        return 1
+    name = params.register_.model_name
+    if not decision.promote:
+        print(
+            f"mloop promote: {name} version {args.version} REFUSED: {decision.reason}"
+            "\n  (--force overrides the gate; the override is recorded)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"mloop promote: {name} version {args.version} is champion ({decision.reason})")
+    print("  the Bento still serves the old model: mloop run, or dvc repro, packages the new one")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    params = _params_or_exit(ws)
+    from components.registry import rollback
+
+    try:
+        old, new = rollback(params, ws)
+    except RuntimeError as err:
+        print(f"mloop rollback: {err}", file=sys.stderr)
+        return 1
+    print(f"mloop rollback: champion {params.register_.model_name} version {old} -> {new}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    params = _params_or_exit(ws)
+    from components.registry import models_table
+
+    rows = models_table(params.register_.model_name)
+    if not rows:
+        print(f"no versions of {params.register_.model_name} yet: mloop run registers one")
+        return 0
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+    print("  ".join(f"{k:<{w}}" for k, w in widths.items()))
+    for row in rows:
+        print("  ".join(f"{row[k]:<{w}}" for k, w in widths.items()))
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     _workspace(args)
     uri = os.environ["MLFLOW_TRACKING_URI"]
@@ -254,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     lin = sub.add_parser("lineage", help="print what a registered model was made from")
     lin.add_argument("model", help="NAME@ALIAS or NAME/VERSION, e.g. digits-classifier@champion")
     lin.set_defaults(func=cmd_lineage)
+
+    pro = sub.add_parser("promote", help="make a registered version champion, through the gate")
+    pro.add_argument("version", help="the registered version number")
+    pro.add_argument("--force", action="store_true", help="override the gate (recorded)")
+    pro.set_defaults(func=cmd_promote)
+
+    rb = sub.add_parser("rollback", help="champion back to the previous champion")
+    rb.set_defaults(func=cmd_rollback)
+
+    mo = sub.add_parser("models", help="registered versions, aliases, metrics and lineage")
+    mo.set_defaults(func=cmd_models)
 
     ui = sub.add_parser("ui", help="open MLflow's UI over the workspace's runs and models")
     ui.add_argument("--host", default="127.0.0.1")

@@ -1,21 +1,25 @@
-"""Compression: pruning really zeroes weights, int8 really shrinks, accuracy is measured."""
+"""Compression: pruning removes weights or units, int8 shrinks, the choice obeys the budget."""
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from components.compression import (
-    compress,
-    magnitude_prune,
-    quantize_int8,
-    size_on_disk,
-    sparsity,
-)
-from components.config import CompressConfig
+from components import quantization
+from components.compression import Variant, build_variants, choose, measure
 from components.data import load_split
-from components.models import load_net
+from components.models import NetSpec, build_net, load_net
+from components.pruning import (
+    magnitude_prune,
+    parameter_count,
+    prunable,
+    sparsity,
+    structured_prune,
+)
 from components.training import read_train_record
+from tests.conftest import small_params
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +27,12 @@ def net_and_test(trained_ws):
     ws, _ = trained_ws
     net, _ = load_net(read_train_record(ws).model_file)
     return net, load_split(ws.prepared, "test")
+
+
+def _agreement(a, b, x) -> float:
+    with torch.no_grad():
+        x = torch.from_numpy(x)
+        return (a(x).argmax(1) == b(x).argmax(1)).float().mean().item()
 
 
 def test_magnitude_pruning_is_global_permanent_and_leaves_the_original(net_and_test):
@@ -34,40 +44,92 @@ def test_magnitude_pruning_is_global_permanent_and_leaves_the_original(net_and_t
     assert not any("weight_orig" in k for k in pruned.state_dict())  # made permanent
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     # The smallest weights went: every surviving weight outweighs every removed one.
-    survivors = torch.cat([m.weight.flatten() for m in pruned.modules() if hasattr(m, "weight")])
-    originals = torch.cat([m.weight.flatten() for m in net.modules() if hasattr(m, "weight")])
+    survivors = torch.cat([m.weight.flatten() for m in prunable(pruned)])
+    originals = torch.cat([m.weight.flatten() for m in prunable(net)])
     removed = originals[survivors == 0].abs()
     assert removed.max() <= survivors[survivors != 0].abs().min()
 
 
-def test_int8_replaces_dense_layers_and_shrinks_the_file(net_and_test):
+def test_fine_tuning_keeps_the_pruned_weights_at_zero(net_and_test):
     net, test = net_and_test
-    quantized = quantize_int8(net)
-    assert not any(type(m) is nn.Linear for m in quantized.modules())
-    assert size_on_disk(quantized) < size_on_disk(net) / 2
-    with torch.no_grad():
-        x = torch.from_numpy(test.x)
-        agree = (net(x).argmax(1) == quantized(x).argmax(1)).float().mean().item()
-    assert agree > 0.97
+    seen = {}
+
+    def tune(masked):  # a real training step while the masks hold
+        opt = torch.optim.SGD(masked.parameters(), lr=0.1)
+        x, y = torch.from_numpy(test.x[:64]), torch.from_numpy(test.y[:64])
+        nn.functional.cross_entropy(masked(x), y).backward()
+        opt.step()
+        seen["trained"] = True
+
+    pruned = magnitude_prune(net, 0.9, tune)
+    assert seen["trained"] and sparsity(pruned) == pytest.approx(0.9, abs=0.01)
 
 
-def test_compress_reports_every_variant_against_the_budget(net_and_test):
+def test_structured_pruning_makes_a_physically_smaller_net(net_and_test):
     net, test = net_and_test
-    cfg = CompressConfig(prune_amount=0.5, latency_repeats=10, max_accuracy_drop=0.02)
-    variants, final = compress(net, cfg, test.x, test.y, list(range(10)))
-    assert [v.name for v in variants] == ["fp32", "pruned", "pruned+dynamic-int8"]
-    fp32, _, int8 = variants
-    assert fp32.accuracy_drop == 0 and fp32.sparsity < 0.01
-    assert int8.sparsity == pytest.approx(0.5, abs=0.01)
-    assert int8.size_bytes < fp32.size_bytes / 2
-    assert int8.within_budget == (int8.accuracy_drop <= 0.02)
-    assert all(v.latency_p95_ms >= v.latency_p50_ms > 0 for v in variants)
-    assert final(torch.from_numpy(test.x[:2])).shape == (2, 10)
+    small = structured_prune(net, 0.25)
+    convs = [m for m in small.modules() if isinstance(m, nn.Conv2d)]
+    dense = [m for m in small.modules() if isinstance(m, nn.Linear)]
+    assert [c.weight.shape[0] for c in convs] == [24, 48]  # of 32 and 64 channels
+    assert dense[0].weight.shape == (96, 48 * 4 * 4) and dense[-1].weight.shape == (10, 96)
+    assert parameter_count(small) < 0.6 * parameter_count(net)
+    assert small(torch.from_numpy(test.x[:3])).shape == (3, 10)
+    assert _agreement(net, small, test.x) > 0.8  # before any fine-tuning
+    mlp = build_net(NetSpec("mlp", (20,), 3, mlp_layers=(300, 100))).eval()
+    assert [m.out_features for m in structured_prune(mlp, 0.5).modules()
+            if isinstance(m, nn.Linear)] == [150, 50, 3]  # fmt: skip
+    with pytest.raises(ValueError, match="branches"):
+        structured_prune(build_net(NetSpec("resnet", (8, 8), 10, conv_width=4)), 0.5)
 
 
-def test_heavy_pruning_breaks_the_budget(net_and_test):
+def test_int8_paths_shrink_and_agree(net_and_test, tmp_path):
     net, test = net_and_test
-    cfg = CompressConfig(prune_amount=0.99, latency_repeats=5, max_accuracy_drop=0.005)
-    variants, _ = compress(net, cfg, test.x, test.y, list(range(10)))
-    assert not variants[-1].within_budget
-    assert np.isclose(variants[-1].accuracy_drop, variants[0].accuracy - variants[-1].accuracy)
+    x = test.x.astype(np.float32)
+    dynamic = quantization.dynamic_int8(net)
+    assert not any(type(m) is nn.Linear for m in dynamic.modules())
+    static = quantization.static_int8(net, x[:256])
+    assert _agreement(net, static, x) > 0.97
+    fp32 = quantization.export_onnx(net, x, tmp_path / "m.onnx")
+    int8 = quantization.onnx_int8(fp32, x[:256], tmp_path / "m8.onnx")
+    assert int8.stat().st_size < fp32.stat().st_size / 3
+    runner = quantization.onnx_runner(int8)
+    proba = runner.predict(x)
+    assert proba.shape == (len(x), 10) and np.allclose(proba.sum(1), 1, atol=1e-3)
+    assert (proba.argmax(1) == net(torch.from_numpy(x)).argmax(1).numpy()).mean() > 0.97
+
+
+def _variant(name, drop, speedup, budget=0.005):
+    return Variant(name, "onnx", 0.98 - drop, drop, 1000, 10, 0.0, {"b1_p50": 1 / speedup},
+                   speedup, drop <= budget)  # fmt: skip
+
+
+def test_choice_is_the_fastest_within_budget_and_never_fp32():
+    fp32 = _variant("fp32", 0.0, 1.0)
+    fast_bad, ok, okfaster = (_variant("a", 0.02, 5.0), _variant("b", 0.0, 2.0),
+                              _variant("c", 0.004, 3.0))  # fmt: skip
+    assert choose([fp32, fast_bad, ok, okfaster]).name == "c"
+    assert choose([fp32, fast_bad]) is None
+    assert choose([fp32, dataclasses.replace(ok, speedup=0.9)]) is None  # slower ships nothing
+    tiny = dataclasses.replace(okfaster, name="d", speedup=2.8, size_bytes=100)
+    assert choose([fp32, ok, okfaster, tiny]).name == "d"  # as fast, within noise, and smaller
+
+
+def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
+    ws, _ = trained_ws
+    params = small_params(compress={"finetune_epochs": 1, "latency_repeats": 5})
+    net, _ = load_net(read_train_record(ws).model_file)
+    built = build_variants(net, params, ws, tmp_path)
+    assert list(built) == ["fp32", "pruned", "structured", "structured+dynamic-int8",
+                           "structured+static-int8", "onnx", "onnx-int8",
+                           "structured+onnx-int8"]  # fmt: skip
+    test = load_split(ws.prepared, "test")
+    variants = measure(built, params.compress, test.x, test.y, list(range(10)))
+    by = {v.name: v for v in variants}
+    assert by["fp32"].accuracy_drop == 0 and by["fp32"].speedup == 1.0
+    assert by["pruned"].sparsity == pytest.approx(0.5, abs=0.01)
+    assert by["structured"].parameters < by["fp32"].parameters
+    assert by["structured+onnx-int8"].size_bytes < by["fp32"].size_bytes / 4
+    for v in variants:
+        assert v.within_budget == (v.accuracy_drop <= 0.005 + 1e-9)
+        assert v.latency_ms["b64_p50"] > v.latency_ms["b1_p50"] > 0
+        assert v.latency_ms["b1_p95"] >= v.latency_ms["b1_p50"]

@@ -29,7 +29,7 @@ def test_unknown_section_is_named():
         ({"train": {"epochs": 0}}, "train.epochs"),
         ({"train": {"learning_rate": "fast"}}, "train.learning_rate"),
         ({"data": {"test_fraction": 0.9}}, "data.test_fraction"),
-        ({"compress": {"quantization": "int3"}}, "compress.quantization"),
+        ({"compress": {"variants": ["int3"]}}, "compress.variants"),
         ({"validate": {"pixel_min": 5, "pixel_max": 1}}, "validate"),
     ],
 )

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def _write_params(ws: Workspace, **overrides) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["train"]["epochs"] = 10
-    raw["compress"]["latency_repeats"] = 20
+    raw["compress"].update(latency_repeats=20, finetune_epochs=2)
     for section, values in overrides.items():
         raw[section].update(values)
     ws.params.write_text(yaml.safe_dump(raw))
@@ -58,8 +58,31 @@ def test_flow_completes_and_promotes_a_champion(loop):
     assert (ws.reports / "confusion_matrix.png").stat().st_size > 1000
     assert summary.drift.verdict("clean") is False
     assert summary.drift.verdict("noise") is True and summary.drift.verdict("shift") is True
-    for name in ("drift_clean.html", "drift_shift.html", "compression.json", "validation.json"):
+    for name in ("drift_clean.html", "drift_shift.html", "compression.json", "compression.md",
+                 "validation.json", "gate.json"):  # fmt: skip
         assert (ws.reports / name).is_file(), name
+    assert (ws.reports / "compression.png").stat().st_size > 5000
+
+
+def test_the_fastest_variant_within_budget_ships_as_champion_compressed(loop):
+    import mlflow
+
+    ws, state = loop
+    compression, bento = state.result().compression, state.result().bento
+    assert compression.chosen is not None, compression.summary()
+    shipped = compression.variant(compression.chosen)
+    assert shipped.within_budget and shipped.speedup > 1
+    fastest = max(v.speedup for v in compression.variants if v.within_budget)
+    assert shipped.speedup >= 0.9 * fastest  # the fastest, up to timing noise
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("digits-classifier", "champion-compressed")
+    assert str(version.version) == compression.registered_version == bento.model_version
+    assert version.tags["mloop.parent_version"] == "1" and bento.alias == "champion-compressed"
+    model = mlflow.pyfunc.load_model("models:/digits-classifier@champion-compressed")
+    test = load_split(ws.prepared, "test")
+    out = model.predict(test.x)
+    proba = np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
+    assert float((proba.argmax(1) == test.y).mean()) == pytest.approx(shipped.accuracy)
 
 
 def test_flow_run_is_recorded_completed_in_prefect(loop):
@@ -123,7 +146,9 @@ def test_bento_is_in_the_store_and_serves_over_http(loop):
 
         status, body = _post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
         assert status == 200
-        assert body["model_version"] == "1"
+        bento = state.result().bento  # the compressed version of champion 1
+        assert body["model_version"] == bento.model_version != "1"
+        assert body["model_alias"] == "champion-compressed"
         assert body["predictions"][0]["class"] == 0
         assert len(body["predictions"][0]["probabilities"]) == 10
 
