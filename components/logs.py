@@ -41,6 +41,8 @@ _IGNORED_WARNINGS = (
     r".*Sparse CSR tensor support is in beta.*",
     r".*An input example was not provided.*",
     r".*quantized tensor creation functions.*deprecated.*",
+    r".*reduce_range will be deprecated.*",
+    r".*ONNX model declares execution providers.*",
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*Any type hint is inferred as AnyType.*",
 )

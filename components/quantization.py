@@ -12,7 +12,9 @@ Every variant comes back as a ``Runner``: a CPU predictor plus the file it ships
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +129,8 @@ def onnx_int8(source: Path, calibration: np.ndarray, file: Path) -> Path:
     import onnx
 
     prepared = file.with_suffix(".pre.onnx")
-    quant_pre_process(str(source), str(prepared))
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress lines say nothing useful
+        quant_pre_process(str(source), str(prepared))
     # The softmax head stays float: served probabilities keep their precision.
     softmax = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Softmax"]
     quantize_static(

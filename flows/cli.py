@@ -103,11 +103,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from components.logs import setup_logging
 
     setup_logging()
-    try:
-        params = load_params(ws.params)
-    except ParamsError as err:
-        print(f"mloop: {err}", file=sys.stderr)
-        return 2
+    params = _params_or_exit(ws)
     parallel = args.parallel or params.sweep.parallel
     trials = args.trials or params.sweep.trials
     print(f"mloop: sweep of {trials} trials, {parallel} at a time, in {ws.root}", flush=True)
