@@ -14,13 +14,13 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from components.config import Params
 from components.data import load_meta, pixel_scale
 from components.paths import Workspace
 from components.records import write_json
+from components.tracking import pinned
 
 SERVICE = "components.service:Classifier"
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -104,7 +104,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
             if value is not None
         },
     )
-    packages = [f"{p}=={metadata.version(p).split('+')[0]}" for p in SERVING_PACKAGES]
+    packages = pinned(SERVING_PACKAGES)
     with tempfile.TemporaryDirectory() as stage:
         # Build from a staged copy of the code with the model's tag pinned beside the
         # service, so the Bento serves this model wherever it runs.

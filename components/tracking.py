@@ -96,8 +96,8 @@ def record_failed_run(
     return run.info.run_id
 
 
-def _pip_requirements() -> list[str]:
-    names = ("torch", "mlflow", "numpy", "cloudpickle")
+def pinned(names) -> list[str]:
+    """``name==version`` of each installed package (local build suffixes dropped)."""
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
 
 
@@ -147,7 +147,11 @@ class Run:
 
         output = runner.predict(example)
         signature = infer_signature(example, output)
-        requirements = _served_requirements(runner.format)
+        requirements = pinned(
+            ("onnx", "onnxruntime", "numpy")
+            if runner.format == "onnx"
+            else ("torch", "numpy", "cloudpickle")
+        )
         if runner.format == "onnx":
             import onnx
 
@@ -185,7 +189,7 @@ class Run:
             signature=infer_signature(example, output),
             input_example=example,
             serialization_format="pt2",
-            pip_requirements=_pip_requirements(),
+            pip_requirements=pinned(("torch", "mlflow", "numpy", "cloudpickle")),
         )
         return info.model_uri
 
@@ -200,11 +204,6 @@ def create_run(
     experiment_id = ensure_experiment(ws, experiment)
     run = mlflow.MlflowClient().create_run(experiment_id, run_name=run_name, tags=tags)
     return Run(run_id=run.info.run_id, experiment_id=experiment_id)
-
-
-def _served_requirements(fmt: str) -> list[str]:
-    names = ("onnx", "onnxruntime", "numpy") if fmt == "onnx" else ("torch", "numpy", "cloudpickle")
-    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in names]
 
 
 @contextmanager

@@ -32,11 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     setup_logging()
     params_file = Path(args.params).resolve() if args.params else ws.params
-    try:
-        load_params(params_file)  # fail on a bad key now, not after the server has started
-    except ParamsError as err:
-        print(f"mloop: {err}", file=sys.stderr)
-        return 2
+    _params_or_exit(params_file)  # fail on a bad key now, not after the server has started
     print(f"mloop: running the retrain flow in {ws.root}", flush=True)
     print("  (Prefect's local server starts first; its first start takes up to a minute)")
     from flows.retrain import retrain
@@ -103,7 +99,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from components.logs import setup_logging
 
     setup_logging()
-    params = _params_or_exit(ws)
+    params = _params_or_exit(ws.params)
     parallel = args.parallel or params.sweep.parallel
     trials = args.trials or params.sweep.trials
     print(f"mloop: sweep of {trials} trials, {parallel} at a time, in {ws.root}", flush=True)
@@ -171,9 +167,10 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _params_or_exit(ws: Workspace):
+def _params_or_exit(path: Path):
+    """The validated params, or exit 2 with every wrong key named."""
     try:
-        return load_params(ws.params)
+        return load_params(path)
     except ParamsError as err:
         print(f"mloop: {err}", file=sys.stderr)
         sys.exit(2)
@@ -182,7 +179,7 @@ def _params_or_exit(ws: Workspace):
 def cmd_promote(args: argparse.Namespace) -> int:
     """The gate for one version against the champion; ``--force`` overrides and is recorded."""
     ws = _workspace(args)
-    params = _params_or_exit(ws)
+    params = _params_or_exit(ws.params)
     from components.registry import promote
 
     try:
@@ -205,7 +202,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    params = _params_or_exit(ws)
+    params = _params_or_exit(ws.params)
     from components.registry import rollback
 
     try:
@@ -219,7 +216,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    params = _params_or_exit(ws)
+    params = _params_or_exit(ws.params)
     from components.registry import models_table
 
     rows = models_table(params.register_.model_name)
