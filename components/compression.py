@@ -122,7 +122,7 @@ def build_variants(net, params: Params, ws: Workspace, folder: Path) -> dict[str
     add_torch("fp32", net)
     base, prefix = net, ""  # what the int8 variants start from
     if "pruned" in cfg.variants:
-        add_torch("pruned", pruning.magnitude_prune(net, cfg.prune_amount, tune))
+        add_torch("pruned", pruning.magnitude_prune(net, cfg.prune_amount, tune, cfg.prune_steps))
     if "structured" in cfg.variants:
         try:
             small = pruning.structured_prune(net, cfg.structured_amount)

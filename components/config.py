@@ -129,6 +129,7 @@ class CompressConfig(_Section):
     # structured-pruned net where there is one (CNN, MLP), else from the champion.
     variants: list[Literal[VARIANTS]] = list(VARIANTS)  # type: ignore[valid-type]
     prune_amount: float = Field(0.5, ge=0, lt=1)  # share of weights zeroed (unstructured)
+    prune_steps: int = Field(1, ge=1, le=20)  # reach prune_amount in steps, tuned after each
     structured_amount: float = Field(0.25, ge=0, lt=1)  # share of channels/neurons removed
     finetune_epochs: int = Field(10, ge=0)  # after each pruning
     finetune_learning_rate: float = Field(0.002, gt=0)

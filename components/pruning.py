@@ -35,19 +35,28 @@ def parameter_count(net) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-def magnitude_prune(net, amount: float, tune=None):
+def magnitude_prune(net, amount: float, tune=None, steps: int = 1):
     """Global unstructured L1 pruning of conv and dense weights, made permanent.
 
-    ``tune(net)`` (fine-tuning) runs while the masks hold, so zeroed weights stay zero.
+    With ``steps`` > 1 the sparsity grows in steps (each removes the same share of the
+    weights still left), and ``tune(net)`` (fine-tuning) runs after every step while
+    the masks hold, so zeroed weights stay zero: iterative pruning, as in Han et al.
     """
     from torch.nn.utils import prune
 
     pruned = copy.deepcopy(net)
     targets = [(m, "weight") for m in prunable(pruned)]
     if amount > 0:
-        prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=amount)
-        if tune is not None:
-            tune(pruned)
+        total = sum(m.weight.numel() for m, _ in targets)
+        for step in range(1, steps + 1):
+            goal = round(total * (1 - (1 - amount) ** (step / steps)))  # zeros after this step
+            removed = sum(int((m.weight_mask == 0).sum()) for m, _ in targets
+                          if hasattr(m, "weight_mask"))  # fmt: skip
+            prune.global_unstructured(
+                targets, pruning_method=prune.L1Unstructured, amount=goal - removed
+            )
+            if tune is not None:
+                tune(pruned)
         for module, name in targets:
             prune.remove(module, name)
     elif tune is not None:

@@ -65,6 +65,16 @@ def test_fine_tuning_keeps_the_pruned_weights_at_zero(net_and_test):
     assert seen["trained"] and sparsity(pruned) == pytest.approx(0.9, abs=0.01)
 
 
+def test_iterative_pruning_grows_sparsity_in_steps_with_tuning_between(net_and_test):
+    net, _ = net_and_test
+    steps = []
+    pruned = magnitude_prune(net, 0.9, lambda masked: steps.append(sparsity(masked)), steps=3)
+    # each step removes the same share (1 - 0.1 ** (1/3)) of what is left: 54%, 78%, 90%
+    assert steps == pytest.approx([1 - 0.1 ** (1 / 3), 1 - 0.1 ** (2 / 3), 0.9], abs=0.002)
+    assert sparsity(pruned) == pytest.approx(0.9, abs=0.001)
+    assert not any("weight_orig" in k for k in pruned.state_dict())
+
+
 def test_structured_pruning_makes_a_physically_smaller_net(net_and_test):
     net, test = net_and_test
     small = structured_prune(net, 0.25)
