@@ -1,14 +1,19 @@
 """Compression variants of the digits CNN and of a LeNet-300-100-style MLP, side by side.
 
-    python benchmarks/compression.py [--rounds 7] [--repeats 200]
+    python benchmarks/compression.py [--rounds 7] [--repeats 200] [--han-seeds 7]
 
 Trains each network on the built-in digits with the default params (the MLP with
-hidden layers 300 and 100, and 90% of its weights pruned in 3 steps with fine-tuning
-between, as in Han et al. 2015), builds every variant the compress stage builds,
-then times them on the CPU at batch 1 and 64. Each round times every variant once,
-in turn, so machine noise hits all alike; the table shows medians over the rounds
-and ratios to fp32 (torch), and the choice uses those medians. The last lines
-check the targets: the shipped variant at least 4x smaller and 2x faster at batch 1.
+hidden layers 300 and 100, and 90% of its weights pruned in 3 steps with 30 epochs of
+fine-tuning, dropout scaled down, after each: Han et al. 2015), builds every variant
+the compress stage builds, then times them on the CPU at batch 1 and 64. Each
+round times every variant once, in turn, so machine noise hits all alike; the
+table shows medians over the rounds and ratios to fp32 (torch), and the choice
+uses those medians. The last lines check the targets: the shipped variant at
+least 4x smaller and 2x faster at batch 1.
+
+The Han et al. check repeats the MLP's 90% pruning over several seeds (each its
+own split, training and pruning): on 360 test images one image is 0.28 points, so
+a single seed cannot tell 0.3 from 0.8; the median drop is the figure.
 """
 
 from __future__ import annotations
@@ -21,11 +26,19 @@ import statistics
 import tempfile
 from pathlib import Path
 
+MLP_300_100 = {
+    "train.model": "mlp",
+    "train.mlp_layers": [300, 100],
+    "compress.prune_amount": 0.9,
+    "compress.prune_steps": 3,
+    "compress.finetune_epochs": 30,
+}
 
-def run_model(label: str, overrides: dict, args, root: Path) -> None:
+
+def trained(overrides: dict, root: Path, seed: int | None = None):
+    """Params, workspace, test split and the network trained on the built-in digits."""
     import torch
 
-    from components.compression import build_variants, choose, latency_ms, measure
     from components.config import load_params
     from components.data import load_meta, load_split, prepare
     from components.models import build_net
@@ -37,7 +50,9 @@ def run_model(label: str, overrides: dict, args, root: Path) -> None:
     # The stage's own timing is replaced by the alternating rounds below: keep it short.
     params = with_values(load_params(repo / "params.yaml"),
                          {**overrides, "compress.latency_repeats": 5})  # fmt: skip
-    ws = Workspace(root / label)
+    if seed is not None:
+        params = params.model_copy(update={"seed": seed})
+    ws = Workspace(root)
     prepare(params.data, params.seed, ws.prepared)
     meta = load_meta(ws.prepared)
     train, val, test = (load_split(ws.prepared, s) for s in ("train", "val", "test"))
@@ -45,6 +60,45 @@ def run_model(label: str, overrides: dict, args, root: Path) -> None:
     net = build_net(net_spec(params, meta, train))
     with contextlib.redirect_stdout(io.StringIO()):  # epoch lines
         fit(net, params.train, params.seed, train, val)
+    return params, ws, test, net.cpu().eval()
+
+
+def han_check(seeds: int, root: Path) -> None:
+    """90% magnitude pruning of the 300-100 MLP, fine-tuned, over ``seeds`` seeds."""
+    from components import pruning
+    from components.compression import stage_tuner
+    from components.evaluation import torch_predictor
+
+    def accuracy(net, split) -> float:
+        return float((torch_predictor(net)(split.x).argmax(1) == split.y).mean())
+
+    print(f"\nHan et al. check: 300-100 MLP, 90% of weights pruned in 3 steps, {seeds} seeds")
+    print(f"{'seed':>6}{'fp32':>9}{'pruned':>9}{'drop pt':>9}{'sparsity':>10}")
+    drops = []
+    for seed in range(seeds):
+        params, ws, test, net = trained(MLP_300_100, root / f"han-{seed}", seed)
+        cfg = params.compress
+        with contextlib.redirect_stdout(io.StringIO()):
+            pruned = pruning.magnitude_prune(net, cfg.prune_amount, stage_tuner(params, ws),
+                                             cfg.prune_steps)  # fmt: skip
+        base, after = accuracy(net, test), accuracy(pruned, test)
+        drops.append((base - after) * 100)
+        print(f"{seed:>6}{base:>9.4f}{after:>9.4f}{drops[-1]:>9.2f}"
+              f"{pruning.sparsity(pruned):>10.3f}")  # fmt: skip
+    median = statistics.median(drops)
+    verdict = "met" if median <= 0.5 else "NOT met"
+    print(f"median drop {median:.2f} pt (worst {max(drops):.2f}) -> target <= 0.5 pt {verdict}")
+
+
+def run_model(label: str, overrides: dict, args, root: Path) -> None:
+    import torch
+
+    from components.compression import build_variants, choose, latency_ms, measure
+    from components.data import load_meta
+
+    params, ws, test, net = trained(overrides, root / label)
+    meta = load_meta(ws.prepared)
+    with contextlib.redirect_stdout(io.StringIO()):
         built = build_variants(net, params, ws, ws.compressed_dir)
     variants = {v.name: v for v in measure(built, params.compress, test.x, test.y,
                                            meta["classes"])}  # fmt: skip
@@ -101,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=200, help="calls per timing")
+    parser.add_argument("--han-seeds", type=int, default=7, help="seeds of the Han check")
     args = parser.parse_args()
 
     from components.logs import setup_logging
@@ -108,12 +163,9 @@ def main() -> None:
     setup_logging()
     with tempfile.TemporaryDirectory() as tmp:
         run_model("digits CNN", {"train.model": "cnn"}, args, Path(tmp))
-        run_model(
-            "digits MLP 300-100 (Han et al.: 90% pruned)",
-            {"train.model": "mlp", "train.mlp_layers": [300, 100],
-             "compress.prune_amount": 0.9, "compress.prune_steps": 3},
-            args, Path(tmp),
-        )  # fmt: skip
+        run_model("digits MLP 300-100 (Han et al.: 90% pruned)", MLP_300_100, args, Path(tmp))
+        if args.han_seeds:
+            han_check(args.han_seeds, Path(tmp))
 
 
 if __name__ == "__main__":

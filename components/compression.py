@@ -78,15 +78,13 @@ def latency_ms(predict, example: np.ndarray, repeats: int) -> tuple[float, float
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 
-def build_variants(net, params: Params, ws: Workspace, folder: Path) -> dict[str, tuple]:
-    """``{name: (runner, parameters, sparsity)}``, fp32 first; int8 built on the smallest net."""
-    import torch
-
-    from components import pruning, quantization
+def stage_tuner(params: Params, ws: Workspace):
+    """The fine-tuning after pruning: ``compress.finetune_*`` epochs on the CPU, cosine."""
+    from components import pruning
 
     cfg = params.compress
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
-    tune = pruning.fine_tuner(
+    return pruning.fine_tuner(
         params.train.model_copy(
             update={
                 "epochs": cfg.finetune_epochs,
@@ -104,6 +102,17 @@ def build_variants(net, params: Params, ws: Workspace, folder: Path) -> dict[str
         train,
         val,
     )
+
+
+def build_variants(net, params: Params, ws: Workspace, folder: Path) -> dict[str, tuple]:
+    """``{name: (runner, parameters, sparsity)}``, fp32 first; int8 built on the smallest net."""
+    import torch
+
+    from components import pruning, quantization
+
+    cfg = params.compress
+    train = load_split(ws.prepared, "train")
+    tune = stage_tuner(params, ws)
     calibration = train.x[: cfg.calibration_samples].astype(np.float32)
     folder.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()

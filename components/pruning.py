@@ -9,6 +9,7 @@ and made permanent.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,8 @@ def magnitude_prune(net, amount: float, tune=None, steps: int = 1):
     With ``steps`` > 1 the sparsity grows in steps (each removes the same share of the
     weights still left), and ``tune(net)`` (fine-tuning) runs after every step while
     the masks hold, so zeroed weights stay zero: iterative pruning, as in Han et al.
+    During fine-tuning each dropout after a pruned layer is scaled to its sparser
+    layer, ``p * sqrt(kept share)`` (Han et al.'s rule); the rates are restored after.
     """
     from torch.nn.utils import prune
 
@@ -56,12 +59,34 @@ def magnitude_prune(net, amount: float, tune=None, steps: int = 1):
                 targets, pruning_method=prune.L1Unstructured, amount=goal - removed
             )
             if tune is not None:
-                tune(pruned)
+                with _dropout_scaled(pruned):
+                    tune(pruned)
         for module, name in targets:
             prune.remove(module, name)
     elif tune is not None:
         tune(pruned)
     return pruned.eval()
+
+
+@contextlib.contextmanager
+def _dropout_scaled(net):
+    """Each dropout that follows a pruned layer at ``p * sqrt(share of its weights kept)``."""
+    from torch import nn
+
+    original, layer = {}, None
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            layer = module
+        elif isinstance(module, nn.Dropout) and layer is not None:
+            mask = getattr(layer, "weight_mask", None)
+            kept = float(mask.mean()) if mask is not None else 1.0
+            original[module] = module.p
+            module.p = module.p * kept**0.5
+    try:
+        yield
+    finally:
+        for module, p in original.items():
+            module.p = p
 
 
 def structured_prune(net, amount: float):

@@ -75,6 +75,21 @@ def test_iterative_pruning_grows_sparsity_in_steps_with_tuning_between(net_and_t
     assert not any("weight_orig" in k for k in pruned.state_dict())
 
 
+def test_dropout_is_scaled_to_the_sparser_layer_while_tuning_then_restored():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 300), nn.ReLU(), nn.Dropout(0.4), nn.Linear(300, 10))
+    seen = []
+
+    def tune(masked):
+        kept = float(masked[0].weight_mask.mean())
+        seen.append((masked[2].p, 0.4 * kept**0.5))
+
+    pruned = magnitude_prune(net, 0.9, tune, steps=2)
+    assert len(seen) == 2 and seen[1][0] < seen[0][0] < 0.4  # sparser: less dropout
+    assert [p for p, _ in seen] == pytest.approx([want for _, want in seen])  # Han's rule
+    assert pruned[2].p == 0.4 and net[2].p == 0.4
+
+
 def test_structured_pruning_makes_a_physically_smaller_net(net_and_test):
     net, test = net_and_test
     small = structured_prune(net, 0.25)
