@@ -149,6 +149,15 @@ class MonitorConfig(_Section):
     batch_size: int = Field(300, ge=30)
     noise_std: float = Field(4.0, ge=0)
     intensity_shift: float = 3.0
+    # Production checks (the ``monitor`` flow, over the inference log):
+    min_rows: int = Field(200, ge=30)  # fewer new predictions than this: wait for more
+    # Larger windows are tested on a random sample of this many rows: a test's power
+    # grows with n, and at 100k rows it flags differences no one would retrain for.
+    test_rows: int = Field(1000, ge=30)
+    retrain_on_drift: bool = True
+    cooldown_minutes: float = Field(60.0, ge=0)  # no second drift retrain within this time
+    interval_minutes: float = Field(10.0, gt=0)  # how often `mloop deploy` runs the check
+    retrain_cron: str = "0 3 * * 0"  # the scheduled retrain of `mloop deploy` (Sunday 03:00)
 
 
 class SweepRange(_Section):

@@ -1,16 +1,21 @@
-"""The ``monitor`` stage: Evidently data and prediction drift against the reference data.
+"""Drift monitoring with Evidently: data and prediction drift against the training data.
 
 Images are compared through per-sample statistics (mean, std, min, max, ink:
 the share of lit pixels) plus the champion's predicted class, so the same
 report works for any image size. ``check_drift`` is the gate: drift when the
 share of drifted columns reaches ``monitor.drift_threshold``.
 
-Until production traffic is logged, the stage simulates it from the test
-split: a clean batch, a noisy one and an intensity-shifted one.
+``check_production`` (the ``monitor`` flow) reads the inference log from where
+the last check stopped and asks for a retrain on drift, at most once per
+cool-down. ``monitor_stage`` (the pipeline's ``monitor`` stage) checks the
+detector itself on batches simulated from the test split: clean, noisy, shifted.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,10 +25,11 @@ import numpy as np
 
 from components.config import MonitorConfig, Params
 from components.data import load_meta, load_split, pixel_scale
+from components.inference_log import STATISTICS, statistics
 from components.paths import Workspace
 from components.records import write_json
 
-FEATURES = ["mean", "std", "min", "max", "ink"]
+FEATURES = list(STATISTICS)
 PREDICTION = "prediction"
 BATCHES = ("clean", "noise", "shift")
 
@@ -64,16 +70,7 @@ def feature_table(
     if columns is not None:
         table = pd.DataFrame(x[:, : len(columns)].astype(np.float64), columns=columns)
     else:
-        flat = x.reshape(len(x), -1).astype(np.float64)
-        table = pd.DataFrame(
-            {
-                "mean": flat.mean(axis=1),
-                "std": flat.std(axis=1),
-                "min": flat.min(axis=1),
-                "max": flat.max(axis=1),
-                "ink": (flat > 0).mean(axis=1),
-            }
-        )
+        table = pd.DataFrame(statistics(x), columns=FEATURES)
     if predict is not None:
         table[PREDICTION] = predict(x.astype(np.float32)).argmax(axis=1).astype(str)
     return table
@@ -87,19 +84,33 @@ def simulate_batch(
     seed: int,
     numeric: int | None = None,
 ) -> np.ndarray:
-    """A production-like batch drawn from ``x``: unchanged, noisy or shifted.
+    """A production-like batch of ``cfg.batch_size`` drawn from ``x``: see ``drifted``."""
+    rng = np.random.default_rng(seed)
+    batch = x[rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False)]
+    return drifted(batch, kind, cfg, pixel_max, rng, numeric, reference=x)
+
+
+def drifted(
+    batch: np.ndarray,
+    kind: str,
+    cfg: MonitorConfig,
+    pixel_max: float | None,
+    rng: np.random.Generator,
+    numeric: int | None = None,
+    reference: np.ndarray | None = None,
+) -> np.ndarray:
+    """``batch`` unchanged, noisy or shifted.
 
     Images (``pixel_max`` given) move in pixel units and stay in range; tables
-    move their first ``numeric`` columns in units of each column's std.
+    move their first ``numeric`` columns in units of each column's std (in
+    ``reference``, ``batch`` itself by default).
     """
     if kind not in BATCHES:
         raise ValueError(f"unknown batch kind {kind!r}; expected one of {BATCHES}")
-    rng = np.random.default_rng(seed)
-    batch = x[rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False)].astype(
-        np.float64
-    )
+    batch = batch.astype(np.float64)
     cols = slice(None) if numeric is None else slice(0, numeric)
-    unit = 1.0 if pixel_max is not None else np.nanstd(x[:, cols], axis=0)
+    reference = batch if reference is None else reference
+    unit = 1.0 if pixel_max is not None else np.nanstd(reference[:, cols], axis=0)
     part = batch[:, cols]
     if kind == "noise":
         part += rng.normal(0.0, 1.0, size=part.shape) * cfg.noise_std * unit
@@ -200,3 +211,145 @@ def monitor_stage(params: Params, ws: Workspace) -> MonitorResult:
             run.log_artifact(r.report, "drift")
         run.log_artifact(summary.summary_file, "drift")
     return summary
+
+
+@dataclass(frozen=True)
+class ProductionCheck:
+    """One check of the inference log: what was read, what drifted, what it asked for."""
+
+    rows: int  # predictions read (ids first_id..last_id)
+    first_id: int
+    last_id: int
+    model_versions: dict[str, int]
+    drift: DriftResult | None  # None: fewer than monitor.min_rows new predictions
+    tested: int  # rows drift was tested on: all, or a sample of monitor.test_rows
+    prediction_drift: bool
+    labelled: int
+    accuracy: float | None  # on the rows whose true label came back
+    retrain: bool
+    reason: str
+    summary_file: Path
+    seconds: float
+
+    def summary(self) -> str:
+        if self.drift is None:
+            return self.reason
+        quality = (
+            f"accuracy {self.accuracy:.4f} on {self.labelled} labelled"
+            if self.labelled
+            else "no labels yet"
+        )
+        return (
+            f"{self.rows} predictions (ids {self.first_id}-{self.last_id}, {self.tested} tested):"
+            f" {'DRIFT' if self.drift.drifted else 'no drift'}"
+            f" (drifted share {self.drift.drift_share:.2f}; columns:"
+            f" {self.drift.drifted_columns or '-'}); {quality}; {self.reason}"
+        )
+
+    def markdown(self) -> str:
+        lines = [f"**{self.summary()}**", "", "| column | p-value | drifted |", "|---|---|---|"]
+        if self.drift is not None:
+            for column, p in sorted(self.drift.column_scores.items()):
+                drifted = "yes" if column in self.drift.drifted_columns else "no"
+                lines.append(f"| {column} | {p:.4g} | {drifted} |")
+        return "\n".join(lines)
+
+
+def log_path(ws: Workspace) -> Path:
+    return Path(os.environ.get("MLOOP_INFERENCE_LOG") or ws.inference_log)
+
+
+def check_production(params: Params, ws: Workspace, now: float | None = None) -> ProductionCheck:
+    """Drift and quality of the predictions logged since the last check; retrain or not.
+
+    Reads the log after the id the last check stopped at (``.mloop/monitor.json``);
+    with fewer than ``monitor.min_rows`` new rows it waits, leaving them for next
+    time. A drift asks for a retrain unless one was asked for within
+    ``monitor.cooldown_minutes``. The report, a JSON summary and an MLflow run
+    record every check that ran.
+    """
+    from components import inference_log, tracking
+
+    started = time.perf_counter()
+    now = time.time() if now is None else now
+    cfg = params.monitor
+    state = json.loads(ws.monitor_state.read_text()) if ws.monitor_state.is_file() else {}
+    last_id = int(state.get("last_id", 0))
+    summary_file = ws.report("production_drift.json")
+
+    def waiting(rows: int, why: str) -> ProductionCheck:
+        return ProductionCheck(
+            rows=rows, first_id=last_id + 1, last_id=last_id + rows, model_versions={},
+            drift=None, tested=0, prediction_drift=False, labelled=0, accuracy=None, retrain=False,
+            reason=f"waiting: {why}", summary_file=summary_file,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+
+    if not log_path(ws).is_file():
+        return waiting(0, f"no inference log at {log_path(ws)} yet (mloop serve writes it)")
+    batch = inference_log.read(log_path(ws), after=last_id)
+    table = batch.table
+    if len(batch) < cfg.min_rows:
+        return waiting(len(batch), f"{len(batch)} new predictions, {cfg.min_rows} needed")
+
+    meta = load_meta(ws.prepared)
+    classes = [str(c) for c in meta["classes"]]
+    predict = champion_predictor(params.register_.model_name)
+    train_x = load_split(ws.prepared, "train").x
+    reference = feature_table(train_x)
+    reference[PREDICTION] = [classes[i] for i in predict(train_x.astype(np.float32)).argmax(1)]
+    current = table[[*FEATURES, PREDICTION]]
+    if len(current) > cfg.test_rows:
+        current = current.sample(cfg.test_rows, random_state=params.seed + batch.last)
+    current = current.reset_index(drop=True)
+    drift = check_drift(reference, current, cfg, ws.report("production_drift.html"), "production")
+
+    labelled = table[table["label"].notna()]
+    accuracy = (
+        float((labelled["label"] == labelled["prediction"]).mean()) if len(labelled) else None
+    )
+    last_retrain = state.get("retrain_requested_at")
+    cooling = last_retrain is not None and now - last_retrain < cfg.cooldown_minutes * 60
+    if not drift.drifted:
+        retrain, reason = False, "no retrain: no drift"
+    elif not cfg.retrain_on_drift:
+        retrain, reason = False, "no retrain: monitor.retrain_on_drift is off"
+    elif cooling:
+        left = (cfg.cooldown_minutes * 60 - (now - last_retrain)) / 60
+        retrain, reason = False, f"no retrain: cool-down, {left:.0f} min left"
+    else:
+        retrain, reason = True, "retrain: drift"
+    state = {**state, "last_id": batch.last, "checked_at": now}
+    if retrain:
+        state["retrain_requested_at"] = now
+    result = ProductionCheck(
+        rows=len(batch),
+        first_id=batch.first,
+        last_id=batch.last,
+        model_versions={str(k): int(v) for k, v in table["model_version"].value_counts().items()},
+        drift=drift,
+        tested=len(current),
+        prediction_drift=PREDICTION in drift.drifted_columns,
+        labelled=len(labelled),
+        accuracy=accuracy,
+        retrain=retrain,
+        reason=reason,
+        summary_file=summary_file,
+        seconds=time.perf_counter() - started,
+    )
+    write_json(summary_file, result)
+    with tracking.start_run(ws, params.data.name, run_name="monitor-production") as run:
+        metrics = {
+            "rows": result.rows,
+            "drift_share": drift.drift_share,
+            "drifted": drift.drifted,
+            "retrain": retrain,
+            "labelled": result.labelled,
+        }
+        if accuracy is not None:
+            metrics["production_accuracy"] = accuracy
+        run.log_metrics(metrics)
+        run.log_artifact(drift.report, "drift")
+        run.log_artifact(summary_file, "drift")
+    write_json(ws.monitor_state, state)  # only once the check is on record
+    return result

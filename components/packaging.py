@@ -57,8 +57,12 @@ def bento_model_name(registered_name: str) -> str:
     return registered_name.lower().replace(" ", "-")
 
 
-def imported_model(name: str, version: str):
-    """The BentoML store's copy of a registered version, if an earlier run imported it."""
+def imported_model(name: str, version: str, run_id: str):
+    """The BentoML store's copy of a registered version, if an earlier run imported it.
+
+    Matched on the MLflow run too: one BentoML store can serve several registries
+    (workspaces), each with its own version 1.
+    """
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -66,11 +70,10 @@ def imported_model(name: str, version: str):
         stored = bentoml.models.list(bento_model_name(name))
     except NotFound:
         return None
+    want = {"model_name": name, "model_version": version, "run_id": run_id}
     return next(
-        (m for m in stored if m.info.labels.get("model_version") == version
-         and m.info.labels.get("model_name") == name),
-        None,
-    )  # fmt: skip
+        (m for m in stored if all(m.info.labels.get(k) == v for k, v in want.items())), None
+    )
 
 
 def package_stage(params: Params, ws: Workspace) -> PackageResult:
@@ -87,10 +90,12 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
     compressed = compressed_version(client, name)  # the champion's own, or none
     version, alias = (compressed, COMPRESSED) if compressed else (champion, CHAMPION)
     meta = load_meta(ws.prepared)
-    model = imported_model(name, str(version)) or bentoml.mlflow.import_model(
+    run_id = client.get_model_version(name, str(version)).run_id
+    labels = {"model_name": name, "model_version": str(version), "alias": alias, "run_id": run_id}
+    model = imported_model(name, str(version), run_id) or bentoml.mlflow.import_model(
         bento_model_name(name),
         f"models:/{name}/{version}",
-        labels={"model_name": name, "model_version": str(version), "alias": alias},
+        labels=labels,
         metadata={  # what the service checks requests against; BentoML takes no None
             key: value
             for key, value in {

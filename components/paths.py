@@ -85,6 +85,16 @@ class Workspace:
     def prefect_home(self) -> Path:
         return self.state / "prefect"
 
+    @property
+    def inference_log(self) -> Path:
+        """Every prediction the service answered (SQLite; see components.inference_log)."""
+        return self.state / "inference.sqlite"
+
+    @property
+    def monitor_state(self) -> Path:
+        """Where the monitor left off in the inference log, and its last retrain."""
+        return self.state / "monitor.json"
+
     def report(self, name: str) -> Path:
         return self.reports / name
 
@@ -99,6 +109,7 @@ def configure_environment(ws: Workspace) -> None:
     defaults = {
         "MLFLOW_TRACKING_URI": f"sqlite:///{ws.mlflow_db}",
         "BENTOML_HOME": str(ws.bentoml_home),
+        "MLOOP_INFERENCE_LOG": str(ws.inference_log),
         "PREFECT_HOME": str(ws.prefect_home),
         # The first start of Prefect's temporary server runs its migrations (~40 s here).
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",

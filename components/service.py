@@ -3,21 +3,30 @@
 Built by the ``package`` stage around the registered model it imported into
 the BentoML store; ``bentoml serve`` of the Bento runs this file. Inputs are
 checked here, against the model's metadata, so that a malformed request is
-answered 400 with the reason, never 500.
+answered 400 with the reason, never 500. Every answered request gets an id and
+is committed to the inference log (``MLOOP_INFERENCE_LOG``, a SQLite file;
+``off`` disables it) before the answer leaves; POST /feedback attaches the true
+labels to a logged request later. With ``MLOOP_API_TOKEN`` set, every endpoint
+but the health probes wants ``Authorization: Bearer <token>`` and answers 401
+without it. BentoML serves /livez, /readyz and the Prometheus /metrics itself.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import InvalidArgument
-from pydantic import Field
+from bentoml.exceptions import InvalidArgument, NotFound
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.inference_log import InferenceLog
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 _PINNED = Path(__file__).with_name("bento_model.json")
@@ -25,6 +34,11 @@ MODEL_TAG = os.environ.get("MLOOP_BENTO_MODEL") or (
     json.loads(_PINNED.read_text())["tag"] if _PINNED.is_file() else "digits-classifier:latest"
 )
 MAX_BATCH = 256
+LOG_PATH = os.environ.get("MLOOP_INFERENCE_LOG", "inference.sqlite")
+# Adaptive batching: requests' inputs go to a batchable inference service (another
+# process) that BentoML feeds in batches. Off by default: benchmarks/serving.py.
+BATCHING = os.environ.get("MLOOP_BATCHING") == "1"
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # probes answer without a token
 
 # One 8x8 digit ("0") on the 0..16 pixel scale of the built-in data; the tests post it too.
 EXAMPLE_INPUT = [
@@ -97,12 +111,100 @@ def _check_batch(n: int) -> None:
         raise InvalidArgument(f"send between 1 and {MAX_BATCH} inputs, got {n}")
 
 
-@bentoml.service(name="mloop_classifier", traffic={"timeout": 30})
-class Classifier:
+class Prediction(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, populate_by_name=True)
+
+    class_: str | int = Field(alias="class", description="the predicted class")
+    probabilities: list[float] = Field(description="one per class, in the model's class order")
+
+
+class Answer(BaseModel):
+    """A typed answer: BentoML serialises it without re-deriving a schema per response."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    request_id: str = Field(description="quote it to POST /feedback the true labels later")
+    model_name: str
+    model_version: str
+    model_alias: str
+    predictions: list[Prediction]
+
+
+class Labelled(BaseModel):
+    request_id: str
+    labelled: int
+
+
+class RequestGate:
+    """ASGI middleware in front of the APIs.
+
+    POSTs must be JSON: another content type gets 415 here (BentoML would try to
+    parse it and answer 500 on, say, multipart without a boundary). With a token
+    set, any request but the probes without ``Authorization: Bearer <token>`` gets
+    401.
+    """
+
+    def __init__(self, app, token: str | None = None) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            headers = dict(scope["headers"])
+            if self.expected is not None and not hmac.compare_digest(
+                headers.get(b"authorization", b""), self.expected
+            ):
+                await _refuse(send, 401, "missing or wrong bearer token (Authorization header)",
+                              [(b"www-authenticate", b"Bearer")])  # fmt: skip
+                return
+            media = headers.get(b"content-type", b"application/json").split(b";")[0].strip()
+            if scope["method"] == "POST" and media.lower() != b"application/json":
+                await _refuse(send, 415, f"send JSON (Content-Type: application/json), not"
+                                         f" {media.decode('latin-1')!r}")  # fmt: skip
+                return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send, status: int, message: str, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *(headers or [])]})  # fmt: skip
+    await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})
+
+
+def probabilities(model, x: np.ndarray) -> np.ndarray:
+    out = model.predict(x)
+    if isinstance(out, dict):  # ONNX models answer {output name: array}
+        out = next(iter(out.values()))
+    return np.asarray(out, dtype=np.float64)
+
+
+@bentoml.service(name="mloop_inference", traffic={"timeout": 30}, workers=1)
+class Inference:
+    """The model alone, batchable: BentoML groups concurrent requests' inputs."""
+
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
         self.model = bentoml.mlflow.load_model(self.model_ref)
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=100)
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return probabilities(self.model, x.astype(np.float32))
+
+
+@bentoml.service(
+    name="mloop_classifier",
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": os.environ.get("MLOOP_ACCESS_LOG") == "1"}},
+    workers=int(os.environ.get("MLOOP_SERVICE_WORKERS", "2")),  # benchmarks/serving.py
+)
+class Classifier:
+    model_ref = bentoml.models.BentoModel(MODEL_TAG)
+    if BATCHING:
+        inference = bentoml.depends(Inference)
+
+    def __init__(self) -> None:
+        self.model = None if BATCHING else bentoml.mlflow.load_model(self.model_ref)
         info = self.model_ref.info  # the stored model, once the service is running
         self.version = str(info.labels.get("model_version", "unknown"))
         self.model_name = str(info.labels.get("model_name", "unknown"))
@@ -113,24 +215,30 @@ class Classifier:
         self.pixel_max = float(meta.get("pixel_max") or 16.0)
         self.classes = list(meta.get("classes", range(10)))
         self.schema = meta.get("schema")
+        self.log = None if LOG_PATH == "off" else InferenceLog(LOG_PATH)
 
-    def _answer(self, x: np.ndarray) -> dict:
-        out = self.model.predict(x)
-        if isinstance(out, dict):  # ONNX models answer {output name: array}
-            out = next(iter(out.values()))
-        proba = np.asarray(out, dtype=np.float64)
-        return {
-            "model_name": self.model_name,
-            "model_version": self.version,
-            "model_alias": self.alias,
-            "predictions": [
-                {"class": self.classes[int(p.argmax())], "probabilities": p.round(6).tolist()}
-                for p in proba
+    async def _answer(self, x: np.ndarray) -> Answer:
+        if BATCHING:
+            proba = np.asarray(await self.inference.to_async.infer(x), dtype=np.float64)
+        else:
+            proba = probabilities(self.model, x)
+        request_id = uuid.uuid4().hex
+        classes = [self.classes[int(i)] for i in proba.argmax(1)]
+        if self.log is not None:  # committed before the answer leaves
+            self.log.append(request_id, self.version, x, classes, proba.max(1))
+        return Answer(
+            request_id=request_id,
+            model_name=self.model_name,
+            model_version=self.version,
+            model_alias=self.alias,
+            predictions=[
+                Prediction(class_=c, probabilities=p.round(6).tolist())
+                for c, p in zip(classes, proba, strict=True)
             ],
-        }
+        )
 
     @bentoml.api
-    def predict(
+    async def predict(
         self,
         images: Annotated[
             list,
@@ -139,20 +247,45 @@ class Classifier:
                 examples=[EXAMPLE_INPUT],
             ),
         ],
-    ) -> dict:
+    ) -> Answer:
         """Classify one image or a batch of images given as raw pixel values."""
         if self.kind != "image":
             raise InvalidArgument("this model classifies table rows: POST them to /predict_rows")
-        return self._answer(to_batch(images, self.shape, self.pixel_max))
+        return await self._answer(to_batch(images, self.shape, self.pixel_max))
 
     @bentoml.api
-    def predict_rows(
+    async def predict_rows(
         self,
         rows: Annotated[
             list, Field(description="table rows as objects {column: value}", min_length=1)
         ],
-    ) -> dict:
+    ) -> Answer:
         """Classify table rows given as objects of column values, as in the training file."""
         if self.kind != "tabular":
             raise InvalidArgument("this model classifies images: POST them to /predict")
-        return self._answer(encode_rows(rows, self.schema))
+        return await self._answer(encode_rows(rows, self.schema))
+
+    @bentoml.api
+    async def feedback(
+        self,
+        request_id: Annotated[str, Field(description="the id a prediction answered with")],
+        labels: Annotated[
+            list, Field(description="the true class of each input of that request, in order")
+        ],
+    ) -> Labelled:
+        """Attach the true labels to a logged request (for quality monitoring)."""
+        if self.log is None:
+            raise NotFound("the inference log is off (MLOOP_INFERENCE_LOG=off)")
+        unknown = [label for label in labels if label not in self.classes]
+        if unknown:
+            raise InvalidArgument(f"labels {unknown} are not among the classes {self.classes}")
+        try:
+            updated = self.log.attach_labels(request_id, labels)
+        except LookupError as err:
+            raise NotFound(str(err)) from None
+        except ValueError as err:
+            raise InvalidArgument(str(err)) from None
+        return Labelled(request_id=request_id, labelled=updated)
+
+
+Classifier.add_asgi_middleware(RequestGate, token=os.environ.get("MLOOP_API_TOKEN") or None)

@@ -3,7 +3,10 @@
 mloop run            the whole loop as the Prefect flow ``retrain``
 mloop models         registered versions; mloop promote VERSION, mloop rollback
 mloop ui             MLflow's UI over the workspace's tracking store
-mloop serve          serve the latest Bento on loopback
+mloop serve          serve the latest Bento on loopback (follows new champions)
+mloop traffic        send test traffic to the service (clean, noisy or shifted)
+mloop monitor        check the logged traffic for drift (the Prefect flow ``monitor``)
+mloop deploy         serve the scheduled deployments: retrain (cron), monitor (interval)
 mloop env            shell exports that point MLflow/BentoML/Prefect tools at the workspace
 """
 
@@ -105,14 +108,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"mloop: sweep of {trials} trials, {parallel} at a time, in {ws.root}", flush=True)
     from flows.sweep import sweep_flow
 
-    try:
-        result = sweep_flow(parallel)(
+    return _flow_outcome(
+        "sweep",  # a failed trial: the parent run ended FAILED
+        lambda: sweep_flow(parallel)(
             params_file=str(ws.params), workspace=str(ws.root), trials=trials, parallel=parallel
-        )
-    except Exception as err:  # the parent run ended FAILED
-        print(f"mloop: the sweep failed: {err}", file=sys.stderr)
+        ),
+    )
+
+
+def _flow_outcome(name: str, run) -> int:
+    """Run a flow; print its summary (exit 0) or why it failed (exit 1)."""
+    try:
+        result = run()
+    except Exception as err:
+        print(f"mloop: the {name} flow failed: {err}", file=sys.stderr)
         return 1
-    print(f"mloop sweep: {result.summary()}")
+    print(f"mloop {name}: {result.summary()}")
     return 0
 
 
@@ -249,21 +260,126 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from components.records import read_json
+    from components import serving
 
+    log_file = ws.state / "serve.log"
+    print(f"mloop: inference log {os.environ['MLOOP_INFERENCE_LOG']}; server log {log_file}")
+    if os.environ.get("MLOOP_API_TOKEN"):
+        print("mloop: MLOOP_API_TOKEN is set: requests need 'Authorization: Bearer <token>'")
     try:
-        tag = args.bento or read_json(ws.report("bento.json"), "package")["bento_tag"]
+        if args.bento:  # a fixed Bento: serve it as it is
+            server = serving.start(args.bento, args.host, args.port, log_file)
+            serving.wait_ready(args.host, args.port, server, log_file=log_file)
+            print(f"mloop: serving {args.bento} on http://{args.host}:{args.port}", flush=True)
+            return server.wait()
+        supervisor = serving.Supervisor(
+            ws.report("bento.json"), args.host, args.port, log_file,
+            say=lambda line: print(f"mloop: {line}", flush=True),
+        )  # fmt: skip
+        return supervisor.run()
+    except (FileNotFoundError, RuntimeError, TimeoutError) as err:
+        print(f"mloop: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_traffic(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components import traffic
+    from components.data import load_meta, load_split, pixel_scale
+    from components.monitoring import drifted
+
+    params = _params_or_exit(ws.params)
+    try:
+        meta, test = load_meta(ws.prepared), load_split(ws.prepared, "test")
     except FileNotFoundError as err:
         print(f"mloop: {err}", file=sys.stderr)
         return 1
-    print(f"mloop: serving {tag} on http://{args.host}:{args.port}", flush=True)
-    command = ["bentoml", "serve", tag, "--host", args.host, "--port", str(args.port)]
-    return subprocess.call(command)
+    if meta["kind"] != "image":
+        print("mloop: traffic sends images; this workspace's model reads table rows",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    import numpy as np
+
+    kind = "clean" if args.drift == "none" else args.drift
+    rng = np.random.default_rng(params.seed)
+    images = drifted(test.x, kind, params.monitor, pixel_scale(params, meta), rng)
+    url = args.url or f"http://127.0.0.1:{args.port}"
+    print(f"mloop: {args.rate:g} requests/s for {args.duration:g} s to {url} ({args.drift})",
+          flush=True)  # fmt: skip
+    result = traffic.run(
+        url, images, test.y, args.rate, args.duration, args.drift, args.feedback,
+        os.environ.get("MLOOP_API_TOKEN"), params.seed,
+    )  # fmt: skip
+    print(f"mloop: {result.summary()}")
+    from components.records import write_json
+
+    write_json(ws.report("traffic.json"), {**result.__dict__, "throughput": result.throughput})
+    return 0 if result.ok and not result.errors else 1
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components.logs import setup_logging
+
+    setup_logging()
+    _params_or_exit(ws.params)
+    from flows.monitor import monitor
+
+    return _flow_outcome(
+        "monitor", lambda: monitor(params_file=str(ws.params), workspace=str(ws.root))
+    )
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components.logs import setup_logging
+
+    setup_logging()
+    params = _params_or_exit(ws.params)
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        # Schedules need a server that outlives one flow run: start Prefect's own, on
+        # loopback, over the workspace's database (PREFECT_HOME), and stop it on exit.
+        from components import serving
+
+        url = f"http://127.0.0.1:{args.prefect_port}/api"
+        log_file = ws.state / "prefect-server.log"
+        print(f"mloop: starting a Prefect server on {url} (log {log_file})", flush=True)
+        server = serving.start_process(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+             str(args.prefect_port)], log_file,
+        )  # fmt: skip
+        try:
+            serving.wait_http(f"{url}/health", server, log_file=log_file)
+        except (RuntimeError, TimeoutError) as err:
+            print(f"mloop: {err}", file=sys.stderr)
+            return 1
+        os.environ["PREFECT_API_URL"] = url
+    from prefect import serve
+
+    from flows.monitor import deployments
+
+    print(f"mloop: serving deployments to {os.environ['PREFECT_API_URL']}: retrain/scheduled"
+          f" (cron '{params.monitor.retrain_cron}'), monitor/drift-check (every"
+          f" {params.monitor.interval_minutes:g} min). `prefect deployment ls` with"
+          f" PREFECT_API_URL={os.environ['PREFECT_API_URL']} lists them; Ctrl-C stops",
+          flush=True)  # fmt: skip
+    try:
+        serve(*deployments(params, ws.params, ws), print_starting_message=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            serving.stop(server)
+    return 0
 
 
 def cmd_env(args: argparse.Namespace) -> int:
     _workspace(args)
-    for key in ("MLFLOW_TRACKING_URI", "BENTOML_HOME", "PREFECT_HOME"):
+    for key in ("MLFLOW_TRACKING_URI", "BENTOML_HOME", "PREFECT_HOME", "MLOOP_INFERENCE_LOG",
+                "PREFECT_SERVER_ANALYTICS_ENABLED"):  # fmt: skip
         print(f"export {key}={os.environ[key]}")
     return 0
 
@@ -327,11 +443,32 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
 
-    serve = sub.add_parser("serve", help="serve the latest Bento (or --bento TAG) on loopback")
-    serve.add_argument("--bento", help="Bento tag (default: the one the package stage built)")
+    serve = sub.add_parser(
+        "serve", help="serve the packaged Bento on loopback; restart on a new champion's Bento"
+    )
+    serve.add_argument("--bento", help="serve this Bento tag as it is (no following)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
     serve.set_defaults(func=cmd_serve)
+
+    tf = sub.add_parser("traffic", help="send test images to the service at a fixed rate")
+    tf.add_argument("--drift", choices=("none", "noise", "shift"), default="none")
+    tf.add_argument("--rate", type=float, default=50.0, help="requests per second")
+    tf.add_argument("--duration", type=float, default=10.0, help="seconds")
+    tf.add_argument("--feedback", type=float, default=0.0,
+                    help="share of answers whose true label is posted back (0..1)")  # fmt: skip
+    tf.add_argument("--port", type=int, default=3000)
+    tf.add_argument("--url", help="the service's base URL (default: loopback, --port)")
+    tf.set_defaults(func=cmd_traffic)
+
+    mon = sub.add_parser("monitor", help="check the logged traffic for drift; drift retrains")
+    mon.set_defaults(func=cmd_monitor)
+
+    dep = sub.add_parser("deploy", help="serve the deployments: scheduled retrain, monitor")
+    dep.add_argument(
+        "--prefect-port", type=int, default=4200, help="its Prefect server's port (no API URL set)"
+    )
+    dep.set_defaults(func=cmd_deploy)
 
     env = sub.add_parser("env", help="print exports that point the tools at the workspace")
     env.set_defaults(func=cmd_env)

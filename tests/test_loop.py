@@ -1,17 +1,22 @@
 """End to end: the ``retrain`` flow under a real Prefect server, then its Bento served over HTTP."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from components import inference_log, serving
 from components.data import load_split
 from components.paths import Workspace
 from components.service import EXAMPLE_INPUT
@@ -105,10 +110,11 @@ def test_registered_champion_loads_and_scores_like_metrics_json(loop):
     assert accuracy == pytest.approx(json.loads(ws.metrics.read_text())["test_accuracy"])
 
 
-def _post(port: int, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "application/json"}
-    )
+def _post(port: int, body: bytes, path: str = "predict", token: str | None = None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -116,34 +122,30 @@ def _post(port: int, body: bytes) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def test_bento_is_in_the_store_and_serves_over_http(loop):
+@contextlib.contextmanager
+def _served(tag: str, log: Path, **env):
+    """``bentoml serve TAG`` on a free loopback port, logging to ``log``; yields the port."""
+    port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOOP_INFERENCE_LOG", str(log))
+        for key, value in env.items():
+            mp.setenv(key, value)
+        server = serving.start(tag, "127.0.0.1", port, log.with_suffix(".out"))
+    try:
+        serving.wait_ready("127.0.0.1", port, server, log_file=log.with_suffix(".out"))
+        yield port, server
+    finally:
+        serving.stop(server)
+
+
+def test_bento_is_in_the_store_and_serves_over_http(loop, tmp_path):
     import bentoml
 
     ws, state = loop
     tag = state.result().bento.bento_tag
     assert tag in {str(b.tag) for b in bentoml.bentos.list()}
-
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=os.environ.copy(),
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(0.5)
-        else:
-            pytest.fail("the Bento did not become ready within 120 s")
-
+    log = tmp_path / "inference.sqlite"
+    with _served(tag, log) as (port, _):
         status, body = _post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
         assert status == 200
         bento = state.result().bento  # the compressed version of champion 1
@@ -151,17 +153,94 @@ def test_bento_is_in_the_store_and_serves_over_http(loop):
         assert body["model_alias"] == "champion-compressed"
         assert body["predictions"][0]["class"] == 0
         assert len(body["predictions"][0]["probabilities"]) == 10
+        first = body["request_id"]
 
         status, body = _post(port, json.dumps({"images": [EXAMPLE_INPUT] * 3}).encode())
         assert status == 200 and len(body["predictions"]) == 3
+        assert body["request_id"] != first
 
         for bad in (b'{"images": [[1, 2]]}', b'{"images": "x"}', b"{not json", b"{}",
                     json.dumps({"images": [[99] * 8] * 8}).encode()):  # fmt: skip
             status, _ = _post(port, bad)
             assert 400 <= status < 500, bad
-    finally:
-        os.killpg(server.pid, 15)
+
+        # Feedback: true labels attach to a logged request; wrong ones are refused.
+        feedback = {"request_id": body["request_id"], "labels": [0, 0, 6]}
+        assert _post(port, json.dumps(feedback).encode(), "feedback") == (
+            200, {"request_id": body["request_id"], "labelled": 3})  # fmt: skip
+        for bad in ({"request_id": "nope", "labels": [0]}, {**feedback, "labels": [0]},
+                    {**feedback, "labels": [0, 0, 42]}):  # fmt: skip
+            status, answer = _post(port, json.dumps(bad).encode(), "feedback")
+            assert 400 <= status < 500, (bad, answer)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            assert b"bentoml_service_request_total" in r.read()
+
+    table = inference_log.read(log).table  # every answered input, committed
+    assert table["request_id"].tolist() == [first] + [body["request_id"]] * 3
+    assert set(table["model_version"]) == {bento.model_version}
+    assert table["label"].tolist() == [None, "0", "0", "6"]
+    assert table["prediction"].iloc[0] == "0" and 0 < table["confidence"].iloc[0] <= 1
+
+
+def test_with_a_token_set_requests_without_it_get_401(loop, tmp_path):
+    _, state = loop
+    body = json.dumps({"images": EXAMPLE_INPUT}).encode()
+    with _served(state.result().bento.bento_tag, tmp_path / "log.sqlite",
+                 MLOOP_API_TOKEN="s3cret") as (port, _):  # fmt: skip
+        assert _post(port, body)[0] == 401
+        assert _post(port, body, token="wrong")[0] == 401
+        assert _post(port, body, token="s3cret")[0] == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
+            assert r.status == 200  # probes stay open
+
+
+def test_schemathesis_finds_no_server_error(loop, tmp_path):
+    """Property-based requests from the service's own OpenAPI schema: never a 5xx."""
+    _, state = loop
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    with _served(state.result().bento.bento_tag, tmp_path / "log.sqlite") as (port, _):
+        done = subprocess.run(
+            [str(schemathesis), "run", f"http://127.0.0.1:{port}/docs.json",
+             "--checks", "not_a_server_error", "--max-examples", "40", "--seed", "1",
+             "--include-method", "POST"],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,  # its cache goes there
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "/predict" in done.stdout and "/feedback" in done.stdout
+
+
+def test_every_acknowledged_request_survives_kill_9(loop, tmp_path):
+    """Concurrent clients, the server killed with SIGKILL mid-load: no answered request lost."""
+    _, state = loop
+    log = tmp_path / "log.sqlite"
+    acknowledged: list[str] = []
+    body = json.dumps({"images": EXAMPLE_INPUT}).encode()
+    with _served(state.result().bento.bento_tag, log) as (port, server):
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                try:
+                    status, answer = _post(port, body)
+                except OSError:  # the server is gone
+                    return
+                if status == 200:
+                    acknowledged.append(answer["request_id"])
+
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for c in clients:
+            c.start()
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(server.pid, signal.SIGKILL)  # mid-load: requests are in flight
         server.wait(timeout=30)
+        stop.set()
+        for c in clients:
+            c.join(timeout=60)
+    assert len(acknowledged) >= 200
+    logged = set(inference_log.read(log).table["request_id"])
+    assert set(acknowledged) <= logged, f"{len(set(acknowledged) - logged)} acknowledged lost"
 
 
 def test_failing_validation_stops_the_flow_before_training(tmp_path, monkeypatch):

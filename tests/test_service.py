@@ -68,3 +68,15 @@ def test_rows_are_encoded_like_the_training_table():
 def test_malformed_rows_are_rejected_with_the_reason(rows, message):
     with pytest.raises(InvalidArgument, match=message):
         encode_rows(rows, SCHEMA)
+
+
+def test_bentofile_matches_what_the_package_stage_builds():
+    import yaml
+
+    from components.packaging import SERVICE, SERVING_PACKAGES
+    from tests.conftest import REPO
+
+    spec = yaml.safe_load((REPO / "bentofile.yaml").read_text())
+    assert spec["service"] == SERVICE
+    assert spec["python"]["packages"] == list(SERVING_PACKAGES)
+    assert "components/*.py" in spec["include"]

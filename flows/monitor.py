@@ -1,0 +1,67 @@
+"""The Prefect flow ``monitor``: check production traffic for drift; drift starts ``retrain``.
+
+Reads the inference log from where the last check stopped (components.monitoring.
+check_production), attaches the drift table to the flow run as a Prefect artifact,
+and on drift (outside the cool-down) runs the ``retrain`` flow as a subflow. A
+retrain that promotes a new champion packages a new Bento; ``mloop serve`` then
+restarts the service on it.
+
+``deployments`` are what ``mloop deploy`` serves: ``retrain`` on a cron schedule
+and ``monitor`` on an interval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from components.config import Params, load_params
+from components.monitoring import ProductionCheck, check_production
+from components.paths import Workspace
+from flows.retrain import retrain
+
+
+@task(name="check-production", cache_policy=NO_CACHE, retries=0)
+def check(params: Params, ws: Workspace) -> ProductionCheck:
+    result = check_production(params, ws)
+    print(f"[monitor] {result.summary()} ({result.seconds:.1f} s)", flush=True)
+    return result
+
+
+@flow(name="monitor")
+def monitor(params_file: str = "params.yaml", workspace: str = ".") -> ProductionCheck:
+    """Drift and quality of the logged predictions since the last check; retrain on drift."""
+    ws = Workspace(Path(workspace).resolve())
+    params = load_params(params_file)
+    result = check(params, ws)
+    if result.drift is not None:
+        create_markdown_artifact(
+            key="production-drift", markdown=result.markdown(), description=result.reason
+        )
+    if result.retrain:
+        retrain(params_file=params_file, workspace=workspace)
+    return result
+
+
+def deployments(params: Params, params_file: Path, ws: Workspace) -> list:
+    """``retrain`` on ``monitor.retrain_cron``, ``monitor`` every ``monitor.interval_minutes``."""
+    from datetime import timedelta
+
+    arguments = {"params_file": str(params_file), "workspace": str(ws.root)}
+    return [
+        retrain.to_deployment(
+            name="scheduled",
+            cron=params.monitor.retrain_cron,
+            parameters=arguments,
+            description="the whole loop on a schedule",
+        ),
+        monitor.to_deployment(
+            name="drift-check",
+            interval=timedelta(minutes=params.monitor.interval_minutes),
+            parameters=arguments,
+            description="drift on the inference log; drift starts retrain",
+        ),
+    ]

@@ -1,0 +1,70 @@
+"""The inference log: rows per input, labels attached later, concurrent writers."""
+
+import sqlite3
+import threading
+
+import numpy as np
+import pytest
+
+from components.inference_log import InferenceLog, read, statistics
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 17, size=(n, 8, 8)).astype(np.float32)
+
+
+def test_append_then_read_gives_one_row_per_input_with_its_statistics(tmp_path):
+    log = InferenceLog(tmp_path / "log.sqlite")
+    x = _images(3)
+    log.append("r1", "7", x, [4, 1, 4], np.array([0.9, 0.5, 0.7]))
+    log.append("r2", "7", x[:1], [4], np.array([0.8]))
+    batch = read(log.path)
+    assert (batch.first, batch.last, len(batch)) == (1, 4, 4)
+    table = batch.table
+    assert table["request_id"].tolist() == ["r1", "r1", "r1", "r2"]
+    assert table["item"].tolist() == [0, 1, 2, 0]
+    assert table["prediction"].tolist() == ["4", "1", "4", "4"]
+    assert table["confidence"].tolist() == pytest.approx([0.9, 0.5, 0.7, 0.8])
+    assert table[["mean", "std", "min", "max", "ink"]].to_numpy() == pytest.approx(
+        statistics(np.concatenate([x, x[:1]]))
+    )
+    assert table["label"].isna().all()
+    later = read(log.path, after=batch.last)
+    assert len(later) == 0 and later.last == batch.last
+    with sqlite3.connect(log.path) as db:  # the input itself is kept, as float32
+        (blob,) = db.execute("SELECT inputs FROM predictions WHERE id = 2").fetchone()
+    assert np.array_equal(np.frombuffer(blob, np.float32).reshape(8, 8), x[1])
+
+
+def test_labels_attach_to_a_logged_request_in_order(tmp_path):
+    log = InferenceLog(tmp_path / "log.sqlite")
+    log.append("r1", "1", _images(2), [3, 5], np.array([0.9, 0.9]))
+    assert log.attach_labels("r1", [3, 8]) == 2
+    assert read(log.path).table["label"].tolist() == ["3", "8"]
+    with pytest.raises(LookupError, match="no logged request"):
+        log.attach_labels("nope", [1])
+    with pytest.raises(ValueError, match="had 2 input"):
+        log.attach_labels("r1", [1])
+
+
+def test_reading_a_missing_log_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no inference log at"):
+        read(tmp_path / "none.sqlite")
+
+
+def test_concurrent_writers_in_threads_and_connections_lose_nothing(tmp_path):
+    path = tmp_path / "log.sqlite"
+    logs = [InferenceLog(path), InferenceLog(path)]  # two "workers" on one file
+    x = _images(1)
+
+    def write(worker: int) -> None:
+        for i in range(100):
+            logs[worker % 2].append(f"w{worker}-{i}", "1", x, [0], np.array([1.0]))
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    table = read(path).table
+    assert len(table) == 600 and table["request_id"].nunique() == 600
