@@ -148,3 +148,12 @@ def read(path: Path | str, after: int = 0, limit: int | None = None) -> Batch:
         db.close()
     last = int(table["id"].iloc[-1]) if len(table) else after
     return Batch(first=after + 1, last=last, table=table)
+
+
+def newest_id(path: Path | str) -> int:
+    """The id of the newest row (0 for an empty log)."""
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM predictions").fetchone()[0])
+    finally:
+        db.close()

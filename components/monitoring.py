@@ -287,6 +287,9 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
 
     if not log_path(ws).is_file():
         return waiting(0, f"no inference log at {log_path(ws)} yet (mloop serve writes it)")
+    if last_id > inference_log.newest_id(log_path(ws)):  # a new log replaced the checked one
+        print(f"[monitor] {log_path(ws)} is newer than the last check: reading from its start")
+        last_id = 0
     batch = inference_log.read(log_path(ws), after=last_id)
     table = batch.table
     if len(batch) < cfg.min_rows:

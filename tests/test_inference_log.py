@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from components.inference_log import InferenceLog, read, statistics
+from components.inference_log import InferenceLog, newest_id, read, statistics
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
@@ -29,6 +29,7 @@ def test_append_then_read_gives_one_row_per_input_with_its_statistics(tmp_path):
         statistics(np.concatenate([x, x[:1]]))
     )
     assert table["label"].isna().all()
+    assert newest_id(log.path) == 4
     later = read(log.path, after=batch.last)
     assert len(later) == 0 and later.last == batch.last
     with sqlite3.connect(log.path) as db:  # the input itself is kept, as float32

@@ -48,3 +48,23 @@ def test_drift_verdicts(splits, tmp_path, kind, drifted):
     assert (tmp_path / f"{kind}.html").stat().st_size > 10_000
     if drifted:
         assert {"mean", "ink"} <= set(result.drifted_columns)
+
+
+def test_production_check_waits_for_enough_rows_and_restarts_on_a_new_log(workspace, monkeypatch):
+    import json
+
+    from components.inference_log import InferenceLog
+    from components.monitoring import check_production
+    from tests.conftest import small_params
+
+    monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(workspace.inference_log))
+    params = small_params()
+    waiting = check_production(params, workspace)
+    assert waiting.drift is None and "no inference log" in waiting.reason
+    log = InferenceLog(workspace.inference_log)
+    log.append("r1", "1", np.zeros((3, 8, 8), np.float32), [0, 0, 0], np.ones(3))
+    workspace.monitor_state.write_text(json.dumps({"last_id": 500}))  # an older, larger log
+    result = check_production(params, workspace)
+    assert (result.rows, result.first_id, result.last_id) == (3, 1, 3)
+    assert result.drift is None and not result.retrain and "3 new predictions" in result.reason
+    assert json.loads(workspace.monitor_state.read_text())["last_id"] == 500  # nothing checked
