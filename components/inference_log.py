@@ -128,7 +128,7 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     return db
 
 
-def read(path: Path | str, after: int = 0, limit: int | None = None) -> Batch:
+def read(path: Path | str, after: int = 0) -> Batch:
     """Rows with id greater than ``after`` (all columns but the raw inputs), oldest first."""
     import pandas as pd
 
@@ -141,8 +141,6 @@ def read(path: Path | str, after: int = 0, limit: int | None = None) -> Batch:
             "SELECT id, request_id, item, ts, model_version, mean, std, min, max, ink,"
             " prediction, confidence, label FROM predictions WHERE id > ? ORDER BY id"
         )
-        if limit is not None:
-            query += f" LIMIT {int(limit)}"
         table = pd.read_sql_query(query, db, params=(after,))
     finally:
         db.close()

@@ -63,8 +63,13 @@ def feature_table(
     x: np.ndarray,
     predict: Callable[[np.ndarray], np.ndarray] | None = None,
     columns: list[str] | None = None,
+    classes: list | None = None,
 ):
-    """Images: per-sample statistics. Tables (``columns`` given): those feature columns."""
+    """Images: per-sample statistics. Tables (``columns`` given): those feature columns.
+
+    With ``predict``, a ``prediction`` column: the class name (``classes`` given, as
+    the service logs it) or the class index, as text.
+    """
     import pandas as pd
 
     if columns is not None:
@@ -72,7 +77,9 @@ def feature_table(
     else:
         table = pd.DataFrame(statistics(x), columns=FEATURES)
     if predict is not None:
-        table[PREDICTION] = predict(x.astype(np.float32)).argmax(axis=1).astype(str)
+        index = predict(x.astype(np.float32)).argmax(axis=1)
+        names = index if classes is None else np.asarray(classes, dtype=object)[index]
+        table[PREDICTION] = names.astype(str)
     return table
 
 
@@ -285,22 +292,20 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
             seconds=time.perf_counter() - started,
         )  # fmt: skip
 
-    if not log_path(ws).is_file():
-        return waiting(0, f"no inference log at {log_path(ws)} yet (mloop serve writes it)")
-    if last_id > inference_log.newest_id(log_path(ws)):  # a new log replaced the checked one
-        print(f"[monitor] {log_path(ws)} is newer than the last check: reading from its start")
+    log = log_path(ws)
+    if not log.is_file():
+        return waiting(0, f"no inference log at {log} yet (mloop serve writes it)")
+    if last_id > inference_log.newest_id(log):  # a new log replaced the checked one
+        print(f"[monitor] {log} is newer than the last check: reading from its start")
         last_id = 0
-    batch = inference_log.read(log_path(ws), after=last_id)
+    batch = inference_log.read(log, after=last_id)
     table = batch.table
     if len(batch) < cfg.min_rows:
         return waiting(len(batch), f"{len(batch)} new predictions, {cfg.min_rows} needed")
 
-    meta = load_meta(ws.prepared)
-    classes = [str(c) for c in meta["classes"]]
     predict = champion_predictor(params.register_.model_name)
     train_x = load_split(ws.prepared, "train").x
-    reference = feature_table(train_x)
-    reference[PREDICTION] = [classes[i] for i in predict(train_x.astype(np.float32)).argmax(1)]
+    reference = feature_table(train_x, predict, classes=load_meta(ws.prepared)["classes"])
     current = table[[*FEATURES, PREDICTION]]
     if len(current) > cfg.test_rows:
         current = current.sample(cfg.test_rows, random_state=params.seed + batch.last)

@@ -23,10 +23,11 @@ from components.records import read_json
 
 def start_process(command: list[str], log_file: Path | None = None) -> subprocess.Popen:
     """A server process in its own process group (so ``stop`` ends its workers too)."""
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True
-    )
+    with open(log_file or os.devnull, "ab") as out:  # the child keeps its own handle
+        return subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            start_new_session=True,
+        )  # fmt: skip
 
 
 def start(tag: str, host: str, port: int, log_file: Path | None = None) -> subprocess.Popen:

@@ -331,20 +331,13 @@ def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
 
     ws, state = loop
     port = free_port()
-    ui = subprocess.Popen(
+    ui = serving.start_process(
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{ws.mlflow_db}",
          "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(base, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        serving.wait_http(base, ui, timeout_s=120)
         experiment = mlflow.get_experiment_by_name("digits").experiment_id
         runs_page = _render(chromium, f"{base}/#/experiments/{experiment}/runs", tmp_path / "a")
         for name in ("train-cnn", "compress-v1", "monitor"):
@@ -352,8 +345,7 @@ def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
         model_page = _render(chromium, f"{base}/#/models/digits-classifier", tmp_path / "b")
         assert "Version 1" in model_page and "champion" in model_page
     finally:
-        os.killpg(ui.pid, 15)
-        ui.wait(timeout=30)
+        serving.stop(ui)
 
 
 def test_packaging_again_reuses_the_imported_model(loop):
