@@ -21,11 +21,16 @@ from pathlib import Path
 from components.records import read_json
 
 
-def start_process(command: list[str], log_file: Path | None = None) -> subprocess.Popen:
-    """A server process in its own process group (so ``stop`` ends its workers too)."""
+def start_process(
+    command: list[str], log_file: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """A server process in its own process group (so ``stop`` ends its workers too).
+
+    ``env`` replaces this process's environment for it when given.
+    """
     with open(log_file or os.devnull, "ab") as out:  # the child keeps its own handle
         return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            command, stdout=out, stderr=subprocess.STDOUT, env=env or os.environ.copy(),
             start_new_session=True,
         )  # fmt: skip
 

@@ -6,7 +6,7 @@ mloop ui             MLflow's UI over the workspace's tracking store
 mloop serve          serve the latest Bento on loopback (follows new champions)
 mloop traffic        send test traffic to the service (clean, noisy or shifted)
 mloop monitor        check the logged traffic for drift (the Prefect flow ``monitor``)
-mloop deploy         serve the scheduled deployments: retrain (cron), monitor (interval)
+mloop deploy         schedule retrain (cron) and monitor (interval); --pool for workers
 mloop env            shell exports that point MLflow/BentoML/Prefect tools at the workspace
 """
 
@@ -338,8 +338,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     setup_logging()
     params = _params_or_exit(ws.params)
+    pool = args.pool or os.environ.get("MLOOP_WORK_POOL")
     server = None
     if not os.environ.get("PREFECT_API_URL"):
+        if pool:
+            print("mloop: --pool needs a Prefect server that the workers see: set"
+                  " PREFECT_API_URL (e.g. http://prefect:4200/api)", file=sys.stderr)  # fmt: skip
+            return 2
         # Schedules need a server that outlives one flow run: start Prefect's own, on
         # loopback, over the workspace's database (PREFECT_HOME), and stop it on exit.
         from components import serving
@@ -357,17 +362,32 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print(f"mloop: {err}", file=sys.stderr)
             return 1
         os.environ["PREFECT_API_URL"] = url
+    from flows import deploy
+
+    url = os.environ["PREFECT_API_URL"]
+    what = ", ".join(
+        f"{s.full_name} ({f'cron {s.cron!r}' if s.cron else f'every {s.interval}'})"
+        for s in deploy.schedules(params)
+    )
+    if pool:
+        try:
+            if deploy.ensure_pool(pool):
+                print(f"mloop: created the {deploy.POOL_TYPE} work pool {pool!r}")
+            names = deploy.to_pool(params, ws.params, ws, pool)
+        except Exception as err:  # the server's answer, shown as it is
+            print(f"mloop: deploying to {url} failed: {type(err).__name__}: {err}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"mloop: deployed {', '.join(names)} to work pool {pool!r} on {url}: {what}."
+              f" Start a worker: prefect worker start --pool {pool}."
+              f" Run one now: prefect deployment run {names[0]}")  # fmt: skip
+        return 0
     from prefect import serve
 
-    from flows.monitor import deployments
-
-    print(f"mloop: serving deployments to {os.environ['PREFECT_API_URL']}: retrain/scheduled"
-          f" (cron '{params.monitor.retrain_cron}'), monitor/drift-check (every"
-          f" {params.monitor.interval_minutes:g} min). `prefect deployment ls` with"
-          f" PREFECT_API_URL={os.environ['PREFECT_API_URL']} lists them; Ctrl-C stops",
-          flush=True)  # fmt: skip
+    print(f"mloop: serving deployments to {url}: {what}. `prefect deployment ls` with"
+          f" PREFECT_API_URL={url} lists them; Ctrl-C stops", flush=True)  # fmt: skip
     try:
-        serve(*deployments(params, ws.params, ws), print_starting_message=False)
+        serve(*deploy.served(params, ws.params, ws), print_starting_message=False)
     except KeyboardInterrupt:
         pass
     finally:
@@ -464,7 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
     mon = sub.add_parser("monitor", help="check the logged traffic for drift; drift retrains")
     mon.set_defaults(func=cmd_monitor)
 
-    dep = sub.add_parser("deploy", help="serve the deployments: scheduled retrain, monitor")
+    dep = sub.add_parser(
+        "deploy", help="schedule retrain (cron) and monitor (interval): served here or on a pool"
+    )
+    dep.add_argument(
+        "--pool",
+        help="register them on this Prefect work pool (created if missing)"
+        " for workers to run, and exit (default: MLOOP_WORK_POOL; none: serve here)",
+    )
     dep.add_argument(
         "--prefect-port", type=int, default=4200, help="its Prefect server's port (no API URL set)"
     )

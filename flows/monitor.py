@@ -6,8 +6,7 @@ and on drift (outside the cool-down) runs the ``retrain`` flow as a subflow. A
 retrain that promotes a new champion packages a new Bento; ``mloop serve`` then
 restarts the service on it.
 
-``deployments`` are what ``mloop deploy`` serves: ``retrain`` on a cron schedule
-and ``monitor`` on an interval.
+``flows.deploy`` schedules it (and ``retrain``) for ``mloop deploy``.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from components.config import Params, load_params
 from components.monitoring import ProductionCheck, check_production
-from components.paths import Workspace
+from components.paths import Workspace, configure_environment
 from flows.retrain import retrain
 
 
@@ -35,6 +34,7 @@ def check(params: Params, ws: Workspace) -> ProductionCheck:
 def monitor(params_file: str = "params.yaml", workspace: str = ".") -> ProductionCheck:
     """Drift and quality of the logged predictions since the last check; retrain on drift."""
     ws = Workspace(Path(workspace).resolve())
+    configure_environment(ws)  # a worker's flow run starts here, not in the CLI
     params = load_params(params_file)
     result = check(params, ws)
     if result.drift is not None:
@@ -44,24 +44,3 @@ def monitor(params_file: str = "params.yaml", workspace: str = ".") -> Productio
     if result.retrain:
         retrain(params_file=params_file, workspace=workspace)
     return result
-
-
-def deployments(params: Params, params_file: Path, ws: Workspace) -> list:
-    """``retrain`` on ``monitor.retrain_cron``, ``monitor`` every ``monitor.interval_minutes``."""
-    from datetime import timedelta
-
-    arguments = {"params_file": str(params_file), "workspace": str(ws.root)}
-    return [
-        retrain.to_deployment(
-            name="scheduled",
-            cron=params.monitor.retrain_cron,
-            parameters=arguments,
-            description="the whole loop on a schedule",
-        ),
-        monitor.to_deployment(
-            name="drift-check",
-            interval=timedelta(minutes=params.monitor.interval_minutes),
-            parameters=arguments,
-            description="drift on the inference log; drift starts retrain",
-        ),
-    ]

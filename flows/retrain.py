@@ -13,7 +13,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from components.config import Params, load_params
-from components.paths import Workspace
+from components.paths import Workspace, configure_environment
 from components.stages import stage_function
 
 
@@ -51,6 +51,7 @@ class RetrainSummary:
 def retrain(params_file: str = "params.yaml", workspace: str = ".") -> RetrainSummary:
     """Prepare, validate, train, evaluate, register, compress, package and monitor."""
     ws = Workspace(Path(workspace).resolve())
+    configure_environment(ws)  # a worker's flow run starts here, not in the CLI
     params = load_params(params_file)
     prepare(params, ws)
     validate(params, ws)  # raises on bad data: nothing below runs, nothing is promoted

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from components.config import Params, load_params
-from components.paths import Workspace
+from components.paths import Workspace, configure_environment
 from components.sweep import Study, SweepResult, TrialOutcome, run_sweep, run_trial
 
 
@@ -35,6 +35,7 @@ def sweep(
 ) -> SweepResult:  # fmt: skip
     """An Optuna study over ``sweep.space``; trials are tasks of this flow."""
     ws = Workspace(Path(workspace).resolve())
+    configure_environment(ws)  # a worker's flow run starts here, not in the CLI
     params = load_params(params_file)
     n_parallel = parallel or params.sweep.parallel
 

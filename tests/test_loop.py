@@ -21,6 +21,7 @@ from components.data import load_split
 from components.paths import Workspace
 from components.service import EXAMPLE_INPUT
 from tests.conftest import REPO, free_port
+from tests.test_infra import hpa_metric
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +174,9 @@ def test_bento_is_in_the_store_and_serves_over_http(loop, tmp_path):
             status, answer = _post(port, json.dumps(bad).encode(), "feedback")
             assert 400 <= status < 500, (bad, answer)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-            assert b"bentoml_service_request_total" in r.read()
+            exposed = r.read().decode()
+        assert "bentoml_service_request_total" in exposed
+        assert hpa_metric() in exposed  # what infra/k8s/bento.yaml's autoscaler reads
 
     table = inference_log.read(log).table  # every answered input, committed
     assert table["request_id"].tolist() == [first] + [body["request_id"]] * 3

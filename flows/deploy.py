@@ -1,0 +1,113 @@
+"""The deployments ``mloop deploy`` makes: ``retrain`` on a cron, ``monitor`` on an interval.
+
+Two ways to run them, one list of them (``schedules``):
+
+* served (the default): this process polls the Prefect server and runs the
+  flows itself (``prefect.serve``);
+* through a work pool (``mloop deploy --pool NAME``, or ``MLOOP_WORK_POOL``): the
+  deployments are registered with the server and any ``prefect worker start
+  --pool NAME`` runs them, on this machine or another that sees the same code
+  and workspace. ``prefect.yaml`` at the repository root declares the same two
+  for ``prefect deploy --all`` (a test keeps them equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from components.config import Params
+from components.paths import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+POOL_TYPE = "process"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One deployment: which flow, under what name, how often."""
+
+    flow: str
+    name: str
+    entrypoint: str  # relative to the repository root, as prefect.yaml writes it
+    description: str
+    cron: str | None = None
+    interval: timedelta | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow}/{self.name}"
+
+
+def schedules(params: Params) -> list[Schedule]:
+    return [
+        Schedule(
+            "retrain", "scheduled", "flows/retrain.py:retrain",
+            "the whole loop on a schedule", cron=params.monitor.retrain_cron,
+        ),
+        Schedule(
+            "monitor", "drift-check", "flows/monitor.py:monitor",
+            "drift on the inference log; drift starts retrain",
+            interval=timedelta(minutes=params.monitor.interval_minutes),
+        ),
+    ]  # fmt: skip
+
+
+def _flow(schedule: Schedule):
+    from flows.monitor import monitor
+    from flows.retrain import retrain
+
+    return {"retrain": retrain, "monitor": monitor}[schedule.flow]
+
+
+def _arguments(params_file: Path, ws: Workspace) -> dict:
+    return {"params_file": str(Path(params_file).resolve()), "workspace": str(ws.root)}
+
+
+def served(params: Params, params_file: Path, ws: Workspace) -> list:
+    """Deployments for ``prefect.serve``: this process runs them."""
+    return [
+        _flow(s).to_deployment(
+            name=s.name, cron=s.cron, interval=s.interval,
+            parameters=_arguments(params_file, ws), description=s.description,
+        )
+        for s in schedules(params)
+    ]  # fmt: skip
+
+
+def ensure_pool(pool: str) -> bool:
+    """Create a process work pool called ``pool`` unless the server has one; True if created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+            return False
+        except ObjectNotFound:
+            client.create_work_pool(WorkPoolCreate(name=pool, type=POOL_TYPE))
+            return True
+
+
+def to_pool(params: Params, params_file: Path, ws: Workspace, pool: str) -> list[str]:
+    """Register the deployments on ``pool``; a worker of that pool runs them from ``REPO``.
+
+    The code is not copied anywhere: the worker's flow run starts in ``REPO``
+    (a ``set_working_directory`` pull step), so the worker must see this
+    checkout and the workspace at the same paths (one machine, or a shared
+    volume as in ``infra/``).
+    """
+    from prefect import flow
+
+    names = []
+    for s in schedules(params):
+        deployable = flow.from_source(source=str(REPO), entrypoint=s.entrypoint)
+        deployable.deploy(
+            name=s.name, work_pool_name=pool, cron=s.cron, interval=s.interval,
+            parameters=_arguments(params_file, ws), description=s.description,
+            build=False, push=False, print_next_steps=False,
+        )  # fmt: skip
+        names.append(s.full_name)
+    return names
