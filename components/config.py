@@ -180,7 +180,7 @@ class SweepRange(_Section):
 
 class SweepConfig(_Section):
     trials: int = Field(8, ge=1)
-    parallel: int = Field(1, ge=1, le=64)  # trials at a time, each a Prefect task in a process
+    parallel: int = Field(1, ge=1, le=64)  # trials at a time, each a Prefect task on Dask
     warmup_epochs: int = Field(2, ge=0)  # no pruning before this many epochs
     space: dict[str, SweepRange] = {
         "train.learning_rate": SweepRange(low=3e-4, high=1e-2, log=True),

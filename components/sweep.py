@@ -17,6 +17,7 @@ result. One after another in this process is the default.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class Study:
     parent_run_id: str
     trials: int
     threads: int  # torch threads per trial: the cores shared among parallel trials
+    tracking_uri: str  # the parent run's store: trials on other machines log there too
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def open_sweep(
         parent_run_id=parent.run_id,
         trials=n_trials,
         threads=max(1, (os.cpu_count() or 1) // max(1, parallel)),
+        tracking_uri=tracking.tracking_uri(),
     )
     study.journal.parent.mkdir(parents=True, exist_ok=True)
     optuna.create_study(study_name=study.name, storage=_storage(study), direction="maximize")
@@ -165,7 +168,9 @@ def run_trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOu
         else:
             value = result.history[-1]["val/acc"]
             run.log_metrics({"objective": value})
-        run.set_tags({"optuna.state": state})
+        run.set_tags(
+            {"optuna.state": state, "mloop.worker": f"{socket.gethostname()}:{os.getpid()}"}
+        )
     if state == "PRUNED":
         optuna_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     else:

@@ -1,17 +1,21 @@
-"""The Prefect flow ``sweep``: Optuna trials as Prefect tasks, in parallel processes.
+"""The Prefect flow ``sweep``: Optuna trials as Prefect tasks, fanned out over Dask.
 
 The study and the parent MLflow run are opened here; each trial is one task
 that opens the shared study itself, so ``--parallel N`` runs N trials at a
-time in a process pool (one after another in this process when N is 1).
+time on Dask (one after another in this process when N is 1). ``task_runner``
+picks the cluster: a local one of N single-threaded worker processes, or the
+running cluster that ``MLOOP_DASK_ADDRESS`` names (``dask scheduler`` and
+``dask worker`` on other machines; they must see the workspace at the same path).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from components.config import Params, load_params
 from components.paths import Workspace, configure_environment
@@ -22,7 +26,10 @@ from components.sweep import Study, SweepResult, TrialOutcome, run_sweep, run_tr
 def trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOutcome:
     from components.logs import setup_logging
 
-    setup_logging()  # in a pool process, too
+    setup_logging()  # in a Dask worker, too
+    # A worker may be another machine's process: the sweep's store, the workspace's defaults.
+    os.environ["MLFLOW_TRACKING_URI"] = study.tracking_uri
+    configure_environment(ws)
     outcome = run_trial(params, ws, study, slot)
     print(f"[trial {outcome.number}] {outcome.state} val/acc {outcome.value}", flush=True)
     return outcome
@@ -46,8 +53,21 @@ def sweep(
     return run_sweep(params, ws, trials, as_tasks, n_parallel)
 
 
+def task_runner(parallel: int):
+    """Dask for ``parallel`` > 1 (or a cluster named by ``MLOOP_DASK_ADDRESS``), else inline."""
+    address = os.environ.get("MLOOP_DASK_ADDRESS")
+    if parallel == 1 and not address:
+        return ThreadPoolTaskRunner(max_workers=1)
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": parallel, "threads_per_worker": 1, "processes": True,
+                        "dashboard_address": None},
+    )  # fmt: skip
+
+
 def sweep_flow(parallel: int):
     """The flow with a task runner for ``parallel`` trials at a time."""
-    if parallel > 1:
-        return sweep.with_options(task_runner=ProcessPoolTaskRunner(max_workers=parallel))
-    return sweep.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    return sweep.with_options(task_runner=task_runner(parallel))

@@ -36,12 +36,16 @@ def _project(tmp_path, **train) -> Workspace:
     return ws
 
 
-def _mloop(ws, *args, **kw):
+def _mloop_env() -> dict[str, str]:
     # The subprocess finds the workspace's own store (.mloop/mlflow.db) by default.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENTOML", "MLFLOW"))}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("BENTOML", "MLFLOW"))}
+
+
+def _mloop(ws, *args, env=None, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), *args],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw,
+        cwd=REPO, env=env or _mloop_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, **kw,
     )  # fmt: skip
 
 
@@ -120,3 +124,25 @@ def test_sweep_leaves_nested_trials_and_a_best_params_file(tmp_path, monkeypatch
     numbers = sorted(int(r.info.run_name.split("-")[1]) for r in trials)
     assert numbers == list(range(8))  # one study: every trial got its own number
     assert "sweep" in out and "trial" in out
+
+
+def test_four_trials_fan_out_over_a_two_worker_dask_cluster(tmp_path):
+    """The cluster MLOOP_DASK_ADDRESS names runs the trials: both workers, two at once."""
+    from distributed import Client, LocalCluster
+
+    ws = _project(tmp_path, epochs=4)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        workers = set(client.run(os.getpid).values())
+        env = {**_mloop_env(), "MLOOP_DASK_ADDRESS": cluster.scheduler_address}
+        proc = _mloop(ws, "sweep", "--trials", "4", "--parallel", "2", env=env)
+        out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out
+    store = mlflow.MlflowClient(f"sqlite:///{ws.mlflow_db}")
+    runs = store.search_runs([store.get_experiment_by_name("digits").experiment_id])
+    trials = [r for r in runs if r.info.run_name.startswith("trial-")]
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+    ran_on = {int(r.data.tags["mloop.worker"].rsplit(":", 1)[1]) for r in trials}
+    assert ran_on == workers  # every trial on a cluster worker, and both workers used
+    spans = sorted((r.info.start_time, r.info.end_time) for r in trials)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))  # two at once
