@@ -99,6 +99,9 @@ class Workspace:
         return self.reports / name
 
 
+_FILLED: set[str] = set()  # what configure_environment set, as opposed to the user
+
+
 def configure_environment(ws: Workspace) -> None:
     """Point the embedded servers at the workspace unless the user chose others.
 
@@ -123,6 +126,17 @@ def configure_environment(ws: Workspace) -> None:
         "TQDM_DISABLE": "1",
     }
     for key, value in defaults.items():
-        os.environ.setdefault(key, value)
+        if key not in os.environ:
+            os.environ[key] = value
+            _FILLED.add(key)
     for folder in (ws.state, ws.bentoml_home, ws.prefect_home, ws.reports):
         folder.mkdir(parents=True, exist_ok=True)
+
+
+def own_environment() -> dict[str, str]:
+    """This process's environment less the workspace defaults ``configure_environment`` set.
+
+    For a child process working in another workspace: it sets its own defaults,
+    and keeps every server the user chose.
+    """
+    return {key: value for key, value in os.environ.items() if key not in _FILLED}

@@ -1,6 +1,7 @@
 """The ``mloop`` command. Light at import: heavy libraries load inside commands.
 
 mloop run            the whole loop as the Prefect flow ``retrain``
+mloop run-many       the loop for several workspaces (data sets), in parallel on Dask
 mloop models         registered versions; mloop promote VERSION, mloop rollback
 mloop ui             MLflow's UI over the workspace's tracking store
 mloop serve          serve the latest Bento on loopback (follows new champions)
@@ -48,6 +49,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print_summary(summary, ws, time.perf_counter() - start)
     return 0
+
+
+def cmd_run_many(args: argparse.Namespace) -> int:
+    _workspace(args)
+    from components.logs import setup_logging
+
+    setup_logging()
+    folders = [Path(w).resolve() for w in args.workspaces]
+    for folder in folders:  # fail now on a missing or bad params.yaml, not minutes later
+        _params_or_exit(Workspace(folder).params)
+    where = os.environ.get("MLOOP_DASK_ADDRESS") or f"a local Dask cluster of {args.parallel}"
+    print(f"mloop: retraining {len(folders)} workspaces, {args.parallel} at a time on {where};"
+          " each logs to its .mloop/retrain.log", flush=True)  # fmt: skip
+    from flows.retrain import retrain_many_flow
+
+    start = time.perf_counter()
+    status = _flow_outcome(
+        "retrain-many",
+        lambda: retrain_many_flow(args.parallel)(
+            workspaces=[str(f) for f in folders], parallel=args.parallel
+        ),
+    )
+    print(f"mloop: {time.perf_counter() - start:.0f}s")
+    return status
 
 
 def print_summary(summary, ws: Workspace, seconds: float) -> None:
@@ -423,6 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole loop as the Prefect flow 'retrain'")
     run.add_argument("--params", help="parameters file (default: WORKSPACE/params.yaml)")
     run.set_defaults(func=cmd_run)
+
+    many = sub.add_parser(
+        "run-many", help="the loop for several workspaces (data sets) in parallel on Dask"
+    )
+    many.add_argument("workspaces", nargs="+", help="folders, each with its own params.yaml")
+    many.add_argument("--parallel", type=_positive, default=2,
+                      help="retrains at a time (Dask workers; default 2)")  # fmt: skip
+    many.set_defaults(func=cmd_run_many)
 
     tr = sub.add_parser("train", help="train alone on the prepared data (after prepare/validate)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint")

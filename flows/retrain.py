@@ -6,6 +6,8 @@ models: stages hand each other files, as under ``dvc repro``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,8 +15,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from components.config import Params, load_params
-from components.paths import Workspace, configure_environment
+from components.paths import Workspace, configure_environment, own_environment
 from components.stages import stage_function
+from flows.runners import task_runner
 
 
 def _stage_task(name: str):
@@ -62,3 +65,55 @@ def retrain(params_file: str = "params.yaml", workspace: str = ".") -> RetrainSu
     bento = package(params, ws)
     drift = monitor(params, ws)
     return RetrainSummary(trained, evaluation, registration, compression, bento, drift)
+
+
+@task(name="retrain-workspace", cache_policy=NO_CACHE, retries=0)
+def retrain_workspace(workspace: str, env: dict[str, str]) -> str:
+    """``mloop run`` in one workspace, in a process of its own (its own embedded stores)."""
+    log = Workspace(Path(workspace)).state / "retrain.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "--workspace", workspace, "run"],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    output = log.read_text()
+    if done.returncode != 0:
+        raise RuntimeError(f"{workspace}: retrain failed (exit {done.returncode}); log {log}:\n"
+                           f"{output[-2000:]}")  # fmt: skip
+    accuracy = [line for line in output.splitlines() if "champion test accuracy" in line]
+    print(f"[{workspace}] {accuracy[-1].strip() if accuracy else 'done'}", flush=True)
+    return workspace
+
+
+@dataclass(frozen=True)
+class ManyResult:
+    workspaces: tuple[str, ...]
+
+    def summary(self) -> str:
+        return f"{len(self.workspaces)} workspaces retrained: {', '.join(self.workspaces)}"
+
+
+@flow(name="retrain-many")
+def retrain_many(workspaces: list[str], parallel: int = 2) -> ManyResult:
+    """``retrain`` for several data sets (one workspace each), ``parallel`` at a time.
+
+    Run through ``retrain_many_flow(parallel)``, which picks the Dask task runner.
+    Every workspace is retrained even when another fails; then the failures are raised.
+    """
+    env = own_environment()
+    futures = [retrain_workspace.submit(str(Path(w).resolve()), env) for w in workspaces]
+    failed = []
+    for future in futures:
+        try:
+            future.result()
+        except Exception as err:
+            failed.append(str(err))
+    if failed:
+        listed = "\n".join(failed)
+        raise RuntimeError(f"{len(failed)} of {len(futures)} retrains failed:\n{listed}")
+    return ManyResult(tuple(future.result() for future in futures))
+
+
+def retrain_many_flow(parallel: int):
+    return retrain_many.with_options(task_runner=task_runner(parallel))

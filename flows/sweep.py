@@ -2,10 +2,7 @@
 
 The study and the parent MLflow run are opened here; each trial is one task
 that opens the shared study itself, so ``--parallel N`` runs N trials at a
-time on Dask (one after another in this process when N is 1). ``task_runner``
-picks the cluster: a local one of N single-threaded worker processes, or the
-running cluster that ``MLOOP_DASK_ADDRESS`` names (``dask scheduler`` and
-``dask worker`` on other machines; they must see the workspace at the same path).
+time on Dask (``flows.runners``; one after another in this process when N is 1).
 """
 
 from __future__ import annotations
@@ -15,11 +12,11 @@ from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from components.config import Params, load_params
 from components.paths import Workspace, configure_environment
 from components.sweep import Study, SweepResult, TrialOutcome, run_sweep, run_trial
+from flows.runners import task_runner
 
 
 @task(name="trial", cache_policy=NO_CACHE, retries=0)
@@ -51,21 +48,6 @@ def sweep(
         return [future.result() for future in futures]
 
     return run_sweep(params, ws, trials, as_tasks, n_parallel)
-
-
-def task_runner(parallel: int):
-    """Dask for ``parallel`` > 1 (or a cluster named by ``MLOOP_DASK_ADDRESS``), else inline."""
-    address = os.environ.get("MLOOP_DASK_ADDRESS")
-    if parallel == 1 and not address:
-        return ThreadPoolTaskRunner(max_workers=1)
-    from prefect_dask import DaskTaskRunner
-
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(
-        cluster_kwargs={"n_workers": parallel, "threads_per_worker": 1, "processes": True,
-                        "dashboard_address": None},
-    )  # fmt: skip
 
 
 def sweep_flow(parallel: int):
