@@ -1,6 +1,6 @@
 """Compression variants of the digits CNN and of a LeNet-300-100-style MLP, side by side.
 
-    python benchmarks/compression.py [--rounds 7] [--repeats 200] [--han-seeds 7]
+    python benchmarks/compression.py [--rounds 7] [--repeats 200] [--han-seeds 7] [--kd-seeds 3]
 
 Trains each network on the built-in digits with the default params (the MLP with
 hidden layers 300 and 100, and 90% of its weights pruned in 3 steps with 30 epochs of
@@ -14,6 +14,12 @@ least 4x smaller and 2x faster at batch 1.
 The Han et al. check repeats the MLP's 90% pruning over several seeds (each its
 own split, training and pruning): on 360 test images one image is 0.28 points, so
 a single seed cannot tell 0.3 from 0.8; the median drop is the figure.
+
+The distillation check does the same for the CNN's student (``compress.distill``, at
+most a quarter of the teacher's parameters): per seed a teacher, its distilled
+student and the same student trained without it (same start, seed and epochs);
+targets: the student's median within 1 point of the teacher's, and above the
+baseline's.
 """
 
 from __future__ import annotations
@@ -57,10 +63,11 @@ def trained(overrides: dict, root: Path, seed: int | None = None):
     meta = load_meta(ws.prepared)
     train, val, test = (load_split(ws.prepared, s) for s in ("train", "val", "test"))
     torch.manual_seed(params.seed)
-    net = build_net(net_spec(params, meta, train))
+    spec = net_spec(params, meta, train)
+    net = build_net(spec)
     with contextlib.redirect_stdout(io.StringIO()):  # epoch lines
         fit(net, params.train, params.seed, train, val)
-    return params, ws, test, net.cpu().eval()
+    return params, ws, test, net.cpu().eval(), spec
 
 
 def han_check(seeds: int, root: Path) -> None:
@@ -76,7 +83,7 @@ def han_check(seeds: int, root: Path) -> None:
     print(f"{'seed':>6}{'fp32':>9}{'pruned':>9}{'drop pt':>9}{'sparsity':>10}")
     drops = []
     for seed in range(seeds):
-        params, ws, test, net = trained(MLP_300_100, root / f"han-{seed}", seed)
+        params, ws, test, net, _ = trained(MLP_300_100, root / f"han-{seed}", seed)
         cfg = params.compress
         with contextlib.redirect_stdout(io.StringIO()):
             pruned = pruning.magnitude_prune(net, cfg.prune_amount, stage_tuner(params, ws),
@@ -90,16 +97,53 @@ def han_check(seeds: int, root: Path) -> None:
     print(f"median drop {median:.2f} pt (worst {max(drops):.2f}) -> target <= 0.5 pt {verdict}")
 
 
+def distill_check(seeds: int, root: Path) -> None:
+    """The CNN's distilled student against the teacher and the no-teacher baseline."""
+    from components.data import load_split
+    from components.distillation import train_students
+    from components.evaluation import torch_predictor
+    from components.pruning import parameter_count
+
+    def accuracy(net, split) -> float:
+        return float((torch_predictor(net)(split.x).argmax(1) == split.y).mean())
+
+    print(f"\ndistillation check: digits CNN teacher, {seeds} seeds")
+    rows = []
+    for seed in range(seeds):
+        params, ws, test, net, spec = trained({"train.model": "cnn"}, root / f"kd-{seed}", seed)
+        train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
+        with contextlib.redirect_stdout(io.StringIO()):
+            students = train_students(net, spec, params, train, val)
+        rows.append((accuracy(net, test), accuracy(students.distilled, test),
+                     accuracy(students.baseline, test)))  # fmt: skip
+        if seed == 0:
+            cfg = params.compress.distill
+            share = parameter_count(students.distilled) / parameter_count(net)
+            print(f"student: {students.spec.kind} width {students.spec.conv_width} hidden"
+                  f" {students.spec.hidden}, {parameter_count(students.distilled):,} parameters"
+                  f" ({share:.1%} of the teacher's {parameter_count(net):,}); T {cfg.temperature},"
+                  f" alpha {cfg.alpha}, {cfg.epochs} epochs")  # fmt: skip
+            print(f"{'seed':>6}{'teacher':>9}{'distilled':>11}{'baseline':>10}{'kd gain pt':>12}")
+        t, d, b = rows[-1]
+        print(f"{seed:>6}{t:>9.4f}{d:>11.4f}{b:>10.4f}{(d - b) * 100:>12.2f}")
+    t, d, b = (statistics.median(column) for column in zip(*rows, strict=True))
+    gap, gain = (t - d) * 100, (d - b) * 100
+    print(f"median: teacher {t:.4f}, distilled {d:.4f}, baseline {b:.4f}")
+    print(f"distilled within {gap:.2f} pt of the teacher -> target (<= 1 pt)"
+          f" {'met' if gap <= 1 else 'NOT met'}; {gain:+.2f} pt over the baseline -> target (> 0)"
+          f" {'met' if gain > 0 else 'NOT met'}")  # fmt: skip
+
+
 def run_model(label: str, overrides: dict, args, root: Path) -> None:
     import torch
 
     from components.compression import build_variants, choose, latency_ms, measure
     from components.data import load_meta
 
-    params, ws, test, net = trained(overrides, root / label)
+    params, ws, test, net, spec = trained(overrides, root / label)
     meta = load_meta(ws.prepared)
     with contextlib.redirect_stdout(io.StringIO()):
-        built = build_variants(net, params, ws, ws.compressed_dir)
+        built = build_variants(net, spec, params, ws, ws.compressed_dir)
     variants = {v.name: v for v in measure(built, params.compress, test.x, test.y,
                                            meta["classes"])}  # fmt: skip
     x = {b: test.x[:b].astype("float32") for b in (1, 64)}
@@ -139,7 +183,7 @@ def run_model(label: str, overrides: dict, args, root: Path) -> None:
         f"shipped: {best.name}: {smaller:.1f}x smaller, {faster:.2f}x faster at batch 1,"
         f" drop {best.accuracy_drop * 100:.2f} pt -> target (4x, 2x, <=0.5 pt) {verdict}"
     )
-    for name in ("onnx-int8", "structured+onnx-int8"):
+    for name in ("onnx-int8", "structured+onnx-int8", "distilled", "distilled+onnx-int8"):
         if name in variants and variants[name] is not best:
             v = variants[name]
             print(f"  {name}: {base.size_bytes / v.size_bytes:.1f}x smaller,"
@@ -156,6 +200,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=200, help="calls per timing")
     parser.add_argument("--han-seeds", type=int, default=7, help="seeds of the Han check")
+    parser.add_argument("--kd-seeds", type=int, default=3, help="seeds of the distillation check")
     args = parser.parse_args()
 
     from components.logs import setup_logging
@@ -164,6 +209,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_model("digits CNN", {"train.model": "cnn"}, args, Path(tmp))
         run_model("digits MLP 300-100 (Han et al.: 90% pruned)", MLP_300_100, args, Path(tmp))
+        if args.kd_seeds:
+            distill_check(args.kd_seeds, Path(tmp))
         if args.han_seeds:
             han_check(args.han_seeds, Path(tmp))
 

@@ -2,15 +2,20 @@
 
 Variants (``compress.variants``): global magnitude pruning and structured pruning
 (each fine-tuned), torch dynamic and static int8, the ONNX export and its ONNX
+Runtime int8, and a distilled student (``components.distillation``) with its ONNX
 Runtime int8. Each is scored on the test split and timed on the CPU at batch 1
 and 64; the fastest within ``compress.max_accuracy_drop`` of the fp32 champion
 is registered as its own model version, alias ``champion-compressed``, tagged
-with its parent. The table and a trade-off plot go to ``reports/`` and MLflow.
+with its parent. The student's baseline (same net, no teacher) is measured beside
+it for reference and never ships. The table and a trade-off plot go to
+``reports/`` and MLflow; the two student trainings are runs nested under the
+compression run.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +30,7 @@ if TYPE_CHECKING:  # types only
     from components.config import CompressConfig, Params
 
 COMPRESSED_ALIAS = "champion-compressed"
+REFERENCES = frozenset({"student-baseline"})  # measured for comparison, never shipped
 
 
 @dataclass(frozen=True)
@@ -104,11 +110,17 @@ def stage_tuner(params: Params, ws: Workspace):
     )
 
 
-def build_variants(net, params: Params, ws: Workspace, folder: Path) -> dict[str, tuple]:
-    """``{name: (runner, parameters, sparsity)}``, fp32 first; int8 built on the smallest net."""
+def build_variants(
+    net, spec, params: Params, ws: Workspace, folder: Path, track=None
+) -> dict[str, tuple]:
+    """``{name: (runner, parameters, sparsity)}``, fp32 first; int8 built on the smallest net.
+
+    ``spec`` is the champion's NetSpec (the distilled student is derived from it);
+    ``track`` opens the students' nested runs (see ``components.distillation``).
+    """
     import torch
 
-    from components import pruning, quantization
+    from components import distillation, pruning, quantization
 
     cfg = params.compress
     train = load_split(ws.prepared, "train")
@@ -147,13 +159,22 @@ def build_variants(net, params: Params, ws: Workspace, folder: Path) -> dict[str
         add_torch(f"{prefix}static-int8", quantization.static_int8(base, calibration), base)
     if "onnx" in cfg.variants:
         add_onnx("onnx", quantization.export_onnx(net, calibration, folder / "onnx.onnx"), net)
-    if "onnx-int8" in cfg.variants:  # the serving format: from the champion and the smaller net
-        sources = [(net, "onnx-int8")] + ([(base, f"{prefix}onnx-int8")] if prefix else [])
-        for source, name in sources:
-            exported = quantization.export_onnx(source, calibration, folder / f"{name}.fp32.onnx")
-            file = quantization.onnx_int8(exported, calibration, folder / f"{name}.onnx")
-            add_onnx(name, file, source)
-            exported.unlink()
+    sources = []  # (net, name) for ONNX Runtime int8: the serving format
+    if "onnx-int8" in cfg.variants:  # from the champion and the smaller net
+        sources += [(net, "onnx-int8")] + ([(base, f"{prefix}onnx-int8")] if prefix else [])
+    if {"distilled", "distilled-int8"} & set(cfg.variants):
+        val = load_split(ws.prepared, "val")
+        students = distillation.train_students(net, spec, params, train, val, track)
+        if "distilled" in cfg.variants:
+            add_torch("distilled", students.distilled)
+            add_torch("student-baseline", students.baseline)
+        if "distilled-int8" in cfg.variants:
+            sources.append((students.distilled, "distilled+onnx-int8"))
+    for source, name in sources:
+        exported = quantization.export_onnx(source, calibration, folder / f"{name}.fp32.onnx")
+        file = quantization.onnx_int8(exported, calibration, folder / f"{name}.onnx")
+        add_onnx(name, file, source)
+        exported.unlink()
     return out
 
 
@@ -195,7 +216,7 @@ def choose(variants: list[Variant], tolerance: float = 0.1) -> Variant | None:
     """The fastest variant within budget, if it beats fp32 (the first) at all; among those
     within ``tolerance`` of the fastest (timing noise), the smallest."""
     fp32, *others = variants
-    fit = [v for v in others if v.within_budget and v.speedup > 1.0]
+    fit = [v for v in others if v.within_budget and v.speedup > 1.0 and v.name not in REFERENCES]
     if not fit:
         return None
     fastest = max(v.speedup for v in fit)
@@ -214,6 +235,7 @@ def table(variants: list[Variant], chosen: str | None) -> str:
     for v in variants:
         ms = v.latency_ms
         note = "shipped" if v.name == chosen else ("" if v.within_budget else "over budget")
+        note = "reference (no teacher)" if v.name in REFERENCES else note
         rows.append(
             f"| {v.name} | {v.format} | {v.accuracy:.4f} | {v.accuracy_drop * 100:+.2f} pt"
             f" | {v.size_bytes / 1024:.1f} | {base.size_bytes / v.size_bytes:.1f}x"
@@ -281,20 +303,9 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
     version = alias_version(client, name, CHAMPION)
     if version is None:
         raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
-    net, _ = load_net(champion_weights(name, version))
+    net, spec = load_net(champion_weights(name, version))
     test = load_split(ws.prepared, "test")
     classes = load_meta(ws.prepared)["classes"]
-
-    built = build_variants(net, params, ws, ws.compressed_dir)
-    variants = measure(built, params.compress, test.x, test.y, classes)
-    best = choose(variants)
-    chosen = best.name if best else None
-    markdown = table(variants, chosen)
-    print(markdown, flush=True)
-    ws.reports.mkdir(parents=True, exist_ok=True)
-    table_file = ws.report("compression.md")
-    table_file.write_text(f"# Compression of {name} version {version}\n\n{markdown}")
-    plot_file = plot(variants, chosen, ws.report("compression.png"))
 
     with tracking.start_run(
         ws,
@@ -303,6 +314,26 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
         tags={"mloop.parent_model": f"{name}/{version}"},
     ) as run:
         run.log_params({f"compress.{k}": v for k, v in params.compress.model_dump().items()})
+
+        @contextmanager
+        def student_run(run_name: str, logged: dict):  # nested under compress-vN
+            tags = {"mloop.teacher": f"{name}/{version}"}
+            with tracking.start_run(
+                ws, params.data.name, run_name=run_name, nested=True, tags=tags
+            ) as child:
+                child.log_params({"teacher.version": version, **logged})
+                yield child
+
+        built = build_variants(net, spec, params, ws, ws.compressed_dir, student_run)
+        variants = measure(built, params.compress, test.x, test.y, classes)
+        best = choose(variants)
+        chosen = best.name if best else None
+        markdown = table(variants, chosen)
+        print(markdown, flush=True)
+        ws.reports.mkdir(parents=True, exist_ok=True)
+        table_file = ws.report("compression.md")
+        table_file.write_text(f"# Compression of {name} version {version}\n\n{markdown}")
+        plot_file = plot(variants, chosen, ws.report("compression.png"))
         for v in variants:
             prefix = v.name.replace("+", "_")
             run.log_metrics(

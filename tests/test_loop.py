@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from components import inference_log, serving
+from components.compression import REFERENCES
 from components.data import load_split
 from components.paths import Workspace
 from components.service import EXAMPLE_INPUT
@@ -30,6 +31,7 @@ def _write_params(ws: Workspace, **overrides) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["train"]["epochs"] = 10
     raw["compress"].update(latency_repeats=20, finetune_epochs=2)
+    raw["compress"]["distill"]["epochs"] = 5
     for section, values in overrides.items():
         raw[section].update(values)
     ws.params.write_text(yaml.safe_dump(raw))
@@ -78,7 +80,9 @@ def test_the_fastest_variant_within_budget_ships_as_champion_compressed(loop):
     assert compression.chosen is not None, compression.summary()
     shipped = compression.variant(compression.chosen)
     assert shipped.within_budget and shipped.speedup > 1
-    fastest = max(v.speedup for v in compression.variants if v.within_budget)
+    assert shipped.name not in REFERENCES  # the no-teacher baseline never ships
+    fastest = max(v.speedup for v in compression.variants
+                  if v.within_budget and v.name not in REFERENCES)  # fmt: skip
     assert shipped.speedup >= 0.9 * fastest  # the fastest, up to timing noise
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("digits-classifier", "champion-compressed")
@@ -89,6 +93,29 @@ def test_the_fastest_variant_within_budget_ships_as_champion_compressed(loop):
     out = model.predict(test.x)
     proba = np.asarray(next(iter(out.values())) if isinstance(out, dict) else out)
     assert float((proba.argmax(1) == test.y).mean()) == pytest.approx(shipped.accuracy)
+
+
+def test_the_students_are_runs_nested_under_the_compression_run(loop):
+    import mlflow
+
+    ws, state = loop
+    compression = state.result().compression
+    runs = mlflow.search_runs(experiment_names=["digits"], output_format="list")
+    (parent,) = [r for r in runs if r.info.run_name == "compress-v1"]
+    students = {r.info.run_name: r for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}  # fmt: skip
+    assert set(students) == {"distill", "student-baseline"}
+    distill, baseline = students["distill"], students["student-baseline"]
+    assert distill.data.params["teacher.version"] == "1"
+    assert distill.data.params["temperature"] == "4.0" and distill.data.params["alpha"] == "0.7"
+    assert baseline.data.params["alpha"] == "0.0"
+    teacher, student = (int(distill.data.params[f"{k}.parameters"]) for k in ("teacher", "student"))
+    assert student <= teacher / 4
+    assert student == compression.variant("distilled").parameters
+    curve = mlflow.MlflowClient().get_metric_history(distill.info.run_id, "val/acc")
+    assert [m.step for m in curve] == [1, 2, 3, 4, 5]  # one point per epoch
+    assert "train/soft_loss" in distill.data.metrics  # the teacher's term was trained on
+    assert "train/soft_loss" not in baseline.data.metrics
 
 
 def test_flow_run_is_recorded_completed_in_prefect(loop):
