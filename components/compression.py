@@ -87,23 +87,18 @@ def latency_ms(predict, example: np.ndarray, repeats: int) -> tuple[float, float
 def stage_tuner(params: Params, ws: Workspace):
     """The fine-tuning after pruning: ``compress.finetune_*`` epochs on the CPU, cosine."""
     from components import pruning
+    from components.training import one_device
 
     cfg = params.compress
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
     return pruning.fine_tuner(
-        params.train.model_copy(
-            update={
-                "epochs": cfg.finetune_epochs,
-                "learning_rate": cfg.finetune_learning_rate,
-                "schedule": "cosine",
-                "compile": False,
-                "early_stopping_patience": 0,
-                "accelerator": "cpu",
-                "devices": 1,
-                "strategy": "auto",
-                "num_nodes": 1,
-            }
-        ),
+        one_device(
+            params.train,
+            epochs=cfg.finetune_epochs,
+            learning_rate=cfg.finetune_learning_rate,
+            schedule="cosine",
+            accelerator="cpu",
+        ),  # fmt: skip
         params.seed,
         train,
         val,

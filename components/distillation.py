@@ -64,21 +64,6 @@ def student_spec(teacher: NetSpec, cfg: DistillConfig) -> NetSpec:
     )  # fmt: skip
 
 
-def _student_config(params: Params):
-    cfg = params.compress.distill
-    return params.train.model_copy(
-        update={
-            "epochs": cfg.epochs,
-            "learning_rate": cfg.learning_rate,
-            "compile": False,
-            "early_stopping_patience": 0,
-            "devices": 1,
-            "strategy": "auto",
-            "num_nodes": 1,
-        }
-    )
-
-
 def train_students(
     teacher, teacher_spec: NetSpec, params: Params, train: Split, val: Split,
     track: Track | None = None,
@@ -88,18 +73,19 @@ def train_students(
 
     from components.models import build_net
     from components.pruning import parameter_count
-    from components.training import fit
+    from components.training import fit, one_device
 
     cfg = params.compress.distill
     spec = student_spec(teacher_spec, cfg)
     torch.manual_seed(params.seed)
     start = build_net(spec).state_dict()
     soft = teacher_logits(teacher, train.x)  # once: every epoch reads these
-    train_cfg = _student_config(params)
+    train_cfg = one_device(params.train, epochs=cfg.epochs, learning_rate=cfg.learning_rate)
     logged = {
         "student.kind": spec.kind, "student.width": spec.conv_width,
         "student.hidden": spec.hidden, "student.mlp_layers": list(spec.mlp_layers),
-        "student.parameters": 0, "teacher.parameters": parameter_count(teacher),
+        "student.parameters": parameter_count(build_net(spec)),
+        "teacher.parameters": parameter_count(teacher),
         "temperature": cfg.temperature, "alpha": cfg.alpha, "epochs": cfg.epochs,
         "learning_rate": cfg.learning_rate, "seed": params.seed,
     }  # fmt: skip
@@ -108,7 +94,6 @@ def train_students(
                          ("student-baseline", None)):  # fmt: skip
         net = build_net(spec)
         net.load_state_dict(start)
-        logged["student.parameters"] = parameter_count(net)
         run_params = logged if mentor else {**logged, "alpha": 0.0, "temperature": None}
         context = track(name, run_params) if track else contextlib.nullcontext()
         with context as run:

@@ -158,6 +158,13 @@ def fit(
     return FitResult(net, history, seconds, device, epochs=trainer.current_epoch)
 
 
+def one_device(cfg: TrainConfig, **update) -> TrainConfig:
+    """``cfg`` for a short extra training in this process: one device, no compile or early stop."""
+    fixed = {"compile": False, "early_stopping_patience": 0, "devices": 1, "strategy": "auto",
+             "num_nodes": 1}  # fmt: skip
+    return cfg.model_copy(update={**fixed, **update})
+
+
 def net_spec(params: Params, meta: dict, train: Split):
     """The network for this data: a CNN for images and an MLP for tables, unless params say."""
     from components.models import NetSpec

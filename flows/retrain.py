@@ -103,16 +103,16 @@ def retrain_many(workspaces: list[str], parallel: int = 2) -> ManyResult:
     """
     env = own_environment()
     futures = [retrain_workspace.submit(str(Path(w).resolve()), env) for w in workspaces]
-    failed = []
+    done, failed = [], []
     for future in futures:
         try:
-            future.result()
+            done.append(future.result())
         except Exception as err:
             failed.append(str(err))
     if failed:
         listed = "\n".join(failed)
         raise RuntimeError(f"{len(failed)} of {len(futures)} retrains failed:\n{listed}")
-    return ManyResult(tuple(future.result() for future in futures))
+    return ManyResult(tuple(done))
 
 
 def retrain_many_flow(parallel: int):
