@@ -407,17 +407,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
               f" Start a worker: prefect worker start --pool {pool}."
               f" Run one now: prefect deployment run {names[0]}")  # fmt: skip
         return 0
-    from prefect import serve
-
     print(f"mloop: serving deployments to {url}: {what}. `prefect deployment ls` with"
           f" PREFECT_API_URL={url} lists them; Ctrl-C stops", flush=True)  # fmt: skip
     try:
-        serve(*deploy.served(params, ws.params, ws), print_starting_message=False)
-    except KeyboardInterrupt:
-        pass
+        stopped = deploy.serve(deploy.served(params, ws.params, ws))
     finally:
         if server is not None:
             serving.stop(server)
+    if not stopped:  # its thread would hold up the interpreter's exit; the server is down
+        print("mloop: the runner did not stop in time; exiting without it", file=sys.stderr,
+              flush=True)  # fmt: skip
+        os._exit(1)
+    print("mloop: stopped", flush=True)
     return 0
 
 

@@ -13,6 +13,7 @@ Two ways to run them, one list of them (``schedules``):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -111,3 +112,65 @@ def to_pool(params: Params, params_file: Path, ws: Workspace, pool: str) -> list
         )  # fmt: skip
         names.append(s.full_name)
     return names
+
+
+def serve(deployments: list, grace_s: float = 60) -> bool:
+    """Run ``deployments`` here until SIGINT or SIGTERM; True if the runner stopped in time.
+
+    ``prefect.serve`` leaves Ctrl-C to asyncio, which on busy machines now and then
+    lost it while the runner was starting a flow run, and went on serving. Here
+    the runner polls in a thread of its own and the main thread only waits for a
+    signal; then it asks the runner to stop (flow runs in flight are cancelled)
+    and gives it ``grace_s`` seconds. A second signal stops waiting at once.
+    """
+    import asyncio
+    import signal
+    import threading
+
+    from prefect.runner import Runner
+
+    runner = Runner(pause_on_shutdown=True)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    loop = asyncio.new_event_loop()
+    failure: list[BaseException] = []
+
+    def poll() -> None:
+        try:
+            loop.run_until_complete(runner.start())
+        except BaseException as err:  # handed to the main thread, which raises it
+            failure.append(err)
+
+    signals: list[int] = []
+    previous = {sig: signal.signal(sig, lambda sig, _: signals.append(sig))
+                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    thread = threading.Thread(target=poll, name="mloop-runner", daemon=True)
+    thread.start()
+    try:
+        while not signals and thread.is_alive():
+            thread.join(0.5)
+        if not signals:  # the runner ended by itself
+            if failure and not isinstance(failure[0], asyncio.CancelledError):
+                raise failure[0]
+            return True
+        name = signal.Signals(signals[0]).name
+        print(f"mloop: {name}: stopping the runner and cancelling flow runs in flight"
+              f" (up to {grace_s:.0f} s; again to exit now)", flush=True)  # fmt: skip
+
+        async def stop() -> None:
+            try:
+                if runner.started:
+                    await asyncio.wait_for(runner.astop(), grace_s)
+            finally:  # whatever the runner left running, or everything if it never started
+                for task in asyncio.all_tasks():
+                    if task is not asyncio.current_task():
+                        task.cancel()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop)
+        deadline = time.monotonic() + grace_s
+        while len(signals) < 2 and thread.is_alive() and time.monotonic() < deadline:
+            thread.join(0.5)
+        return not thread.is_alive()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

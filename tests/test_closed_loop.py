@@ -8,6 +8,7 @@ the new version. A second drift inside the cool-down does not retrain again.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -167,3 +168,7 @@ def test_deploy_serves_the_schedules_and_the_monitor_runs_on_its_interval(tmp_pa
             out = deploy.communicate()[0].decode()
             pytest.fail(f"Ctrl-C did not stop mloop deploy within 180 s:\n{out[-4000:]}")
     assert "starting a Prefect server" in out
+    assert deploy.returncode == 0 and "mloop: SIGINT: stopping the runner" in out, out[-4000:]
+    assert "mloop: stopped" in out
+    with pytest.raises(OSError):  # its Prefect server is gone too
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
