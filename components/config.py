@@ -41,6 +41,7 @@ class SyntheticSource(_Section):
     features: int = Field(20, ge=1, le=4096)  # tabular columns
     image_size: int = Field(8, ge=4, le=256)  # images are image_size x image_size, grayscale
     classes: int = Field(4, ge=2, le=1000)
+    noise: float = Field(25.0, ge=0)  # images: std of the gaussian pixel noise (0-255 scale)
     shift: float = 0.0  # added to every feature or pixel: a drifted copy of the same task
 
 
@@ -131,8 +132,8 @@ class DistillConfig(_Section):
     """The student the ``distilled`` variants train from the champion (the teacher)."""
 
     student: Literal["same", "mlp"] = "same"  # the teacher's family, smaller; or an MLP
-    width: int = Field(8, ge=1, le=1024)  # conv channels of a CNN/ResNet student
-    hidden: int = Field(32, ge=1, le=8192)  # dense layer of a CNN student
+    width: int = Field(16, ge=1, le=1024)  # conv channels of a CNN/ResNet student
+    hidden: int = Field(48, ge=1, le=8192)  # dense layer of a CNN student
     mlp_layers: list[int] = Field([64], min_length=1)  # an MLP student's layers
     dropout: float = Field(0.1, ge=0, lt=1)
     temperature: float = Field(4.0, gt=0)

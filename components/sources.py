@@ -102,7 +102,7 @@ def synthetic(cfg: SyntheticSource, seed: int) -> RawData:
     images = np.empty((cfg.samples, size, size), dtype=np.float32)
     for start in range(0, cfg.samples, 200_000):
         end = min(start + 200_000, cfg.samples)
-        noise = rng.normal(0, 25, size=(end - start, size, size)).astype(np.float32)
+        noise = rng.normal(0, cfg.noise, size=(end - start, size, size)).astype(np.float32)
         images[start:end] = np.clip(patterns[labels[start:end]] + noise + cfg.shift, 0, 255)
     return RawData(kind="image", labels=labels.astype(np.int64), images=images, pixel_max=255.0)
 

@@ -73,13 +73,17 @@ def suggest(trial, name: str, space: SweepRange):
 
 
 def with_values(params: Params, values: dict[str, object]) -> Params:
-    """``params`` with ``{"train.learning_rate": ...}`` applied (validated again)."""
+    """``params`` with ``{"train.learning_rate": ...}`` applied (validated again); keys
+    may go deeper (``compress.distill.width``)."""
     from components.config import parse_params
 
     raw = params.model_dump(by_alias=True)
     for dotted, value in values.items():
-        section, key = dotted.split(".", 1)
-        raw[section][key] = value
+        *sections, key = dotted.split(".")
+        target = raw
+        for section in sections:
+            target = target[section]
+        target[key] = value
     return parse_params(raw, source="sweep")
 
 

@@ -59,3 +59,16 @@ def test_sweep_space_names_only_train_parameters():
         parse_params({"sweep": {"space": {"train.epoc": {"low": 1, "high": 3}}}})
     with pytest.raises(ParamsError, match="give choices, or low < high"):
         parse_params({"sweep": {"space": {"train.dropout": {"low": 0.5, "high": 0.1}}}})
+
+
+def test_with_values_sets_nested_keys_and_validates_them():
+    from components.sweep import with_values
+
+    params = load_params(REPO / "params.yaml")
+    changed = with_values(params, {"train.epochs": 3, "compress.distill.width": 16})
+    assert (changed.train.epochs, changed.compress.distill.width) == (3, 16)
+    assert changed.compress.distill.hidden == params.compress.distill.hidden
+    with pytest.raises(ParamsError, match="compress.distill.widht: unknown key"):
+        with_values(params, {"compress.distill.widht": 16})
+    with pytest.raises(ParamsError, match="compress.distill.width"):
+        with_values(params, {"compress.distill.width": 0})

@@ -46,3 +46,18 @@ def test_prepare_is_byte_for_byte_reproducible(tmp_path):
 def test_missing_split_names_the_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the prepare stage first"):
         load_split(tmp_path, "train")
+
+
+def test_synthetic_images_noise_sets_how_far_images_stray_from_their_class_pattern():
+    from components.config import SyntheticSource
+    from components.sources import synthetic
+
+    def spread(noise: float) -> float:
+        data = synthetic(SyntheticSource(kind="images", samples=400, noise=noise), seed=0)
+        means = {c: data.images[data.labels == c].mean(axis=0) for c in set(data.labels)}
+        return float(np.mean([np.std(img - means[c]) for img, c in
+                              zip(data.images, data.labels, strict=True)]))  # fmt: skip
+
+    assert spread(0.0) < 1e-3  # every image is its class's pattern (float32 means)
+    assert 20 < spread(25.0) < 30  # the default
+    assert spread(150.0) > 3 * spread(25.0)  # clipped at 0 and 255, still far wider
