@@ -186,6 +186,19 @@ def test_the_distillation_loss_follows_the_teacher():
     assert step_a.item() != pytest.approx(step_b.item())
 
 
+def test_the_default_student_has_at_most_a_quarter_of_the_default_cnn_teachers_parameters():
+    from components.config import load_params
+    from components.distillation import student_spec
+    from tests.conftest import REPO
+
+    params = load_params(REPO / "params.yaml")
+    cfg = params.train
+    teacher = NetSpec("cnn", (8, 8), 10, conv_width=cfg.width, hidden=cfg.hidden)
+    student = student_spec(teacher, params.compress.distill)
+    share = parameter_count(build_net(student)) / parameter_count(build_net(teacher))
+    assert 0.1 < share <= 0.25  # 29,914 of 151,306 on the digits
+
+
 def test_teacher_logits_are_computed_once_and_match_a_fresh_pass(trained_ws):
     from components.distillation import teacher_logits, train_students
 
