@@ -411,6 +411,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
           f" PREFECT_API_URL={url} lists them; Ctrl-C stops", flush=True)  # fmt: skip
     try:
         stopped = deploy.serve(deploy.served(params, ws.params, ws))
+    except Exception as err:  # the runner gave up: the server's answer, shown as it is
+        print(f"mloop: serving to {url} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
     finally:
         if server is not None:
             serving.stop(server)

@@ -1,9 +1,10 @@
 """The ``mloop`` command: fast help, and bad params refused before any server starts."""
 
+import os
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 HEAVY = ("torch", "lightning", "mlflow", "prefect", "bentoml", "evidently", "great_expectations")
 
@@ -95,3 +96,17 @@ def test_validate_command_passes_good_data_and_names_faults(tmp_path):
 def test_lineage_names_an_unknown_model(tmp_path):
     out = _mloop("--workspace", str(tmp_path), "lineage", "nope@champion")
     assert out.returncode == 1 and "nope@champion" in out.stderr
+
+
+def test_deploy_names_an_unreachable_prefect_server_and_exits(tmp_path):
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=url)
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(tmp_path), "deploy"],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"mloop: serving to {url} failed: ConnectError" in out.stderr
+    assert "Traceback" not in out.stderr
