@@ -84,14 +84,16 @@ def trained(overrides: dict, root: Path, seed: int | None = None):
     return params, ws, test, net.cpu().eval(), spec
 
 
+def accuracy(predict, split) -> float:
+    """Test accuracy of ``predict`` (a batch of inputs -> class scores) on ``split``."""
+    return float((predict(split.x).argmax(1) == split.y).mean())
+
+
 def han_check(seeds: int, root: Path) -> None:
     """90% magnitude pruning of the 300-100 MLP, fine-tuned, over ``seeds`` seeds."""
     from components import pruning
     from components.compression import stage_tuner
     from components.evaluation import torch_predictor
-
-    def accuracy(net, split) -> float:
-        return float((torch_predictor(net)(split.x).argmax(1) == split.y).mean())
 
     print(f"\nHan et al. check: 300-100 MLP, 90% of weights pruned in 3 steps, {seeds} seeds")
     print(f"{'seed':>6}{'fp32':>9}{'pruned':>9}{'drop pt':>9}{'sparsity':>10}")
@@ -102,7 +104,7 @@ def han_check(seeds: int, root: Path) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             pruned = pruning.magnitude_prune(net, cfg.prune_amount, stage_tuner(params, ws),
                                              cfg.prune_steps)  # fmt: skip
-        base, after = accuracy(net, test), accuracy(pruned, test)
+        base, after = accuracy(torch_predictor(net), test), accuracy(torch_predictor(pruned), test)
         drops.append((base - after) * 100)
         print(f"{seed:>6}{base:>9.4f}{after:>9.4f}{drops[-1]:>9.2f}"
               f"{pruning.sparsity(pruned):>10.3f}")  # fmt: skip
@@ -119,9 +121,6 @@ def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
     from components.distillation import train_students
     from components.evaluation import torch_predictor
     from components.pruning import parameter_count
-
-    def accuracy(predict, split) -> float:
-        return float((predict(split.x).argmax(1) == split.y).mean())
 
     print(f"\ndistillation check: {data} CNN teacher, {seeds} seeds")
     rows = []
