@@ -132,8 +132,7 @@ def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             students = train_students(net, spec, params, train, val)
         calibration = train.x[: params.compress.calibration_samples].astype("float32")
-        fp32 = quantization.export_onnx(students.distilled, calibration, ws.root / "s.onnx")
-        int8 = quantization.onnx_int8(fp32, calibration, ws.root / "s8.onnx")
+        int8 = quantization.net_to_onnx_int8(students.distilled, calibration, ws.root / "s8.onnx")
         rows.append((accuracy(torch_predictor(net), test),
                      accuracy(torch_predictor(students.distilled), test),
                      accuracy(torch_predictor(students.baseline), test),

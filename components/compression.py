@@ -166,10 +166,8 @@ def build_variants(
         if "distilled-int8" in cfg.variants:
             sources.append((students.distilled, "distilled+onnx-int8"))
     for source, name in sources:
-        exported = quantization.export_onnx(source, calibration, folder / f"{name}.fp32.onnx")
-        file = quantization.onnx_int8(exported, calibration, folder / f"{name}.onnx")
+        file = quantization.net_to_onnx_int8(source, calibration, folder / f"{name}.onnx")
         add_onnx(name, file, source)
-        exported.unlink()
     return out
 
 

@@ -5,7 +5,8 @@
 - ``static_int8``: torch.ao FX post-training static quantization (x86 backend),
   calibrated on training samples; covers the convs too.
 - ``export_onnx`` / ``onnx_int8``: ONNX export of the network (probabilities out)
-  and ONNX Runtime's static QDQ int8 quantization, calibrated the same way.
+  and ONNX Runtime's static QDQ int8 quantization, calibrated the same way;
+  ``net_to_onnx_int8`` does both for a torch network.
 
 Every variant comes back as a ``Runner``: a CPU predictor plus the file it ships as.
 """
@@ -145,3 +146,13 @@ def onnx_int8(source: Path, calibration: np.ndarray, file: Path) -> Path:
     )
     prepared.unlink()
     return file
+
+
+def net_to_onnx_int8(net, calibration: np.ndarray, file: Path) -> Path:
+    """``net`` exported (``export_onnx``) and quantized (``onnx_int8``) to ``file``; the
+    float export in between is removed."""
+    exported = export_onnx(net, calibration, file.with_suffix(".fp32.onnx"))
+    try:
+        return onnx_int8(exported, calibration, file)
+    finally:
+        exported.unlink()
