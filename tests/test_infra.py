@@ -86,7 +86,7 @@ def test_compose_services_ports_and_settings_agree():
     mlflow = services["mlflow"]["command"]
     tracking = urlsplit(env["MLFLOW_TRACKING_URI"])
     assert tracking.hostname in services and tracking.port == int(_option(mlflow, "--port"))
-    assert "5000:5000" in services["mlflow"]["ports"]
+    assert "127.0.0.1:5000:5000" in services["mlflow"]["ports"]
     backend = urlsplit(_option(mlflow, "--backend-store-uri"))
     assert backend.scheme == "postgresql" and backend.hostname in services
     assert backend.path == "/" + services["postgres"]["environment"]["POSTGRES_DB"]
@@ -114,11 +114,40 @@ def test_compose_services_ports_and_settings_agree():
 
     serve = services["bento"]["command"]
     port = _option(serve, "--port")
-    assert f"{port}:{port}" in services["bento"]["ports"]
+    assert f"127.0.0.1:{port}:{port}" in services["bento"]["ports"]
     assert build_parser().parse_args(["serve"]).port == int(port)
     assert env["MLOOP_INFERENCE_LOG"].startswith(env["MLOOP_WORKSPACE"] + "/")
     for image in ("mlflow", "psycopg2-binary", "boto3"):  # the server's image: the lock's pins
         assert f"{image}=={version(image)}" in (INFRA / "mlflow.Dockerfile").read_text()
+
+
+def test_compose_exposes_nothing_unauthenticated_and_holds_no_secret():
+    """Published ports listen on loopback only; every secret must come from infra/.env."""
+    text = (INFRA / "docker-compose.yml").read_text()
+    services = _compose()["services"]
+    for name, service in services.items():
+        for mapping in service.get("ports", ()):
+            assert str(mapping).startswith("127.0.0.1:"), (name, mapping)
+    secrets = ("POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MLOOP_API_TOKEN",
+               "MLOOP_METRICS_TOKEN")  # fmt: skip
+    for secret in secrets:
+        assert f"${{{secret}:-" not in text, f"{secret} has a default"
+        assert f"${{{secret}:?" in text, f"{secret} is not required"
+        assert f"{secret}=" in (INFRA / ".env.example").read_text()
+    bento = services["bento"]["environment"]
+    assert "MLOOP_API_TOKEN" in bento and "MLOOP_METRICS_TOKEN" in bento
+    for literal in ("password", "secret"):  # no literal credentials left in the file
+        for line in text.splitlines():
+            if literal in line.lower() and ":" in line and "${" not in line:
+                assert line.strip().startswith("#"), line
+
+
+def test_kubernetes_bento_takes_its_tokens_from_a_secret():
+    deployment = _k8s()[("Deployment", "bento")]
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for key in ("MLOOP_API_TOKEN", "MLOOP_METRICS_TOKEN"):
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "mloop-secrets" and not ref.get("optional"), key
 
 
 def test_kubernetes_manifests_wire_up():
