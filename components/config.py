@@ -265,7 +265,9 @@ def parse_params(raw: object, source: str = "params") -> Params:
             if e["type"] == "extra_forbidden":
                 lines.append(f"  {key}: unknown key")
             else:
-                lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+                got = repr(e.get("input"))
+                got = got if len(got) <= 80 else got[:65] + f"... ({len(got)} chars)"
+                lines.append(f"  {key}: {e['msg']} (got {got})")
         raise ParamsError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None
 
 
@@ -278,4 +280,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is None:  # an empty file is more likely a mistake than a wish for every default
+        raise ParamsError(f"{path}: empty; write the sections to set, or {{}} for all defaults")
     return parse_params(raw, source=str(path))

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     UNIQUE (request_id, item)
 );
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, ts REAL NOT NULL);
 """
 
 
@@ -94,15 +95,20 @@ class InferenceLog:
                 rows,
             )
 
-    def attach_labels(self, request_id: str, labels: list) -> int:
-        """Set the true labels of a logged request, in batch order; returns rows updated.
+    def attach_labels(
+        self, request_id: str, labels: list, overwrite: bool = False
+    ) -> tuple[int, int]:
+        """Set the true labels of a logged request, in batch order.
 
-        Raises ``LookupError`` for an unknown request and ``ValueError`` when the
-        number of labels differs from the number of inputs it had.
+        Returns ``(rows updated, labels replaced)``. Raises ``LookupError`` for an
+        unknown request, ``ValueError`` when the number of labels differs from the
+        number of inputs it had, and ``FileExistsError`` when it has labels already
+        and ``overwrite`` is off.
         """
         with self._lock, self._db:
-            (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM predictions WHERE request_id = ?", (request_id,)
+            (count, labelled) = self._db.execute(
+                "SELECT COUNT(*), COUNT(label) FROM predictions WHERE request_id = ?",
+                (request_id,),
             ).fetchone()
             if count == 0:
                 raise LookupError(f"no logged request with id {request_id!r}")
@@ -110,11 +116,22 @@ class InferenceLog:
                 raise ValueError(
                     f"request {request_id} had {count} input(s); got {len(labels)} label(s)"
                 )
+            if labelled and not overwrite:
+                raise FileExistsError(
+                    f"request {request_id} is labelled already ({labelled} of {count});"
+                    " send overwrite: true to replace its labels"
+                )
             self._db.executemany(
                 "UPDATE predictions SET label = ? WHERE request_id = ? AND item = ?",
                 [(str(label), request_id, i) for i, label in enumerate(labels)],
             )
-        return count
+        return count, labelled
+
+    def probe(self) -> None:
+        """Commit one small write: raises ``sqlite3.Error`` while the log cannot be written
+        (a full disk, a read-only file), as an append would."""
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO probe (id, ts) VALUES (1, ?)", (time.time(),))
 
     def close(self) -> None:
         self._db.close()

@@ -129,14 +129,58 @@ def drifted(
     return batch.astype(np.float32)
 
 
+# No comma: Evidently names its metrics "ValueDrift(column=NAME, ...)".
+SAFE_PUNCTUATION = frozenset(" _-.:;=+()[]/%#@!?*")
+MAX_NAME = 100
+
+
+def safe_text(text: object) -> str:
+    """``text`` with only letters, digits and harmless punctuation, for Evidently's HTML.
+
+    Evidently writes column names and category values into its report unescaped,
+    inside a script: without ``<``, quotes and backslashes no tag can open or close.
+    """
+    kept = "".join(ch if ch.isalnum() or ch in SAFE_PUNCTUATION else "_" for ch in str(text))
+    return kept[:MAX_NAME] or "_"
+
+
+def safe_names(names) -> dict[str, str]:
+    """Each name's safe form (``safe_text``), made unique with a suffix where two meet."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        safe, n = safe_text(name), 2
+        while safe in taken:
+            safe, n = f"{safe_text(name)[: MAX_NAME - 4]}_{n}", n + 1
+        out[name] = safe
+        taken.add(safe)
+    return out
+
+
+def _safe_frame(frame, names: dict[str, str], categorical: list[str]):
+    frame = frame.rename(columns=names)
+    for column in categorical:
+        frame[names[column]] = frame[names[column]].map(safe_text)
+    return frame
+
+
 def check_drift(reference, current, cfg: MonitorConfig, report: Path, batch: str) -> DriftResult:
-    """Run Evidently's drift preset; drift when the drifted share reaches the threshold."""
+    """Run Evidently's drift preset; drift when the drifted share reaches the threshold.
+
+    Column names and category values reach Evidently in their safe form (the HTML
+    report is safe to open); the result names the columns as given.
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     categorical = [c for c in reference.columns if c == PREDICTION]
+    names = safe_names(reference.columns)
+    given = {safe: name for name, safe in names.items()}
+    reference = _safe_frame(reference, names, categorical)
+    current = _safe_frame(current, names, categorical)
+    categorical = [names[c] for c in categorical]
     definition = DataDefinition(
-        numerical_columns=[c for c in reference.columns if c != PREDICTION],
+        numerical_columns=[c for c in reference.columns if c not in categorical],
         categorical_columns=categorical,
     )
     # Fixed tests, both giving p-values: Evidently's default switches numerical
@@ -164,7 +208,7 @@ def check_drift(reference, current, cfg: MonitorConfig, report: Path, batch: str
             share = float(metric["value"]["share"])
         elif name.startswith("ValueDrift(column="):
             column = name.split("column=", 1)[1].split(",", 1)[0]
-            scores[column] = float(metric["value"])
+            scores[given.get(column, column)] = float(metric["value"])
     drifted_columns = sorted(c for c, p in scores.items() if p < cfg.stattest_threshold)
     return DriftResult(
         batch=batch,

@@ -168,6 +168,24 @@ def _crown(client, name: str, version: str) -> None:
     history = [v for v in _history(client, name) if v != version] + [version]
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
     client.set_registered_model_alias(name, CHAMPION, version)
+    follow_champion(client, name, version)
+
+
+def follow_champion(client, name: str, champion: str) -> str | None:
+    """Point ``champion-compressed`` at the newest compressed variant of ``champion``, or
+    remove it when that champion has none (then the champion itself is served)."""
+    variants = [
+        int(mv.version)
+        for mv in client.search_model_versions(f"name='{name}'")
+        if mv.tags.get("mloop.kind") == "compressed"
+        and mv.tags.get("mloop.parent_version") == champion
+    ]
+    if variants:
+        client.set_registered_model_alias(name, COMPRESSED, str(max(variants)))
+        return str(max(variants))
+    if alias_version(client, name, COMPRESSED) is not None:
+        client.delete_registered_model_alias(name, COMPRESSED)
+    return None
 
 
 def _record(client, name: str, version: str, decision: Decision, ws: Workspace) -> Path:
@@ -281,11 +299,15 @@ def promote(params: Params, ws: Workspace, version: str, force: bool = False) ->
 def rollback(params: Params, ws: Workspace) -> tuple[str, str]:
     """``champion`` back to the previous champion; returns ``(from, to)`` versions."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     name = params.register_.model_name
     client = mlflow.MlflowClient()
     with registry_lock(ws):
-        history = _history(client, name)
+        try:
+            history = _history(client, name)
+        except MlflowException:
+            raise RuntimeError(f"{name}: no registered model yet, nothing to roll back") from None
         current = alias_version(client, name, CHAMPION)
         if current is None or len(history) < 2 or history[-1] != current:
             raise RuntimeError(
@@ -295,6 +317,7 @@ def rollback(params: Params, ws: Workspace) -> tuple[str, str]:
         previous = history[-2]
         client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[:-1]))
         client.set_registered_model_alias(name, CHAMPION, previous)
+        follow_champion(client, name, previous)
         client.set_model_version_tag(
             name, current, "mloop.rolled_back", time.strftime("%Y-%m-%dT%H:%M:%S%z")
         )

@@ -200,6 +200,9 @@ def read_image_folder(path: Path, size: tuple[int, int], color: str) -> RawData:
             if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
                 continue
             rel = str(file.relative_to(path))
+            if file.is_symlink():  # it may point anywhere: never read or copied
+                rejected.append((rel, "a symbolic link; only regular image files are read"))
+                continue
             if file.stat().st_size == 0:
                 rejected.append((rel, "zero-byte image file"))
                 continue
@@ -260,6 +263,8 @@ def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
         return read_image_folder(path, size, color)
     if not path.exists():
         raise DataError("no such file or folder", path)
+    if not path.is_file():  # a device, a pipe, a socket: never read, never copied
+        raise DataError("not a regular file or folder", path)
     label = label or (cfg.tabular.label if cfg.tabular else None)
     if label is None:
         raise DataError("a table needs its label column: pass --label or set data.tabular", path)

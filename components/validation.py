@@ -30,7 +30,7 @@ from components.config import Params, ValidateConfig
 from components.data import SPLITS, load_meta, load_rows, load_split
 from components.paths import Workspace
 from components.records import write_json
-from components.sources import DataError, RawData
+from components.sources import IMAGE_SUFFIXES, DataError, RawData
 
 IMAGE_COLUMNS = [
     "split", "label", "height", "width", "channels",
@@ -121,7 +121,8 @@ def image_table(images: np.ndarray, labels, splits=None):
     """One row per image: the statistics the suite checks."""
     import pandas as pd
 
-    flat = images.reshape(len(images), -1).astype(np.float64)
+    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # 0 images too
+    flat = rows.astype(np.float64)
     channels = images.shape[1] if images.ndim == 4 else 1
     with np.errstate(invalid="ignore"):
         return pd.DataFrame(
@@ -136,7 +137,7 @@ def image_table(images: np.ndarray, labels, splits=None):
                 "min": flat.min(axis=1),
                 "max": flat.max(axis=1),
                 "finite": np.isfinite(flat).all(axis=1),
-                "digest": _digests(np.ascontiguousarray(images.reshape(len(images), -1))),
+                "digest": _digests(np.ascontiguousarray(rows)),
             }
         )[IMAGE_COLUMNS]
 
@@ -378,6 +379,16 @@ def run_gate(
             warnings += [
                 f"unexpected extra column {c!r} (validate.extra_columns: warn)" for c in extra
             ]
+    if reference is None:
+        labels = (
+            f"labels are checked against validate.allowed_labels {list(cfg.allowed_labels)}"
+            if cfg.allowed_labels
+            else "any label passes: set validate.allowed_labels to check them"
+        )
+        warnings.append(
+            f"no reference profile exists yet (this data becomes it if it passes): {labels};"
+            " ranges and shapes come from params alone"
+        )
     tables = {"samples": t}
     if len(t):
         tables["classes"] = class_table(t, label, split, _expected_labels(cfg, reference) or [])
@@ -475,16 +486,22 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
 
 
 def quarantine_unreadable(err: DataError, root: Path) -> Path | None:
-    """Hold a file that could not be read at all (or a folder's loose files), with the reason."""
+    """Hold what could not be read at all, with the reason.
+
+    Copied: a regular file given to validate, or a folder's loose image files (the
+    images it holds, not in class folders). Nothing else of a folder was asked for:
+    no other file, no link, no device is ever copied.
+    """
     path = err.path
     if path is None or not path.exists():
         return None
     folder = _new_folder(root, path.stem or "data")
-    if path.is_file():
-        _copy_into(path, folder / path.name)
+    if path.is_dir():
+        for file in path.iterdir():
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                _copy_into(file, folder / "files" / file.name)
     else:
-        for file in (p for p in path.iterdir() if p.is_file()):
-            _copy_into(file, folder / "files" / file.name)
+        _copy_into(path, folder / path.name)
     (folder / "reason.txt").write_text(f"source: {path}\nrejected: {err}\n")
     return folder
 
@@ -499,6 +516,8 @@ def _new_folder(root: Path, name: str) -> Path:
 
 
 def _copy_into(src: Path, dst: Path) -> None:
+    if not src.is_file() or src.is_symlink():  # only regular files, never what a link names
+        return
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dst)  # a copy: the raw file stays as it was
 

@@ -33,22 +33,46 @@ def _workspace(args: argparse.Namespace) -> Workspace:
 def cmd_run(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     from components.logs import setup_logging
+    from components.workspace_lock import WorkspaceBusy, workspace_lock
 
     setup_logging()
     params_file = Path(args.params).resolve() if args.params else ws.params
-    _params_or_exit(params_file)  # fail on a bad key now, not after the server has started
-    print(f"mloop: running the retrain flow in {ws.root}", flush=True)
-    print("  (Prefect's local server starts first; its first start takes up to a minute)")
-    from flows.retrain import retrain
-
-    start = time.perf_counter()
+    params = _params_or_exit(params_file)  # fail on a bad key now, not after the server started
+    missing = _missing_source(params, ws)
+    if missing:
+        print(f"mloop run: {missing}", file=sys.stderr)
+        return 1
     try:
-        summary = retrain(params_file=str(params_file), workspace=str(ws.root))
-    except Exception as err:  # a failed stage: the flow run is FAILED, nothing was promoted
-        print(f"mloop: the retrain flow failed: {err}", file=sys.stderr)
+        with workspace_lock(ws, "mloop run"):  # the flow takes it again, in this process
+            print(f"mloop: running the retrain flow in {ws.root}", flush=True)
+            print("  (Prefect's local server starts first; its first start takes up to a minute)")
+            from flows.retrain import retrain
+
+            start = time.perf_counter()
+            try:
+                summary = retrain(params_file=str(params_file), workspace=str(ws.root))
+            except Exception as err:  # a failed stage: the flow run FAILED, nothing promoted
+                print(f"mloop: the retrain flow failed: {err}", file=sys.stderr)
+                return 1
+    except WorkspaceBusy as err:
+        print(f"mloop run: {err}", file=sys.stderr)
         return 1
     print_summary(summary, ws, time.perf_counter() - start)
     return 0
+
+
+def _missing_source(params, ws: Workspace) -> str | None:
+    """Why the configured data cannot be read at all (no such file or folder), if so."""
+    source = params.data.source
+    if source not in ("tabular", "images"):
+        return None
+    path = ws.root / getattr(params.data, source).path
+    kind = "file" if source == "tabular" else "folder"
+    if not path.exists():
+        return f"data.{source}.path: no such {kind}: {path}"
+    if (source == "tabular") != path.is_file():
+        return f"data.{source}.path: not a {kind}: {path}"
+    return None
 
 
 def cmd_run_many(args: argparse.Namespace) -> int:
@@ -173,7 +197,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except DataError as err:
         print(f"mloop validate: REJECTED {err}", file=sys.stderr)
         if err.quarantine:
-            print(f"  copied to: {err.quarantine}", file=sys.stderr)
+            print(
+                f"  quarantined (reason, and the file if it is one): {err.quarantine}",
+                file=sys.stderr,
+            )
         return 1
     if not result.passed:
         print(f"mloop validate: {DataValidationError(result)}", file=sys.stderr)
@@ -232,7 +259,20 @@ def cmd_promote(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"mloop promote: {name} version {args.version} is champion ({decision.reason})")
-    print("  the Bento still serves the old model: mloop run, or dvc repro, packages the new one")
+    return _package_champion(params, ws, "promote")
+
+
+def _package_champion(params, ws: Workspace, command: str) -> int:
+    """After the champion moved: a Bento of what is now served (``mloop serve`` follows)."""
+    from components.packaging import package_stage
+
+    try:
+        bento = package_stage(params, ws)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"mloop {command}: the champion moved, but no Bento was built for it: {err}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"  packaged: {bento.summary()}; a running `mloop serve` switches to it")
     return 0
 
 
@@ -247,7 +287,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         print(f"mloop rollback: {err}", file=sys.stderr)
         return 1
     print(f"mloop rollback: champion {params.register_.model_name} version {old} -> {new}")
-    return 0
+    return _package_champion(params, ws, "rollback")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -263,6 +303,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("  ".join(f"{k:<{w}}" for k, w in widths.items()))
     for row in rows:
         print("  ".join(f"{row[k]:<{w}}" for k, w in widths.items()))
+    from components.records import read_json
+
+    try:
+        bento = read_json(ws.report("bento.json"), "package")
+        print(f"served: version {bento['model_version']} ({bento['alias']}), Bento"
+              f" {bento['bento_tag']} (what `mloop serve` answers with)")  # fmt: skip
+    except (FileNotFoundError, ValueError):
+        print("served: nothing packaged yet")
     return 0
 
 
@@ -283,30 +331,55 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def api_token() -> str | None:
+    """``MLOOP_API_TOKEN``; an empty or blank value counts as not set."""
+    return (os.environ.get("MLOOP_API_TOKEN") or "").strip() or None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     from components import serving
 
+    if api_token():
+        print("mloop: MLOOP_API_TOKEN is set: requests need 'Authorization: Bearer <token>'")
+    elif args.host not in LOOPBACK:
+        if not args.insecure:
+            print(f"mloop serve: refusing to serve on {args.host} without MLOOP_API_TOKEN:"
+                  " anyone who reaches it could send predictions and labels. Set the token,"
+                  " or pass --insecure", file=sys.stderr)  # fmt: skip
+            return 2
+        print(f"mloop: WARNING: serving on {args.host} with no MLOOP_API_TOKEN (--insecure)",
+              file=sys.stderr)  # fmt: skip
     log_file = ws.state / "serve.log"
     print(f"mloop: inference log {os.environ['MLOOP_INFERENCE_LOG']}; server log {log_file}")
-    if os.environ.get("MLOOP_API_TOKEN"):
-        print("mloop: MLOOP_API_TOKEN is set: requests need 'Authorization: Bearer <token>'")
+    server = None
     try:
-        if args.bento:  # a fixed Bento: serve it as it is
-            server = serving.start(args.bento, args.host, args.port, log_file)
-            serving.wait_ready(args.host, args.port, server, log_file=log_file)
-            print(f"mloop: serving {args.bento} on http://{args.host}:{args.port}", flush=True)
-            return server.wait()
-        supervisor = serving.Supervisor(
-            ws.report("bento.json"), args.host, args.port, log_file,
-            say=lambda line: print(f"mloop: {line}", flush=True),
-        )  # fmt: skip
-        return supervisor.run()
+        with serving.stop_signals_raise():
+            if args.bento:  # a fixed Bento: serve it as it is
+                server = serving.start(args.bento, args.host, args.port, log_file)
+                serving.wait_ready(args.host, args.port, server, log_file=log_file)
+                print(f"mloop: serving {args.bento} on http://{args.host}:{args.port}", flush=True)
+                print("mloop: ready", flush=True)
+                code = server.wait()
+                print(f"mloop: the server exited with {code}", file=sys.stderr)
+                return code or 1
+            supervisor = serving.Supervisor(
+                ws.report("bento.json"), args.host, args.port, log_file,
+                say=lambda line: print(f"mloop: {line}", flush=True),
+            )  # fmt: skip
+            return supervisor.run()
     except (FileNotFoundError, RuntimeError, TimeoutError) as err:
-        print(f"mloop: {err}", file=sys.stderr)
+        print(f"mloop serve: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("mloop: stopped", flush=True)
         return 0
+    finally:
+        if server is not None:
+            serving.stop(server)
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
@@ -447,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workspace", help="folder holding params.yaml and the loop's files (default: .)"
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show tracebacks and the libraries' full logs"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the whole loop as the Prefect flow 'retrain'")
@@ -506,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bento", help="serve this Bento tag as it is (no following)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback --host without MLOOP_API_TOKEN")  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
     tf = sub.add_parser("traffic", help="send test images to the service at a fixed rate")
@@ -539,9 +617,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that start servers or workers: their processes stop when mloop does.
+STARTS_PROCESSES = frozenset({"run", "run-many", "sweep", "monitor", "deploy", "ui", "serve"})
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    if args.command in STARTS_PROCESSES:
+        from components import process_family
+
+        process_family.guard()  # a watchdog ends them even if this process is SIGKILLed
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"mloop {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # an error no command expected: one line, unless --verbose
+        if args.verbose:
+            raise
+        print(f"mloop {args.command}: {type(err).__name__}: {_one_line(err)}"
+              " (--verbose shows the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _one_line(err: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

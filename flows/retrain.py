@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from components.config import Params, load_params
 from components.paths import Workspace, configure_environment, own_environment
 from components.stages import stage_function
+from components.workspace_lock import workspace_lock
 from flows.runners import task_runner
 
 
@@ -56,14 +57,15 @@ def retrain(params_file: str = "params.yaml", workspace: str = ".") -> RetrainSu
     ws = Workspace(Path(workspace).resolve())
     configure_environment(ws)  # a worker's flow run starts here, not in the CLI
     params = load_params(params_file)
-    prepare(params, ws)
-    validate(params, ws)  # raises on bad data: nothing below runs, nothing is promoted
-    trained = train(params, ws)
-    evaluation = evaluate(params, ws)
-    registration = register(params, ws)
-    compression = compress(params, ws)
-    bento = package(params, ws)
-    drift = monitor(params, ws)
+    with workspace_lock(ws, "mloop run"):  # a second run in this workspace is refused
+        prepare(params, ws)
+        validate(params, ws)  # raises on bad data: nothing below runs, nothing is promoted
+        trained = train(params, ws)
+        evaluation = evaluate(params, ws)
+        registration = register(params, ws)
+        compression = compress(params, ws)
+        bento = package(params, ws)
+        drift = monitor(params, ws)
     return RetrainSummary(trained, evaluation, registration, compression, bento, drift)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from components.config import ParamsError, load_params
 from components.paths import Workspace, configure_environment
 from components.stages import stage_function
+from components.workspace_lock import workspace_lock
 
 # Errors that are the user's to fix (bad data, bad params, a stage run out of order).
 EXPECTED_ERRORS = (ParamsError, FileNotFoundError, RuntimeError, ValueError)
@@ -33,8 +34,9 @@ def run_stage(name: str, stage=None, ws: Workspace | None = None) -> object:
     start = time.perf_counter()
     print(f"[{name}] starting", flush=True)
     try:
-        params = load_params(ws.params)
-        result = (stage or stage_function(name))(params, ws)
+        with workspace_lock(ws, f"the {name} stage"):  # WorkspaceBusy is a RuntimeError
+            params = load_params(ws.params)
+            result = (stage or stage_function(name))(params, ws)
     except EXPECTED_ERRORS as err:
         print(f"[{name}] FAILED: {err}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,10 @@ os.environ.update(
         "GIT_PYTHON_REFRESH": "quiet",
     }
 )
+# Every process the tests start carries this family token: at the end no process of
+# the family may be alive (a test that leaves a server running is a failing test).
+_FAMILY = uuid.uuid4().hex[:16]
+os.environ["MLOOP_PROCESS_FAMILY"] = _FAMILY
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLOOP_WORKSPACE", None)
@@ -36,6 +42,41 @@ from components.config import Params, parse_params  # noqa: E402
 from components.paths import Workspace  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _multiprocessing_helper(pid: int) -> bool:
+    """Python's own resource tracker or fork server of this process: they end with it."""
+    from components import process_family
+
+    described = process_family.describe(pid)
+    helper = "multiprocessing.resource_tracker" in described or "forkserver" in described
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return False
+    return helper and ppid == os.getpid()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fail the run if any process the tests started outlives them (then stop it)."""
+    from components import process_family
+
+    yield
+    if "prefect" in sys.modules:  # Prefect's temporary server, stopped at exit otherwise
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
+    left = [
+        process_family.describe(pid)
+        for pid in process_family.members(_FAMILY)
+        if not _multiprocessing_helper(pid)
+    ]
+    if left:
+        process_family.terminate(_FAMILY, timeout_s=10)
+        pytest.fail("processes started by the tests were still running at the end:\n"
+                    + "\n".join(left), pytrace=False)  # fmt: skip
 
 
 def small_params(**sections) -> Params:

@@ -110,3 +110,100 @@ def test_deploy_names_an_unreachable_prefect_server_and_exits(tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"mloop: serving to {url} failed: ConnectError" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _one_clear_line(out, code: int, words: str) -> None:
+    """Exit ``code``, ``words`` on stderr, and no traceback."""
+    assert out.returncode == code, out.stdout + out.stderr
+    assert words in out.stderr, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_user_errors_are_one_clear_line(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "params.yaml").write_text("")
+    _one_clear_line(_mloop("--workspace", str(ws), "run"), 2, "params.yaml: empty")
+    (ws / "params.yaml").write_text(
+        "data:\n  source: tabular\n  tabular: {path: gone.csv, label: y}\n"
+    )
+    _one_clear_line(_mloop("--workspace", str(ws), "run"), 1, "no such file")
+    assert not (ws / "data").exists()
+    (ws / "params.yaml").write_text("{}\n")
+    _one_clear_line(_mloop("--workspace", str(ws), "rollback"), 1, "nothing to roll back")
+    for special in ("/dev/zero", "/dev/null"):
+        out = _mloop("--workspace", str(ws), "validate", "--data", special)
+        _one_clear_line(out, 1, "not a regular file")
+    verbose = _mloop("--workspace", str(ws), "--verbose", "lineage", "bad")
+    assert verbose.returncode == 1 and "NAME@ALIAS" in verbose.stderr
+
+
+def test_a_second_run_in_a_busy_workspace_is_refused_at_once(tmp_path):
+    """Another process holds the workspace: run, a stage and train refuse with who holds it."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "params.yaml").write_text("{}\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from pathlib import Path\n"
+         "from components.paths import Workspace\n"
+         "from components.workspace_lock import workspace_lock\n"
+         f"with workspace_lock(Workspace(Path({str(ws)!r})), 'the test holder'):\n"
+         "    print('held', flush=True); time.sleep(120)\n"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        _one_clear_line(_mloop("--workspace", str(ws), "run"), 1, "is busy: the test holder")
+        _one_clear_line(_mloop("--workspace", str(ws), "train"), 1, "is busy: the test holder")
+        env = {**os.environ, "MLOOP_WORKSPACE": str(ws)}
+        stage = subprocess.run([sys.executable, "-m", "pipelines.prepare"], capture_output=True,
+                               text=True, cwd=REPO, env=env)  # fmt: skip
+        _one_clear_line(stage, 1, f"(pid {holder.pid}")
+        assert not (ws / "data").exists()  # nothing was written
+    finally:
+        holder.kill()
+        holder.wait()
+    from components.paths import Workspace
+    from components.workspace_lock import workspace_lock
+
+    with workspace_lock(Workspace(ws), "this test"), workspace_lock(Workspace(ws), "again"):
+        pass  # free once its holder died; re-entrant within one process
+
+
+def test_killing_mloop_run_stops_its_prefect_server(tmp_path):
+    """SIGKILL of mloop run mid-flow: the guard stops Prefect's temporary server too."""
+    import signal
+    import time
+
+    from components import process_family, serving
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "params.yaml").write_text("train:\n  epochs: 50\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    run = serving.start_process(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(ws), "run"], tmp_path / "run.out",
+        env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            running = [process_family.describe(p) for p in process_family.members(run.family)]
+            if any("prefect" in c and "uvicorn" in c for c in running):
+                break
+            assert run.poll() is None, (tmp_path / "run.out").read_text()
+            time.sleep(0.5)
+        else:
+            raise AssertionError("Prefect's server never started")
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+        deadline = time.monotonic() + 45
+        while process_family.members(run.family) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = [process_family.describe(p) for p in process_family.members(run.family)]
+        assert left == [], left
+    finally:
+        serving.stop(run)

@@ -40,12 +40,23 @@ def test_append_then_read_gives_one_row_per_input_with_its_statistics(tmp_path):
 def test_labels_attach_to_a_logged_request_in_order(tmp_path):
     log = InferenceLog(tmp_path / "log.sqlite")
     log.append("r1", "1", _images(2), [3, 5], np.array([0.9, 0.9]))
-    assert log.attach_labels("r1", [3, 8]) == 2
+    assert log.attach_labels("r1", [3, 8]) == (2, 0)
     assert read(log.path).table["label"].tolist() == ["3", "8"]
     with pytest.raises(LookupError, match="no logged request"):
         log.attach_labels("nope", [1])
     with pytest.raises(ValueError, match="had 2 input"):
         log.attach_labels("r1", [1])
+
+
+def test_a_second_label_is_refused_unless_overwriting(tmp_path):
+    log = InferenceLog(tmp_path / "log.sqlite")
+    log.append("r1", "1", _images(2), [3, 5], np.array([0.9, 0.9]))
+    log.attach_labels("r1", [3, 8])
+    with pytest.raises(FileExistsError, match="labelled already"):
+        log.attach_labels("r1", [1, 1])
+    assert read(log.path).table["label"].tolist() == ["3", "8"]  # the first labels stand
+    assert log.attach_labels("r1", [1, 2], overwrite=True) == (2, 2)
+    assert read(log.path).table["label"].tolist() == ["1", "2"]
 
 
 def test_reading_a_missing_log_names_the_path(tmp_path):

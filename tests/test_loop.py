@@ -22,6 +22,7 @@ from components.data import load_split
 from components.paths import Workspace
 from components.service import EXAMPLE_INPUT
 from tests.conftest import REPO, free_port
+from tests.helpers import chromium, raw_post, render, rss_mb
 from tests.test_infra import hpa_metric
 
 pytestmark = pytest.mark.slow
@@ -195,7 +196,7 @@ def test_bento_is_in_the_store_and_serves_over_http(loop, tmp_path):
         # Feedback: true labels attach to a logged request; wrong ones are refused.
         feedback = {"request_id": body["request_id"], "labels": [0, 0, 6]}
         assert _post(port, json.dumps(feedback).encode(), "feedback") == (
-            200, {"request_id": body["request_id"], "labelled": 3})  # fmt: skip
+            200, {"request_id": body["request_id"], "labelled": 3, "overwritten": 0})  # fmt: skip
         for bad in ({"request_id": "nope", "labels": [0]}, {**feedback, "labels": [0]},
                     {**feedback, "labels": [0, 0, 42]}):  # fmt: skip
             status, answer = _post(port, json.dumps(bad).encode(), "feedback")
@@ -216,12 +217,27 @@ def test_with_a_token_set_requests_without_it_get_401(loop, tmp_path):
     _, state = loop
     body = json.dumps({"images": EXAMPLE_INPUT}).encode()
     with _served(state.result().bento.bento_tag, tmp_path / "log.sqlite",
-                 MLOOP_API_TOKEN="s3cret") as (port, _):  # fmt: skip
+                 MLOOP_API_TOKEN="s3cret", MLOOP_METRICS_TOKEN="scrape") as (port, _):  # fmt: skip
         assert _post(port, body)[0] == 401
         assert _post(port, body, token="wrong")[0] == 401
+        assert (
+            _post(port, body, token="scrape")[0] == 401
+        )  # the scrape credential reads /metrics only
         assert _post(port, body, token="s3cret")[0] == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as r:
             assert r.status == 200  # probes stay open
+        for token, status in ((None, 401), ("scrape", 200), ("s3cret", 200)):
+            assert _get(port, "metrics", token)[0] == status, token
+
+
+def _get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
 
 
 def test_schemathesis_finds_no_server_error(loop, tmp_path):
@@ -271,6 +287,207 @@ def test_every_acknowledged_request_survives_kill_9(loop, tmp_path):
     assert len(acknowledged) >= 200
     logged = set(inference_log.read(log).table["request_id"])
     assert set(acknowledged) <= logged, f"{len(set(acknowledged) - logged)} acknowledged lost"
+
+
+def test_endpoints_are_bounded(loop, tmp_path):
+    """Size limit before parsing, JSON only, numbers in range, errors that do not echo."""
+    _, state = loop
+    log = tmp_path / "log.sqlite"
+    with _served(state.result().bento.bento_tag, log) as (port, server):
+        for _ in range(20):  # warm both workers
+            assert _post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())[0] == 200
+        before = rss_mb(server.family)
+        big = 100 * 2**20
+        status, seconds = raw_post(
+            port, {"Content-Type": "application/json", "Content-Length": big}, chunks=100
+        )
+        assert status == 413 and seconds < 1, (status, seconds)
+        status, seconds = raw_post(  # no length given: counted while read
+            port, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+            b"6400000\r\n", chunks=100,
+        )  # fmt: skip
+        assert status == 413 and seconds < 1, (status, seconds)
+        assert rss_mb(server.family) - before < 50
+
+        body = json.dumps({"images": EXAMPLE_INPUT}).encode()
+        for content_type in (None, "text/plain", "multipart/form-data"):
+            headers = {"Content-Length": len(body)}
+            if content_type:
+                headers["Content-Type"] = content_type
+            assert raw_post(port, headers, body)[0] == 415, content_type
+        huge = body.replace(b"13", b"1" + b"0" * 309, 1)  # past float range
+        assert _post(port, huge)[0] == 400
+        assert _post(port, body.replace(b"13", b"1e39", 1))[0] == 400  # past float32
+        long_id = "a" * 100_000
+        status, answer = _post(port, json.dumps({"request_id": long_id, "labels": [0]}).encode(),
+                               "feedback")  # fmt: skip
+        assert status == 400 and len(json.dumps(answer)) < 2000
+        assert long_id not in log.with_suffix(".out").read_text()
+
+        # Labels: of the model's class type only; a second label needs overwrite.
+        request_id = _post(port, body)[1]["request_id"]
+        for wrong in (True, 0.0, "0", None, [0]):
+            status, _ = _post(port, json.dumps({"request_id": request_id, "labels": [wrong]})
+                              .encode(), "feedback")  # fmt: skip
+            assert status == 400, wrong
+        first = {"request_id": request_id, "labels": [0]}
+        assert _post(port, json.dumps(first).encode(), "feedback")[0] == 200
+        again = {"request_id": request_id, "labels": [6]}
+        assert _post(port, json.dumps(again).encode(), "feedback")[0] == 409
+        assert (
+            _post(port, json.dumps({**again, "overwrite": True}).encode(), "feedback")[1][
+                "overwritten"
+            ]
+            == 1
+        )
+    table = inference_log.read(log).table
+    assert table.set_index("request_id").loc[request_id, "label"] == "6"
+
+
+def test_a_log_that_cannot_be_written_makes_the_service_not_ready(loop, tmp_path):
+    _, state = loop
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOOP_INFERENCE_LOG", str(blocker / "inference.sqlite"))  # cannot be made
+        server = serving.start(state.result().bento.bento_tag, "127.0.0.1", port,
+                               tmp_path / "serve.out")  # fmt: skip
+    try:
+        serving.wait_http(f"http://127.0.0.1:{port}/livez", server, log_file=tmp_path / "serve.out")
+        assert _get(port, "readyz")[0] == 503
+        status, answer = _post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
+        assert status == 503 and "inference log" in json.dumps(answer)
+    finally:
+        serving.stop(server)
+
+
+def _mloop(ws: Workspace, *args: str, log: Path, **env) -> subprocess.Popen:
+    environment = {**os.environ, **env}
+    return serving.start_process([sys.executable, "-m", "flows.cli", "--workspace", str(ws.root),
+                                  *args], log, environment)  # fmt: skip
+
+
+def _wait_for(log: Path, text: str, process: subprocess.Popen, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.is_file() and text in log.read_text():
+            return
+        assert process.poll() is None, log.read_text()
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} in {log}:\n{log.read_text()}")
+
+
+def _gone(token: str, timeout_s: float = 30) -> list[str]:
+    """The processes of a family still alive after ``timeout_s`` (none, if all stopped)."""
+    from components import process_family
+
+    deadline = time.monotonic() + timeout_s
+    while process_family.members(token) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [process_family.describe(p) for p in process_family.members(token)]
+
+
+def _refused(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_mloop_serve_refuses_a_busy_port_and_stops_everything_on_sigterm(loop, tmp_path):
+    from components import process_family
+
+    ws, _ = loop
+    port = str(free_port())
+    first_log, second_log = tmp_path / "first.out", tmp_path / "second.out"
+    env = {"MLOOP_INFERENCE_LOG": str(tmp_path / "log.sqlite")}
+    first = _mloop(ws, "serve", "--port", port, log=first_log, **env)
+    try:
+        _wait_for(first_log, "mloop: ready", first)
+        started = process_family.members(first.family)
+        assert len(started) >= 3, [process_family.describe(p) for p in started]  # server, workers
+        assert _post(int(port), json.dumps({"images": EXAMPLE_INPUT}).encode())[0] == 200
+
+        second = _mloop(ws, "serve", "--port", port, log=second_log, **env)
+        assert second.wait(timeout=120) == 1
+        said = second_log.read_text()
+        assert "already in use" in said and "mloop: ready" not in said, said
+        assert "serving" not in said
+        assert _post(int(port), json.dumps({"images": EXAMPLE_INPUT}).encode())[0] == 200
+        assert b"bentoml_service_request_total{" in _get(int(port), "metrics")[1]  # untouched
+
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=90) == 0
+        assert _gone(first.family) == []
+        assert _refused(int(port))
+        assert "mloop: stopped" in first_log.read_text()
+    finally:
+        serving.stop(first)
+
+
+@pytest.mark.parametrize("victim", ["mloop serve", "bentoml serve"])
+def test_killing_either_process_with_sigkill_leaves_nothing_running(loop, tmp_path, victim):
+    """SIGKILL of mloop serve (its guard ends the rest) or of the Bento server (mloop
+    serve ends its orphaned workers and exits non-zero)."""
+    from components import process_family
+
+    ws, _ = loop
+    port = free_port()
+    log = tmp_path / "serve.out"
+    served = _mloop(ws, "serve", "--port", str(port), log=log,
+                    MLOOP_INFERENCE_LOG=str(tmp_path / "log.sqlite"))  # fmt: skip
+    try:
+        _wait_for(log, "mloop: ready", served)
+        if victim == "mloop serve":
+            served.kill()
+        else:
+            (pid,) = [p for p in process_family.members(served.family)
+                      if "bentoml serve" in process_family.describe(p)]  # fmt: skip
+            os.kill(pid, signal.SIGKILL)
+            assert served.wait(timeout=60) != 0
+            assert "the server exited with -9" in log.read_text()
+        served.wait(timeout=60)
+        assert _gone(served.family) == []
+        assert _refused(port)
+    finally:
+        serving.stop(served)
+
+
+def test_mloop_serve_shows_why_the_server_could_not_start(loop, tmp_path):
+    """A worker that fails at start-up (its model is unreadable): the error, exit 1, fast."""
+    import bentoml
+
+    ws, state = loop
+    model = bentoml.models.get(state.result().bento.model_tag)
+    spec = Path(model.path) / "mlflow_model" / "MLmodel"
+    spec.rename(spec.with_suffix(".hidden"))
+    log = tmp_path / "serve.out"
+    try:
+        started = time.monotonic()
+        served = _mloop(ws, "serve", "--port", str(free_port()), log=log,
+                        MLOOP_INFERENCE_LOG=str(tmp_path / "log.sqlite"))  # fmt: skip
+        try:
+            assert served.wait(timeout=120) == 1
+        finally:
+            serving.stop(served)
+        said = log.read_text()
+        assert "the server could not start" in said and "MLmodel" in said, said
+        assert time.monotonic() - started < 90
+    finally:
+        spec.with_suffix(".hidden").rename(spec)
+
+
+def test_mloop_serve_needs_a_token_beyond_loopback(loop, tmp_path):
+    ws, _ = loop
+    for token in ("", "  "):  # an empty token is no token
+        env = {**os.environ, "MLOOP_API_TOKEN": token}
+        done = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "serve", "--host",
+             "0.0.0.0", "--port", str(free_port())],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+        assert done.returncode == 2 and "without MLOOP_API_TOKEN" in done.stderr, done.stderr
 
 
 def test_failing_validation_stops_the_flow_before_training(tmp_path, monkeypatch):
@@ -335,28 +552,8 @@ def test_the_loop_on_a_users_own_data(tmp_path, monkeypatch, kind):
     assert summary.evaluation.scores.accuracy > floor
 
 
-def _chromium() -> str:
-    import shutil
-
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return path
-
-
-def _render(chromium: str, url: str, profile) -> str:
-    """The page as headless Chromium renders it, after its scripts have run."""
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--virtual-time-budget=20000",
-             "--window-size=1600,1000", "--dump-dom", url]  # fmt: skip
-    return subprocess.run([chromium, *flags], capture_output=True, text=True, timeout=120).stdout
-
-
 def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
-    chromium = _chromium()
+    browser = chromium()
     import mlflow
 
     ws, state = loop
@@ -369,10 +566,10 @@ def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
         base = f"http://127.0.0.1:{port}"
         serving.wait_http(base, ui, timeout_s=120)
         experiment = mlflow.get_experiment_by_name("digits").experiment_id
-        runs_page = _render(chromium, f"{base}/#/experiments/{experiment}/runs", tmp_path / "a")
+        runs_page = render(browser, f"{base}/#/experiments/{experiment}/runs", tmp_path / "a")
         for name in ("train-cnn", "compress-v1", "monitor"):
             assert name in runs_page, name
-        model_page = _render(chromium, f"{base}/#/models/digits-classifier", tmp_path / "b")
+        model_page = render(browser, f"{base}/#/models/digits-classifier", tmp_path / "b")
         assert "Version 1" in model_page and "champion" in model_page
     finally:
         serving.stop(ui)
@@ -389,3 +586,99 @@ def test_packaging_again_reuses_the_imported_model(loop):
     again = package_stage(load_params(ws.params), ws)
     assert again.model_tag == state.result().bento.model_tag
     assert {str(m.tag) for m in bentoml.models.list("digits-classifier")} == before
+
+
+def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
+    """mloop promote --force and mloop rollback move champion-compressed with the champion
+    and rebuild the Bento; a running mloop serve answers with the new version.
+
+    Leaves the registry as it found it: champion 1, champion-compressed its variant.
+    """
+    import mlflow
+
+    from components.config import load_params
+    from components.registry import register_stage
+
+    ws, state = loop
+    compressed = state.result().bento.model_version  # champion 1's variant
+    again = register_stage(load_params(ws.params), ws)  # the same weights: not promoted
+    assert not again.decision.promote
+    log = tmp_path / "serve.out"
+    port = free_port()
+    served = _mloop(ws, "serve", "--port", str(port), log=log,
+                    MLOOP_INFERENCE_LOG=str(tmp_path / "log.sqlite"))  # fmt: skip
+    body = json.dumps({"images": EXAMPLE_INPUT}).encode()
+
+    def answered_by(version: str, alias: str, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                status, answer = _post(port, body)
+                if status == 200 and answer["model_version"] == version:
+                    assert answer["model_alias"] == alias
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"still not version {version} after {timeout_s} s:\n{log.read_text()}")
+
+    def mloop(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "flows.cli", "--workspace", str(ws.root),
+                               *args], capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        _wait_for(log, "mloop: ready", served)
+        answered_by(compressed, "champion-compressed")
+        said = mloop("promote", again.version, "--force")
+        assert f"version {again.version} (champion)" in said  # it has no variant: served itself
+        client = mlflow.MlflowClient()
+        with pytest.raises(mlflow.exceptions.MlflowException):
+            client.get_model_version_by_alias("digits-classifier", "champion-compressed")
+        answered_by(again.version, "champion")
+        assert f"served: version {again.version} (champion)" in mloop("models")
+
+        said = mloop("rollback")
+        assert f"version {again.version} -> 1" in said
+        version = client.get_model_version_by_alias("digits-classifier", "champion-compressed")
+        assert str(version.version) == compressed
+        answered_by(compressed, "champion-compressed")
+        assert f"served: version {compressed} (champion-compressed)" in mloop("models")
+    finally:
+        serving.stop(served)
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size: str = "4m"):
+    """A tmpfs of ``size`` at ``path``: a disk that can really fill up (needs root)."""
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def test_a_full_disk_answers_503_with_the_reason_and_recovers(loop, tmp_path):
+    _, state = loop
+    body = json.dumps({"images": EXAMPLE_INPUT}).encode()
+    disk = tmp_path / "disk"
+    with (
+        _small_disk(disk),
+        _served(state.result().bento.bento_tag, disk / "log.sqlite") as (port, _),
+    ):
+        assert _post(port, body)[0] == 200
+        filler = disk / "filler"
+        with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:  # until the disk is full
+                f.write(b"\0" * 4096)
+        answers = [_post(port, body) for _ in range(30)]
+        refused = [a for s, a in answers if s == 503]
+        assert refused and all(s in (200, 503) for s, _ in answers), answers
+        assert "full" in json.dumps(refused[0])  # the reason, not "unexpected error"
+        assert _get(port, "readyz")[0] == 503
+        filler.unlink()
+        assert _post(port, body)[0] == 200  # space again: answers, and ready again
+        assert _get(port, "readyz")[0] == 200

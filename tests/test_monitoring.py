@@ -68,3 +68,23 @@ def test_production_check_waits_for_enough_rows_and_restarts_on_a_new_log(worksp
     assert (result.rows, result.first_id, result.last_id) == (3, 1, 3)
     assert result.drift is None and not result.retrain and "3 new predictions" in result.reason
     assert json.loads(workspace.monitor_state.read_text())["last_id"] == 500  # nothing checked
+
+
+def test_the_drift_report_runs_no_script_from_column_names_or_labels(tmp_path):
+    import pandas as pd
+
+    from components.monitoring import PREDICTION
+    from tests.helpers import HOSTILE, assert_no_script_ran
+
+    rng = np.random.default_rng(0)
+    names = [HOSTILE, "x,y", "plain"]
+    reference = pd.DataFrame({n: rng.normal(size=400) for n in names})
+    reference[PREDICTION] = rng.choice([HOSTILE, "</script>b"], 400)
+    current = reference.copy()
+    current[HOSTILE] += 3  # drifts: the hostile column lands in every table of the report
+    result = check_drift(reference, current, MonitorConfig(), tmp_path / "drift.html", "hostile")
+    assert HOSTILE in result.drifted_columns  # results keep the names as given
+    assert set(result.column_scores) == {*names, PREDICTION}
+    html = (tmp_path / "drift.html").read_text()
+    assert "<script>document" not in html and "<img src=x" not in html  # no tag of ours
+    assert_no_script_ran(tmp_path / "drift.html", tmp_path / "profile")

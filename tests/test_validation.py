@@ -313,3 +313,56 @@ def test_the_pipeline_gate_holds_files_refused_at_read(tmp_path, workspace):
     held = err.value.result.quarantine
     assert (held / "files" / "circle" / "broken.png").read_bytes() == b"\x89PNG not really"
     assert len(list(workspace.quarantine.iterdir())) == 1  # held once, by the gate
+
+
+def test_the_validation_report_runs_no_script_from_column_names_or_labels(workspace, tmp_path):
+    from tests.helpers import HOSTILE, assert_no_script_ran
+
+    table = make_table()
+    table = table.rename(columns={"plan": HOSTILE, "y": f"label{HOSTILE}"})
+    table[f"label{HOSTILE}"] = table[f"label{HOSTILE}"].map({"a": HOSTILE, "b": "b", "c": "c"})
+    table.loc[:5, HOSTILE] = HOSTILE  # values too, and failing rows show examples
+    source = tmp_path / "hostile.csv"
+    table.to_csv(source, index=False)
+    params = small_params(validate={"allowed_labels": ["b", "c"]})  # the hostile label fails
+    result = validate_path(source, params, workspace, label=f"label{HOSTILE}")
+    assert not result.passed
+    dom = assert_no_script_ran(result.html_report, tmp_path / "profile")
+    assert "pw'+'ned" in dom  # the names are shown, as text
+
+
+def test_before_a_reference_exists_the_report_says_so_and_allowed_labels_apply(workspace, tmp_path):
+    table = make_table()
+    table.loc[: len(table) // 6, "y"] = "unseen"  # ~17% of rows carry a label never declared
+    source = tmp_path / "batch.csv"
+    table.to_csv(source, index=False)
+    result = validate_path(source, small_params(), workspace, label="y")
+    assert any("no reference profile exists yet" in w for w in result.warnings)
+    assert any("set validate.allowed_labels" in w for w in result.warnings)
+    strict = small_params(validate={"allowed_labels": ["a", "b", "c"]})
+    result = validate_path(source, strict, workspace, label="y")
+    assert not result.passed
+    assert any("allowed_labels ['a', 'b', 'c']" in w for w in result.warnings)
+
+
+def test_validate_refuses_special_files_and_copies_nothing_it_was_not_given(workspace, tmp_path):
+    with pytest.raises(DataError, match="not a regular file") as caught:
+        validate_path(Path("/dev/zero"), small_params(), workspace)
+    assert [p.name for p in caught.value.quarantine.iterdir()] == ["reason.txt"]
+    # A folder with no class folders: its loose files were never asked for.
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "secret.txt").write_text("private")
+    with pytest.raises(DataError, match="no class sub-folders") as caught:
+        validate_path(loose, small_params(), workspace)
+    assert [p.name for p in caught.value.quarantine.iterdir()] == ["reason.txt"]
+    # A link among the images is rejected, and what it names is never copied.
+    folder = make_images(tmp_path / "images", per_class=5)
+    (tmp_path / "outside.png").write_bytes(b"not for the quarantine")
+    (folder / "circle" / "link.png").symlink_to(tmp_path / "outside.png")
+    result = validate_path(folder, small_params(), workspace)
+    assert not result.passed
+    assert any("symbolic link" in str(f.observed) or "symbolic link" in str(f.examples)
+               or "link.png" in str(f.column) for f in result.failures)  # fmt: skip
+    copied = [p for p in result.quarantine.rglob("*") if p.is_file() or p.is_symlink()]
+    assert not any(p.name == "link.png" for p in copied), copied

@@ -1,0 +1,85 @@
+"""Helpers shared by several test files (fixtures stay in conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from components import process_family
+
+# Script that marks the page when it runs: the marker never appears in the source as is.
+HOSTILE = (
+    "<script>document.title='pw'+'ned'</script><img src=x onerror=\"document.title='pw'+'ned'\">"
+)
+RAN = "pwned"
+
+
+def chromium() -> str:
+    """Debian's Chromium; CI must have it, a developer's machine may skip."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def render(browser: str, url: str, profile: Path) -> str:
+    """The page as headless Chromium renders it, after its scripts have run."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+             "--window-size=1600,1000", "--dump-dom", url]  # fmt: skip
+    done = subprocess.run([browser, *flags], capture_output=True, text=True, timeout=120)
+    return done.stdout
+
+
+def assert_no_script_ran(page: Path, profile: Path) -> str:
+    """Render a report from hostile data; fail if its script ran. Returns the DOM."""
+    dom = render(chromium(), page.resolve().as_uri(), profile)
+    assert "<html" in dom.lower(), f"{page} did not render"
+    assert RAN not in dom, f"script from the data ran in {page}"
+    return dom
+
+
+def raw_post(port: int, headers: dict, body: bytes = b"", chunks: int = 0) -> tuple[int, float]:
+    """POST by hand: ``body``, then up to ``chunks`` more MiB while the server has not
+    answered. Returns the status and the seconds until it came."""
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body)
+        mib = b"1" * 2**20
+        for _ in range(chunks):
+            if select.select([sock], [], [], 0)[0]:
+                break  # the answer came before the body was sent
+            try:
+                sock.sendall(mib)
+            except OSError:
+                break
+        answer = b""
+        while b"\r\n" not in answer:
+            part = sock.recv(4096)
+            if not part:
+                break
+            answer += part
+    return int(answer.split()[1]), time.perf_counter() - start
+
+
+def rss_mb(token: str) -> float:
+    """Resident memory of a process family, in MB."""
+    total = 0
+    for pid in process_family.members(token):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
