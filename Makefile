@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test install install-dev repro lint format benchmarks clean
+.PHONY: run test test-unit install install-dev repro lint format benchmarks clean
 
 run: install
 	$(BIN)/mloop run
@@ -15,7 +15,10 @@ run: install
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -p no:randomly
+
+test-unit: install-dev
+	$(BIN)/pytest -p no:randomly -m unit
 
 repro: install
 	$(BIN)/dvc repro

@@ -59,12 +59,13 @@ def trained(overrides: dict, root: Path, seed: int | None = None):
     """Params, workspace, test split and the network trained on the built-in digits."""
     import torch
 
-    from components.config import load_params
-    from components.data import load_meta, load_split, prepare
-    from components.models import build_net
-    from components.paths import Workspace
-    from components.sweep import with_values
-    from components.training import fit, net_spec
+    from components.core.config import load_params
+    from components.core.paths import Workspace
+    from components.prepare.splits import load_meta, load_split
+    from components.prepare.stage import prepare
+    from components.train.models import build_net
+    from components.train.sweep import with_values
+    from components.train.trainer import fit, net_spec
 
     repo = Path(__file__).resolve().parent.parent
     # The stage's own timing is replaced by the alternating rounds below: keep it short.
@@ -91,9 +92,9 @@ def accuracy(predict, split) -> float:
 
 def han_check(seeds: int, root: Path) -> None:
     """90% magnitude pruning of the 300-100 MLP, fine-tuned, over ``seeds`` seeds."""
-    from components import pruning
-    from components.compression import stage_tuner
-    from components.evaluation import torch_predictor
+    from components.compress import pruning
+    from components.compress.variants import stage_tuner
+    from components.core.predict import torch_predictor
 
     print(f"\nHan et al. check: 300-100 MLP, 90% of weights pruned in 3 steps, {seeds} seeds")
     print(f"{'seed':>6}{'fp32':>9}{'pruned':>9}{'drop pt':>9}{'sparsity':>10}")
@@ -116,11 +117,11 @@ def han_check(seeds: int, root: Path) -> None:
 def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
     """The CNN's distilled student against the teacher and the no-teacher baseline,
     and the distilled student in int8 (ONNX Runtime) against the accuracy budget."""
-    from components import quantization
-    from components.data import load_split
-    from components.distillation import train_students
-    from components.evaluation import torch_predictor
-    from components.pruning import parameter_count
+    from components.compress import quantization
+    from components.compress.distillation import train_students
+    from components.compress.pruning import parameter_count
+    from components.core.predict import torch_predictor
+    from components.prepare.splits import load_split
 
     print(f"\ndistillation check: {data} CNN teacher, {seeds} seeds")
     rows = []
@@ -171,8 +172,9 @@ def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
 def run_model(label: str, overrides: dict, args, root: Path) -> None:
     import torch
 
-    from components.compression import build_variants, choose, latency_ms, measure
-    from components.data import load_meta
+    from components.compress.variants import build_variants, choose, measure
+    from components.core.timing import latency_ms
+    from components.prepare.splits import load_meta
 
     params, ws, test, net, spec = trained(overrides, root / label)
     meta = load_meta(ws.prepared)
@@ -255,7 +257,7 @@ def main() -> None:
         width, hidden = (int(v) for v in args.kd_student.split(","))
         student = {"compress.distill.width": width, "compress.distill.hidden": hidden}
 
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
     setup_logging()
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--workspace", type=Path, help="default: a new temporary folder")
     args = parser.parse_args()
 
-    from components.paths import Workspace, configure_environment
+    from components.core.paths import Workspace, configure_environment
 
     ws = Workspace((args.workspace or Path(tempfile.mkdtemp(prefix="mloop-fanout-"))).resolve())
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -55,8 +55,8 @@ def main() -> int:
 
     from distributed import Client, LocalCluster
 
-    from components.config import load_params
-    from components.data import prepare_stage
+    from components.core.config import load_params
+    from components.prepare.stage import prepare_stage
     from flows.sweep import sweep_flow
 
     prepare_stage(load_params(ws.params), ws)

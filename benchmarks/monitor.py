@@ -27,23 +27,24 @@ def main() -> None:
     parser.add_argument("--test-rows", type=int, help="override monitor.test_rows")
     args = parser.parse_args()
 
-    from components.paths import Workspace, configure_environment
+    from components.core.paths import Workspace, configure_environment
 
     ws = Workspace(Path(args.workspace).resolve())
     configure_environment(ws)
     import numpy as np
 
-    from components.config import load_params
-    from components.data import load_split
-    from components.inference_log import InferenceLog
-    from components.monitoring import champion_predictor, check_production
+    from components.core.config import load_params
+    from components.monitor.drift import champion_predictor
+    from components.monitor.production import check_production
+    from components.prepare.splits import load_split
+    from components.serve.inference_log import InferenceLog
 
     params = load_params(ws.params)
     if args.test_rows:
         monitor = params.monitor.model_copy(update={"test_rows": args.test_rows})
         params = params.model_copy(update={"monitor": monitor})
     test = load_split(ws.prepared, "test")
-    predict = champion_predictor(params.register_.model_name)
+    predict = champion_predictor(params.registry.model_name)
     with tempfile.TemporaryDirectory() as tmp:
         log_file = Path(tmp) / "inference.sqlite"
         os.environ["MLOOP_INFERENCE_LOG"] = str(log_file)

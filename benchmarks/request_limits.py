@@ -30,15 +30,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
-    from components.paths import Workspace, configure_environment
+    from components.core.paths import Workspace, configure_environment
 
     ws = Workspace(Path(args.workspace).resolve())
     configure_environment(ws)
     import os
 
-    from components import serving
-    from components.records import read_json
-    from components.service import EXAMPLE_INPUT
+    from components.core.records import read_json
+    from components.package.inputs import EXAMPLE_INPUT
+    from components.serve import supervisor
     from tests.helpers import raw_post, rss_mb
 
     bento = read_json(ws.report("bento.json"), "package")
@@ -54,9 +54,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLOOP_INFERENCE_LOG"] = f"{tmp}/log.sqlite"
-        server = serving.start(bento["bento_tag"], "127.0.0.1", port, Path(tmp) / "serve.out")
+        server = supervisor.start(bento["bento_tag"], "127.0.0.1", port, Path(tmp) / "serve.out")
         try:
-            serving.wait_ready("127.0.0.1", port, server, log_file=Path(tmp) / "serve.out")
+            supervisor.wait_ready("127.0.0.1", port, server, log_file=Path(tmp) / "serve.out")
             for _ in range(40):
                 assert raw_post(port, ok, body)[0] == 200
             start_rss = rss_mb(server.family)
@@ -67,7 +67,7 @@ def main() -> None:
                     rows.append((i, kind, status, seconds, before, rss_mb(server.family)))
             end_rss = rss_mb(server.family)
         finally:
-            serving.stop(server)
+            supervisor.stop(server)
     print(f"{args.mib} MiB bodies to {bento['bento_tag']} (model version {bento['model_version']})")
     print("| round | body | status | seconds to answer | RSS before MB | RSS after MB |")
     print("|---|---|---|---|---|---|")

@@ -7,7 +7,7 @@ Starts one real ``bentoml serve`` per setting (inference log on, as in productio
 of the service in this checkout with the packaged model (a built Bento fixes its
 service graph, so batching on and off cannot both run from one Bento), then sends
 single-image requests at ``--rate`` per second from this process
-(``components.traffic``, open loop) to each setting in turn, ``--rounds`` times,
+(``components.serve.traffic``, open loop) to each setting in turn, ``--rounds`` times,
 so machine noise hits all alike. The table shows medians over the rounds; the
 last run holds the default setting at the rate for ``--final`` seconds and
 checks the target: p99 under 100 ms and no errors at 250 requests/s.
@@ -38,18 +38,18 @@ def main() -> None:
     parser.add_argument("--final", type=float, default=60.0, help="seconds of the final run")
     args = parser.parse_args()
 
-    from components.paths import Workspace, configure_environment
+    from components.core.paths import Workspace, configure_environment
 
     ws = Workspace(Path(args.workspace).resolve())
     configure_environment(ws)
-    from components import serving, traffic
-    from components.data import load_split
-    from components.records import read_json
+    from components.core.records import read_json
+    from components.prepare.splits import load_split
+    from components.serve import supervisor, traffic
 
     bento = read_json(ws.report("bento.json"), "package")
     os.environ["MLOOP_BENTO_MODEL"] = bento["model_tag"]
-    os.chdir(Path(__file__).resolve().parent.parent)  # where components/service.py is
-    tag = "components.service:Classifier"
+    os.chdir(Path(__file__).resolve().parent.parent)  # where components/package/service.py is
+    tag = "components.package.service:Classifier"
     test = load_split(ws.prepared, "test")
     servers, ports = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,8 +57,8 @@ def main() -> None:
             for i, (name, env) in enumerate(SETTINGS.items()):
                 os.environ.update(env, MLOOP_INFERENCE_LOG=f"{tmp}/log{i}.sqlite")
                 ports[name] = port = 3300 + i
-                servers[name] = serving.start(tag, "127.0.0.1", port, Path(tmp) / f"{i}.out")
-                serving.wait_ready(
+                servers[name] = supervisor.start(tag, "127.0.0.1", port, Path(tmp) / f"{i}.out")
+                supervisor.wait_ready(
                     "127.0.0.1", port, servers[name], log_file=Path(tmp) / f"{i}.out"
                 )
                 traffic.run(f"http://127.0.0.1:{port}", test.x, test.y, 50, 2)  # warm-up
@@ -98,7 +98,7 @@ def main() -> None:
             )
         finally:
             for server in servers.values():
-                serving.stop(server)
+                supervisor.stop(server)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def load_settings():
     """``params.yaml``: validated where pydantic is installed, as written where it is not."""
     try:
-        from components.config import load_params
+        from components.core.config import load_params
     except ModuleNotFoundError:  # a bare GPU machine
         import yaml
 
         raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-        sections = {"validate_": raw["validate"], "train": raw["train"], "data": raw["data"]}
+        sections = {"gate": raw["validate"], "train": raw["train"], "data": raw["data"]}
         return SimpleNamespace(seed=raw["seed"], **{
             key: SimpleNamespace(**values) for key, values in sections.items()
         })  # fmt: skip
@@ -131,11 +131,11 @@ def main() -> None:
 
     import torch
 
-    from components.data import Split
-    from components.lit import resolve_precision
-    from components.logs import setup_logging
-    from components.models import NetSpec, build_net
-    from components.training import fit
+    from components.core.logs import setup_logging
+    from components.prepare.splits import Split
+    from components.train.lightning_module import resolve_precision
+    from components.train.models import NetSpec, build_net
+    from components.train.trainer import fit
 
     setup_logging()
     rng = np.random.default_rng(0)
@@ -200,10 +200,11 @@ def time_to_accuracy() -> float:
     """The default digits config: wall time until test accuracy first reaches 0.98."""
     from sklearn.datasets import load_digits
 
-    from components.data import Split, split_indices
-    from components.evaluation import score, torch_predictor
-    from components.models import build_net
-    from components.training import fit, net_spec
+    from components.core.predict import torch_predictor
+    from components.evaluate.metrics import score
+    from components.prepare.splits import Split, split_indices
+    from components.train.models import build_net
+    from components.train.trainer import fit, net_spec
 
     settings = load_settings()
     digits = load_digits()

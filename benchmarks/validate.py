@@ -25,10 +25,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from components.config import SyntheticSource, ValidateConfig
-    from components.logs import setup_logging
-    from components.sources import synthetic
-    from components.validation import gate_input, run_gate
+    from components.core.config import SyntheticSource, ValidateConfig
+    from components.core.logs import setup_logging
+    from components.prepare.sources import synthetic
+    from components.validate.stage import run_gate
+    from components.validate.tables import gate_input
 
     setup_logging()
     import great_expectations  # noqa: F401  (import once, outside the timings)

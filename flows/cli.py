@@ -20,8 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from components.config import ParamsError, load_params, parse_params
-from components.paths import Workspace, configure_environment
+from components.core.config import ParamsError, load_params, parse_params
+from components.core.paths import Workspace, configure_environment
+from components.core.settings import settings
+from flows import prefect_server
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -32,10 +34,10 @@ def _workspace(args: argparse.Namespace) -> Workspace:
 
 def cmd_run(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from components.logs import setup_logging
-    from components.workspace_lock import WorkspaceBusy, workspace_lock
+    from components.core.logs import setup_logging
+    from components.core.workspace_lock import WorkspaceBusy, workspace_lock
 
-    setup_logging()
+    setup_logging(settings().verbose)
     params_file = Path(args.params).resolve() if args.params else ws.params
     params = _params_or_exit(params_file)  # fail on a bad key now, not after the server started
     missing = _missing_source(params, ws)
@@ -77,13 +79,13 @@ def _missing_source(params, ws: Workspace) -> str | None:
 
 def cmd_run_many(args: argparse.Namespace) -> int:
     _workspace(args)
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
-    setup_logging()
+    setup_logging(settings().verbose)
     folders = [Path(w).resolve() for w in args.workspaces]
     for folder in folders:  # fail now on a missing or bad params.yaml, not minutes later
         _params_or_exit(Workspace(folder).params)
-    where = os.environ.get("MLOOP_DASK_ADDRESS") or f"a local Dask cluster of {args.parallel}"
+    where = settings().dask_address or f"a local Dask cluster of {args.parallel}"
     print(f"mloop: retraining {len(folders)} workspaces, {args.parallel} at a time on {where};"
           " each logs to its .mloop/retrain.log", flush=True)  # fmt: skip
     from flows.retrain import retrain_many_flow
@@ -100,7 +102,7 @@ def cmd_run_many(args: argparse.Namespace) -> int:
 
 
 def print_summary(summary, ws: Workspace, seconds: float) -> None:
-    from components import tracking
+    from components.core import tracking
 
     reg, ev = summary.registration, summary.evaluation
     print(f"\nmloop: the loop finished in {seconds:.0f}s")
@@ -111,7 +113,7 @@ def print_summary(summary, ws: Workspace, seconds: float) -> None:
     print(f"    aliases               {', '.join(reg.aliases)} ({reg.decision.reason})")
     print(f"  compression             {summary.compression.summary()}")
     print(f"  Bento                   {summary.bento.bento_tag}")
-    print(f"  drift                   {summary.drift.summary()}")
+    print(f"  drift self-test         {summary.drift.summary()}")
     print(f"  metrics                 {ws.metrics}")
     print(f"  reports                 {ws.reports}")
     print("\nlook closer:")
@@ -142,15 +144,15 @@ def _run_alone(args: argparse.Namespace, name: str, target: str, **options) -> i
 
 def cmd_train(args: argparse.Namespace) -> int:
     """The train stage alone (data prepared): ``--resume`` continues from the last checkpoint."""
-    return _run_alone(args, "train", "components.training:train_stage", resume=args.resume)
+    return _run_alone(args, "train", "components.train.stage:train_stage", resume=args.resume)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The Prefect flow ``sweep``: ``--parallel N`` trials at a time, each a task."""
     ws = _workspace(args)
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
-    setup_logging()
+    setup_logging(settings().verbose)
     params = _params_or_exit(ws.params)
     parallel = args.parallel or params.sweep.parallel
     trials = args.trials or params.sweep.trials
@@ -178,9 +180,9 @@ def _flow_outcome(name: str, run) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
-    setup_logging()
+    setup_logging(settings().verbose)
     try:
         if args.params or ws.params.is_file():
             params = load_params(Path(args.params).resolve() if args.params else ws.params)
@@ -189,8 +191,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ParamsError as err:
         print(f"mloop: {err}", file=sys.stderr)
         return 2
-    from components.sources import DataError
-    from components.validation import DataValidationError, validate_path
+    from components.prepare.sources import DataError
+    from components.validate.report import DataValidationError
+    from components.validate.stage import validate_path
 
     try:
         result = validate_path(Path(args.data), params, ws, label=args.label)
@@ -212,7 +215,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     _workspace(args)
-    from components.registry import lineage
+    from components.register.commands import lineage
 
     try:
         info = lineage(args.model)
@@ -243,14 +246,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     """The gate for one version against the champion; ``--force`` overrides and is recorded."""
     ws = _workspace(args)
     params = _params_or_exit(ws.params)
-    from components.registry import promote
+    from components.register.commands import promote
 
     try:
         decision = promote(params, ws, args.version, force=args.force)
     except (LookupError, ValueError) as err:
         print(f"mloop promote: {err}", file=sys.stderr)
         return 1
-    name = params.register_.model_name
+    name = params.registry.model_name
     if not decision.promote:
         print(
             f"mloop promote: {name} version {args.version} REFUSED: {decision.reason}"
@@ -264,7 +267,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def _package_champion(params, ws: Workspace, command: str) -> int:
     """After the champion moved: a Bento of what is now served (``mloop serve`` follows)."""
-    from components.packaging import package_stage
+    from components.package.stage import package_stage
 
     try:
         bento = package_stage(params, ws)
@@ -279,31 +282,31 @@ def _package_champion(params, ws: Workspace, command: str) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     params = _params_or_exit(ws.params)
-    from components.registry import rollback
+    from components.register.commands import rollback
 
     try:
         old, new = rollback(params, ws)
     except RuntimeError as err:
         print(f"mloop rollback: {err}", file=sys.stderr)
         return 1
-    print(f"mloop rollback: champion {params.register_.model_name} version {old} -> {new}")
+    print(f"mloop rollback: champion {params.registry.model_name} version {old} -> {new}")
     return _package_champion(params, ws, "rollback")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     params = _params_or_exit(ws.params)
-    from components.registry import models_table
+    from components.register.commands import models_table
 
-    rows = models_table(params.register_.model_name)
+    rows = models_table(params.registry.model_name)
     if not rows:
-        print(f"no versions of {params.register_.model_name} yet: mloop run registers one")
+        print(f"no versions of {params.registry.model_name} yet: mloop run registers one")
         return 0
     widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
     print("  ".join(f"{k:<{w}}" for k, w in widths.items()))
     for row in rows:
         print("  ".join(f"{row[k]:<{w}}" for k, w in widths.items()))
-    from components.records import read_json
+    from components.core.records import read_json
 
     try:
         bento = read_json(ws.report("bento.json"), "package")
@@ -336,12 +339,12 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def api_token() -> str | None:
     """``MLOOP_API_TOKEN``; an empty or blank value counts as not set."""
-    return (os.environ.get("MLOOP_API_TOKEN") or "").strip() or None
+    return settings().api_token
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from components import serving
+    from components.serve import supervisor
 
     if api_token():
         print("mloop: MLOOP_API_TOKEN is set: requests need 'Authorization: Bearer <token>'")
@@ -354,23 +357,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"mloop: WARNING: serving on {args.host} with no MLOOP_API_TOKEN (--insecure)",
               file=sys.stderr)  # fmt: skip
     log_file = ws.state / "serve.log"
-    print(f"mloop: inference log {os.environ['MLOOP_INFERENCE_LOG']}; server log {log_file}")
+    print(f"mloop: inference log {settings().inference_log}; server log {log_file}")
     server = None
     try:
-        with serving.stop_signals_raise():
+        with supervisor.stop_signals_raise():
             if args.bento:  # a fixed Bento: serve it as it is
-                server = serving.start(args.bento, args.host, args.port, log_file)
-                serving.wait_ready(args.host, args.port, server, log_file=log_file)
+                server = supervisor.start(args.bento, args.host, args.port, log_file)
+                supervisor.wait_ready(args.host, args.port, server, log_file=log_file)
                 print(f"mloop: serving {args.bento} on http://{args.host}:{args.port}", flush=True)
                 print("mloop: ready", flush=True)
                 code = server.wait()
                 print(f"mloop: the server exited with {code}", file=sys.stderr)
                 return code or 1
-            supervisor = serving.Supervisor(
+            following = supervisor.Supervisor(
                 ws.report("bento.json"), args.host, args.port, log_file,
                 say=lambda line: print(f"mloop: {line}", flush=True),
             )  # fmt: skip
-            return supervisor.run()
+            return following.run()
     except (FileNotFoundError, RuntimeError, TimeoutError) as err:
         print(f"mloop serve: {err}", file=sys.stderr)
         return 1
@@ -379,39 +382,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     finally:
         if server is not None:
-            serving.stop(server)
+            prefect_server.stop(server)
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from components import traffic
-    from components.data import load_meta, load_split, pixel_scale
-    from components.monitoring import drifted
+    from components.serve import traffic
 
     params = _params_or_exit(ws.params)
     try:
-        meta, test = load_meta(ws.prepared), load_split(ws.prepared, "test")
-    except FileNotFoundError as err:
-        print(f"mloop: {err}", file=sys.stderr)
+        images, labels = traffic.test_images(params, ws, args.drift)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"mloop traffic: {err}", file=sys.stderr)
         return 1
-    if meta["kind"] != "image":
-        print("mloop: traffic sends images; this workspace's model reads table rows",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    import numpy as np
-
-    kind = "clean" if args.drift == "none" else args.drift
-    rng = np.random.default_rng(params.seed)
-    images = drifted(test.x, kind, params.monitor, pixel_scale(params, meta), rng)
     url = args.url or f"http://127.0.0.1:{args.port}"
     print(f"mloop: {args.rate:g} requests/s for {args.duration:g} s to {url} ({args.drift})",
           flush=True)  # fmt: skip
     result = traffic.run(
-        url, images, test.y, args.rate, args.duration, args.drift, args.feedback,
-        os.environ.get("MLOOP_API_TOKEN"), params.seed,
+        url, images, labels, args.rate, args.duration, args.drift, args.feedback,
+        settings().api_token, params.seed,
     )  # fmt: skip
     print(f"mloop: {result.summary()}")
-    from components.records import write_json
+    from components.core.records import write_json
 
     write_json(ws.report("traffic.json"), {**result.__dict__, "throughput": result.throughput})
     return 0 if result.ok and not result.errors else 1
@@ -419,9 +411,9 @@ def cmd_traffic(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
-    setup_logging()
+    setup_logging(settings().verbose)
     _params_or_exit(ws.params)
     from flows.monitor import monitor
 
@@ -432,34 +424,25 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
-    setup_logging()
+    setup_logging(settings().verbose)
     params = _params_or_exit(ws.params)
-    pool = args.pool or os.environ.get("MLOOP_WORK_POOL")
+    pool = args.pool or settings().work_pool
     server = None
     if not os.environ.get("PREFECT_API_URL"):
         if pool:
             print("mloop: --pool needs a Prefect server that the workers see: set"
                   " PREFECT_API_URL (e.g. http://prefect:4200/api)", file=sys.stderr)  # fmt: skip
             return 2
-        # Schedules need a server that outlives one flow run: start Prefect's own, on
-        # loopback, over the workspace's database (PREFECT_HOME), and stop it on exit.
-        from components import serving
-
-        url = f"http://127.0.0.1:{args.prefect_port}/api"
         log_file = ws.state / "prefect-server.log"
-        print(f"mloop: starting a Prefect server on {url} (log {log_file})", flush=True)
-        server = serving.start_process(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-             str(args.prefect_port)], log_file,
-        )  # fmt: skip
+        print(f"mloop: starting a Prefect server on 127.0.0.1:{args.prefect_port} (log"
+              f" {log_file})", flush=True)  # fmt: skip
         try:
-            serving.wait_http(f"{url}/health", server, log_file=log_file)
+            server = prefect_server.start(args.prefect_port, log_file)
         except (RuntimeError, TimeoutError) as err:
             print(f"mloop: {err}", file=sys.stderr)
             return 1
-        os.environ["PREFECT_API_URL"] = url
     from flows import deploy
 
     url = os.environ["PREFECT_API_URL"]
@@ -489,7 +472,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         return 1
     finally:
         if server is not None:
-            serving.stop(server)
+            prefect_server.stop(server)
     if not stopped:  # its thread would hold up the interpreter's exit; the server is down
         print("mloop: the runner did not stop in time; exiting without it", file=sys.stderr,
               flush=True)  # fmt: skip
@@ -624,7 +607,7 @@ STARTS_PROCESSES = frozenset({"run", "run-many", "sweep", "monitor", "deploy", "
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in STARTS_PROCESSES:
-        from components import process_family
+        from components.core import process_family
 
         process_family.guard()  # a watchdog ends them even if this process is SIGKILLed
     try:

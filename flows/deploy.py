@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from components.config import Params
-from components.paths import Workspace
+from components.core.config import Params
+from components.core.paths import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 POOL_TYPE = "process"

@@ -1,6 +1,6 @@
 """The Prefect flow ``monitor``: check production traffic for drift; drift starts ``retrain``.
 
-Reads the inference log from where the last check stopped (components.monitoring.
+Reads the inference log from where the last check stopped (components.monitor.
 check_production), attaches the drift table to the flow run as a Prefect artifact,
 and on drift (outside the cool-down) runs the ``retrain`` flow as a subflow. A
 retrain that promotes a new champion packages a new Bento; ``mloop serve`` then
@@ -11,22 +11,28 @@ restarts the service on it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from components.config import Params, load_params
-from components.monitoring import ProductionCheck, check_production
-from components.paths import Workspace, configure_environment
+from components.core.config import Params, load_params
+from components.core.logs import setup_logging
+from components.core.paths import Workspace, configure_environment
+from components.core.settings import settings
+from components.monitor.production import ProductionCheck, check_production
+from flows.prefect_logs import send_our_logs_to_prefect
 from flows.retrain import retrain
+
+log = logging.getLogger(__name__)
 
 
 @task(name="check-production", cache_policy=NO_CACHE, retries=0)
 def check(params: Params, ws: Workspace) -> ProductionCheck:
     result = check_production(params, ws)
-    print(f"[monitor] {result.summary()} ({result.seconds:.1f} s)", flush=True)
+    log.info(f"[monitor] {result.summary()} ({result.seconds:.1f} s)")
     return result
 
 
@@ -35,6 +41,8 @@ def monitor(params_file: str = "params.yaml", workspace: str = ".") -> Productio
     """Drift and quality of the logged predictions since the last check; retrain on drift."""
     ws = Workspace(Path(workspace).resolve())
     configure_environment(ws)  # a worker's flow run starts here, not in the CLI
+    setup_logging(settings().verbose)
+    send_our_logs_to_prefect()  # the stages' lines reach the run's log in the UI
     params = load_params(params_file)
     result = check(params, ws)
     if result.drift is not None:

@@ -6,6 +6,7 @@ models: stages hand each other files, as under ``dvc repro``.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,17 +15,22 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from components.config import Params, load_params
-from components.paths import Workspace, configure_environment, own_environment
-from components.stages import stage_function
-from components.workspace_lock import workspace_lock
+from components.core.config import Params, load_params
+from components.core.logs import setup_logging
+from components.core.paths import Workspace, configure_environment, own_environment
+from components.core.settings import settings
+from components.core.stages import stage_function
+from components.core.workspace_lock import workspace_lock
+from flows.prefect_logs import send_our_logs_to_prefect
 from flows.runners import task_runner
+
+log = logging.getLogger(__name__)
 
 
 def _stage_task(name: str):
     def run(params: Params, ws: Workspace):
         result = stage_function(name)(params, ws)
-        print(f"[{name}] {result.summary()}", flush=True)
+        log.info(f"[{name}] {result.summary()}")
         return result
 
     # Stages write files and registry entries: rerun them every time, never from a cache.
@@ -56,6 +62,8 @@ def retrain(params_file: str = "params.yaml", workspace: str = ".") -> RetrainSu
     """Prepare, validate, train, evaluate, register, compress, package and monitor."""
     ws = Workspace(Path(workspace).resolve())
     configure_environment(ws)  # a worker's flow run starts here, not in the CLI
+    setup_logging(settings().verbose)
+    send_our_logs_to_prefect()  # the stages' lines reach the run's log in the UI
     params = load_params(params_file)
     with workspace_lock(ws, "mloop run"):  # a second run in this workspace is refused
         prepare(params, ws)
@@ -72,19 +80,21 @@ def retrain(params_file: str = "params.yaml", workspace: str = ".") -> RetrainSu
 @task(name="retrain-workspace", cache_policy=NO_CACHE, retries=0)
 def retrain_workspace(workspace: str, env: dict[str, str]) -> str:
     """``mloop run`` in one workspace, in a process of its own (its own embedded stores)."""
-    log = Workspace(Path(workspace)).state / "retrain.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as out:
+    log_file = Workspace(Path(workspace)).state / "retrain.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as out:
         done = subprocess.run(
             [sys.executable, "-m", "flows.cli", "--workspace", workspace, "run"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
-    output = log.read_text()
+    output = log_file.read_text()
     if done.returncode != 0:
-        raise RuntimeError(f"{workspace}: retrain failed (exit {done.returncode}); log {log}:\n"
-                           f"{output[-2000:]}")  # fmt: skip
+        raise RuntimeError(
+            f"{workspace}: retrain failed (exit {done.returncode}); log {log_file}:\n"
+            f"{output[-2000:]}"
+        )
     accuracy = [line for line in output.splitlines() if "champion test accuracy" in line]
-    print(f"[{workspace}] {accuracy[-1].strip() if accuracy else 'done'}", flush=True)
+    log.info(f"[{workspace}] {accuracy[-1].strip() if accuracy else 'done'}")
     return workspace
 
 

@@ -8,14 +8,14 @@ machines, which must see the workspace at the same path).
 
 from __future__ import annotations
 
-import os
-
 from prefect.task_runners import ThreadPoolTaskRunner
+
+from components.core.settings import settings
 
 
 def task_runner(parallel: int):
     """Dask for ``parallel`` > 1 (or a cluster named by ``MLOOP_DASK_ADDRESS``), else inline."""
-    address = os.environ.get("MLOOP_DASK_ADDRESS")
+    address = settings().dask_address
     if parallel == 1 and not address:
         return ThreadPoolTaskRunner(max_workers=1)
     from prefect_dask import DaskTaskRunner

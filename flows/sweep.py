@@ -7,28 +7,34 @@ time on Dask (``flows.runners``; one after another in this process when N is 1).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from components.config import Params, load_params
-from components.paths import Workspace, configure_environment
-from components.sweep import Study, SweepResult, TrialOutcome, run_sweep, run_trial
+from components.core.config import Params, load_params
+from components.core.paths import Workspace, configure_environment
+from components.core.settings import settings
+from components.train.sweep import Study, SweepResult, TrialOutcome, run_sweep, run_trial
+from flows.prefect_logs import send_our_logs_to_prefect
 from flows.runners import task_runner
+
+log = logging.getLogger(__name__)
 
 
 @task(name="trial", cache_policy=NO_CACHE, retries=0)
 def trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOutcome:
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
-    setup_logging()  # in a Dask worker, too
+    setup_logging(settings().verbose)  # in a Dask worker, too
+    send_our_logs_to_prefect()
     # A worker may be another machine's process: the sweep's store, the workspace's defaults.
     os.environ["MLFLOW_TRACKING_URI"] = study.tracking_uri
     configure_environment(ws)
     outcome = run_trial(params, ws, study, slot)
-    print(f"[trial {outcome.number}] {outcome.state} val/acc {outcome.value}", flush=True)
+    log.info(f"[trial {outcome.number}] {outcome.state} val/acc {outcome.value}")
     return outcome
 
 

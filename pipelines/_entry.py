@@ -10,10 +10,11 @@ import sys
 import time
 from collections.abc import Callable
 
-from components.config import ParamsError, load_params
-from components.paths import Workspace, configure_environment
-from components.stages import stage_function
-from components.workspace_lock import workspace_lock
+from components.core.config import ParamsError, load_params
+from components.core.paths import Workspace, configure_environment
+from components.core.settings import settings
+from components.core.stages import stage_function
+from components.core.workspace_lock import workspace_lock
 
 # Errors that are the user's to fix (bad data, bad params, a stage run out of order).
 EXPECTED_ERRORS = (ParamsError, FileNotFoundError, RuntimeError, ValueError)
@@ -26,11 +27,11 @@ def entry_point(name: str) -> Callable[[], object]:
 
 def run_stage(name: str, stage=None, ws: Workspace | None = None) -> object:
     """Run one stage (by default the named one) on the workspace; exit 1 if it fails."""
-    from components.logs import setup_logging
+    from components.core.logs import setup_logging
 
     ws = ws or Workspace.current()
     configure_environment(ws)
-    setup_logging()
+    setup_logging(settings().verbose)
     start = time.perf_counter()
     print(f"[{name}] starting", flush=True)
     try:

@@ -8,7 +8,6 @@ developer's own ~/.prefect, ~/bentoml or MLflow store.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 import uuid
@@ -23,6 +22,7 @@ os.environ.update(
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "240",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
         "PREFECT_UI_ENABLED": "false",
         "BENTOML_HOME": str(_SESSION_DIR / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
@@ -38,15 +38,36 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("MLOOP_WORKSPACE", None)
 
-from components.config import Params, parse_params  # noqa: E402
-from components.paths import Workspace  # noqa: E402
+from components.core.config import Params  # noqa: E402
+from components.core.paths import Workspace  # noqa: E402
+from tests.helpers import REPO, free_port, small_params  # noqa: E402, F401 (fixtures use them)
 
-REPO = Path(__file__).resolve().parent.parent
+# Test tiers, decided here in one place (pytest -m unit | integration | e2e):
+E2E_MODULES = {"test_loop", "test_closed_loop", "test_server_mode", "test_run_many"}
+INTEGRATION_MODULES = {"test_training", "test_compression", "test_registry", "test_trainer",
+                       "test_benchmarks"}  # fmt: skip
+TRAINED = {"trained_ws", "trained_copy", "loop", "splits"}  # fixtures that train a model
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Give every test exactly one tier: e2e, integration (trains, or marked), or unit."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        marked = {m.name for m in item.iter_markers()} & {"unit", "integration", "e2e"}
+        if marked:
+            tier = max(marked, key=["unit", "integration", "e2e"].index)
+        elif module in E2E_MODULES or "dvc_repro" in item.name:
+            tier = "e2e"
+        elif module in INTEGRATION_MODULES or TRAINED & set(item.fixturenames):
+            tier = "integration"
+        else:
+            tier = "unit"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 def _multiprocessing_helper(pid: int) -> bool:
     """Python's own resource tracker or fork server of this process: they end with it."""
-    from components import process_family
+    from components.core import process_family
 
     described = process_family.describe(pid)
     helper = "multiprocessing.resource_tracker" in described or "forkserver" in described
@@ -60,7 +81,7 @@ def _multiprocessing_helper(pid: int) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind():
     """Fail the run if any process the tests started outlives them (then stop it)."""
-    from components import process_family
+    from components.core import process_family
 
     yield
     if "prefect" in sys.modules:  # Prefect's temporary server, stopped at exit otherwise
@@ -79,19 +100,6 @@ def no_process_left_behind():
                     + "\n".join(left), pytrace=False)  # fmt: skip
 
 
-def small_params(**sections) -> Params:
-    """The real params.yaml, shrunk for speed; keyword arguments override sections."""
-    import yaml
-
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["train"]["epochs"] = 6
-    raw["compress"].update(latency_repeats=20, finetune_epochs=2)
-    raw["compress"]["distill"]["epochs"] = 3
-    for section, values in sections.items():
-        raw.setdefault(section, {}).update(values)
-    return parse_params(raw)
-
-
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Workspace:
     """An empty workspace with its own MLflow SQLite store."""
@@ -105,20 +113,32 @@ def workspace(tmp_path, monkeypatch) -> Workspace:
 @pytest.fixture(scope="session")
 def trained_ws(tmp_path_factory) -> tuple[Workspace, Params]:
     """One prepared, trained and evaluated workspace shared by the model-level tests."""
-    from components.data import prepare_stage
-    from components.evaluation import evaluate_stage
-    from components.training import train_stage
+    from components.evaluate.stage import evaluate_stage
+    from components.prepare.stage import prepare_stage
+    from components.train.stage import train_stage
 
     ws = Workspace(tmp_path_factory.mktemp("trained"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
     ws.state.mkdir(parents=True, exist_ok=True)
     params = small_params()
-    prepare_stage(params, ws)
-    train_stage(params, ws)
-    evaluate_stage(params, ws)
-    yield ws, params
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:  # only while it is made: tests choose their store
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+        prepare_stage(params, ws)
+        train_stage(params, ws)
+        evaluate_stage(params, ws)
+    return ws, params
+
+
+@pytest.fixture
+def trained_copy(trained_ws, tmp_path, monkeypatch) -> tuple[Workspace, Params]:
+    """A fresh copy of the trained workspace, its MLflow store included, for a test that
+    registers, promotes or rewrites files: the shared one stays as it was."""
+    import shutil
+
+    source, params = trained_ws
+    ws = Workspace(tmp_path / "trained-copy")
+    shutil.copytree(source.root, ws.root, ignore=shutil.ignore_patterns("*.lock"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    return ws, params
 
 
 @pytest.fixture
@@ -129,9 +149,3 @@ def use_store(monkeypatch):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
 
     return point
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

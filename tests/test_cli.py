@@ -4,7 +4,9 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import REPO, free_port
+import pytest
+
+from tests.helpers import REPO, free_port
 
 HEAVY = ("torch", "lightning", "mlflow", "prefect", "bentoml", "evidently", "great_expectations")
 
@@ -64,7 +66,7 @@ def _mloop(*args, cwd=REPO):
 def test_validate_command_passes_good_data_and_names_faults(tmp_path):
     import hashlib
 
-    from tests.test_validation import make_table
+    from tests.helpers.data import make_table
 
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -98,6 +100,7 @@ def test_lineage_names_an_unknown_model(tmp_path):
     assert out.returncode == 1 and "nope@champion" in out.stderr
 
 
+@pytest.mark.integration
 def test_deploy_names_an_unreachable_prefect_server_and_exits(tmp_path):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
@@ -147,8 +150,8 @@ def test_a_second_run_in_a_busy_workspace_is_refused_at_once(tmp_path):
         [sys.executable, "-c",
          "import sys, time\n"
          "from pathlib import Path\n"
-         "from components.paths import Workspace\n"
-         "from components.workspace_lock import workspace_lock\n"
+         "from components.core.paths import Workspace\n"
+         "from components.core.workspace_lock import workspace_lock\n"
          f"with workspace_lock(Workspace(Path({str(ws)!r})), 'the test holder'):\n"
          "    print('held', flush=True); time.sleep(120)\n"],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
@@ -165,26 +168,28 @@ def test_a_second_run_in_a_busy_workspace_is_refused_at_once(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    from components.paths import Workspace
-    from components.workspace_lock import workspace_lock
+    from components.core.paths import Workspace
+    from components.core.workspace_lock import workspace_lock
 
     with workspace_lock(Workspace(ws), "this test"), workspace_lock(Workspace(ws), "again"):
         pass  # free once its holder died; re-entrant within one process
 
 
+@pytest.mark.integration
 def test_killing_mloop_run_stops_its_prefect_server(tmp_path):
     """SIGKILL of mloop run mid-flow: the guard stops Prefect's temporary server too."""
     import signal
     import time
 
-    from components import process_family, serving
+    from components.core import process_family
+    from components.serve import supervisor
 
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "params.yaml").write_text("train:\n  epochs: 50\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
-    run = serving.start_process(
+    run = supervisor.start_process(
         [sys.executable, "-m", "flows.cli", "--workspace", str(ws), "run"], tmp_path / "run.out",
         env,
     )  # fmt: skip
@@ -206,4 +211,4 @@ def test_killing_mloop_run_stops_its_prefect_server(tmp_path):
         left = [process_family.describe(p) for p in process_family.members(run.family)]
         assert left == [], left
     finally:
-        serving.stop(run)
+        supervisor.stop(run)

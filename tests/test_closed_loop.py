@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import yaml
 
-from components import traffic
-from components.config import load_params
-from components.data import load_split
-from components.monitoring import drifted
-from components.paths import Workspace
-from components.service import EXAMPLE_INPUT
-from tests.conftest import REPO, free_port
+from components.core.config import load_params
+from components.core.paths import Workspace
+from components.monitor.stage import drifted
+from components.package.inputs import EXAMPLE_INPUT
+from components.prepare.splits import load_split
+from components.serve import traffic
+from tests.helpers import REPO, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -7,19 +7,19 @@ import pytest
 import torch
 from torch import nn
 
-from components import quantization
-from components.compression import Variant, build_variants, choose, measure
-from components.data import load_split
-from components.models import NetSpec, build_net, load_net
-from components.pruning import (
+from components.compress import quantization
+from components.compress.pruning import (
     magnitude_prune,
     parameter_count,
     prunable,
     sparsity,
     structured_prune,
 )
-from components.training import read_train_record
-from tests.conftest import small_params
+from components.compress.variants import Variant, build_variants, choose, measure
+from components.prepare.splits import load_split
+from components.train.models import NetSpec, build_net, load_net
+from components.train.stage import read_train_record
+from tests.helpers import small_params
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
 
 
 def test_the_distillation_loss_follows_the_teacher():
-    from components.lit import Distiller, distillation_loss
+    from components.train.lightning_module import Distiller, distillation_loss
 
     g = torch.Generator().manual_seed(0)
     student, labels = torch.randn(8, 10, generator=g), torch.randint(0, 10, (8,), generator=g)
@@ -187,9 +187,9 @@ def test_the_distillation_loss_follows_the_teacher():
 
 
 def test_the_default_student_has_at_most_a_quarter_of_the_default_cnn_teachers_parameters():
-    from components.config import load_params
-    from components.distillation import student_spec
-    from tests.conftest import REPO
+    from components.compress.distillation import student_spec
+    from components.core.config import load_params
+    from tests.helpers import REPO
 
     params = load_params(REPO / "params.yaml")
     cfg = params.train
@@ -200,7 +200,7 @@ def test_the_default_student_has_at_most_a_quarter_of_the_default_cnn_teachers_p
 
 
 def test_teacher_logits_are_computed_once_and_match_a_fresh_pass(trained_ws):
-    from components.distillation import teacher_logits, train_students
+    from components.compress.distillation import teacher_logits, train_students
 
     ws, _ = trained_ws
     teacher, spec = load_net(read_train_record(ws).model_file)

@@ -2,14 +2,14 @@
 
 import pytest
 
-from components.config import ParamsError, load_params, parse_params
-from tests.conftest import REPO
+from components.core.config import ParamsError, load_params, parse_params
+from tests.helpers import REPO
 
 
 def test_repo_params_load_with_every_section():
     params = load_params(REPO / "params.yaml")
     assert params.train.epochs >= 1
-    assert params.register_.model_name == "digits-classifier"
+    assert params.registry.model_name == "digits-classifier"
     assert set(params.flat()) >= {"seed", "train.learning_rate", "monitor.drift_threshold"}
 
 
@@ -62,7 +62,7 @@ def test_sweep_space_names_only_train_parameters():
 
 
 def test_with_values_sets_nested_keys_and_validates_them():
-    from components.sweep import with_values
+    from components.train.sweep import with_values
 
     params = load_params(REPO / "params.yaml")
     changed = with_values(params, {"train.epochs": 3, "compress.distill.width": 16})

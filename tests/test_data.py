@@ -5,8 +5,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from components.data import SPLITS, load_meta, load_split, prepare
-from tests.conftest import small_params
+from components.prepare.splits import SPLITS, load_meta, load_split
+from components.prepare.stage import prepare
+from tests.helpers import small_params
 
 
 def _hashes(folder):
@@ -49,8 +50,8 @@ def test_missing_split_names_the_stage(tmp_path):
 
 
 def test_synthetic_images_noise_sets_how_far_images_stray_from_their_class_pattern():
-    from components.config import SyntheticSource
-    from components.sources import synthetic
+    from components.core.config import SyntheticSource
+    from components.prepare.sources import synthetic
 
     def spread(noise: float) -> float:
         data = synthetic(SyntheticSource(kind="images", samples=400, noise=noise), seed=0)

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from components.inference_log import InferenceLog, newest_id, read, statistics
+from components.serve.inference_log import InferenceLog, newest_id, read, statistics
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:

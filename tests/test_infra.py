@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from components.config import load_params
+from components.core.config import load_params
 from flows.deploy import schedules
-from tests.conftest import REPO
+from tests.helpers import REPO, hpa_metric
 
 INFRA = REPO / "infra"
 LIBRARY_SETTINGS = {"MLFLOW_TRACKING_URI", "PREFECT_API_URL", "BENTOML_HOME"}
@@ -42,8 +42,13 @@ def _option(command: str | list, name: str) -> str:
 
 
 def _read_by_code(name: str) -> bool:
-    """Some module of the project reads the environment variable ``name``."""
-    sources = [*(REPO / "components").glob("*.py"), *(REPO / "flows").glob("*.py")]
+    """Some module of the project reads the environment variable ``name``: an
+    ``MLOOP_*`` one is a field of the settings object, any other is named in the code."""
+    from components.core.settings import Settings
+
+    if name.startswith("MLOOP_"):
+        return name.removeprefix("MLOOP_").lower() in Settings.model_fields
+    sources = [*(REPO / "components").rglob("*.py"), *(REPO / "flows").rglob("*.py")]
     return any(f'"{name}"' in path.read_text() for path in sources)
 
 
@@ -189,13 +194,6 @@ def test_kubernetes_manifests_wire_up():
     assert hpa["spec"]["scaleTargetRef"]["name"] == "bento"
     assert hpa["spec"]["minReplicas"] <= deployments["bento"]["spec"]["replicas"]
     assert hpa_metric() == "bentoml_service_request_in_progress"
-
-
-def hpa_metric() -> str:
-    """The Pods metric the Bento's autoscaler reads (a served /metrics must carry it)."""
-    hpa = _k8s()[("HorizontalPodAutoscaler", "bento")]
-    (pods,) = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
-    return pods["metric"]["name"]
 
 
 @pytest.mark.parametrize("path", ["Dockerfile", "mlflow.Dockerfile"])

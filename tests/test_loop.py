@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 import yaml
 
-from components import inference_log, serving
-from components.compression import REFERENCES
-from components.data import load_split
-from components.paths import Workspace
-from components.service import EXAMPLE_INPUT
-from tests.conftest import REPO, free_port
-from tests.helpers import chromium, raw_post, render, rss_mb
-from tests.test_infra import hpa_metric
+from components.compress.variants import REFERENCES
+from components.core.paths import Workspace
+from components.package.inputs import EXAMPLE_INPUT
+from components.prepare.splits import load_split
+from components.serve import inference_log, supervisor
+from tests.helpers import REPO, chromium, free_port, hpa_metric, raw_post, render, rss_mb
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +127,28 @@ def test_flow_run_is_recorded_completed_in_prefect(loop):
     assert run.name and run.flow_id
 
 
+def test_every_stages_lines_reach_the_flow_runs_log_in_prefect(loop):
+    """The stages log through ``logging``; Prefect sends those loggers to the run's log
+    (what its UI shows for a run on a worker)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    _, state = loop
+    flow_run = state.state_details.flow_run_id
+    wanted = ["[prepare]", "[validate]", "  epoch ", "[train]", "[evaluate]", "[register]",
+              "[compress]", "[package]", "drift self-test", "[monitor]"]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run])))
+        text = "\n".join(entry.message for entry in logs)
+        missing = [w for w in wanted if w not in text]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, f"not in the flow run's log: {missing}\n{text[-2000:]}"
+
+
 def test_registered_champion_loads_and_scores_like_metrics_json(loop):
     import mlflow
 
@@ -159,12 +179,12 @@ def _served(tag: str, log: Path, **env):
         mp.setenv("MLOOP_INFERENCE_LOG", str(log))
         for key, value in env.items():
             mp.setenv(key, value)
-        server = serving.start(tag, "127.0.0.1", port, log.with_suffix(".out"))
+        server = supervisor.start(tag, "127.0.0.1", port, log.with_suffix(".out"))
     try:
-        serving.wait_ready("127.0.0.1", port, server, log_file=log.with_suffix(".out"))
+        supervisor.wait_ready("127.0.0.1", port, server, log_file=log.with_suffix(".out"))
         yield port, server
     finally:
-        serving.stop(server)
+        supervisor.stop(server)
 
 
 def test_bento_is_in_the_store_and_serves_over_http(loop, tmp_path):
@@ -351,20 +371,22 @@ def test_a_log_that_cannot_be_written_makes_the_service_not_ready(loop, tmp_path
     port = free_port()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOOP_INFERENCE_LOG", str(blocker / "inference.sqlite"))  # cannot be made
-        server = serving.start(state.result().bento.bento_tag, "127.0.0.1", port,
+        server = supervisor.start(state.result().bento.bento_tag, "127.0.0.1", port,
                                tmp_path / "serve.out")  # fmt: skip
     try:
-        serving.wait_http(f"http://127.0.0.1:{port}/livez", server, log_file=tmp_path / "serve.out")
+        supervisor.wait_http(
+            f"http://127.0.0.1:{port}/livez", server, log_file=tmp_path / "serve.out"
+        )
         assert _get(port, "readyz")[0] == 503
         status, answer = _post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
         assert status == 503 and "inference log" in json.dumps(answer)
     finally:
-        serving.stop(server)
+        supervisor.stop(server)
 
 
 def _mloop(ws: Workspace, *args: str, log: Path, **env) -> subprocess.Popen:
     environment = {**os.environ, **env}
-    return serving.start_process([sys.executable, "-m", "flows.cli", "--workspace", str(ws.root),
+    return supervisor.start_process([sys.executable, "-m", "flows.cli", "--workspace", str(ws.root),
                                   *args], log, environment)  # fmt: skip
 
 
@@ -380,7 +402,7 @@ def _wait_for(log: Path, text: str, process: subprocess.Popen, timeout_s: float 
 
 def _gone(token: str, timeout_s: float = 30) -> list[str]:
     """The processes of a family still alive after ``timeout_s`` (none, if all stopped)."""
-    from components import process_family
+    from components.core import process_family
 
     deadline = time.monotonic() + timeout_s
     while process_family.members(token) and time.monotonic() < deadline:
@@ -396,7 +418,7 @@ def _refused(port: int) -> bool:
 
 
 def test_mloop_serve_refuses_a_busy_port_and_stops_everything_on_sigterm(loop, tmp_path):
-    from components import process_family
+    from components.core import process_family
 
     ws, _ = loop
     port = str(free_port())
@@ -423,14 +445,14 @@ def test_mloop_serve_refuses_a_busy_port_and_stops_everything_on_sigterm(loop, t
         assert _refused(int(port))
         assert "mloop: stopped" in first_log.read_text()
     finally:
-        serving.stop(first)
+        supervisor.stop(first)
 
 
 @pytest.mark.parametrize("victim", ["mloop serve", "bentoml serve"])
 def test_killing_either_process_with_sigkill_leaves_nothing_running(loop, tmp_path, victim):
     """SIGKILL of mloop serve (its guard ends the rest) or of the Bento server (mloop
     serve ends its orphaned workers and exits non-zero)."""
-    from components import process_family
+    from components.core import process_family
 
     ws, _ = loop
     port = free_port()
@@ -451,7 +473,7 @@ def test_killing_either_process_with_sigkill_leaves_nothing_running(loop, tmp_pa
         assert _gone(served.family) == []
         assert _refused(port)
     finally:
-        serving.stop(served)
+        supervisor.stop(served)
 
 
 def test_mloop_serve_shows_why_the_server_could_not_start(loop, tmp_path):
@@ -470,7 +492,7 @@ def test_mloop_serve_shows_why_the_server_could_not_start(loop, tmp_path):
         try:
             assert served.wait(timeout=120) == 1
         finally:
-            serving.stop(served)
+            supervisor.stop(served)
         said = log.read_text()
         assert "the server could not start" in said and "MLmodel" in said, said
         assert time.monotonic() - started < 90
@@ -523,7 +545,7 @@ def test_the_loop_on_a_users_own_data(tmp_path, monkeypatch, kind):
     import mlflow
 
     from flows.retrain import retrain
-    from tests.test_validation import make_images, make_table
+    from tests.helpers.data import make_images, make_table
 
     ws = Workspace(tmp_path / kind)
     ws.root.mkdir()
@@ -558,13 +580,13 @@ def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
 
     ws, state = loop
     port = free_port()
-    ui = serving.start_process(
+    ui = supervisor.start_process(
         [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{ws.mlflow_db}",
          "--host", "127.0.0.1", "--port", str(port)],
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        serving.wait_http(base, ui, timeout_s=120)
+        supervisor.wait_http(base, ui, timeout_s=120)
         experiment = mlflow.get_experiment_by_name("digits").experiment_id
         runs_page = render(browser, f"{base}/#/experiments/{experiment}/runs", tmp_path / "a")
         for name in ("train-cnn", "compress-v1", "monitor"):
@@ -572,14 +594,14 @@ def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
         model_page = render(browser, f"{base}/#/models/digits-classifier", tmp_path / "b")
         assert "Version 1" in model_page and "champion" in model_page
     finally:
-        serving.stop(ui)
+        supervisor.stop(ui)
 
 
 def test_packaging_again_reuses_the_imported_model(loop):
     import bentoml
 
-    from components.config import load_params
-    from components.packaging import package_stage
+    from components.core.config import load_params
+    from components.package.stage import package_stage
 
     ws, state = loop
     before = {str(m.tag) for m in bentoml.models.list("digits-classifier")}
@@ -596,8 +618,8 @@ def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
     """
     import mlflow
 
-    from components.config import load_params
-    from components.registry import register_stage
+    from components.core.config import load_params
+    from components.register.stage import register_stage
 
     ws, state = loop
     compressed = state.result().bento.model_version  # champion 1's variant
@@ -644,7 +666,7 @@ def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
         answered_by(compressed, "champion-compressed")
         assert f"served: version {compressed} (champion-compressed)" in mloop("models")
     finally:
-        serving.stop(served)
+        supervisor.stop(served)
 
 
 @contextlib.contextmanager

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from components.config import MonitorConfig
-from components.data import load_split
-from components.monitoring import FEATURES, check_drift, feature_table, simulate_batch
+from components.core.config import MonitorConfig
+from components.monitor.drift import FEATURES, check_drift, feature_table
+from components.monitor.stage import simulate_batch
+from components.prepare.splits import load_split
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,9 @@ def test_drift_verdicts(splits, tmp_path, kind, drifted):
 def test_production_check_waits_for_enough_rows_and_restarts_on_a_new_log(workspace, monkeypatch):
     import json
 
-    from components.inference_log import InferenceLog
-    from components.monitoring import check_production
-    from tests.conftest import small_params
+    from components.monitor.production import check_production
+    from components.serve.inference_log import InferenceLog
+    from tests.helpers import small_params
 
     monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(workspace.inference_log))
     params = small_params()
@@ -73,7 +74,7 @@ def test_production_check_waits_for_enough_rows_and_restarts_on_a_new_log(worksp
 def test_the_drift_report_runs_no_script_from_column_names_or_labels(tmp_path):
     import pandas as pd
 
-    from components.monitoring import PREDICTION
+    from components.monitor.drift import PREDICTION
     from tests.helpers import HOSTILE, assert_no_script_ran
 
     rng = np.random.default_rng(0)

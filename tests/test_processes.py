@@ -7,7 +7,8 @@ import signal
 import sys
 import time
 
-from components import process_family, serving
+from components.core import process_family
+from components.serve import supervisor
 
 # A parent that starts a child in a session (process group) of its own, as BentoML
 # starts its workers, then prints a line a second.
@@ -25,12 +26,12 @@ def _alive(token: str) -> list[int]:
 
 
 def test_stop_ends_children_in_process_groups_of_their_own(tmp_path):
-    server = serving.start_process([sys.executable, "-c", TREE], tmp_path / "out.log")
+    server = supervisor.start_process([sys.executable, "-c", TREE], tmp_path / "out.log")
     deadline = time.monotonic() + 30
     while len(_alive(server.family)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(_alive(server.family)) == 2  # the parent and its detached child
-    serving.stop(server)
+    supervisor.stop(server)
     assert _alive(server.family) == []
 
 
@@ -38,12 +39,12 @@ def test_the_guard_ends_the_family_when_its_owner_is_killed(tmp_path):
     """A process that called ``guard()`` is SIGKILLed: its children go too."""
     owner_code = (
         "import subprocess, sys, time\n"
-        "from components import process_family\n"
+        "from components.core import process_family\n"
         "process_family.guard()\n"
         f"subprocess.Popen([sys.executable, '-c', {TREE!r}], start_new_session=True)\n"
         "print('started', flush=True); time.sleep(300)\n"
     )
-    owner = serving.start_process([sys.executable, "-c", owner_code], tmp_path / "owner.log")
+    owner = supervisor.start_process([sys.executable, "-c", owner_code], tmp_path / "owner.log")
     deadline = time.monotonic() + 30
     while len(_alive(owner.family)) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -57,13 +58,13 @@ def test_the_guard_ends_the_family_when_its_owner_is_killed(tmp_path):
 
 
 def test_server_logs_rotate(tmp_path, monkeypatch):
-    monkeypatch.setattr(serving, "LOG_MAX_BYTES", 10_000)
+    monkeypatch.setattr(supervisor, "LOG_MAX_BYTES", 10_000)
     log = tmp_path / "serve.log"
-    server = serving.start_process([sys.executable, "-c", TREE], log)
+    server = supervisor.start_process([sys.executable, "-c", TREE], log)
     try:
         server.wait(timeout=60)
     finally:
-        serving.stop(server)
+        supervisor.stop(server)
     deadline = time.monotonic() + 10
     while not log.with_name("serve.log.3").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -82,5 +83,5 @@ def test_a_busy_port_is_refused_before_anything_starts():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(serving.PortInUse, match="already in use"):
-            serving.start("any:tag", "127.0.0.1", port)
+        with pytest.raises(supervisor.PortInUse, match="already in use"):
+            supervisor.start("any:tag", "127.0.0.1", port)

@@ -5,16 +5,11 @@ import json
 import mlflow
 import pytest
 
-from components.config import RegisterConfig
-from components.registry import (
-    CHAMPION,
-    alias_version,
-    decide,
-    models_table,
-    promote,
-    register_stage,
-    rollback,
-)
+from components.core.config import RegisterConfig
+from components.register.aliases import CHAMPION, alias_version
+from components.register.commands import models_table, promote, rollback
+from components.register.gate import decide
+from components.register.stage import register_stage
 
 
 def test_first_version_is_promoted():
@@ -32,12 +27,11 @@ def test_gate_needs_a_strictly_better_challenger(challenger, champion, margin, p
     assert decision.champion_score == champion and decision.champion_version == "1"
 
 
-def test_gate_on_the_registry(trained_ws, use_store):
+def test_gate_on_the_registry(trained_copy):
     """Worse challenger: champion stays. Better one: champion moves. Both are recorded."""
-    ws, params = trained_ws
-    use_store(ws)
+    ws, params = trained_copy
     client = mlflow.MlflowClient()
-    name = params.register_.model_name
+    name = params.registry.model_name
     true_metrics = json.loads(ws.metrics.read_text())
 
     first = register_stage(params, ws)
@@ -71,12 +65,12 @@ def test_latency_and_size_limits_stop_a_better_challenger():
     assert decide(0.99, 0.98, cfg, "1", latency_p95_ms=0.5, size_mb=1.0).promote
 
 
-def test_promote_with_the_gate_force_and_rollback(trained_ws, use_store):
-    ws, params = trained_ws
-    use_store(ws)
+def test_promote_with_the_gate_force_and_rollback(trained_copy):
+    ws, params = trained_copy
     client = mlflow.MlflowClient()
-    name = params.register_.model_name
-    start = alias_version(client, name, CHAMPION)
+    name = params.registry.model_name
+    start = register_stage(params, ws).version  # the first version: champion
+    assert alias_version(client, name, CHAMPION) == start
     true_metrics = json.loads(ws.metrics.read_text())
     # A challenger the gate refused (claimed worse): the same model, so no better either.
     ws.metrics.write_text(json.dumps({**true_metrics, "test_accuracy": 0.1}))
@@ -113,11 +107,11 @@ def test_two_flows_registering_at_once_leave_the_better_champion(tmp_path, monke
 
     import yaml
 
-    from components.data import prepare_stage
-    from components.evaluation import evaluate_stage
-    from components.paths import Workspace
-    from components.training import train_stage
-    from tests.conftest import REPO, small_params
+    from components.core.paths import Workspace
+    from components.evaluate.stage import evaluate_stage
+    from components.prepare.stage import prepare_stage
+    from components.train.stage import train_stage
+    from tests.helpers import REPO, small_params
 
     store = f"sqlite:///{tmp_path / 'shared.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from components.paths import Workspace
-from tests.conftest import REPO
+from components.core.paths import Workspace
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import serving
-from components.paths import Workspace
-from tests.conftest import REPO, free_port
+from components.core.paths import Workspace
+from components.serve import supervisor
+from tests.helpers import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -96,9 +96,9 @@ def postgres() -> Iterator[tuple[str, callable]]:
 
 
 def _server(stack: ExitStack, command: list[str], log: Path, env: dict, health: str):
-    process = serving.start_process(command, log, env)
-    stack.callback(serving.stop, process)
-    serving.wait_http(health, process, timeout_s=300, log_file=log)
+    process = supervisor.start_process(command, log, env)
+    stack.callback(supervisor.stop, process)
+    supervisor.wait_http(health, process, timeout_s=300, log_file=log)
     return process
 
 
@@ -150,10 +150,10 @@ def test_retrain_deployed_to_a_work_pool_runs_on_the_servers(tmp_path):
         assert "retrain/scheduled" in deployed.stdout and "monitor/drift-check" in deployed.stdout
 
         worker_log = tmp_path / "worker.log"
-        worker = serving.start_process(
+        worker = supervisor.start_process(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", "mloop"], worker_log, env
         )
-        stack.callback(serving.stop, worker)
+        stack.callback(supervisor.stop, worker)
         triggered = subprocess.run(
             [sys.executable, "-m", "prefect", "deployment", "run", "retrain/scheduled"],
             capture_output=True, text=True, env=env, timeout=120,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from bentoml.exceptions import InvalidArgument
 
-from components.service import EXAMPLE_INPUT, MAX_BATCH, encode_rows, to_batch
+from components.package.inputs import EXAMPLE_INPUT, MAX_BATCH, encode_rows, to_batch
 
 
 def test_one_image_and_a_batch():
@@ -73,10 +73,10 @@ def test_malformed_rows_are_rejected_with_the_reason(rows, message):
 def test_bentofile_matches_what_the_package_stage_builds():
     import yaml
 
-    from components.packaging import SERVICE, SERVING_PACKAGES
-    from tests.conftest import REPO
+    from components.package.stage import SERVICE, SERVING_PACKAGES
+    from tests.helpers import REPO
 
     spec = yaml.safe_load((REPO / "bentofile.yaml").read_text())
     assert spec["service"] == SERVICE
     assert spec["python"]["packages"] == list(SERVING_PACKAGES)
-    assert "components/*.py" in spec["include"]
+    assert "components/**/*.py" in spec["include"]

@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from components.data import prepare_stage
-from components.models import NetSpec, build_net
-from components.paths import Workspace
-from tests.conftest import REPO, small_params
+from components.core.paths import Workspace
+from components.prepare.stage import prepare_stage
+from components.train.models import NetSpec, build_net
+from tests.helpers import REPO, small_params
 
 pytestmark = pytest.mark.slow
 

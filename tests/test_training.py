@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from components.data import load_split
-from components.models import NetSpec, Probabilities, build_net, load_net
-from components.tracking import dvc_hash
-from components.training import fit, read_train_record
-from tests.conftest import small_params
+from components.core.tracking import dvc_hash
+from components.prepare.splits import load_split
+from components.train.models import NetSpec, Probabilities, build_net, load_net
+from components.train.stage import read_train_record
+from components.train.trainer import fit
+from tests.helpers import small_params
 
 SPEC = NetSpec("cnn", (8, 8), 10, conv_width=8, hidden=16, dropout=0.0, pixel_max=16.0)
 

@@ -7,7 +7,6 @@ is read back.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -15,47 +14,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from components.data import prepare_stage
-from components.sources import DataError, RawData
-from components.validation import (
-    DataValidationError,
-    gate_input,
-    run_gate,
-    validate_path,
-    validate_stage,
-)
-from tests.conftest import small_params
-
-
-def make_table(n: int = 300, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    label = rng.choice(["a", "b", "c"], size=n)
-    return pd.DataFrame(
-        {
-            "age": rng.integers(18, 90, size=n),
-            "income": np.round(rng.normal(50, 15, size=n) + (label == "b") * 20, 3),
-            "plan": rng.choice(["basic", "pro", "team"], size=n),
-            "y": label,
-        }
-    )
-
-
-def make_images(root: Path, per_class: int = 40, size: int = 12, mode: str = "L") -> Path:
-    rng = np.random.default_rng(0)
-    for k, name in enumerate(["circle", "square", "stripe"]):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            base = np.full((size, size), 40 * k, np.uint8) + rng.integers(0, 60, (size, size))
-            pixels = base.astype(np.uint8)
-            if mode == "RGB":
-                pixels = np.stack([pixels] * 3, axis=-1)
-            Image.fromarray(pixels, mode=mode).save(root / name / f"{i:03d}.png")
-    return root
-
-
-def checksums(path: Path) -> dict[str, str]:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+from components.prepare.sources import DataError, RawData
+from components.prepare.stage import prepare_stage
+from components.validate.report import DataValidationError
+from components.validate.stage import run_gate, validate_path, validate_stage
+from components.validate.tables import gate_input
+from tests.helpers import small_params
+from tests.helpers.data import checksums, make_images, make_table
 
 
 @pytest.fixture
@@ -223,9 +188,7 @@ def test_out_of_range_pixel_values(tmp_path):
     images = rng.uniform(0, 16, size=(200, 8, 8)).astype(np.float32)
     images[:7] = 40.0
     raw = RawData(kind="image", labels=rng.integers(0, 4, 200), images=images, pixel_max=16.0)
-    result = run_gate(
-        gate_input(raw, "px"), small_params().validate_, None, tmp_path, tmp_path / "q"
-    )
+    result = run_gate(gate_input(raw, "px"), small_params().gate, None, tmp_path, tmp_path / "q")
     failure = next(f for f in result.failures if f.column == "max")
     assert failure.unexpected_count == 7
     assert "expect_column_values_to_be_between on samples.max" in failure.describe()

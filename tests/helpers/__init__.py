@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from components import process_family
+from components.core import process_family
+from components.core.config import Params, parse_params
+
+REPO = Path(__file__).resolve().parents[2]
 
 # Script that marks the page when it runs: the marker never appears in the source as is.
 HOSTILE = (
@@ -83,3 +86,32 @@ def rss_mb(token: str) -> float:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     return total / 1024
+
+
+def small_params(**sections) -> Params:
+    """The real params.yaml, shrunk for speed; keyword arguments override sections."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["train"]["epochs"] = 6
+    raw["compress"].update(latency_repeats=20, finetune_epochs=2)
+    raw["compress"]["distill"]["epochs"] = 3
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return parse_params(raw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hpa_metric() -> str:
+    """The Pods metric the Bento's autoscaler reads (a served /metrics must carry it)."""
+    import yaml
+
+    docs = yaml.safe_load_all((REPO / "infra" / "k8s" / "bento.yaml").read_text())
+    (hpa,) = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    (pods,) = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    return pods["metric"]["name"]

@@ -1,0 +1,232 @@
+"""The compressed variants of a network: built, scored, timed, chosen, and shown side by side.
+
+Variants (``compress.variants``): global magnitude pruning and structured pruning
+(each fine-tuned), torch dynamic and static int8, the ONNX export and its ONNX
+Runtime int8, and a distilled student with its ONNX Runtime int8. Each is scored
+on the test split and timed on the CPU at batch 1 and 64; ``choose`` takes the
+fastest within the accuracy budget. The student's baseline (same net, no teacher)
+is measured for reference and never ships.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from components.core.paths import Workspace
+from components.core.timing import latency_ms
+from components.prepare.splits import load_split
+
+if TYPE_CHECKING:  # types only
+    from components.core.config import CompressConfig, Params
+
+log = logging.getLogger(__name__)
+
+REFERENCES = frozenset({"student-baseline"})  # measured for comparison, never shipped
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    format: str  # torch or onnx: what ships
+    accuracy: float
+    accuracy_drop: float  # against fp32, on the test split
+    size_bytes: int  # the shipped file
+    parameters: int
+    sparsity: float
+    latency_ms: dict[str, float]  # "b1_p50", "b1_p95", "b64_p50", ...
+    speedup: float  # fp32 p50 / this p50, at compress.latency_batch
+    within_budget: bool
+
+
+def stage_tuner(params: Params, ws: Workspace):
+    """The fine-tuning after pruning: ``compress.finetune_*`` epochs on the CPU, cosine."""
+    from components.compress import pruning
+    from components.train.trainer import one_device
+
+    cfg = params.compress
+    train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
+    return pruning.fine_tuner(
+        one_device(
+            params.train,
+            epochs=cfg.finetune_epochs,
+            learning_rate=cfg.finetune_learning_rate,
+            schedule="cosine",
+            accelerator="cpu",
+        ),  # fmt: skip
+        params.seed,
+        train,
+        val,
+    )
+
+
+def build_variants(
+    net, spec, params: Params, ws: Workspace, folder: Path, track=None
+) -> dict[str, tuple]:
+    """``{name: (runner, parameters, sparsity)}``, fp32 first; int8 built on the smallest net.
+
+    ``spec`` is the champion's NetSpec (the distilled student is derived from it);
+    ``track`` opens the students' nested runs (see ``components.distillation``).
+    """
+    import torch
+
+    from components.compress import distillation, pruning, quantization
+
+    cfg = params.compress
+    train = load_split(ws.prepared, "train")
+    tune = stage_tuner(params, ws)
+    calibration = train.x[: cfg.calibration_samples].astype(np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    out: dict[str, tuple] = {}
+
+    def add_torch(name: str, module, counted=None) -> None:
+        counted = counted or module  # quantized modules: count the float net they came from
+        runner = quantization.torch_runner(module, folder / f"{name}.pt", calibration)
+        out[name] = runner, pruning.parameter_count(counted), pruning.sparsity(counted)
+
+    def add_onnx(name: str, file: Path, counted) -> None:
+        runner = quantization.onnx_runner(file, threads)
+        out[name] = runner, pruning.parameter_count(counted), pruning.sparsity(counted)
+
+    net = net.cpu().eval()
+    add_torch("fp32", net)
+    base, prefix = net, ""  # what the int8 variants start from
+    if "pruned" in cfg.variants:
+        add_torch("pruned", pruning.magnitude_prune(net, cfg.prune_amount, tune, cfg.prune_steps))
+    if "structured" in cfg.variants:
+        try:
+            small = pruning.structured_prune(net, cfg.structured_amount)
+        except ValueError as err:
+            log.warning(f"[compress] structured pruning skipped: {err}")
+        else:
+            tune(small)
+            add_torch("structured", small)
+            base, prefix = small, "structured+"
+    if "dynamic-int8" in cfg.variants:
+        add_torch(f"{prefix}dynamic-int8", quantization.dynamic_int8(base), base)
+    if "static-int8" in cfg.variants:
+        add_torch(f"{prefix}static-int8", quantization.static_int8(base, calibration), base)
+    if "onnx" in cfg.variants:
+        add_onnx("onnx", quantization.export_onnx(net, calibration, folder / "onnx.onnx"), net)
+    sources = []  # (net, name) for ONNX Runtime int8: the serving format
+    if "onnx-int8" in cfg.variants:  # from the champion and the smaller net
+        sources += [(net, "onnx-int8")] + ([(base, f"{prefix}onnx-int8")] if prefix else [])
+    if {"distilled", "distilled-int8"} & set(cfg.variants):
+        val = load_split(ws.prepared, "val")
+        students = distillation.train_students(net, spec, params, train, val, track)
+        if "distilled" in cfg.variants:
+            add_torch("distilled", students.distilled)
+            add_torch("student-baseline", students.baseline)
+        if "distilled-int8" in cfg.variants:
+            sources.append((students.distilled, "distilled+onnx-int8"))
+    for source, name in sources:
+        file = quantization.net_to_onnx_int8(source, calibration, folder / f"{name}.onnx")
+        add_onnx(name, file, source)
+    return out
+
+
+def measure(built: dict[str, tuple], cfg: CompressConfig, x, y, classes) -> list[Variant]:
+    """Score every variant on the test split and time it, the variants taking turns."""
+    from components.evaluate.metrics import score
+
+    batches = sorted({1, 64, cfg.latency_batch})
+    timings: dict[str, dict[str, float]] = {name: {} for name in built}
+    for batch in batches:
+        example = x[:batch].astype(np.float32)
+        for name, (runner, _, _) in built.items():
+            p50, p95 = latency_ms(runner.predict, example, cfg.latency_repeats)
+            timings[name].update({f"b{batch}_p50": p50, f"b{batch}_p95": p95})
+    key = f"b{cfg.latency_batch}_p50"
+    variants, base = [], None
+    for name, (runner, parameters, sparsity) in built.items():
+        acc = score(y, runner.predict(x), classes).accuracy
+        base = base or (acc, timings[name][key])
+        drop = base[0] - acc
+        variants.append(
+            Variant(
+                name=name,
+                format=runner.format,
+                accuracy=acc,
+                accuracy_drop=drop,
+                size_bytes=runner.file.stat().st_size,
+                parameters=parameters,
+                sparsity=sparsity,
+                latency_ms=timings[name],
+                speedup=base[1] / timings[name][key],
+                within_budget=drop <= cfg.max_accuracy_drop + 1e-9,
+            )
+        )
+    return variants
+
+
+def choose(variants: list[Variant], tolerance: float = 0.1) -> Variant | None:
+    """The fastest variant within budget, if it beats fp32 (the first) at all; among those
+    within ``tolerance`` of the fastest (timing noise), the smallest."""
+    fp32, *others = variants
+    fit = [v for v in others if v.within_budget and v.speedup > 1.0 and v.name not in REFERENCES]
+    if not fit:
+        return None
+    fastest = max(v.speedup for v in fit)
+    return min((v for v in fit if v.speedup >= fastest * (1 - tolerance)),
+               key=lambda v: v.size_bytes)  # fmt: skip
+
+
+def table(variants: list[Variant], chosen: str | None) -> str:
+    """The compression report as a Markdown table."""
+    base = variants[0]
+    rows = [
+        "| variant | format | accuracy | drop | size KiB | smaller | params | sparsity |"
+        " b1 p50 ms | b1 p95 ms | b64 p50 ms | b64 p95 ms | speedup | |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        ms = v.latency_ms
+        note = "shipped" if v.name == chosen else ("" if v.within_budget else "over budget")
+        note = "reference (no teacher)" if v.name in REFERENCES else note
+        rows.append(
+            f"| {v.name} | {v.format} | {v.accuracy:.4f} | {v.accuracy_drop * 100:+.2f} pt"
+            f" | {v.size_bytes / 1024:.1f} | {base.size_bytes / v.size_bytes:.1f}x"
+            f" | {v.parameters:,} | {v.sparsity:.2f} | {ms['b1_p50']:.3f} | {ms['b1_p95']:.3f}"
+            f" | {ms['b64_p50']:.3f} | {ms['b64_p95']:.3f} | {v.speedup:.2f}x | {note} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def plot(variants: list[Variant], chosen: str | None, path: Path) -> Path:
+    """Accuracy against batch-1 latency and against size: the trade-off at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, label, value in (
+        (axes[0], "CPU latency p50 at batch 1 (ms)", lambda v: v.latency_ms["b1_p50"]),
+        (axes[1], "size on disk (KiB)", lambda v: v.size_bytes / 1024),
+    ):
+        for v in variants:
+            color = (
+                "tab:green" if v.name == chosen else ("tab:blue" if v.within_budget else "tab:red")
+            )
+            ax.scatter(value(v), v.accuracy, color=color, s=60 if v.name == chosen else 30)
+            ax.annotate(
+                v.name,
+                (value(v), v.accuracy),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        ax.axhline(variants[0].accuracy - variants[0].accuracy_drop, color="grey", lw=0.5)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy")
+    fig.suptitle("compression variants (green: shipped, red: over the accuracy budget)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

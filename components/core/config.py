@@ -1,0 +1,287 @@
+"""Typed parameters of the loop, loaded once from ``params.yaml``.
+
+Every section of the file has one pydantic model here. Unknown keys and wrong
+values fail at load time with the dotted name of the key, so a typo in
+``params.yaml`` never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TabularSource(_Section):
+    path: str
+    label: str = Field(..., min_length=1)
+    # Feature columns by type; empty lists mean "infer from the file" (numbers are
+    # numeric, anything else categorical).
+    numeric: list[str] = []
+    categorical: list[str] = []
+
+
+class ImageSource(_Section):
+    path: str
+    size: tuple[int, int] = (32, 32)
+    color: Literal["grayscale", "rgb"] = "grayscale"
+
+
+class SyntheticSource(_Section):
+    kind: Literal["tabular", "images"] = "tabular"
+    samples: int = Field(5000, ge=20)
+    features: int = Field(20, ge=1, le=4096)  # tabular columns
+    image_size: int = Field(8, ge=4, le=256)  # images are image_size x image_size, grayscale
+    classes: int = Field(4, ge=2, le=1000)
+    noise: float = Field(25.0, ge=0)  # images: std of the gaussian pixel noise (0-255 scale)
+    shift: float = 0.0  # added to every feature or pixel: a drifted copy of the same task
+
+
+class DataConfig(_Section):
+    source: Literal["digits", "tabular", "images", "synthetic"] = "digits"
+    tabular: TabularSource | None = None
+    images: ImageSource | None = None
+    synthetic: SyntheticSource = SyntheticSource()
+    val_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> DataConfig:
+        if self.source in ("tabular", "images") and getattr(self, self.source) is None:
+            raise ValueError(f"data.source is {self.source!r} but data.{self.source} is not set")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The data set's name: the MLflow experiment its runs go to."""
+        if self.source == "tabular":
+            return f"tabular-{Path(self.tabular.path).stem}"
+        if self.source == "images":
+            return f"images-{Path(self.images.path).name}"
+        if self.source == "synthetic":
+            return f"synthetic-{self.synthetic.kind}"
+        return self.source
+
+
+class ValidateConfig(_Section):
+    min_rows: int = Field(100, ge=1)
+    pixel_min: float = 0.0
+    pixel_max: float | None = None  # default: the source's scale (digits 16, image files 255)
+    max_duplicate_share: float = Field(0.05, ge=0, le=1)
+    min_class_share: float = Field(0.03, ge=0, le=1)
+    allowed_labels: list[str] = []  # empty: the reference profile's labels
+    extra_columns: Literal["fail", "warn"] = "fail"
+    # Explicit numeric ranges, e.g. {age: [0, 120]}; other columns get the reference profile's.
+    ranges: dict[str, tuple[float, float]] = {}
+
+    @model_validator(mode="after")
+    def _range(self) -> ValidateConfig:
+        if self.pixel_max is not None and self.pixel_min >= self.pixel_max:
+            raise ValueError("pixel_min must be below pixel_max")
+        return self
+
+
+class TrainConfig(_Section):
+    model: Literal["auto", "cnn", "mlp", "resnet"] = "auto"  # auto: CNN images, MLP tables
+    width: int = Field(32, ge=1, le=1024)
+    hidden: int = Field(128, ge=1, le=8192)
+    mlp_layers: list[int] = Field([256, 128], min_length=1)
+    resnet_blocks: list[int] = Field([2, 2, 2], min_length=1)  # residual blocks per stage
+    dropout: float = Field(0.25, ge=0, lt=1)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(0.002, gt=0)
+    weight_decay: float = Field(0.0001, ge=0)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    gradient_clip: float = Field(1.0, ge=0)  # 0: off
+    early_stopping_patience: int = Field(0, ge=0)  # epochs without val/loss progress; 0: off
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    compile: bool = False  # torch.compile the network
+    channels_last: bool = True  # memory format of conv nets on the GPU
+    deterministic: bool = False  # deterministic kernels (slower)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
+    num_nodes: int = Field(1, ge=1)
+
+
+class RegisterConfig(_Section):
+    model_name: str = Field("digits-classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    metric: Literal["test_accuracy", "test_macro_f1"] = "test_accuracy"
+    min_improvement: float = Field(0.0, ge=0)
+    # Hard limits on the challenger (None: no limit): CPU p95 latency at batch 1, file size.
+    max_latency_p95_ms: float | None = Field(None, gt=0)
+    max_size_mb: float | None = Field(None, gt=0)
+
+
+VARIANTS = (
+    "pruned", "structured", "dynamic-int8", "static-int8", "onnx", "onnx-int8", "distilled",
+    "distilled-int8",
+)  # fmt: skip
+
+
+class DistillConfig(_Section):
+    """The student the ``distilled`` variants train from the champion (the teacher)."""
+
+    student: Literal["same", "mlp"] = "same"  # the teacher's family, smaller; or an MLP
+    width: int = Field(16, ge=1, le=1024)  # conv channels of a CNN/ResNet student
+    hidden: int = Field(48, ge=1, le=8192)  # dense layer of a CNN student
+    mlp_layers: list[int] = Field([64], min_length=1)  # an MLP student's layers
+    dropout: float = Field(0.1, ge=0, lt=1)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1)  # share of the loss on the teacher's outputs
+    epochs: int = Field(40, ge=1)
+    learning_rate: float = Field(0.003, gt=0)
+
+
+class CompressConfig(_Section):
+    # Which variants to build beside the fp32 champion; the int8 ones start from the
+    # structured-pruned net where there is one (CNN, MLP), else from the champion.
+    variants: list[Literal[VARIANTS]] = list(VARIANTS)  # type: ignore[valid-type]
+    prune_amount: float = Field(0.5, ge=0, lt=1)  # share of weights zeroed (unstructured)
+    prune_steps: int = Field(1, ge=1, le=20)  # reach prune_amount in steps, tuned after each
+    structured_amount: float = Field(0.25, ge=0, lt=1)  # share of channels/neurons removed
+    finetune_epochs: int = Field(10, ge=0)  # after each pruning
+    finetune_learning_rate: float = Field(0.002, gt=0)
+    calibration_samples: int = Field(512, ge=16)  # training samples for static int8
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the test split
+    latency_batch: int = Field(1, ge=1)  # "fastest" means lowest p50 at this batch size
+    latency_repeats: int = Field(200, ge=5)
+    distill: DistillConfig = DistillConfig()
+
+
+class PackageConfig(_Section):
+    service_name: str = Field("digits_classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class MonitorConfig(_Section):
+    drift_threshold: float = Field(0.4, gt=0, le=1)
+    stattest_threshold: float = Field(0.05, gt=0, lt=1)
+    batch_size: int = Field(300, ge=30)
+    noise_std: float = Field(4.0, ge=0)
+    intensity_shift: float = 3.0
+    # Production checks (the ``monitor`` flow, over the inference log):
+    min_rows: int = Field(200, ge=30)  # fewer new predictions than this: wait for more
+    # Larger windows are tested on a random sample of this many rows: a test's power
+    # grows with n, and at 100k rows it flags differences no one would retrain for.
+    test_rows: int = Field(1000, ge=30)
+    retrain_on_drift: bool = True
+    cooldown_minutes: float = Field(60.0, ge=0)  # no second drift retrain within this time
+    interval_minutes: float = Field(10.0, gt=0)  # how often `mloop deploy` runs the check
+    retrain_cron: str = "0 3 * * 0"  # the scheduled retrain of `mloop deploy` (Sunday 03:00)
+
+
+class SweepRange(_Section):
+    """One searched value: ``low``/``high`` (``log`` for a log scale) or ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[int | float | str] | None = None
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SweepRange:
+        if self.choices is None and (
+            self.low is None or self.high is None or self.low >= self.high
+        ):
+            raise ValueError("give choices, or low < high")
+        return self
+
+
+class SweepConfig(_Section):
+    trials: int = Field(8, ge=1)
+    parallel: int = Field(1, ge=1, le=64)  # trials at a time, each a Prefect task on Dask
+    warmup_epochs: int = Field(2, ge=0)  # no pruning before this many epochs
+    space: dict[str, SweepRange] = {
+        "train.learning_rate": SweepRange(low=3e-4, high=1e-2, log=True),
+        "train.width": SweepRange(choices=[16, 32, 64]),
+        "train.dropout": SweepRange(low=0.0, high=0.5),
+    }
+
+    @model_validator(mode="after")
+    def _known_keys(self) -> SweepConfig:
+        for name in self.space:
+            section, _, key = name.partition(".")
+            model = {"train": TrainConfig}.get(section)
+            if model is None or key not in model.model_fields:
+                raise ValueError(f"sweep.space: {name!r} is not a train.* parameter")
+        return self
+
+
+class Params(_Section):
+    seed: int = 42
+    data: DataConfig = DataConfig()
+    # In params.yaml `validate` and `register`; in code `gate` and `registry` (pydantic
+    # models have methods of the yaml names).
+    gate: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    train: TrainConfig = TrainConfig()
+    registry: RegisterConfig = Field(RegisterConfig(), alias="register")
+    compress: CompressConfig = CompressConfig()
+    package: PackageConfig = PackageConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    sweep: SweepConfig = SweepConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def digest(self) -> str:
+        """A short, stable hash of every value, recorded with each run for lineage."""
+        blob = json.dumps(self.model_dump(by_alias=True), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def flat(self) -> dict[str, object]:
+        """``{"train.epochs": 20, ...}``: the form MLflow params take."""
+        flat: dict[str, object] = {}
+        for section, values in self.model_dump(by_alias=True, exclude={"sweep"}).items():
+            if isinstance(values, dict):
+                flat.update({f"{section}.{key}": value for key, value in values.items()})
+            else:
+                flat[section] = values
+        return flat
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is missing, unreadable or holds a wrong key or value."""
+
+
+def parse_params(raw: object, source: str = "params") -> Params:
+    """Validate a mapping of parameters; errors name each offending key."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            key = ".".join(str(part) for part in e["loc"]) or "<root>"
+            if e["type"] == "extra_forbidden":
+                lines.append(f"  {key}: unknown key")
+            else:
+                got = repr(e.get("input"))
+                got = got if len(got) <= 80 else got[:65] + f"... ({len(got)} chars)"
+                lines.append(f"  {key}: {e['msg']} (got {got})")
+        raise ParamsError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such parameters file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if raw is None:  # an empty file is more likely a mistake than a wish for every default
+        raise ParamsError(f"{path}: empty; write the sections to set, or {{}} for all defaults")
+    return parse_params(raw, source=str(path))

@@ -1,0 +1,50 @@
+"""Every ``MLOOP_*`` environment variable, read in one place (pydantic-settings).
+
+``settings()`` reads the environment when called, so a process that changes it
+(the tests, ``mloop serve`` starting a server) sees the change. A wrong value
+fails with the variable's name. Empty or blank values count as unset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import PositiveInt, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLOOP_", extra="ignore", frozen=True)
+
+    workspace: Path = Path(".")  # the folder of params.yaml and the loop's files
+    verbose: bool = False  # the libraries' own INFO logs
+    # Serving
+    inference_log: str | None = None  # SQLite file of served predictions; "off": none
+    api_token: str | None = None  # bearer token for every endpoint but the probes
+    metrics_token: str | None = None  # bearer token that may read /metrics only
+    max_body_bytes: PositiveInt | None = None  # default: the largest legal batch
+    service_workers: PositiveInt = 2  # Bento server worker processes
+    batching: bool = False  # adaptive batching through a second, batchable service
+    access_log: bool = False  # BentoML's access log
+    bento_model: str | None = None  # the BentoML model tag to serve (set by the build)
+    # Registry and orchestration
+    registry_lock: Path | None = None  # gate-decision lock file (default: beside the store)
+    dask_address: str | None = None  # a running Dask scheduler for sweeps and run-many
+    work_pool: str | None = None  # `mloop deploy` registers on this Prefect work pool
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value, info):
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name].default
+        return value.strip() if isinstance(value, str) else value
+
+
+def settings() -> Settings:
+    """The ``MLOOP_*`` settings as the environment holds them now."""
+    return Settings()
+
+
+# Set by mloop for its own processes, not by users: the process-family mark
+# (components/core/process_family.py).
+INTERNAL = ("MLOOP_PROCESS_FAMILY",)

@@ -1,0 +1,173 @@
+"""Production monitoring (the ``monitor`` flow): drift and quality of the logged traffic.
+
+``check_production`` reads the inference log from where the last check stopped
+and asks for a retrain on drift, at most once per cool-down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.core.config import Params
+from components.core.paths import Workspace
+from components.core.records import write_json
+from components.core.settings import settings
+from components.monitor.drift import (
+    FEATURES,
+    PREDICTION,
+    DriftResult,
+    champion_predictor,
+    check_drift,
+    feature_table,
+)
+from components.prepare.splits import load_meta, load_split
+
+logger = logging.getLogger(__name__)  # `log` names the inference log here
+
+
+@dataclass(frozen=True)
+class ProductionCheck:
+    """One check of the inference log: what was read, what drifted, what it asked for."""
+
+    rows: int  # predictions read (ids first_id..last_id)
+    first_id: int
+    last_id: int
+    model_versions: dict[str, int]
+    drift: DriftResult | None  # None: fewer than monitor.min_rows new predictions
+    tested: int  # rows drift was tested on: all, or a sample of monitor.test_rows
+    prediction_drift: bool
+    labelled: int
+    accuracy: float | None  # on the rows whose true label came back
+    retrain: bool
+    reason: str
+    summary_file: Path
+    seconds: float
+
+    def summary(self) -> str:
+        if self.drift is None:
+            return self.reason
+        quality = (
+            f"accuracy {self.accuracy:.4f} on {self.labelled} labelled"
+            if self.labelled
+            else "no labels yet"
+        )
+        return (
+            f"{self.rows} predictions (ids {self.first_id}-{self.last_id}, {self.tested} tested):"
+            f" {'DRIFT' if self.drift.drifted else 'no drift'}"
+            f" (drifted share {self.drift.drift_share:.2f}; columns:"
+            f" {self.drift.drifted_columns or '-'}); {quality}; {self.reason}"
+        )
+
+    def markdown(self) -> str:
+        lines = [f"**{self.summary()}**", "", "| column | p-value | drifted |", "|---|---|---|"]
+        if self.drift is not None:
+            for column, p in sorted(self.drift.column_scores.items()):
+                drifted = "yes" if column in self.drift.drifted_columns else "no"
+                lines.append(f"| {column} | {p:.4g} | {drifted} |")
+        return "\n".join(lines)
+
+
+def log_path(ws: Workspace) -> Path:
+    return Path(settings().inference_log or ws.inference_log)
+
+
+def check_production(params: Params, ws: Workspace, now: float | None = None) -> ProductionCheck:
+    """Drift and quality of the predictions logged since the last check; retrain or not.
+
+    Reads the log after the id the last check stopped at (``.mloop/monitor.json``);
+    with fewer than ``monitor.min_rows`` new rows it waits, leaving them for next
+    time. A drift asks for a retrain unless one was asked for within
+    ``monitor.cooldown_minutes``. The report, a JSON summary and an MLflow run
+    record every check that ran.
+    """
+    from components.core import tracking
+    from components.serve import inference_log
+
+    started = time.perf_counter()
+    now = time.time() if now is None else now
+    cfg = params.monitor
+    state = json.loads(ws.monitor_state.read_text()) if ws.monitor_state.is_file() else {}
+    last_id = int(state.get("last_id", 0))
+    summary_file = ws.report("production_drift.json")
+
+    def waiting(rows: int, why: str) -> ProductionCheck:
+        return ProductionCheck(
+            rows=rows, first_id=last_id + 1, last_id=last_id + rows, model_versions={},
+            drift=None, tested=0, prediction_drift=False, labelled=0, accuracy=None, retrain=False,
+            reason=f"waiting: {why}", summary_file=summary_file,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+
+    log = log_path(ws)
+    if not log.is_file():
+        return waiting(0, f"no inference log at {log} yet (mloop serve writes it)")
+    if last_id > inference_log.newest_id(log):  # a new log replaced the checked one
+        logger.info(f"[monitor] {log} is newer than the last check: reading from its start")
+        last_id = 0
+    batch = inference_log.read(log, after=last_id)
+    table = batch.table
+    if len(batch) < cfg.min_rows:
+        return waiting(len(batch), f"{len(batch)} new predictions, {cfg.min_rows} needed")
+
+    predict = champion_predictor(params.registry.model_name)
+    train_x = load_split(ws.prepared, "train").x
+    reference = feature_table(train_x, predict, classes=load_meta(ws.prepared)["classes"])
+    current = table[[*FEATURES, PREDICTION]]
+    if len(current) > cfg.test_rows:
+        current = current.sample(cfg.test_rows, random_state=params.seed + batch.last)
+    current = current.reset_index(drop=True)
+    drift = check_drift(reference, current, cfg, ws.report("production_drift.html"), "production")
+
+    labelled = table[table["label"].notna()]
+    accuracy = (
+        float((labelled["label"] == labelled["prediction"]).mean()) if len(labelled) else None
+    )
+    last_retrain = state.get("retrain_requested_at")
+    cooling = last_retrain is not None and now - last_retrain < cfg.cooldown_minutes * 60
+    if not drift.drifted:
+        retrain, reason = False, "no retrain: no drift"
+    elif not cfg.retrain_on_drift:
+        retrain, reason = False, "no retrain: monitor.retrain_on_drift is off"
+    elif cooling:
+        left = (cfg.cooldown_minutes * 60 - (now - last_retrain)) / 60
+        retrain, reason = False, f"no retrain: cool-down, {left:.0f} min left"
+    else:
+        retrain, reason = True, "retrain: drift"
+    state = {**state, "last_id": batch.last, "checked_at": now}
+    if retrain:
+        state["retrain_requested_at"] = now
+    result = ProductionCheck(
+        rows=len(batch),
+        first_id=batch.first,
+        last_id=batch.last,
+        model_versions={str(k): int(v) for k, v in table["model_version"].value_counts().items()},
+        drift=drift,
+        tested=len(current),
+        prediction_drift=PREDICTION in drift.drifted_columns,
+        labelled=len(labelled),
+        accuracy=accuracy,
+        retrain=retrain,
+        reason=reason,
+        summary_file=summary_file,
+        seconds=time.perf_counter() - started,
+    )
+    write_json(summary_file, result)
+    with tracking.start_run(ws, params.data.name, run_name="monitor-production") as run:
+        metrics = {
+            "rows": result.rows,
+            "drift_share": drift.drift_share,
+            "drifted": drift.drifted,
+            "retrain": retrain,
+            "labelled": result.labelled,
+        }
+        if accuracy is not None:
+            metrics["production_accuracy"] = accuracy
+        run.log_metrics(metrics)
+        run.log_artifact(drift.report, "drift")
+        run.log_artifact(summary_file, "drift")
+    write_json(ws.monitor_state, state)  # only once the check is on record
+    return result

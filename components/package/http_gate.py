@@ -1,0 +1,146 @@
+"""The ASGI middleware in front of the service: token, content type and body size.
+
+All three are checked before BentoML parses anything.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+# The package stage writes the model's tag beside this file in the Bento it builds.
+
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # probes answer without a token
+METRICS_PATH = "/metrics"
+
+
+class TooLarge(Exception):
+    pass
+
+
+class RequestGate:
+    """ASGI middleware in front of the APIs.
+
+    POSTs must say they are JSON: another or a missing content type gets 415 here
+    (BentoML would try to parse it, and a page could post into the service
+    with a "simple" cross-origin request). A body over the limit gets 413 before
+    it is parsed: its length is checked from the header, then while it is read.
+    With a token set, any request but the probes without ``Authorization: Bearer
+    <token>`` gets 401; /metrics also takes the metrics token.
+    """
+
+    body_limit: int | None = None  # set by the service once it knows its model
+    # Why the service cannot answer now (its log): BentoML hides a 5xx's message, so
+    # the gate puts this reason into the 503 answers on their way out.
+    unavailable: str | None = None
+
+    def __init__(
+        self,
+        app,
+        token: str | None = None,
+        metrics_token: str | None = None,
+        max_body: int | None = None,
+    ) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.metrics = f"Bearer {metrics_token}".encode() if metrics_token else None
+        self.max_body = max_body  # MLOOP_MAX_BODY_BYTES; None: the model's largest batch
+
+    def limit(self) -> int:
+        return self.max_body or RequestGate.body_limit or 8 * 2**20
+
+    def _authorised(self, path: str, given: bytes) -> bool:
+        if self.expected is None:
+            return True
+        if hmac.compare_digest(given, self.expected):
+            return True
+        return (
+            path == METRICS_PATH
+            and self.metrics is not None
+            and hmac.compare_digest(given, self.metrics)
+        )
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if not self._authorised(scope["path"], headers.get(b"authorization", b"")):
+            await _refuse(send, 401, "missing or wrong bearer token (Authorization header)",
+                          [(b"www-authenticate", b"Bearer")])  # fmt: skip
+            return
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if media != b"application/json":
+            shown = media.decode("latin-1")[:60] or "none"
+            await _refuse(send, 415, f"send JSON (Content-Type: application/json), not {shown}")
+            return
+        limit = self.limit()
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _refuse(send, 413, f"request body of {int(declared)} bytes is over the limit"
+                                     f" of {limit} (MLOOP_MAX_BODY_BYTES)")  # fmt: skip
+            return
+        try:
+            body = await _read_body(receive, limit)
+        except TooLarge:
+            await _refuse(send, 413, f"request body is over the limit of {limit} bytes"
+                                     " (MLOOP_MAX_BODY_BYTES)")  # fmt: skip
+            return
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:  # the app reads on after the body: only a disconnect is left
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, _with_reason(send))
+
+
+def _with_reason(send):
+    """``send`` that replaces the body of a 503 with ``RequestGate.unavailable``."""
+    reason: bytes | None = None
+
+    async def sending(message) -> None:
+        nonlocal reason
+        if message["type"] == "http.response.start" and message["status"] == 503:
+            if RequestGate.unavailable:
+                reason = json.dumps({"error": RequestGate.unavailable}).encode()
+                kept = [(k, v) for k, v in message["headers"]
+                        if k.lower() not in (b"content-length", b"content-type")]  # fmt: skip
+                message = {**message, "headers": [*kept, (b"content-type", b"application/json"),
+                           (b"content-length", str(len(reason)).encode())]}  # fmt: skip
+        elif message["type"] == "http.response.body" and reason is not None:
+            if message.get("more_body"):
+                return
+            message = {"type": "http.response.body", "body": reason}
+        await send(message)
+
+    return sending
+
+
+async def _read_body(receive, limit: int) -> bytes:
+    """The whole request body, refusing (``TooLarge``) once it passes ``limit`` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _refuse(send, status: int, message: str, headers: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), *(headers or [])]})  # fmt: skip
+    await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})

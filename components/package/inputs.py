@@ -1,0 +1,153 @@
+"""What the service accepts and answers: typed fields, and checks that answer 400 with the reason.
+
+Images come as numbers shaped like the training images; table rows as objects of
+the training file's columns, encoded exactly as the prepare stage did. Error
+messages quote at most 80 characters of what was sent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from bentoml.exceptions import InvalidArgument
+from pydantic import BaseModel, ConfigDict, Field
+
+# The package stage writes the model's tag beside this file in the Bento it builds.
+
+MAX_BATCH = 256
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_ID_CHARS = 64  # request ids are 32 hex digits
+# Bytes per number in the largest legal batch ("255.12345678901234, ") and per request
+# besides: the default body limit (MLOOP_MAX_BODY_BYTES overrides it).
+BYTES_PER_VALUE = 24
+BODY_OVERHEAD = 64 * 1024
+
+
+# One 8x8 digit ("0") on the 0..16 pixel scale of the built-in data; the tests post it too.
+EXAMPLE_INPUT = [
+    [0, 0, 5, 13, 9, 1, 0, 0],
+    [0, 0, 13, 15, 10, 15, 5, 0],
+    [0, 3, 15, 2, 0, 11, 8, 0],
+    [0, 4, 12, 0, 0, 8, 8, 0],
+    [0, 5, 8, 0, 0, 9, 8, 0],
+    [0, 4, 11, 0, 1, 12, 7, 0],
+    [0, 2, 14, 5, 10, 12, 0, 0],
+    [0, 0, 6, 13, 10, 0, 0, 0],
+]
+
+
+def to_batch(images: Any, shape: tuple[int, ...], pixel_max: float) -> np.ndarray:
+    """Turn a request's ``images`` (one image or a list of them) into a checked array."""
+    want = "x".join(map(str, shape))
+    try:
+        x = np.asarray(images, dtype=np.float32)
+    except OverflowError:  # an integer past float range
+        raise InvalidArgument("images contain a number outside the float32 range") from None
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"images must be numbers shaped {want} or N x {want}") from None
+    if x.ndim == len(shape):
+        x = x[None]
+    if x.ndim != len(shape) + 1 or x.shape[1:] != tuple(shape):
+        raise InvalidArgument(f"images must be shaped {want} or N x {want}, got {list(x.shape)}")
+    _check_batch(len(x))
+    if not np.isfinite(x).all():
+        raise InvalidArgument("images contain NaN or infinite values")
+    if x.min() < 0 or x.max() > pixel_max:
+        raise InvalidArgument(f"pixel values must lie in [0, {pixel_max:g}]")
+    return x
+
+
+def encode_rows(rows: Any, schema: dict) -> np.ndarray:
+    """Encode ``[{column: value}, ...]`` as the model's input: numbers, then one-hot categories."""
+    if isinstance(rows, dict):
+        rows = [rows]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InvalidArgument("rows must be an object {column: value} or a list of them")
+    _check_batch(len(rows))
+    numeric, categorical = schema["numeric"], schema["categorical"]
+    known = set(numeric) | set(categorical)
+    out = np.zeros((len(rows), len(schema["encoded"])), np.float32)
+    for i, row in enumerate(rows):
+        missing = sorted(known - set(row))
+        if missing:
+            raise InvalidArgument(f"row {i}: missing column(s) {short(missing)}")
+        unknown = sorted(set(row) - known - {schema["label"]})
+        if unknown:
+            raise InvalidArgument(f"row {i}: unknown column(s) {short(unknown)}")
+        for j, col in enumerate(numeric):
+            value = row[col]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidArgument(f"row {i}: {col} must be a number, got {short(value)}")
+            if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+                raise InvalidArgument(f"row {i}: {col} must be finite, within the float32 range")
+            out[i, j] = value
+        offset = len(numeric)
+        for col, cats in categorical.items():
+            value = str(row[col])
+            if value not in cats:
+                raise InvalidArgument(f"row {i}: {col}={short(value)} is not one of {short(cats)}")
+            out[i, offset + cats.index(value)] = 1.0
+            offset += len(cats)
+    return out
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: errors never echo unbounded input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
+
+
+def body_limit(meta: dict) -> int:
+    """The default request-body limit: the largest legal batch of this model's inputs."""
+    if meta.get("kind") == "tabular" and meta.get("schema"):
+        schema = meta["schema"]
+        columns = [*schema["numeric"], *schema["categorical"], schema["label"]]
+        per_row = sum(len(c) + 8 for c in columns) + BYTES_PER_VALUE * len(columns)
+        per_row += sum(max(map(len, cats), default=0) for cats in schema["categorical"].values())
+        return MAX_BATCH * per_row + BODY_OVERHEAD
+    values = int(np.prod(meta.get("input_shape", (8, 8))))
+    return MAX_BATCH * values * BYTES_PER_VALUE + BODY_OVERHEAD
+
+
+def check_labels(labels: list, classes: list) -> list:
+    """Labels of the model's own class type and among its classes (``True`` is no 1)."""
+    kinds = {type(c) for c in classes}
+    wrong = [v for v in labels if type(v) not in kinds or v not in classes]
+    if wrong:
+        types = "/".join(sorted(k.__name__ for k in kinds))
+        raise InvalidArgument(
+            f"labels {short(wrong)} are not among the classes {short(classes)} (of type {types})"
+        )
+    return labels
+
+
+def _check_batch(n: int) -> None:
+    if n == 0 or n > MAX_BATCH:
+        raise InvalidArgument(f"send between 1 and {MAX_BATCH} inputs, got {n}")
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, populate_by_name=True)
+
+    class_: str | int = Field(alias="class", description="the predicted class")
+    probabilities: list[float] = Field(description="one per class, in the model's class order")
+
+
+class Answer(BaseModel):
+    """A typed answer: BentoML serialises it without re-deriving a schema per response."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    request_id: str = Field(description="quote it to POST /feedback the true labels later")
+    model_name: str
+    model_version: str
+    model_alias: str
+    predictions: list[Prediction]
+
+
+class Labelled(BaseModel):
+    request_id: str
+    labelled: int
+    overwritten: int = Field(0, description="labels that replaced earlier ones (overwrite)")

@@ -1,0 +1,240 @@
+"""The Bento service: classify images (POST /predict) or table rows (POST /predict_rows).
+
+Built by the ``package`` stage around the registered model it imported into
+the BentoML store; ``bentoml serve`` of the Bento runs this file. Inputs are
+checked here, against the model's metadata, so that a malformed request is
+answered 400 with the reason, never 500. Every answered request gets an id and
+is committed to the inference log (``MLOOP_INFERENCE_LOG``, a SQLite file;
+``off`` disables it) before the answer leaves; POST /feedback attaches the true
+labels to a logged request later. With ``MLOOP_API_TOKEN`` set, every endpoint
+but the health probes wants ``Authorization: Bearer <token>`` and answers 401
+without it (an empty token counts as not set); /metrics also takes
+``MLOOP_METRICS_TOKEN``, a scrape credential. Bodies beyond ``MLOOP_MAX_BODY_BYTES``
+(default: the largest legal batch) answer 413 before anything is parsed. A log
+that cannot be opened or written makes the service not ready (/readyz 503) and
+answers 503 with the reason: a prediction is never acknowledged unlogged.
+BentoML serves /livez, /readyz and the Prometheus /metrics itself."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated
+
+import bentoml
+import numpy as np
+from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
+from pydantic import Field
+
+from components.core.predict import as_probabilities
+from components.core.settings import settings
+from components.package.http_gate import RequestGate
+from components.package.inputs import (
+    EXAMPLE_INPUT,
+    MAX_BATCH,
+    MAX_ID_CHARS,
+    Answer,
+    Labelled,
+    Prediction,
+    body_limit,
+    check_labels,
+    encode_rows,
+    to_batch,
+)
+from components.serve.inference_log import InferenceLog
+
+# The package stage writes the model's tag beside this file in the Bento it builds.
+_PINNED = Path(__file__).with_name("bento_model.json")
+SETTINGS = settings()  # read once, when the server (or a build) imports the service
+MODEL_TAG = SETTINGS.bento_model or (
+    json.loads(_PINNED.read_text())["tag"] if _PINNED.is_file() else "digits-classifier:latest"
+)
+LOG_PATH = SETTINGS.inference_log or "inference.sqlite"
+# Adaptive batching: requests' inputs go to a batchable inference service (another
+# process) that BentoML feeds in batches. Off by default: benchmarks/serving.py.
+BATCHING = SETTINGS.batching
+
+
+class Conflict(BentoMLException):
+    error_code = HTTPStatus.CONFLICT
+
+
+@bentoml.service(name="mloop_inference", traffic={"timeout": 30}, workers=1)
+class Inference:
+    """The model alone, batchable: BentoML groups concurrent requests' inputs."""
+
+    model_ref = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        self.model = bentoml.mlflow.load_model(self.model_ref)
+
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=100)
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return as_probabilities(self.model.predict(x.astype(np.float32)))
+
+
+@bentoml.service(
+    name="mloop_classifier",
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+    workers=SETTINGS.service_workers,  # benchmarks/serving.py
+)
+class Classifier:
+    model_ref = bentoml.models.BentoModel(MODEL_TAG)
+    if BATCHING:
+        inference = bentoml.depends(Inference)
+
+    def __init__(self) -> None:
+        self.model = None if BATCHING else bentoml.mlflow.load_model(self.model_ref)
+        info = self.model_ref.info  # the stored model, once the service is running
+        self.version = str(info.labels.get("model_version", "unknown"))
+        self.model_name = str(info.labels.get("model_name", "unknown"))
+        self.alias = str(info.labels.get("alias", "unknown"))
+        meta = info.metadata
+        self.kind = meta.get("kind", "image")
+        self.shape = tuple(meta.get("input_shape", (8, 8)))
+        self.pixel_max = float(meta.get("pixel_max") or 16.0)
+        self.classes = list(meta.get("classes", range(10)))
+        self.schema = meta.get("schema")
+        RequestGate.body_limit = body_limit(dict(meta))
+        self.log: InferenceLog | None = None
+        self.log_error: str | None = None  # why the log cannot be written, while it cannot
+        if LOG_PATH != "off":
+            self._open_log()
+
+    def _open_log(self) -> InferenceLog | None:
+        """The inference log, opened now if it could not be before (a fixed folder)."""
+        if self.log is None:
+            try:
+                self.log = InferenceLog(LOG_PATH)
+                self.log_error = None
+            except (OSError, sqlite3.Error) as err:
+                self.log_error = f"cannot open the inference log {LOG_PATH}: {err}"
+        RequestGate.unavailable = self.log_error
+        return self.log
+
+    def __is_ready__(self) -> bool:
+        """/readyz: 503 while the inference log cannot be written (retried at each probe)."""
+        if LOG_PATH == "off":
+            return True
+        if self._open_log() is None:
+            return False
+        if self.log_error is not None:
+            try:
+                self._logged(lambda log: log.probe())
+            except ServiceUnavailable:
+                return False
+        return True
+
+    def _logged(self, write):
+        """Run a log write; a failure makes the service not ready and answers 503."""
+        if self._open_log() is None:
+            RequestGate.unavailable = f"{self.log_error}; nothing was answered"
+            raise ServiceUnavailable(RequestGate.unavailable)
+        try:
+            result = write(self.log)
+        except sqlite3.Error as err:
+            self.log_error = f"cannot write the inference log {LOG_PATH}: {err}"
+            RequestGate.unavailable = f"{self.log_error}; nothing was answered"
+            raise ServiceUnavailable(RequestGate.unavailable) from None
+        self.log_error = RequestGate.unavailable = None
+        return result
+
+    async def _answer(self, x: np.ndarray) -> Answer:
+        if BATCHING:
+            proba = np.asarray(await self.inference.to_async.infer(x), dtype=np.float64)
+        else:
+            proba = as_probabilities(self.model.predict(x))
+        request_id = uuid.uuid4().hex
+        classes = [self.classes[int(i)] for i in proba.argmax(1)]
+        if LOG_PATH != "off":  # committed before the answer leaves
+            self._logged(lambda log: log.append(request_id, self.version, x, classes,
+                                                proba.max(1)))  # fmt: skip
+        return Answer(
+            request_id=request_id,
+            model_name=self.model_name,
+            model_version=self.version,
+            model_alias=self.alias,
+            predictions=[
+                Prediction(class_=c, probabilities=p.round(6).tolist())
+                for c, p in zip(classes, proba, strict=True)
+            ],
+        )
+
+    @bentoml.api
+    async def predict(
+        self,
+        images: Annotated[
+            list,
+            Field(
+                description="one image (rows of pixel values) or a list of images",
+                examples=[EXAMPLE_INPUT],
+            ),
+        ],
+    ) -> Answer:
+        """Classify one image or a batch of images given as raw pixel values."""
+        if self.kind != "image":
+            raise InvalidArgument("this model classifies table rows: POST them to /predict_rows")
+        return await self._answer(to_batch(images, self.shape, self.pixel_max))
+
+    @bentoml.api
+    async def predict_rows(
+        self,
+        rows: Annotated[
+            list, Field(description="table rows as objects {column: value}", min_length=1)
+        ],
+    ) -> Answer:
+        """Classify table rows given as objects of column values, as in the training file."""
+        if self.kind != "tabular":
+            raise InvalidArgument("this model classifies images: POST them to /predict")
+        return await self._answer(encode_rows(rows, self.schema))
+
+    @bentoml.api
+    async def feedback(
+        self,
+        request_id: Annotated[
+            str,
+            Field(
+                description="the id a prediction answered with",
+                min_length=1,
+                max_length=MAX_ID_CHARS,
+            ),
+        ],  # fmt: skip
+        labels: Annotated[
+            list,
+            Field(
+                description="the true class of each input of that request, in order",
+                min_length=1,
+                max_length=MAX_BATCH,
+            ),
+        ],  # fmt: skip
+        overwrite: Annotated[
+            bool, Field(description="replace labels given before (else 409 Conflict)")
+        ] = False,
+    ) -> Labelled:
+        """Attach the true labels to a logged request (for quality monitoring)."""
+        if LOG_PATH == "off":
+            raise NotFound("the inference log is off (MLOOP_INFERENCE_LOG=off)")
+        check_labels(labels, self.classes)
+        try:
+            updated, replaced = self._logged(
+                lambda log: log.attach_labels(request_id, labels, overwrite=overwrite)
+            )
+        except LookupError as err:
+            raise NotFound(str(err)) from None
+        except FileExistsError as err:
+            raise Conflict(str(err)) from None
+        except ValueError as err:
+            raise InvalidArgument(str(err)) from None
+        return Labelled(request_id=request_id, labelled=updated, overwritten=replaced)
+
+
+Classifier.add_asgi_middleware(
+    RequestGate,
+    token=SETTINGS.api_token,
+    metrics_token=SETTINGS.metrics_token,
+    max_body=SETTINGS.max_body_bytes,
+)

@@ -1,0 +1,146 @@
+"""The ``package`` stage: a Bento built around the registered champion.
+
+It serves ``champion-compressed`` when that alias holds the champion's own
+compressed variant, the champion otherwise. That MLflow model is imported into the
+BentoML store (``BENTOML_HOME``, the workspace's ``.mloop/bentoml`` by default)
+and a Bento is built from ``components/service.py``. ``bentoml serve <tag>`` then
+answers on port 3000.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.core.config import Params
+from components.core.paths import Workspace
+from components.core.records import write_json
+from components.core.tracking import pinned
+from components.prepare.splits import load_meta, pixel_scale
+from components.register.aliases import CHAMPION, COMPRESSED, alias_version, compressed_version
+
+SERVICE = "components.package.service:Classifier"
+PINNED = "components/package/bento_model.json"  # the model's tag, beside the service
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout: components/ is in it
+# What the Bento's own environment needs to run the service (for `bentoml containerize`).
+SERVING_PACKAGES = (
+    "bentoml",
+    "mlflow",
+    "torch",
+    "numpy",
+    "pandas",
+    "cloudpickle",
+    "onnx",
+    "onnxruntime",
+    "pydantic-settings",
+)
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    bento_tag: str
+    model_tag: str
+    model_name: str
+    model_version: str
+    alias: str
+    record: Path
+
+    def summary(self) -> str:
+        return (
+            f"Bento {self.bento_tag} serving {self.model_name} version {self.model_version}"
+            f" ({self.alias})"
+        )
+
+
+def bento_model_name(registered_name: str) -> str:
+    return registered_name.lower().replace(" ", "-")
+
+
+def imported_model(name: str, version: str, run_id: str):
+    """The BentoML store's copy of a registered version, if an earlier run imported it.
+
+    Matched on the MLflow run too: one BentoML store can serve several registries
+    (workspaces), each with its own version 1.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        stored = bentoml.models.list(bento_model_name(name))
+    except NotFound:
+        return None
+    want = {"model_name": name, "model_version": version, "run_id": run_id}
+    return next(
+        (m for m in stored if all(m.info.labels.get(k) == v for k, v in want.items())), None
+    )
+
+
+def package_stage(params: Params, ws: Workspace) -> PackageResult:
+    import bentoml
+    import mlflow
+
+    name = params.registry.model_name
+    client = mlflow.MlflowClient()
+    champion = alias_version(client, name, CHAMPION)
+    if champion is None:
+        raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
+    compressed = compressed_version(client, name)  # the champion's own, or none
+    version, alias = (compressed, COMPRESSED) if compressed else (champion, CHAMPION)
+    meta = load_meta(ws.prepared)
+    run_id = client.get_model_version(name, str(version)).run_id
+    labels = {"model_name": name, "model_version": str(version), "alias": alias, "run_id": run_id}
+    model = imported_model(name, str(version), run_id) or bentoml.mlflow.import_model(
+        bento_model_name(name),
+        f"models:/{name}/{version}",
+        labels=labels,
+        metadata={  # what the service checks requests against; BentoML takes no None
+            key: value
+            for key, value in {
+                "kind": meta["kind"],
+                "input_shape": list(meta["input_shape"]),
+                "pixel_max": pixel_scale(params, meta),
+                "classes": meta["classes"],
+                "schema": meta["schema"],
+                "data_version": str(meta["version"]),
+            }.items()
+            if value is not None
+        },
+    )
+    packages = pinned(SERVING_PACKAGES)
+    with tempfile.TemporaryDirectory() as stage:
+        # Build from a staged copy of the code with the model's tag pinned beside the
+        # service, so the Bento serves this model wherever it runs.
+        shutil.copytree(
+            SOURCE_ROOT / "components",
+            Path(stage) / "components",
+            ignore=shutil.ignore_patterns("__pycache__", "bento_model.json"),
+        )
+        (Path(stage) / PINNED).write_text(json.dumps({"tag": str(model.tag)}))
+        os.environ["MLOOP_BENTO_MODEL"] = str(model.tag)  # the build imports the service here
+        try:
+            bento = bentoml.bentos.build(
+                SERVICE,
+                name=params.package.service_name,
+                labels={"model_name": name, "model_version": str(version), "alias": alias},
+                description=f"{name} version {version} ({alias}), built by mloop",
+                include=["components/**/*.py", PINNED],
+                python={"packages": packages, "lock_packages": False},
+                models=[str(model.tag)],
+                build_ctx=stage,
+            )
+        finally:
+            os.environ.pop("MLOOP_BENTO_MODEL", None)
+    result = PackageResult(
+        bento_tag=str(bento.tag),
+        model_tag=str(model.tag),
+        model_name=name,
+        model_version=str(version),
+        alias=alias,
+        record=ws.report("bento.json"),
+    )
+    write_json(result.record, result)
+    return result

@@ -1,0 +1,273 @@
+"""Reading the data sources: built-in digits, a CSV/Parquet table, an image folder, synthetic.
+
+Readers only read: raw input is never modified. Faults that make a whole file
+unusable (empty, header only, truncated, not UTF-8, no label column, no class
+folders) raise ``DataError`` naming the fault. Faults of single images
+(corrupt, zero bytes, wrong channel count) are returned as rejections, for the
+gate to report and quarantine.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.core.config import DataConfig, SyntheticSource
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
+WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "F"}  # single-channel modes beyond 8 bits
+
+
+class DataError(ValueError):
+    """The input cannot be used at all; the message names the fault and the file."""
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        self.path = path
+        self.quarantine: Path | None = None  # where a copy of the rejected input was put
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+@dataclass
+class RawData:
+    """What a source holds, as read, before any split or encoding."""
+
+    kind: str  # "image" or "tabular"
+    labels: np.ndarray  # raw labels, one per sample (strings for tables and folders)
+    images: np.ndarray | None = None  # float32 (N, H, W) or (N, C, H, W), raw pixel scale
+    frame: object = None  # pandas.DataFrame: the table as read, label column included
+    label_column: str | None = None
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # image files, one per sample
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    pixel_max: float = 255.0
+    origin: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# ---------------------------------------------------------------- built-in and synthetic
+
+
+def read_digits() -> RawData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return RawData(
+        kind="image",
+        labels=digits.target.astype(np.int64),
+        images=digits.images.astype(np.float32),
+        pixel_max=16.0,
+    )
+
+
+def synthetic(cfg: SyntheticSource, seed: int) -> RawData:
+    """A seeded classification task of any size: Gaussian class blobs or class-patterned images.
+
+    ``shift`` is added to every feature or pixel, giving a drifted copy of the same task.
+    Generated in chunks so millions of samples fit in memory as float32.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, cfg.classes, size=cfg.samples)
+    if cfg.kind == "tabular":
+        import pandas as pd
+
+        centers = rng.normal(0.0, 1.5, size=(cfg.classes, cfg.features)).astype(np.float32)
+        x = np.empty((cfg.samples, cfg.features), dtype=np.float32)
+        for start in range(0, cfg.samples, 1_000_000):
+            end = min(start + 1_000_000, cfg.samples)
+            noise = rng.standard_normal((end - start, cfg.features), dtype=np.float32)
+            x[start:end] = centers[labels[start:end]] + noise + cfg.shift
+        names = [f"f{i:03d}" for i in range(cfg.features)]
+        frame = pd.DataFrame(x, columns=names)
+        frame["label"] = labels.astype(str)
+        return RawData(
+            kind="tabular",
+            labels=frame["label"].to_numpy(),
+            frame=frame,
+            label_column="label",
+            numeric=names,
+        )
+    size = cfg.image_size
+    patterns = rng.uniform(0, 200, size=(cfg.classes, size, size)).astype(np.float32)
+    images = np.empty((cfg.samples, size, size), dtype=np.float32)
+    for start in range(0, cfg.samples, 200_000):
+        end = min(start + 200_000, cfg.samples)
+        noise = rng.normal(0, cfg.noise, size=(end - start, size, size)).astype(np.float32)
+        images[start:end] = np.clip(patterns[labels[start:end]] + noise + cfg.shift, 0, 255)
+    return RawData(kind="image", labels=labels.astype(np.int64), images=images, pixel_max=255.0)
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _decode_csv(path: Path) -> str:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError("empty file: no header and no rows", path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        bad = raw[err.start : err.start + 1].hex()
+        line = raw[: err.start].count(b"\n") + 1
+        where = f"byte 0x{bad} at offset {err.start} (line {line})"
+        raise DataError(f"not valid UTF-8: {where}", path) from None
+    # Only the first and the last line matter here: no list of every line of a big file.
+    body = text.rstrip()
+    first_break = body.find("\n")
+    header = next(csv.reader([body[: first_break if first_break >= 0 else None].rstrip("\r")]))
+    if first_break < 0:
+        raise DataError(f"header only: {len(header)} columns and no data rows", path)
+    last = next(csv.reader([body[body.rfind("\n") + 1 :].rstrip("\r")]))
+    if len(last) < len(header):
+        raise DataError(
+            f"truncated: the last line (line {body.count(chr(10)) + 1}) has {len(last)} of"
+            f" {len(header)} fields; the file looks cut off",
+            path,
+        )
+    return text
+
+
+def read_table(path: Path, label: str, numeric=(), categorical=()) -> RawData:
+    """Read a CSV or Parquet table. Columns keep the types the file gives them."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such file", path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"unknown table format {suffix!r}; expected .csv or .parquet", path)
+    if path.stat().st_size == 0:
+        raise DataError("empty file: 0 bytes", path)
+    if suffix == ".csv":
+        text = _decode_csv(path)
+        try:
+            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+        except pd.errors.ParserError as err:
+            raise DataError(f"malformed CSV: {err}", path) from None
+    else:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types for a broken file
+            raise DataError(f"not a readable Parquet file: {err}", path) from None
+        if frame.empty:
+            raise DataError(f"no data rows ({len(frame.columns)} columns)", path)
+    if label not in frame.columns:
+        raise DataError(f"label column {label!r} missing; columns are {list(frame.columns)}", path)
+    numeric, categorical = list(numeric), list(categorical)
+    if not numeric and not categorical:  # infer: numbers are numeric, the rest categorical
+        features = [c for c in frame.columns if c != label]
+        numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
+        categorical = [c for c in features if c not in numeric]
+    return RawData(
+        kind="tabular",
+        labels=frame[label].astype(str).to_numpy(),
+        frame=frame,
+        label_column=label,
+        numeric=numeric,
+        categorical=categorical,
+        origin=path,
+    )
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def read_image_folder(path: Path, size: tuple[int, int], color: str) -> RawData:
+    """Read ``path/<class>/<image>``; each image resized to ``size`` (height, width)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError("no such folder", path)
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError("no class sub-folders: expected one folder of images per class", path)
+    want = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}[color]
+    images, labels, files, rejected = [], [], [], []
+    for label in classes:
+        for file in sorted((path / label).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
+                continue
+            rel = str(file.relative_to(path))
+            if file.is_symlink():  # it may point anywhere: never read or copied
+                rejected.append((rel, "a symbolic link; only regular image files are read"))
+                continue
+            if file.stat().st_size == 0:
+                rejected.append((rel, "zero-byte image file"))
+                continue
+            try:
+                with Image.open(file) as img:
+                    img.load()
+                    bands = len(img.getbands())
+                    if want[0] == "L" and img.mode in WIDE_GRAY:
+                        # 16-bit or float grayscale: keep the values, so the gate sees their range
+                        pixels = np.asarray(img.convert("F").resize(size[::-1]), np.float32)
+                    elif img.mode == want[0] or (img.mode in ("P", "1") and want[0] == "L"):
+                        pixels = np.asarray(img.convert(want[0]).resize(size[::-1]), np.float32)
+                    else:
+                        rejected.append(
+                            (rel, f"{bands} channel(s) ({img.mode}); expected {want[1]} ({color})")
+                        )
+                        continue
+            except (UnidentifiedImageError, OSError, SyntaxError) as err:
+                rejected.append((rel, f"corrupt or unreadable image: {err}"))
+                continue
+            images.append(pixels if want[1] == 1 else pixels.transpose(2, 0, 1))
+            labels.append(label)
+            files.append(rel)
+    if not images and not rejected:
+        raise DataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in the class folders", path)
+    shape = (0, *size) if want[1] == 1 else (0, 3, *size)
+    return RawData(
+        kind="image",
+        labels=np.asarray(labels, dtype=object).astype(str),
+        images=np.stack(images) if images else np.zeros(shape, np.float32),
+        files=files,
+        rejected=rejected,
+        pixel_max=255.0,
+        origin=path,
+    )
+
+
+# ---------------------------------------------------------------- dispatch
+
+
+def read_source(cfg: DataConfig, seed: int, root: Path = Path(".")) -> RawData:
+    """The configured source, as read; relative paths are relative to ``root`` (the workspace)."""
+    if cfg.source == "digits":
+        return read_digits()
+    if cfg.source == "synthetic":
+        return synthetic(cfg.synthetic, seed)
+    if cfg.source == "tabular":
+        t = cfg.tabular
+        return read_table(Path(root) / t.path, t.label, t.numeric, t.categorical)
+    return read_image_folder(Path(root) / cfg.images.path, cfg.images.size, cfg.images.color)
+
+
+def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
+    """Any file or folder, for ``mloop validate --data``: a folder of images or a table."""
+    path = Path(path)
+    if path.is_dir():
+        size, color = (cfg.images.size, cfg.images.color) if cfg.images else ((32, 32), "grayscale")
+        return read_image_folder(path, size, color)
+    if not path.exists():
+        raise DataError("no such file or folder", path)
+    if not path.is_file():  # a device, a pipe, a socket: never read, never copied
+        raise DataError("not a regular file or folder", path)
+    label = label or (cfg.tabular.label if cfg.tabular else None)
+    if label is None:
+        raise DataError("a table needs its label column: pass --label or set data.tabular", path)
+    t = cfg.tabular
+    declared = t is not None and t.label == label  # a batch of the configured data set
+    return read_table(path, label, t.numeric if declared else (), t.categorical if declared else ())

@@ -1,0 +1,160 @@
+"""The promotion gate: one decision, taken the same way by the register stage and ``promote``.
+
+The challenger must beat the current champion, both scored on the same test
+split, by more than ``register.min_improvement``, and stay under the latency and
+size limits. ``judge`` holds the registry lock (a file beside the SQLite store, or
+``MLOOP_REGISTRY_LOCK``: two flows finishing at once decide one after the other),
+scores the champion, decides, moves the aliases and records the decision (version
+tags and ``reports/gate.json``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from components.core.paths import Workspace
+from components.core.predict import load_registered
+from components.core.records import write_json
+from components.core.settings import settings
+from components.evaluate.metrics import score
+from components.prepare.splits import load_meta, load_split
+from components.register.aliases import CHAMPION, alias_version, crown
+
+if TYPE_CHECKING:  # types only
+    from components.core.config import Params, RegisterConfig
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    metric: str
+    challenger_score: float
+    champion_score: float | None
+    champion_version: str | None
+    reasons: tuple[str, ...] = ()  # every rule's verdict
+    forced: bool = False
+
+
+def decide(
+    challenger_score: float,
+    champion_score: float | None,
+    cfg: RegisterConfig,
+    champion_version: str | None = None,
+    latency_p95_ms: float | None = None,
+    size_mb: float | None = None,
+) -> Decision:
+    """The promotion gate: a strictly better challenger, inside the latency and size limits."""
+    failed, passed = [], []
+    if cfg.max_latency_p95_ms is not None and latency_p95_ms is not None:
+        verdict = f"latency p95 {latency_p95_ms:.3f} ms vs limit {cfg.max_latency_p95_ms} ms"
+        (failed if latency_p95_ms > cfg.max_latency_p95_ms else passed).append(verdict)
+    if cfg.max_size_mb is not None and size_mb is not None:
+        verdict = f"size {size_mb:.3f} MB vs limit {cfg.max_size_mb} MB"
+        (failed if size_mb > cfg.max_size_mb else passed).append(verdict)
+    if champion_score is None:
+        passed.append("no champion yet")
+    elif challenger_score > champion_score + cfg.min_improvement:
+        passed.append(
+            f"{cfg.metric} {challenger_score:.4f} beats champion {champion_score:.4f}"
+            + (f" by more than {cfg.min_improvement}" if cfg.min_improvement else "")
+        )
+    else:
+        failed.append(
+            f"{cfg.metric} {challenger_score:.4f} does not beat champion {champion_score:.4f}"
+            f" + margin {cfg.min_improvement}"
+        )
+    promote = not failed
+    reason = "; ".join(failed) if failed else passed[-1]
+    return Decision(
+        promote,
+        reason,
+        cfg.metric,
+        challenger_score,
+        champion_score,
+        champion_version,
+        tuple(failed + passed),
+    )
+
+
+@contextmanager
+def registry_lock(ws: Workspace, timeout: float = 600) -> Iterator[None]:
+    """One gate decision at a time per registry (per tracking store)."""
+    from filelock import FileLock
+
+    from components.core.tracking import tracking_uri  # reads MLflow's settings
+
+    path = settings().registry_lock
+    uri = tracking_uri()
+    if not path and uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///") + ".registry.lock"
+    path = path or str(ws.state / "registry.lock")
+    with FileLock(path, timeout=timeout):
+        yield
+
+
+def score_registered(name: str, version: str, params: Params, ws: Workspace) -> float:
+    """Score a registered version on the current test split."""
+    test = load_split(ws.prepared, "test")
+    classes = load_meta(ws.prepared)["classes"]
+    proba = load_registered(f"models:/{name}/{version}")(test.x)
+    return score(test.y, proba, classes).metric(params.registry.metric)
+
+
+def judge(
+    client,
+    params: Params,
+    ws: Workspace,
+    *,
+    version: str,
+    challenger_score: Callable[[], float],
+    limits: tuple[float | None, float | None] = (None, None),
+    force: bool = False,
+) -> Decision:
+    """Lock, score the champion, decide, move the aliases on a yes, record: the gate, once.
+
+    ``challenger_score`` is called under the lock; ``limits`` are the challenger's
+    latency p95 (ms) and size (MB); ``force`` turns a no into a recorded yes.
+    """
+    cfg = params.registry
+    with registry_lock(ws):
+        champion = alias_version(client, cfg.model_name, CHAMPION)
+        if champion == version:
+            raise ValueError(f"version {version} is already {CHAMPION}")
+        mine = challenger_score()
+        theirs = score_registered(cfg.model_name, champion, params, ws) if champion else None
+        decision = decide(
+            mine, theirs, cfg, champion_version=champion, latency_p95_ms=limits[0],
+            size_mb=limits[1],
+        )  # fmt: skip
+        if force and not decision.promote:
+            decision = replace(
+                decision, promote=True, reason=f"forced over: {decision.reason}", forced=True
+            )
+        if decision.promote:
+            crown(client, cfg.model_name, version)
+        record(client, cfg.model_name, version, decision, ws)
+    return decision
+
+
+def record(client, name: str, version: str, decision: Decision, ws: Workspace) -> Path:
+    """The decision as version tags and ``reports/gate.json``."""
+    for key, value in {
+        "mloop.gate.decision": "promoted" if decision.promote else "rejected",
+        "mloop.gate.reason": decision.reason,
+        "mloop.gate.reasons": " | ".join(decision.reasons),
+        "mloop.gate.challenger_score": decision.challenger_score,
+        "mloop.gate.champion_score": decision.champion_score,
+        "mloop.gate.champion_version": decision.champion_version,
+        "mloop.gate.forced": decision.forced,
+        "mloop.gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    report = ws.report("gate.json")
+    write_json(report, {"model_name": name, "version": version, "decision": decision})
+    return report

@@ -1,0 +1,160 @@
+"""A bounded load generator for the served model: ``mloop traffic``.
+
+Sends single-image requests at a fixed rate (open loop: a slow server does not
+slow the sender, so queueing shows up in the latencies) for a fixed time, drawn
+from the test split (in a new random order each pass, so a few hundred requests
+look like the split, not like a resample of it), optionally drifted (noise or an
+intensity shift). With ``feedback`` > 0 that share of the answered requests get
+their true label posted to /feedback, as a labelling process would later. Prints requests/s, latency
+percentiles and errors by status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from components.monitor.stage import drifted
+from components.prepare.splits import load_meta, load_split, pixel_scale
+
+MAX_IN_FLIGHT = 512  # requests not yet answered; beyond it the sender counts a skip
+
+
+@dataclass(frozen=True)
+class TrafficResult:
+    drift: str
+    rate: float  # asked for, per second
+    duration_s: float  # from the first send to the last answer
+    sent: int
+    ok: int
+    errors: dict[str, int]  # status (or exception name) -> count
+    skipped: int  # not sent: MAX_IN_FLIGHT requests were already waiting
+    latency_ms: dict[str, float]  # p50, p95, p99, max of answered requests
+    labelled: int  # feedback posts accepted
+    versions: dict[str, int] = field(default_factory=dict)  # model_version -> answers
+
+    @property
+    def throughput(self) -> float:
+        return self.ok / self.duration_s if self.duration_s else 0.0
+
+    def summary(self) -> str:
+        lat = self.latency_ms
+        errors = sum(self.errors.values())
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
+        return (
+            f"{self.sent} requests ({self.drift}) in {self.duration_s:.1f} s:"
+            f" {self.throughput:.1f} answered/s (asked {self.rate:g}/s);"
+            f" latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms,"
+            f" p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms;"
+            f" errors {errors} ({detail}); skipped {self.skipped}; labels sent {self.labelled};"
+            f" model versions {self.versions}"
+        )
+
+
+def run(
+    url: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    rate: float,
+    duration_s: float,
+    drift: str = "none",
+    feedback: float = 0.0,
+    token: str | None = None,
+    seed: int = 0,
+) -> TrafficResult:
+    """Send ``rate`` requests per second for ``duration_s`` seconds to ``url`` (the service)."""
+    return asyncio.run(
+        _run(url.rstrip("/"), images, labels, rate, duration_s, drift, feedback, token, seed)
+    )
+
+
+async def _run(url, images, labels, rate, duration_s, drift, feedback, token, seed):
+    import aiohttp
+
+    rng = np.random.default_rng(seed)
+    bodies = [json.dumps({"images": image.tolist()}).encode() for image in images]
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    latencies: list[float] = []
+    errors: Counter = Counter()
+    versions: Counter = Counter()
+    labelled = 0
+    in_flight: set[asyncio.Task] = set()
+
+    async def one(session, i: int) -> None:
+        nonlocal labelled
+        start = time.perf_counter()
+        try:
+            async with session.post(f"{url}/predict", data=bodies[i], headers=headers) as answer:
+                body = await answer.read()
+                status = answer.status
+        except (TimeoutError, aiohttp.ClientError) as err:
+            errors[type(err).__name__] += 1
+            return
+        if status != 200:
+            errors[str(status)] += 1
+            return
+        latencies.append((time.perf_counter() - start) * 1e3)
+        reply = json.loads(body)
+        versions[reply["model_version"]] += 1
+        if feedback and rng.random() < feedback:
+            label = json.dumps({"request_id": reply["request_id"], "labels": [int(labels[i])]})
+            async with session.post(f"{url}/feedback", data=label, headers=headers) as answer:
+                labelled += answer.status == 200
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)
+    sent = skipped = 0
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        start = time.perf_counter()
+        total = int(rate * duration_s)
+        for n in range(total):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(in_flight) >= MAX_IN_FLIGHT:
+                skipped += 1
+                continue
+            if n % len(bodies) == 0:  # each pass a new order: drawn without replacement
+                order = rng.permutation(len(bodies))
+            task = asyncio.create_task(one(session, int(order[n % len(bodies)])))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            sent += 1
+        if in_flight:
+            await asyncio.gather(*in_flight)
+        elapsed = time.perf_counter() - start
+    lat = np.array(latencies) if latencies else np.array([float("nan")])
+    return TrafficResult(
+        drift=drift,
+        rate=rate,
+        duration_s=elapsed,
+        sent=sent,
+        ok=len(latencies),
+        errors=dict(errors),
+        skipped=skipped,
+        latency_ms={
+            "p50": float(np.percentile(lat, 50)),
+            "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99)),
+            "max": float(lat.max()),
+        },
+        labelled=labelled,
+        versions=dict(versions),
+    )
+
+
+def test_images(params, ws, drift: str):
+    """The test split's images, clean or drifted (``noise``, ``shift``), and their labels."""
+    meta, test = load_meta(ws.prepared), load_split(ws.prepared, "test")
+    if meta["kind"] != "image":
+        raise ValueError("traffic sends images; this workspace's model reads table rows")
+    kind = "clean" if drift == "none" else drift
+    rng = np.random.default_rng(params.seed)
+    return drifted(test.x, kind, params.monitor, pixel_scale(params, meta), rng), test.y

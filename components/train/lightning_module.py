@@ -1,0 +1,239 @@
+"""The Lightning side of training: the module, the in-memory data path, the callbacks.
+
+Imported only when training runs (it imports Lightning); needs nothing beyond
+torch, lightning and numpy, so it runs on a bare GPU machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.core.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class Classifier(L.LightningModule):
+    """Cross-entropy classification around any ``net``; one step shared by train and val."""
+
+    def __init__(self, net: torch.nn.Module, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.net = net
+        self.cfg = cfg
+        self.channels_last = False
+        # A compiled view of the same network; kept out of the module tree so that
+        # checkpoints and state dicts hold each weight once, under its plain name.
+        self._forward = torch.compile(net) if cfg.compile else net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._forward(x)
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(dim=1) == y).float().mean()
+        sync = self.trainer.world_size > 1
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, sync_dist=sync)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._common_step(batch, "val")
+
+    def on_fit_start(self) -> None:
+        conv = any(isinstance(m, torch.nn.Conv2d) for m in self.net.modules())
+        if self.cfg.channels_last and conv and self.device.type == "cuda":
+            self.net.to(memory_format=torch.channels_last)
+            self.channels_last = True
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        opt = torch.optim.AdamW(
+            self.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        steps = self.trainer.estimated_stepping_batches
+        if cfg.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg.learning_rate, total_steps=steps
+            )
+        elif cfg.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        else:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Hinton et al.'s mix: ``alpha`` x T^2 x KL(teacher_T || student_T) + (1 - alpha) x CE.
+
+    Both logits are softened by ``temperature``; T^2 keeps the soft term's gradients
+    on the scale of the hard one. Returns (loss, soft term, hard term).
+    """
+    t = temperature
+    soft = F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+        reduction="batchmean", log_target=True,
+    ) * (t * t)  # fmt: skip
+    hard = F.cross_entropy(student, labels)
+    return alpha * soft + (1 - alpha) * hard, soft, hard
+
+
+class Distiller(Classifier):
+    """A student learning from cached teacher logits: training batches are (x, y, logits).
+
+    Validation stays plain cross-entropy and accuracy on the labels, like ``Classifier``.
+    """
+
+    def __init__(self, net: torch.nn.Module, cfg: TrainConfig, temperature: float, alpha: float):
+        super().__init__(net, cfg)
+        self.temperature, self.alpha = temperature, alpha
+
+    def distill_step(self, batch) -> tuple[torch.Tensor, ...]:
+        x, y, teacher = batch
+        logits = self(x)
+        return logits, *distillation_loss(logits, teacher, y, self.temperature, self.alpha)
+
+    def training_step(self, batch, batch_idx):
+        logits, loss, soft, hard = self.distill_step(batch)
+        sync = self.trainer.world_size > 1
+        acc = (logits.argmax(dim=1) == batch[1]).float().mean()
+        for name, value in (("loss", loss), ("soft_loss", soft), ("hard_loss", hard), ("acc", acc)):
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, sync_dist=sync)
+        return loss
+
+
+class TensorBatches:
+    """Batches drawn from tensors that live on the training device: no loader, no copies.
+
+    The order of epoch ``e`` depends only on ``seed`` and ``e``, so a run resumed
+    from a checkpoint sees the same batches as one that never stopped. ``extra``
+    (a teacher's logits, one row per sample) rides along as a third element.
+    """
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+        extra: np.ndarray | None = None,
+    ):  # fmt: skip
+        self.tensors = [torch.from_numpy(a) for a in (x, y, extra) if a is not None]
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch = 0
+
+    def to(self, device: torch.device) -> None:
+        self.tensors = [t.to(device) for t in self.tensors]
+
+    def __len__(self) -> int:
+        return -(-len(self.tensors[1]) // self.batch_size)
+
+    def __iter__(self):
+        n, device = len(self.tensors[1]), self.tensors[0].device
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=g).to(device)
+        else:
+            order = torch.arange(n, device=device)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield tuple(t[idx] for t in self.tensors)
+
+
+class FeedBatches(L.Callback):
+    """Moves in-memory batches to the device at the start and tells them the epoch."""
+
+    def __init__(self, *batches: TensorBatches) -> None:
+        self.batches = batches
+
+    def on_fit_start(self, trainer, pl_module):
+        for b in self.batches:
+            b.to(pl_module.device)
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        for b in self.batches:
+            b.epoch = trainer.current_epoch
+
+
+class EpochReporter(L.Callback):
+    """Prints one short line per epoch (rank zero only) and hands the metrics on."""
+
+    def __init__(self, total_epochs: int, on_epoch: Callable[[int, dict], None] | None) -> None:
+        self.total_epochs, self.on_epoch = total_epochs, on_epoch
+        self._start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "/" in k}
+        epoch = trainer.current_epoch + 1
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+        took = time.perf_counter() - self._start
+        log.info(f"  epoch {epoch:>3}/{self.total_epochs}  {shown}  ({took:.1f}s)")
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, metrics)
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """bf16-mixed on a GPU that supports it, 32-bit everywhere else, unless params say."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    wants_gpu = cfg.accelerator in ("auto", "gpu", "cuda")
+    if wants_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def distributed(cfg: TrainConfig) -> bool:
+    return (
+        cfg.strategy != "auto"
+        or cfg.num_nodes > 1
+        or (isinstance(cfg.devices, int) and cfg.devices > 1)
+    )
+
+
+def fits_on_device(x: np.ndarray, cfg: TrainConfig) -> bool:
+    """The whole split may live on the device: on the CPU always, on a GPU within 1/4 of free."""
+    if cfg.accelerator == "cpu" or not torch.cuda.is_available():
+        return True
+    free, _ = torch.cuda.mem_get_info()
+    return x.nbytes < free / 4
+
+
+def loader(
+    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
+    extra: np.ndarray | None = None,
+):  # fmt: skip
+    """A DataLoader for data that is split across processes or does not fit on the device."""
+    import os
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    cuda = torch.cuda.is_available()
+    workers = min(4, os.cpu_count() or 1) if cuda else 0
+    return DataLoader(
+        TensorDataset(*(torch.from_numpy(a) for a in (x, y, extra) if a is not None)),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=cuda,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )

@@ -1,0 +1,144 @@
+"""The ``train`` stage: ``fit`` (``trainer.py``) with the workspace's files and MLflow tracking."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from components.core.paths import Workspace
+from components.core.records import read_json, write_json
+from components.prepare.splits import load_meta, load_split
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.core.config import Params
+from components.train.trainer import fit, global_rank, net_spec
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FOLDER = "weights"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_file: Path
+    run_id: str
+    model_uri: str
+    val_accuracy: float
+    epochs: int
+    seconds: float
+    device: str
+
+    def summary(self) -> str:
+        if not self.run_id:
+            return f"DDP worker done after {self.epochs} epochs (rank zero tracks the run)"
+        return (
+            f"val accuracy {self.val_accuracy:.4f} after {self.epochs} epochs"
+            f" ({self.seconds:.1f}s on {self.device}); MLflow run {self.run_id}"
+        )
+
+
+def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainResult:
+    """Train on the prepared splits, track the run in MLflow, save the weights.
+
+    A checkpoint is written every epoch; ``resume`` continues the last run from
+    its checkpoint, in the same MLflow run. Under DDP only rank zero tracks and
+    writes files.
+    """
+    import shutil
+
+    import torch
+
+    from components.core import tracking
+    from components.train.models import Probabilities, build_net, save_net
+
+    meta = load_meta(ws.prepared)
+    train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
+    spec = net_spec(params, meta, train)
+    torch.manual_seed(params.seed)
+    net = build_net(spec)
+    last, run_file = ws.checkpoints / "last.ckpt", ws.checkpoints / "run.json"
+    resume_from, run_id = None, None
+    if resume:
+        if not last.is_file() or not run_file.is_file():
+            raise FileNotFoundError(f"{last}: no checkpoint to resume from; train first")
+        resume_from, run_id = last, read_json(run_file, "train")["run_id"]
+
+    if global_rank() != 0:  # a DDP worker: train, and leave tracking and files to rank zero
+        result = fit(net, params.train, params.seed, train, val, None, ws.checkpoints, resume_from)
+        return TrainResult(ws.model_file, "", "", float("nan"), result.epochs, result.seconds,
+                           result.device)  # fmt: skip
+
+    if not resume:
+        shutil.rmtree(ws.checkpoints, ignore_errors=True)
+    ws.checkpoints.mkdir(parents=True, exist_ok=True)
+    with tracking.start_run(
+        ws,
+        experiment=params.data.name,
+        run_name=f"train-{spec.kind}",
+        tags=tracking.lineage_tags(ws, params, meta),
+        run_id=run_id,
+        system_metrics=True,
+    ) as run:
+        write_json(run_file, {"run_id": run.run_id})
+        if not resume:
+            run.log_params(params.flat())
+        what = f"{spec.kind} on {len(train)} samples for {params.train.epochs} epochs"
+        log.info(f"resuming {what} from {last}" if resume else f"training {what}")
+        result = fit(
+            net, params.train, params.seed, train, val, run.log_epoch, ws.checkpoints, resume_from
+        )
+        run.set_tags({"device": result.device})
+        run.log_metrics({"train_seconds": result.seconds})
+        ws.models.mkdir(parents=True, exist_ok=True)
+        save_net(result.net, spec, ws.model_file)
+        run.log_artifact(ws.model_file, WEIGHTS_FOLDER)  # what compression rebuilds from
+        if result.history:
+            run.log_artifact(plot_learning_curves(result.history, ws.report("learning_curves.png")))
+        example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
+        model_uri = run.log_torch_model(Probabilities(result.net), example)
+
+    val_acc = result.history[-1].get("val/acc", float("nan")) if result.history else float("nan")
+    record = TrainResult(
+        model_file=ws.model_file,
+        run_id=run.run_id,
+        model_uri=model_uri,
+        val_accuracy=float(val_acc),
+        epochs=result.epochs,
+        seconds=result.seconds,
+        device=result.device,
+    )
+    write_json(ws.train_record, record)
+    return record
+
+
+def plot_learning_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """Loss and accuracy per epoch, train against validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
+        for stage in ("train", "val"):
+            values = [h.get(f"{stage}/{metric}", float("nan")) for h in history]
+            ax.plot(epochs, values, marker="o", markersize=3, label=stage)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def read_train_record(ws: Workspace) -> TrainResult:
+    fields = read_json(ws.train_record, "train")
+    fields["model_file"] = Path(fields["model_file"])
+    return TrainResult(**fields)

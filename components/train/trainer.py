@@ -1,0 +1,178 @@
+"""The training loop: fit a network with PyTorch Lightning.
+
+``fit`` needs only torch, lightning and numpy, so it runs on a bare GPU machine
+(``benchmarks/gpu_check.sh``); the pruning fine-tuner, the distillation students
+and the sweep trials train through it too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from components.prepare.splits import Split, pixel_scale
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.core.config import Params, TrainConfig
+
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    net: object  # torch.nn.Module, on the CPU, in eval mode
+    history: list[dict[str, float]]
+    seconds: float
+    device: str
+    epochs: int  # epochs completed in all, resumed ones included
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """What a student learns from: the teacher's logits for every training sample,
+    computed once (``components.distillation.teacher_logits``), and the loss mix."""
+
+    logits: np.ndarray  # (n_train, classes), float32, in the order of the training split
+    temperature: float
+    alpha: float  # share of the loss on the softened teacher outputs
+
+
+def fit(
+    net,
+    cfg: TrainConfig,
+    seed: int,
+    train: Split,
+    val: Split,
+    on_epoch: EpochHook | None = None,
+    checkpoint_dir: Path | None = None,
+    resume_from: Path | None = None,
+    teacher: Teacher | None = None,
+) -> FitResult:
+    """Train ``net`` on ``train``, validating on ``val`` after every epoch.
+
+    With ``checkpoint_dir`` a checkpoint (``last.ckpt``) is written every epoch;
+    ``resume_from`` continues from one, to the same number of epochs. With a
+    ``teacher`` the net is distilled: its training batches carry the teacher's
+    cached logits and the loss mixes them with the labels.
+    """
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from components.core.logs import quiet_libraries
+    from components.train import lightning_module as lit
+
+    quiet_libraries()
+    L.seed_everything(seed, workers=True, verbose=False)
+    history: list[dict[str, float]] = []
+
+    def record(epoch: int, metrics: dict[str, float]) -> None:
+        history.append({"epoch": epoch, **metrics})
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+    callbacks: list = [lit.EpochReporter(cfg.epochs, record)]
+    soft = None if teacher is None else teacher.logits
+    if soft is not None and len(soft) != len(train.y):
+        raise ValueError(f"teacher logits for {len(soft)} samples, training split has"
+                         f" {len(train.y)}")  # fmt: skip
+    if lit.distributed(cfg) or not lit.fits_on_device(train.x, cfg):
+        train_data = lit.loader(train.x, train.y, cfg.batch_size, True, seed, soft)
+        val_data = lit.loader(val.x, val.y, 512, shuffle=False, seed=seed)
+    else:  # the whole split on the device: no loader overhead at all
+        train_data = lit.TensorBatches(train.x, train.y, cfg.batch_size, True, seed, soft)
+        val_data = lit.TensorBatches(val.x, val.y, 512, shuffle=False, seed=seed)
+        callbacks.append(lit.FeedBatches(train_data, val_data))
+    if checkpoint_dir is not None:
+        callbacks.append(
+            ModelCheckpoint(  # overwritten each epoch: the latest state, to resume from
+                dirpath=checkpoint_dir,
+                filename="last",
+                save_top_k=1,
+                every_n_epochs=1,
+                enable_version_counter=False,
+            )  # fmt: skip
+        )
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStopping("val/loss", patience=cfg.early_stopping_patience))
+
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        num_nodes=cfg.num_nodes,
+        precision=lit.resolve_precision(cfg),
+        gradient_clip_val=cfg.gradient_clip or None,
+        deterministic=cfg.deterministic,
+        logger=False,
+        enable_checkpointing=checkpoint_dir is not None,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+    )
+    if teacher is None:
+        module = lit.Classifier(net, cfg)
+    else:
+        module = lit.Distiller(net, cfg, teacher.temperature, teacher.alpha)
+    start = time.perf_counter()
+    trainer.fit(
+        module,
+        train_dataloaders=train_data,
+        val_dataloaders=val_data,
+        ckpt_path=str(resume_from) if resume_from else None,
+    )
+    seconds = time.perf_counter() - start
+    device = str(trainer.strategy.root_device)
+    if device.startswith("cuda"):
+        device = f"{device} ({torch.cuda.get_device_name(trainer.strategy.root_device)})"
+    net = module.net.to(memory_format=torch.contiguous_format).cpu().eval()
+    return FitResult(net, history, seconds, device, epochs=trainer.current_epoch)
+
+
+def one_device(cfg: TrainConfig, **update) -> TrainConfig:
+    """``cfg`` for a short extra training in this process: one device, no compile or early stop."""
+    fixed = {"compile": False, "early_stopping_patience": 0, "devices": 1, "strategy": "auto",
+             "num_nodes": 1}  # fmt: skip
+    return cfg.model_copy(update={**fixed, **update})
+
+
+def net_spec(params: Params, meta: dict, train: Split):
+    """The network for this data: a CNN for images and an MLP for tables, unless params say."""
+    from components.train.models import NetSpec
+
+    cfg = params.train
+    kind = cfg.model if cfg.model != "auto" else ("cnn" if meta["kind"] == "image" else "mlp")
+    if kind in ("cnn", "resnet") and meta["kind"] != "image":
+        raise ValueError(f"train.model: {kind!r} needs image data; use 'mlp' or 'auto' for tables")
+    pixel_max = pixel_scale(params, meta) or 1.0
+    mean = std = ()
+    if meta["kind"] == "tabular":
+        mean = tuple(float(v) for v in np.nanmean(train.x, axis=0))
+        std = tuple(float(v) for v in np.nanstd(train.x, axis=0))
+    return NetSpec(
+        kind=kind,
+        input_shape=tuple(meta["input_shape"]),
+        num_classes=len(meta["classes"]),
+        conv_width=cfg.width,
+        hidden=cfg.hidden,
+        mlp_layers=tuple(cfg.mlp_layers),
+        resnet_blocks=tuple(cfg.resnet_blocks),
+        dropout=cfg.dropout,
+        pixel_max=float(pixel_max),
+        feature_mean=mean,
+        feature_std=std,
+    )
+
+
+def global_rank() -> int:
+    """This process's rank under Lightning's launchers (0 when not distributed)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)

@@ -1,0 +1,121 @@
+"""Quarantine: copies of what the gate rejected, with the reasons. Raw input is only ever read."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from components.core.config import ValidateConfig
+from components.prepare.sources import IMAGE_SUFFIXES, DataError
+from components.validate.suites import (
+    column_bounds,
+    expected_labels,
+    numeric_columns,
+    pixel_max_of,
+)
+from components.validate.tables import GateInput
+
+# ---------------------------------------------------------------- quarantine and reports
+
+
+def rejected_rows(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
+    """Rows that break a row-level rule, with the reasons, as a DataFrame."""
+    import pandas as pd
+
+    t = gate.table
+    reasons = pd.Series([""] * len(t), index=t.index, dtype=object)
+
+    def flag(mask, why):
+        mask = np.asarray(mask, dtype=bool)
+        reasons[mask] = reasons[mask] + why + "; "
+
+    if gate.kind == "image":
+        out_of_range = (t["min"] < cfg.pixel_min) | (t["max"] > pixel_max_of(gate, cfg))
+        flag(~t["finite"], "NaN or infinite pixel")
+        flag(out_of_range, "pixel value out of range")
+        flag(t["digest"].duplicated(), "duplicate image")
+        label = "label"
+    else:
+        flag(~t["_finite"], "infinite value")
+        flag(t["_digest"].duplicated(), "duplicate row")
+        numeric = numeric_columns(gate, reference)
+        for col in [c for c in t.columns if not c.startswith("_")]:
+            flag(t[col].isna(), f"{col} missing")
+            if col in numeric:
+                parsed = pd.to_numeric(t[col], errors="coerce")
+                flag(t[col].notna() & parsed.isna(), f"{col} not numeric")
+                bounds = column_bounds(col, cfg, reference)
+                if bounds:
+                    flag((parsed < bounds[0]) | (parsed > bounds[1]), f"{col} out of range")
+        label = "_label"
+    labels = expected_labels(cfg, reference)
+    if labels:
+        flag(~t[label].isin(labels), "label not allowed")
+    mask = reasons != ""
+    return mask.to_numpy(), reasons[mask].str.rstrip("; ")
+
+
+def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
+    """Copy what the gate rejected, with a reason file, into a new quarantine folder."""
+    folder = _new_folder(root, gate.name)
+    lines = [f"source: {gate.origin or gate.name}", "failed expectations:"]
+    lines += [f"  - {f.describe()}" for f in failures]
+    mask, reasons = rejected_rows(gate, cfg, reference) if len(gate.table) else ([], [])
+    whole_file = not any(mask) and gate.origin is not None and gate.origin.is_file()
+    if gate.kind == "tabular" and any(mask):
+        rows = gate.table[mask].drop(columns=["_split", "_finite", "_digest"], errors="ignore")
+        rows = rows.drop(columns=["_label"]).assign(_reason=reasons.to_numpy())
+        rows.to_csv(folder / "rejected_rows.csv", index=False)
+        lines.append(f"rejected rows: {int(np.sum(mask))} (rejected_rows.csv, reason per row)")
+    elif gate.kind == "image" and gate.files and any(mask):
+        for file, why in zip(np.asarray(gate.files)[mask], reasons, strict=True):
+            _copy_into(gate.origin / file, folder / "files" / file)
+            lines.append(f"  {file}: {why}")
+    if gate.rejected:
+        for file, why in gate.rejected:
+            _copy_into(gate.origin / file, folder / "files" / file)
+            lines.append(f"  {file}: {why}")
+    if whole_file:  # a table-level fault (too few rows, one class): hold the whole file
+        _copy_into(gate.origin, folder / gate.origin.name)
+    (folder / "reason.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def quarantine_unreadable(err: DataError, root: Path) -> Path | None:
+    """Hold what could not be read at all, with the reason.
+
+    Copied: a regular file given to validate, or a folder's loose image files (the
+    images it holds, not in class folders). Nothing else of a folder was asked for:
+    no other file, no link, no device is ever copied.
+    """
+    path = err.path
+    if path is None or not path.exists():
+        return None
+    folder = _new_folder(root, path.stem or "data")
+    if path.is_dir():
+        for file in path.iterdir():
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                _copy_into(file, folder / "files" / file.name)
+    else:
+        _copy_into(path, folder / path.name)
+    (folder / "reason.txt").write_text(f"source: {path}\nrejected: {err}\n")
+    return folder
+
+
+def _new_folder(root: Path, name: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    folder, n = root / f"{stamp}-{name}", 1
+    while folder.exists():
+        folder, n = root / f"{stamp}-{name}-{n}", n + 1
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _copy_into(src: Path, dst: Path) -> None:
+    if not src.is_file() or src.is_symlink():  # only regular files, never what a link names
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)  # a copy: the raw file stays as it was

@@ -1,0 +1,175 @@
+"""The ``validate`` stage: a Great Expectations gate in front of training.
+
+Tables are validated as read (column types, nulls, ranges, labels), plus
+two helper columns per row: ``_finite`` and ``_digest`` (for duplicates).
+Images are not validated one column per pixel (slow, and meaningless across
+image sizes) but through a per-sample statistics table: shape, channels, mean,
+std, min, max, finiteness and a digest per image. A per-class table checks
+class balance in each split.
+
+Rules come from ``params.yaml`` (``validate``) and from the reference profile:
+the profile of the first data of the set that passed (``reports/profile-<name>.json``). A failed
+gate writes a JSON summary and an HTML report, copies the rejected rows or
+files to ``quarantine/`` with a reason file, and raises ``DataValidationError``.
+Raw input is only ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from components.core.config import Params, ValidateConfig
+from components.core.paths import Workspace
+from components.core.records import write_json
+from components.prepare.sources import DataError
+from components.validate.profile import load_profile, profile, profile_path
+from components.validate.quarantine import quarantine_batch, quarantine_unreadable
+from components.validate.report import DataValidationError, Failure, ValidationResult, write_html
+from components.validate.suites import (
+    class_expectations,
+    expected_labels,
+    image_expectations,
+    table_expectations,
+)
+from components.validate.tables import GateInput, class_table, gate_input, prepared_gate_input
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------- running the gate
+
+
+def _run_suites(tables: dict, suites: dict) -> tuple[int, list[Failure]]:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from components.core.logs import quiet_libraries
+
+    quiet_libraries()
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    source = context.data_sources.add_pandas("mloop")
+    total, failures = 0, []
+    for name, expectations in suites.items():
+        suite = gx.ExpectationSuite(name=name)
+        for exp in expectations:
+            suite.add_expectation(exp)
+        batch_def = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+        outcome = batch_def.get_batch(batch_parameters={"dataframe": tables[name]}).validate(suite)
+        total += len(outcome.results)
+        for r in outcome.results:
+            if r.success:
+                continue
+            res = r.result or {}
+            failures.append(
+                Failure(
+                    table=name,
+                    expectation=r.expectation_config.type,
+                    column=r.expectation_config.kwargs.get("column"),
+                    unexpected_count=res.get("unexpected_count"),
+                    observed=_plain(res.get("observed_value")),
+                    examples=[_plain(v) for v in res.get("partial_unexpected_list") or []][:10],
+                )
+            )
+    return total, failures
+
+
+def _plain(value):
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") else value
+
+
+def run_gate(
+    gate: GateInput, cfg: ValidateConfig, reference: dict | None, reports: Path, quarantine: Path
+) -> ValidationResult:
+    """Validate ``gate``; write the JSON and HTML reports; quarantine what was rejected."""
+    start = time.perf_counter()
+    t = gate.table
+    warnings = []
+    if gate.kind == "image":
+        suites = {"samples": image_expectations(gate, cfg, reference)}
+        label, split = "label", "split"
+    else:
+        suites = {"samples": table_expectations(gate, cfg, reference)}
+        label, split = "_label", "_split"
+        if reference and cfg.extra_columns == "warn":
+            known = {*reference["columns"], label, split, "_finite", "_digest"}
+            extra = sorted(set(t.columns) - known)
+            warnings += [
+                f"unexpected extra column {c!r} (validate.extra_columns: warn)" for c in extra
+            ]
+    if reference is None:
+        labels = (
+            f"labels are checked against validate.allowed_labels {list(cfg.allowed_labels)}"
+            if cfg.allowed_labels
+            else "any label passes: set validate.allowed_labels to check them"
+        )
+        warnings.append(
+            f"no reference profile exists yet (this data becomes it if it passes): {labels};"
+            " ranges and shapes come from params alone"
+        )
+    tables = {"samples": t}
+    if len(t):
+        tables["classes"] = class_table(t, label, split, expected_labels(cfg, reference) or [])
+        suites["classes"] = class_expectations(cfg)
+    total, failures = _run_suites(tables, suites)
+    for file, reason in gate.rejected:
+        total += 1
+        failures.append(Failure("files", "readable_image", file, 1, reason))
+    for w in warnings:
+        log.warning(f"  warning: {w}")
+
+    held = None
+    if failures:
+        held = quarantine_batch(gate, failures, cfg, reference, quarantine)
+    result = ValidationResult(
+        passed=not failures,
+        expectations=total,
+        failures=failures,
+        warnings=warnings,
+        rows=len(t),
+        seconds=time.perf_counter() - start,
+        report=reports / "validation.json",
+        html_report=reports / "validation.html",
+        quarantine=held,
+    )
+    write_json(result.report, result)
+    write_html(result, gate)
+    return result
+
+
+def validate_stage(params: Params, ws: Workspace) -> ValidationResult:
+    """Gate the prepared splits; raises ``DataValidationError`` when any check fails."""
+    gate = prepared_gate_input(ws)
+    reference = load_profile(profile_path(ws, params), gate)
+    result = run_gate(gate, params.gate, reference, ws.reports, ws.quarantine)
+    if not result.passed:
+        from components.core import tracking
+
+        tracking.record_failed_run(
+            ws,
+            params.data.name,
+            "validate",
+            [result.report, result.html_report],
+            {"mloop.stage": "validate", "mloop.failed_expectations": str(len(result.failures))},
+        )
+        raise DataValidationError(result)
+    if reference is None:  # the first data to pass becomes the reference
+        write_json(profile_path(ws, params), profile(gate))
+    return result
+
+
+def validate_path(path: Path, params: Params, ws: Workspace, label: str | None = None):
+    """Gate any file or folder (``mloop validate --data``) against the data set's profile."""
+    from components.prepare.sources import read_path
+
+    try:
+        raw = read_path(Path(path), params.data, label)
+    except DataError as err:
+        err.quarantine = quarantine_unreadable(err, ws.quarantine)
+        raise
+    gate = gate_input(raw, Path(path).stem or "data")
+    reference = load_profile(profile_path(ws, params), gate)
+    return run_gate(gate, params.gate, reference, ws.reports, ws.quarantine)

@@ -1,0 +1,151 @@
+"""What the gate checks: the data as tables, one row per sample (images: per-image statistics)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from components.core.paths import Workspace
+from components.prepare.sources import RawData
+from components.prepare.splits import SPLITS, load_meta, load_rows, load_split
+
+IMAGE_COLUMNS = [
+    "split", "label", "height", "width", "channels",
+    "mean", "std", "min", "max", "finite", "digest",
+]  # fmt: skip
+
+
+@dataclass
+class GateInput:
+    """What the gate checks: one table, plus what is known about it."""
+
+    kind: str  # "image" or "tabular"
+    table: object  # pandas.DataFrame
+    label_column: str | None = None
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    pixel_max: float = 255.0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # files refused at read
+    files: list[str] = field(default_factory=list)
+    origin: Path | None = None
+    name: str = "data"
+
+
+# ---------------------------------------------------------------- the tables
+
+
+def _digests(rows: np.ndarray) -> list[str]:
+    return [hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest() for r in rows]
+
+
+def image_table(images: np.ndarray, labels, splits=None):
+    """One row per image: the statistics the suite checks."""
+    import pandas as pd
+
+    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # 0 images too
+    flat = rows.astype(np.float64)
+    channels = images.shape[1] if images.ndim == 4 else 1
+    with np.errstate(invalid="ignore"):
+        return pd.DataFrame(
+            {
+                "split": splits if splits is not None else "all",
+                "label": np.asarray(labels).astype(str),
+                "height": images.shape[-2],
+                "width": images.shape[-1],
+                "channels": channels,
+                "mean": flat.mean(axis=1),
+                "std": flat.std(axis=1),
+                "min": flat.min(axis=1),
+                "max": flat.max(axis=1),
+                "finite": np.isfinite(flat).all(axis=1),
+                "digest": _digests(np.ascontiguousarray(rows)),
+            }
+        )[IMAGE_COLUMNS]
+
+
+def looks_numeric(column) -> bool:
+    """An object column whose values are nearly all numbers: a numeric column with faults."""
+    import pandas as pd
+
+    values = column.dropna()
+    return len(values) > 0 and pd.to_numeric(values, errors="coerce").notna().mean() >= 0.9
+
+
+def row_table(frame, label: str, numeric: list[str], splits=None):
+    """A table's rows plus ``_split``, ``_label`` (as text), ``_finite`` and ``_digest``."""
+    import pandas as pd
+
+    table = frame.copy()
+    table["_split"] = splits if splits is not None else "all"
+    table["_label"] = frame[label].astype(str).where(frame[label].notna(), None)
+    present = [c for c in numeric if c in frame.columns]
+    values = np.column_stack(
+        [pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64) for c in present]
+    ) if present else np.zeros((len(frame), 0))  # fmt: skip
+    table["_finite"] = ~np.isinf(values).any(axis=1)
+    encoded = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    table["_digest"] = encoded.astype(str)
+    return table
+
+
+def class_table(table, label_column: str, split_column: str, classes: list[str]):
+    """Count and share of each class in each split; a class absent from a split counts 0."""
+    import pandas as pd
+
+    labels = sorted(set(classes) | set(table[label_column].dropna().unique().tolist()))
+    grid = pd.MultiIndex.from_product([sorted(table[split_column].unique()), labels])
+    counts = table.groupby([split_column, label_column]).size().reindex(grid, fill_value=0)
+    counts = counts.rename("count").rename_axis(["split", "label"]).reset_index()
+    counts["share"] = counts["count"] / counts.groupby("split")["count"].transform("sum")
+    return counts
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def gate_input(raw: RawData, name: str, splits=None) -> GateInput:
+    if raw.kind == "image":
+        table = image_table(raw.images, raw.labels, splits)
+    else:
+        table = row_table(raw.frame, raw.label_column, raw.numeric, splits)
+    return GateInput(
+        kind=raw.kind, table=table, label_column=raw.label_column, numeric=raw.numeric,
+        categorical=raw.categorical, pixel_max=raw.pixel_max, rejected=raw.rejected,
+        files=raw.files, origin=raw.origin, name=name,
+    )  # fmt: skip
+
+
+def prepared_gate_input(ws: Workspace) -> GateInput:
+    """The prepared splits, as the gate sees them."""
+    import pandas as pd
+
+    meta = load_meta(ws.prepared)
+    classes = meta["classes"]
+    if meta["kind"] == "image":
+        parts = [load_split(ws.prepared, s) for s in SPLITS]
+        raw = RawData(
+            kind="image",
+            labels=np.asarray([classes[i] for p in parts for i in p.y.tolist()]),
+            images=np.concatenate([p.x for p in parts]),
+            pixel_max=meta["pixel_max"],
+            rejected=[(r["file"], r["reason"]) for r in meta["rejected"]],
+            origin=Path(meta["origin"]) if meta["origin"] else None,
+        )
+        splits = np.concatenate([[s] * len(p) for s, p in zip(SPLITS, parts, strict=True)])
+    else:
+        frames = [load_rows(ws.prepared, s) for s in SPLITS]
+        schema = meta["schema"]
+        raw = RawData(
+            kind="tabular",
+            labels=np.asarray([]),
+            frame=pd.concat(frames, ignore_index=True),
+            label_column=schema["label"],
+            numeric=schema["numeric"],
+            categorical=list(schema["categorical"]),
+            origin=Path(meta["origin"]) if meta["origin"] else None,
+        )
+        splits = np.concatenate([[s] * len(f) for s, f in zip(SPLITS, frames, strict=True)])
+    return gate_input(raw, meta["name"], splits)

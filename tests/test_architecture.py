@@ -1,0 +1,70 @@
+"""The code's shape: no import circles, one package per stage, heavy imports where used."""
+
+from tests.helpers.imports import REPO, closure, cycles, imports_of, project_modules
+
+STAGE_PACKAGES = ("prepare", "validate", "train", "evaluate", "register", "compress", "package",
+                  "serve", "monitor")  # fmt: skip
+
+
+def test_no_import_circles_between_project_modules():
+    assert cycles() == []
+
+
+def test_the_circle_finder_finds_a_circle(tmp_path, monkeypatch):
+    """The check above can fail: two modules that import each other are reported."""
+    from tests.helpers import imports
+
+    (tmp_path / "components").mkdir()
+    (tmp_path / "components" / "a.py").write_text("from components.b import x\n")
+    (tmp_path / "components" / "b.py").write_text("def f():\n    from components import a\n")
+    monkeypatch.setattr(imports, "REPO", tmp_path)
+    monkeypatch.setattr(imports, "PACKAGES", ("components",))
+    imports.imports_of.cache_clear()
+    try:
+        assert imports.cycles() == [["components.a", "components.b"]]
+    finally:
+        imports.imports_of.cache_clear()
+
+
+def test_one_package_per_stage_each_with_its_stage_module():
+    from components.core.stages import STAGES
+
+    packages = {p.name for p in (REPO / "components").iterdir() if (p / "__init__.py").is_file()}
+    assert packages == {"core", *STAGE_PACKAGES}
+    assert [p.name for p in (REPO / "components").glob("*.py")] == ["__init__.py"]
+    for stage, target in STAGES.items():
+        module = target.split(":")[0]
+        assert module.endswith(".stage"), (stage, module)
+
+
+def test_core_imports_no_stage_package():
+    core = [m for m in project_modules() if m.startswith("components.core")]
+    for module in core:
+        for imported in imports_of(module):
+            assert imported.startswith("components.core"), (
+                f"{module} imports {imported}: core must not depend on a stage"
+            )
+
+
+def test_the_training_loop_imports_only_what_a_bare_gpu_machine_has():
+    """``fit`` runs where only torch, lightning, numpy, pandas and sklearn exist."""
+    reached = closure(["components.train.trainer"])
+    for light_only in ("components.core.tracking", "components.core.config"):
+        assert light_only not in reached, reached  # MLflow, pydantic: not on that machine
+
+
+def test_every_mloop_variable_is_read_through_the_settings_object_and_documented():
+    import re
+
+    from components.core.settings import Settings
+
+    # a read: environ.get("MLOOP_...") or environ["MLOOP_..."] not followed by "=" (a write)
+    direct = re.compile(r"""environ\.get\(\s*["']MLOOP_|environ\[["']MLOOP_\w+["']\](?!\s*=)""")
+    for module in project_modules():
+        path = REPO / (module.replace(".", "/") + ".py")
+        if not path.is_file():
+            path = REPO / module.replace(".", "/") / "__init__.py"
+        assert not direct.search(path.read_text()), f"{module} reads an MLOOP_* variable itself"
+    readme = (REPO / "README.md").read_text()
+    for field in Settings.model_fields:
+        assert f"`MLOOP_{field.upper()}`" in readme, f"MLOOP_{field.upper()} is not in the README"
