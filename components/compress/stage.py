@@ -19,7 +19,11 @@ import numpy as np
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.prepare.splits import load_meta, load_split
-from components.register.aliases import CHAMPION, COMPRESSED, alias_version, register_compressed
+from components.register.aliases import (
+    COMPRESSED,
+    champion_version,
+    register_compressed,
+)
 
 if TYPE_CHECKING:  # types only
     from components.core.config import Params
@@ -72,9 +76,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
 
     name = params.registry.model_name
     client = mlflow.MlflowClient()
-    version = alias_version(client, name, CHAMPION)
-    if version is None:
-        raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
+    version = champion_version(client, name)
     net, spec = load_net(champion_weights(name, version))
     test = load_split(ws.prepared, "test")
     classes = load_meta(ws.prepared)["classes"]

@@ -21,7 +21,12 @@ from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.tracking import pinned
 from components.prepare.splits import load_meta, pixel_scale
-from components.register.aliases import CHAMPION, COMPRESSED, alias_version, compressed_version
+from components.register.aliases import (
+    CHAMPION,
+    COMPRESSED,
+    champion_version,
+    compressed_version,
+)
 
 SERVICE = "components.package.service:Classifier"
 PINNED = "components/package/bento_model.json"  # the model's tag, beside the service
@@ -85,9 +90,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
 
     name = params.registry.model_name
     client = mlflow.MlflowClient()
-    champion = alias_version(client, name, CHAMPION)
-    if champion is None:
-        raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
+    champion = champion_version(client, name)
     compressed = compressed_version(client, name)  # the champion's own, or none
     version, alias = (compressed, COMPRESSED) if compressed else (champion, CHAMPION)
     meta = load_meta(ws.prepared)

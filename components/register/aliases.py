@@ -24,6 +24,14 @@ def alias_version(client, name: str, alias: str) -> str | None:
         return None
 
 
+def champion_version(client, name: str) -> str:
+    """The ``champion`` version; a stage that needs one and finds none says what to run."""
+    version = alias_version(client, name, CHAMPION)
+    if version is None:
+        raise RuntimeError(f"no {CHAMPION} version of {name!r}; run the register stage first")
+    return version
+
+
 def history(client, name: str) -> list[str]:
     """The versions that were champion, oldest first (the current one last)."""
     return json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
