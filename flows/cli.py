@@ -337,16 +337,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def api_token() -> str | None:
-    """``MLOOP_API_TOKEN``; an empty or blank value counts as not set."""
-    return settings().api_token
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     ws = _workspace(args)
     from components.serve import supervisor
 
-    if api_token():
+    if settings().api_token:
         print("mloop: MLOOP_API_TOKEN is set: requests need 'Authorization: Bearer <token>'")
     elif args.host not in LOOPBACK:
         if not args.insecure:

@@ -71,11 +71,8 @@ def _multiprocessing_helper(pid: int) -> bool:
 
     described = process_family.describe(pid)
     helper = "multiprocessing.resource_tracker" in described or "forkserver" in described
-    try:
-        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return False
-    return helper and ppid == os.getpid()
+    state = process_family.stat(pid)
+    return helper and state is not None and state.parent == os.getpid()
 
 
 @pytest.fixture(scope="session", autouse=True)

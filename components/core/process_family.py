@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 ENV = "MLOOP_PROCESS_FAMILY"
 _KEY = ENV.encode() + b"="
@@ -51,14 +52,13 @@ def tokens_of(pid: int) -> list[str]:
     return []
 
 
-def members(token: str, exclude: tuple[int, ...] = ()) -> list[int]:
-    """Live processes of family ``token``, other than this one and ``exclude``."""
-    skip = {os.getpid(), *exclude}
+def members(token: str) -> list[int]:
+    """Live processes of family ``token``, other than this one."""
     try:
         pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
     except OSError:
         return []
-    return [pid for pid in pids if pid not in skip and token in tokens_of(pid)]
+    return [pid for pid in pids if pid != os.getpid() and token in tokens_of(pid)]
 
 
 def describe(pid: int) -> str:
@@ -69,18 +69,18 @@ def describe(pid: int) -> str:
     return f"{pid} {command.decode(errors='replace').strip()[:200]}"
 
 
-def terminate(token: str, timeout_s: float = 15.0, exclude: tuple[int, ...] = ()) -> list[int]:
+def terminate(token: str, timeout_s: float = 15.0) -> list[int]:
     """SIGTERM every member of ``token``; SIGKILL those left after ``timeout_s``.
 
     Returns the pids that were alive when asked.
     """
-    found = members(token, exclude)
+    found = members(token)
     _signal_all(found, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     left = found
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = members(token, exclude)
+        left = members(token)
     _signal_all(left, signal.SIGKILL)
     return found
 
@@ -91,14 +91,14 @@ def _signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def guard(token: str | None = None) -> str:
+def guard() -> str:
     """Put this process and its future children in a family, watched by a guard process.
 
     The guard polls for this process's end (by any signal, SIGKILL too) and then
     terminates the family. Call it once, early, in a process that starts servers.
     Returns the family's token.
     """
-    token = token or new_token()
+    token = new_token()
     os.environ.update(with_token(dict(os.environ), token))
     # The guard itself must not carry the token it enforces: it is no member.
     env = {k: v for k, v in os.environ.items() if k != ENV}
@@ -113,22 +113,28 @@ def guard(token: str | None = None) -> str:
 def _watch(parent: int, token: str) -> None:
     """The guard's loop: wait for ``parent`` to end, then stop the family."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C to the terminal is the parent's
-    born = _stat(parent)
+    born = stat(parent)
     while born is not None:
-        now = _stat(parent)
-        if now is None or now[1] != born[1] or now[0] == "Z":  # gone, reused or a zombie
+        now = stat(parent)
+        if now is None or now.started != born.started or now.state == "Z":  # gone, reused
             break
         time.sleep(0.5)
     terminate(token)
 
 
-def _stat(pid: int) -> tuple[str, str] | None:
-    """A process's state letter and start time, or None when it is gone."""
+class Stat(NamedTuple):
+    state: str  # "R", "S", ..., "Z" for a zombie
+    parent: int
+    started: str  # clock ticks after boot: with the pid, names one process
+
+
+def stat(pid: int) -> Stat | None:
+    """A process's state, parent and start time (``/proc/PID/stat``); None when it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        return Stat(fields[0], int(fields[1]), fields[19])
+    except (OSError, IndexError, ValueError):
         return None
-    return fields[0], fields[19]
 
 
 if __name__ == "__main__":

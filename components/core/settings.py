@@ -43,8 +43,3 @@ class Settings(BaseSettings):
 def settings() -> Settings:
     """The ``MLOOP_*`` settings as the environment holds them now."""
     return Settings()
-
-
-# Set by mloop for its own processes, not by users: the process-family mark
-# (components/core/process_family.py).
-INTERNAL = ("MLOOP_PROCESS_FAMILY",)
