@@ -110,37 +110,35 @@ class Classifier:
         if self.log is None:
             try:
                 self.log = InferenceLog(LOG_PATH)
-                self.log_error = None
             except (OSError, sqlite3.Error) as err:
-                self.log_error = f"cannot open the inference log {LOG_PATH}: {err}"
-        RequestGate.unavailable = self.log_error
+                self._unwritable(f"cannot open the inference log {LOG_PATH}: {err}")
         return self.log
+
+    def _unwritable(self, reason: str | None) -> None:
+        """Why the log cannot be written now (None: it can); the gate quotes it in 503s."""
+        self.log_error = reason
+        RequestGate.unavailable = reason and f"{reason}; nothing was answered"
 
     def __is_ready__(self) -> bool:
         """/readyz: 503 while the inference log cannot be written (retried at each probe)."""
-        if LOG_PATH == "off":
+        if LOG_PATH == "off" or (self.log is not None and self.log_error is None):
             return True
-        if self._open_log() is None:
+        try:
+            self._logged(lambda log: log.probe())
+        except ServiceUnavailable:
             return False
-        if self.log_error is not None:
-            try:
-                self._logged(lambda log: log.probe())
-            except ServiceUnavailable:
-                return False
         return True
 
     def _logged(self, write):
         """Run a log write; a failure makes the service not ready and answers 503."""
         if self._open_log() is None:
-            RequestGate.unavailable = f"{self.log_error}; nothing was answered"
             raise ServiceUnavailable(RequestGate.unavailable)
         try:
             result = write(self.log)
         except sqlite3.Error as err:
-            self.log_error = f"cannot write the inference log {LOG_PATH}: {err}"
-            RequestGate.unavailable = f"{self.log_error}; nothing was answered"
+            self._unwritable(f"cannot write the inference log {LOG_PATH}: {err}")
             raise ServiceUnavailable(RequestGate.unavailable) from None
-        self.log_error = RequestGate.unavailable = None
+        self._unwritable(None)
         return result
 
     async def _answer(self, x: np.ndarray) -> Answer:
