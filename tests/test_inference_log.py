@@ -1,12 +1,21 @@
 """The inference log: rows per input, labels attached later, concurrent writers."""
 
+import asyncio
 import sqlite3
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from components.serve.inference_log import InferenceLog, newest_id, read, statistics
+from components.serve.inference_log import (
+    GroupCommit,
+    InferenceLog,
+    new_request_id,
+    newest_id,
+    read,
+    statistics,
+)
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
@@ -80,3 +89,65 @@ def test_concurrent_writers_in_threads_and_connections_lose_nothing(tmp_path):
         t.join()
     table = read(path).table
     assert len(table) == 600 and table["request_id"].nunique() == 600
+
+
+def _committing(log: InferenceLog) -> list[int]:
+    """Count ``log``'s transactions: the sizes of the groups it commits, in order."""
+    groups: list[int] = []
+    commit = log.append_many
+
+    def counted(records):
+        commit(records)
+        groups.append(len(records))
+
+    log.append_many = counted
+    return groups
+
+
+def test_group_commit_puts_the_requests_of_one_turn_in_one_transaction(tmp_path):
+    log = InferenceLog(tmp_path / "log.sqlite")
+    groups = _committing(log)
+    writer = GroupCommit(log)
+    x = _images(1)
+
+    async def request(i: int) -> int:
+        await writer.append((f"r{i}", "1", x, [0], np.array([1.0])))
+        return newest_id(log.path)  # read from another connection: committed
+
+    async def burst() -> list[int]:
+        return await asyncio.gather(*(request(i) for i in range(100)))
+
+    seen = asyncio.run(burst())
+    assert groups == [100]  # one commit for the hundred waiting requests
+    assert min(seen) == 100  # each answered only once its record was in the file
+    asyncio.run(request(100))  # alone: committed at once, by itself
+    assert groups == [100, 1] and len(read(log.path)) == 101
+
+
+def test_a_failed_group_commit_fails_every_request_of_the_group_and_the_next_succeeds(tmp_path):
+    log = InferenceLog(tmp_path / "log.sqlite")
+    writer = GroupCommit(log)
+    x = _images(1)
+
+    async def burst(n: int) -> list:
+        return await asyncio.gather(
+            *(writer.append((f"{n}-{i}", "1", x, [0], np.array([1.0]))) for i in range(n)),
+            return_exceptions=True,
+        )
+
+    log._db.execute("PRAGMA query_only = 1")  # writes now fail, as on a read-only file
+    results = asyncio.run(burst(3))
+    assert all(isinstance(r, sqlite3.OperationalError) for r in results), results
+    log._db.execute("PRAGMA query_only = 0")
+    assert asyncio.run(burst(2)) == [None, None]
+    assert read(log.path).table["request_id"].tolist() == ["2-0", "2-1"]  # nothing half-done
+
+
+def test_request_ids_are_unique_hex_and_grow_with_time():
+    ids = [new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    times = [i[:16] for i in ids]  # the first half: the time, so the id index grows at its end
+    assert times == sorted(times)
+    time.sleep(0.001)
+    assert new_request_id() > max(ids)

@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from components.compress.variants import REFERENCES
+from components.core import process_family
 from components.core.paths import Workspace
 from components.package.inputs import EXAMPLE_INPUT
 from components.prepare.splits import load_split
 from components.serve import inference_log, supervisor
-from tests.helpers import REPO, chromium, free_port, hpa_metric, raw_post, render, rss_mb
+from tests.helpers import REPO, chromium, free_port, hpa_metric, raw_post, render
 
 pytestmark = pytest.mark.slow
 
@@ -309,6 +310,69 @@ def test_every_acknowledged_request_survives_kill_9(loop, tmp_path):
     assert set(acknowledged) <= logged, f"{len(set(acknowledged) - logged)} acknowledged lost"
 
 
+def test_beyond_capacity_the_service_sheds_load_and_its_probes_stay_up(loop, tmp_path):
+    """A burst larger than MLOOP_MAX_IN_FLIGHT allows: the excess is answered 503 with
+    Retry-After at once (no timeouts), /readyz answers 200 throughout, and every request
+    answered 200 is in the log."""
+    import asyncio
+    from collections import Counter
+
+    import aiohttp
+
+    _, state = loop
+    log = tmp_path / "log.sqlite"
+    body = json.dumps({"images": EXAMPLE_INPUT}).encode()
+    headers = {"Content-Type": "application/json"}
+    with _served(state.result().bento.bento_tag, log, MLOOP_MAX_IN_FLIGHT="1") as (port, _):
+        url = f"http://127.0.0.1:{port}"
+
+        async def burst():
+            timeout = aiohttp.ClientTimeout(total=30)
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+
+                async def predict():
+                    async with session.post(f"{url}/predict", data=body, headers=headers) as r:
+                        return r.status, r.headers.get("Retry-After"), await r.json()
+
+                async def ready():
+                    async with session.get(f"{url}/readyz") as r:
+                        return r.status
+
+                return await asyncio.gather(
+                    asyncio.gather(*(predict() for _ in range(300))),
+                    asyncio.gather(*(ready() for _ in range(10))),
+                )
+
+        answers, probes = asyncio.run(burst())
+    statuses = Counter(status for status, _, _ in answers)
+    assert set(statuses) == {200, 503} and statuses[503] > 0, statuses
+    shed = [(after, answer) for status, after, answer in answers if status == 503]
+    assert all(after == "1" and "at capacity" in answer["error"] for after, answer in shed)
+    assert probes == [200] * 10
+    answered = {answer["request_id"] for status, _, answer in answers if status == 200}
+    assert answered == set(inference_log.read(log).table["request_id"])
+
+
+def test_the_service_answers_with_the_registered_models_probabilities(loop):
+    """The service runs an ONNX model in ONNX Runtime directly, any other through MLflow's
+    pyfunc: both answer exactly as the registered model does."""
+    import bentoml
+    import mlflow
+
+    from components.core.predict import load_registered, served_predictor
+
+    ws, state = loop
+    x = load_split(ws.prepared, "test").x
+    stored = bentoml.models.get(state.result().bento.model_tag)  # champion-compressed, ONNX
+    registered = load_registered("models:/digits-classifier@champion-compressed")
+    served = served_predictor(stored.path_of("mlflow_model"))
+    assert np.allclose(served(x), registered(x), atol=1e-6)
+    champion = mlflow.artifacts.download_artifacts("models:/digits-classifier@champion")
+    assert "onnx" not in (Path(champion) / "MLmodel").read_text()  # the pyfunc path
+    registered = load_registered("models:/digits-classifier@champion")
+    assert np.allclose(served_predictor(champion)(x), registered(x), atol=1e-6)
+
+
 def test_endpoints_are_bounded(loop, tmp_path):
     """Size limit before parsing, JSON only, numbers in range, errors that do not echo."""
     _, state = loop
@@ -316,7 +380,7 @@ def test_endpoints_are_bounded(loop, tmp_path):
     with _served(state.result().bento.bento_tag, log) as (port, server):
         for _ in range(20):  # warm both workers
             assert _post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())[0] == 200
-        before = rss_mb(server.family)
+        before = process_family.rss_mb(server.family)
         big = 100 * 2**20
         status, seconds = raw_post(
             port, {"Content-Type": "application/json", "Content-Length": big}, chunks=100
@@ -327,7 +391,7 @@ def test_endpoints_are_bounded(loop, tmp_path):
             b"6400000\r\n", chunks=100,
         )  # fmt: skip
         assert status == 413 and seconds < 1, (status, seconds)
-        assert rss_mb(server.family) - before < 50
+        assert process_family.rss_mb(server.family) - before < 50
 
         body = json.dumps({"images": EXAMPLE_INPUT}).encode()
         for content_type in (None, "text/plain", "multipart/form-data"):

@@ -80,3 +80,50 @@ def test_bentofile_matches_what_the_package_stage_builds():
     assert spec["service"] == SERVICE
     assert spec["python"]["packages"] == list(SERVING_PACKAGES)
     assert "components/**/*.py" in spec["include"]
+
+
+def test_beyond_max_in_flight_posts_are_shed_with_503_and_retry_after_but_probes_pass():
+    import asyncio
+    import json
+
+    from components.package.http_gate import RETRY_AFTER_S, RequestGate
+
+    release = asyncio.Event()
+
+    async def app(scope, receive, send):  # a service busy until released
+        if scope["method"] == "POST":
+            await receive()
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    gate = RequestGate(app, max_in_flight=2)
+
+    async def call(method: str, path: str):
+        scope = {"type": "http", "method": method, "path": path,
+                 "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await gate(scope, receive, send)
+        start = sent[0]
+        return start["status"], dict(start["headers"]), json.loads(sent[1]["body"])
+
+    async def scenario():
+        busy = [asyncio.create_task(call("POST", "/predict")) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        assert gate.in_flight == 2
+        status, headers, body = await call("POST", "/predict")
+        assert status == 503 and headers[b"retry-after"] == str(RETRY_AFTER_S).encode()
+        assert "at capacity" in body["error"] and "MLOOP_MAX_IN_FLIGHT" in body["error"]
+        assert (await call("GET", "/readyz"))[0] == 200  # probes are never shed
+        release.set()
+        assert [(await t)[0] for t in busy] == [200, 200]
+        assert gate.in_flight == 0 and (await call("POST", "/predict"))[0] == 200
+
+    asyncio.run(scenario())

@@ -61,6 +61,17 @@ def members(token: str) -> list[int]:
     return [pid for pid in pids if pid != os.getpid() and token in tokens_of(pid)]
 
 
+def rss_mb(token: str) -> float:
+    """Resident memory of family ``token``'s live processes together, in MB."""
+    total = 0
+    for pid in members(token):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
 def describe(pid: int) -> str:
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")

@@ -1,6 +1,6 @@
-"""The ASGI middleware in front of the service: token, content type and body size.
+"""The ASGI middleware in front of the service: token, load, content type and body size.
 
-All three are checked before BentoML parses anything.
+All are checked before BentoML parses anything.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # probes answer without a token
 METRICS_PATH = "/metrics"
+RETRY_AFTER_S = 1  # what a shed request is told to wait
 
 
 class TooLarge(Exception):
@@ -26,7 +27,10 @@ class RequestGate:
     with a "simple" cross-origin request). A body over the limit gets 413 before
     it is parsed: its length is checked from the header, then while it is read.
     With a token set, any request but the probes without ``Authorization: Bearer
-    <token>`` gets 401; /metrics also takes the metrics token.
+    <token>`` gets 401; /metrics also takes the metrics token. A POST that finds
+    ``max_in_flight`` requests of this worker under way gets 503 with ``Retry-After``
+    at once: beyond capacity the service sheds load instead of queueing every
+    request into a timeout, and the probes, never shed, stay fast.
     """
 
     body_limit: int | None = None  # set by the service once it knows its model
@@ -40,8 +44,11 @@ class RequestGate:
         token: str | None = None,
         metrics_token: str | None = None,
         max_body: int | None = None,
+        max_in_flight: int = 32,
     ) -> None:
         self.app = app
+        self.max_in_flight = max_in_flight  # MLOOP_MAX_IN_FLIGHT
+        self.in_flight = 0  # POSTs under way in this worker (one event loop)
         self.expected = f"Bearer {token}".encode() if token else None
         self.metrics = f"Bearer {metrics_token}".encode() if metrics_token else None
         self.max_body = max_body  # MLOOP_MAX_BODY_BYTES; None: the model's largest batch
@@ -72,6 +79,19 @@ class RequestGate:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        if self.in_flight >= self.max_in_flight:
+            await _refuse(send, 503, f"at capacity: {self.in_flight} requests under way in"
+                                     f" this worker (MLOOP_MAX_IN_FLIGHT); retry after"
+                                     f" {RETRY_AFTER_S} s",
+                          [(b"retry-after", str(RETRY_AFTER_S).encode())])  # fmt: skip
+            return
+        self.in_flight += 1
+        try:
+            await self._post(scope, receive, send, headers)
+        finally:
+            self.in_flight -= 1
+
+    async def _post(self, scope, receive, send, headers: dict) -> None:
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media != b"application/json":
             shown = media.decode("latin-1")[:60] or "none"

@@ -6,11 +6,24 @@ on), the input itself (float32 bytes), the predicted class, its confidence, and
 later the true label (``attach_labels``, from the feedback endpoint). A request is
 committed before its response is sent, so every acknowledged request survives a
 ``kill -9`` of the server: WAL commits reach the operating system at commit time.
-Several server workers append to one file; SQLite serialises their writes.
+
+The service appends through ``GroupCommit``: each server worker commits the
+records of all the requests waiting in one turn of its event loop in one
+transaction, so under load a commit serves many requests. Several workers append
+to one file; a lock file beside it queues their
+transactions (``flock`` wakes the next writer at once, where SQLite's own busy
+handler would sleep and retry in steps of up to 100 ms). Request ids begin with the
+time (``new_request_id``), so each record lands at the end of the id index, as of
+the table (rows are never deleted, so ids only grow): a commit writes a few pages,
+not one page per record, and costs about half what random ids did.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -23,7 +36,7 @@ STATISTICS = ("mean", "std", "min", "max", "ink")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL,
     item INTEGER NOT NULL,
     ts REAL NOT NULL,
@@ -36,9 +49,13 @@ CREATE TABLE IF NOT EXISTS predictions (
     label TEXT,
     UNIQUE (request_id, item)
 );
-CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, ts REAL NOT NULL);
 """
+
+
+def new_request_id() -> str:
+    """32 hex digits: the time in nanoseconds, then 64 random bits (unique, not guessable)."""
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 def statistics(x: np.ndarray) -> np.ndarray:
@@ -61,14 +78,32 @@ class Batch:
         return len(self.table)
 
 
+# One request's predictions: (request id, model version, inputs, predicted classes,
+# confidences), the inputs an array with one row (or image) per prediction.
+Record = tuple[str, str, np.ndarray, list, np.ndarray]
+
+
 class InferenceLog:
-    """Appends predictions to ``path``; safe to share between the threads of one process."""
+    """Appends predictions to ``path``; safe to share between the threads of one process,
+    and between processes."""
 
     def __init__(self, path: Path | str, timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = connect(self.path, timeout_s)
         self._lock = threading.Lock()
+        self._writers = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """One transaction, with this file's writers (threads and processes) queued."""
+        with self._lock:
+            fcntl.flock(self._writers, fcntl.LOCK_EX)  # releases the GIL while it waits
+            try:
+                with self._db:
+                    yield self._db
+            finally:
+                fcntl.flock(self._writers, fcntl.LOCK_UN)
 
     def append(
         self,
@@ -79,16 +114,23 @@ class InferenceLog:
         confidence: np.ndarray,
     ) -> None:
         """Record one request's predictions; returns once they are committed."""
+        self.append_many([(request_id, model_version, x, predictions, confidence)])
+
+    def append_many(self, records: list[Record]) -> None:
+        """Record several requests' predictions in one transaction; returns once committed."""
         now = time.time()
-        stats = statistics(x)
-        rows = [
-            (request_id, i, now, model_version, *map(float, stats[i]),
-             np.ascontiguousarray(x[i], dtype=np.float32).tobytes(), str(predictions[i]),
-             float(confidence[i]))
-            for i in range(len(x))
-        ]  # fmt: skip
-        with self._lock, self._db:
-            self._db.executemany(
+        flat = np.concatenate(
+            [np.asarray(x, dtype=np.float32).reshape(len(x), -1) for _, _, x, _, _ in records]
+        )
+        stats = statistics(flat).tolist()
+        rows, k = [], 0
+        for request_id, model_version, x, predictions, confidence in records:
+            for i in range(len(x)):
+                rows.append((request_id, i, now, model_version, *stats[k], flat[k].tobytes(),
+                             str(predictions[i]), float(confidence[i])))  # fmt: skip
+                k += 1
+        with self._writing() as db:
+            db.executemany(
                 "INSERT INTO predictions (request_id, item, ts, model_version, mean, std, min,"
                 " max, ink, inputs, prediction, confidence)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -105,8 +147,8 @@ class InferenceLog:
         number of inputs it had, and ``FileExistsError`` when it has labels already
         and ``overwrite`` is off.
         """
-        with self._lock, self._db:
-            (count, labelled) = self._db.execute(
+        with self._writing() as db:
+            (count, labelled) = db.execute(
                 "SELECT COUNT(*), COUNT(label) FROM predictions WHERE request_id = ?",
                 (request_id,),
             ).fetchone()
@@ -121,7 +163,7 @@ class InferenceLog:
                     f"request {request_id} is labelled already ({labelled} of {count});"
                     " send overwrite: true to replace its labels"
                 )
-            self._db.executemany(
+            db.executemany(
                 "UPDATE predictions SET label = ? WHERE request_id = ? AND item = ?",
                 [(str(label), request_id, i) for i, label in enumerate(labels)],
             )
@@ -130,11 +172,58 @@ class InferenceLog:
     def probe(self) -> None:
         """Commit one small write: raises ``sqlite3.Error`` while the log cannot be written
         (a full disk, a read-only file), as an append would."""
-        with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO probe (id, ts) VALUES (1, ?)", (time.time(),))
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO probe (id, ts) VALUES (1, ?)", (time.time(),))
 
     def close(self) -> None:
         self._db.close()
+        self._writers.close()
+
+
+class GroupCommit:
+    """Group commit on the server's event loop: one transaction for all waiting requests.
+
+    ``await append(record)`` returns once the record is committed, or raises what
+    failed its commit (``sqlite3.Error``: the disk is full, the file read-only). The
+    first record of an event-loop turn schedules a commit for the end of the turn
+    (``call_soon``); every request that reaches its log step in that turn adds its
+    record and waits. A request alone commits at once, with no added wait; under
+    load one commit serves all the requests of a turn, so commits stop serialising
+    requests. The commit runs on the loop itself: a group costs less (≈50 µs, and
+    ≈12 µs a record) than handing it to a writer thread, whose every hand-back
+    waited on the GIL (that design sustained 1,750 requests/s, this one 2,750:
+    benchmarks/serving.py).
+    """
+
+    def __init__(self, log: InferenceLog) -> None:
+        self.log = log
+        self._waiting: list[tuple[asyncio.Future, Record]] = []
+
+    async def append(self, record: Record) -> None:
+        committed = asyncio.get_running_loop().create_future()
+        if not self._waiting:
+            committed.get_loop().call_soon(self._commit)
+        self._waiting.append((committed, record))
+        await committed
+
+    def _commit(self) -> None:
+        group, self._waiting = self._waiting, []
+        error = None
+        try:
+            self.log.append_many([record for _, record in group])
+        except Exception as err:  # noqa: BLE001 (each waiting request gets it)
+            error = err
+        _settle([committed for committed, _ in group], error)
+
+
+def _settle(futures: list[asyncio.Future], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # its request was cancelled (the client went away)
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:

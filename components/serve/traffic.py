@@ -66,18 +66,27 @@ def run(
     feedback: float = 0.0,
     token: str | None = None,
     seed: int = 0,
+    batch: int = 1,
 ) -> TrafficResult:
-    """Send ``rate`` requests per second for ``duration_s`` seconds to ``url`` (the service)."""
+    """Send ``rate`` requests per second for ``duration_s`` seconds to ``url`` (the service),
+    each of one image, or of ``batch`` images."""
     return asyncio.run(
-        _run(url.rstrip("/"), images, labels, rate, duration_s, drift, feedback, token, seed)
+        _run(
+            url.rstrip("/"), images, labels, rate, duration_s, drift, feedback, token, seed, batch
+        )  # fmt: skip
     )
 
 
-async def _run(url, images, labels, rate, duration_s, drift, feedback, token, seed):
+async def _run(url, images, labels, rate, duration_s, drift, feedback, token, seed, batch):
     import aiohttp
 
     rng = np.random.default_rng(seed)
-    bodies = [json.dumps({"images": image.tolist()}).encode() for image in images]
+    if batch == 1:
+        groups = [[i] for i in range(len(images))]
+        bodies = [json.dumps({"images": image.tolist()}).encode() for image in images]
+    else:
+        groups = [list(range(i, i + batch)) for i in range(0, len(images) - batch + 1, batch)]
+        bodies = [json.dumps({"images": images[g].tolist()}).encode() for g in groups]
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -104,7 +113,9 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         reply = json.loads(body)
         versions[reply["model_version"]] += 1
         if feedback and rng.random() < feedback:
-            label = json.dumps({"request_id": reply["request_id"], "labels": [int(labels[i])]})
+            label = json.dumps(
+                {"request_id": reply["request_id"], "labels": [int(labels[j]) for j in groups[i]]}
+            )
             async with session.post(f"{url}/feedback", data=label, headers=headers) as answer:
                 labelled += answer.status == 200
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import shutil
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from components.core import process_family
 from components.core.config import Params, parse_params
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,17 +73,6 @@ def raw_post(port: int, headers: dict, body: bytes = b"", chunks: int = 0) -> tu
                 break
             answer += part
     return int(answer.split()[1]), time.perf_counter() - start
-
-
-def rss_mb(token: str) -> float:
-    """Resident memory of a process family, in MB."""
-    total = 0
-    for pid in process_family.members(token):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total / 1024
 
 
 def small_params(**sections) -> Params:
