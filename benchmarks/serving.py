@@ -38,7 +38,7 @@ from pathlib import Path
 FIXED = (250, 1000)
 LADDERS = {  # images per request: rates asked, per second
     1: (1000, 2000, 2500, 3000, 3500, 4000, 5000, 6000),
-    32: (100, 200, 400, 600, 800, 1200),
+    32: (400, 800, 1200, 1600, 2000, 2500, 3000),
 }
 SUSTAINED_P99_MS = 100.0
 SIDES = ("mloop", "peer")

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     max_body_bytes: PositiveInt | None = None  # default: the largest legal batch
     service_workers: PositiveInt = 2  # Bento server worker processes
     ort_threads: PositiveInt = 1  # ONNX Runtime intra-op threads per worker
-    max_in_flight: PositiveInt = 32  # requests per worker at once; beyond: 503, Retry-After
+    max_in_flight: PositiveInt = 64  # requests per worker at once; beyond: 503, Retry-After
     tracing: bool = False  # BentoML's OpenTelemetry spans (configure an exporter for them)
     access_log: bool = False  # BentoML's access log
     bento_model: str | None = None  # the BentoML model tag to serve (set by the build)

@@ -44,7 +44,7 @@ class RequestGate:
         token: str | None = None,
         metrics_token: str | None = None,
         max_body: int | None = None,
-        max_in_flight: int = 32,
+        max_in_flight: int = 64,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight  # MLOOP_MAX_IN_FLIGHT

@@ -17,7 +17,7 @@ BentoML serves /livez, /readyz and the Prometheus /metrics itself.
 
 The request path is chosen from ``benchmarks/serving.py`` (figures in the README):
 an ONNX model runs in ONNX Runtime directly, on ``MLOOP_ORT_THREADS`` threads;
-records reach the log through one group-committing writer thread per worker;
+the requests of one event-loop turn share one log commit (``GroupCommit``);
 OpenTelemetry spans are off unless ``MLOOP_TRACING`` asks for them (with no exporter
 configured they went nowhere and cost a fifth of the CPU); beyond
 ``MLOOP_MAX_IN_FLIGHT`` requests per worker the gate answers 503 with Retry-After.

@@ -10,9 +10,9 @@ committed before its response is sent, so every acknowledged request survives a
 The service appends through ``GroupCommit``: each server worker commits the
 records of all the requests waiting in one turn of its event loop in one
 transaction, so under load a commit serves many requests. Several workers append
-to one file; a lock file beside it queues their
-transactions (``flock`` wakes the next writer at once, where SQLite's own busy
-handler would sleep and retry in steps of up to 100 ms). Request ids begin with the
+to one file; a lock file beside it queues their transactions (``flock`` wakes the
+next writer at once, where SQLite's own busy handler would sleep and retry in steps
+of up to 100 ms). Request ids begin with the
 time (``new_request_id``), so each record lands at the end of the id index, as of
 the table (rows are never deleted, so ids only grow): a commit writes a few pages,
 not one page per record, and costs about half what random ids did.
