@@ -11,7 +11,8 @@ this process (``components.serve.traffic``, on the same cores), alternating whic
 side goes first at every step, for ``--rounds`` rounds:
 
 1. fixed rates (250 and 1,000 single-image requests/s, ``--fixed-seconds`` each):
-   p50/p99 and the service's peak resident memory (server and workers);
+   p50/p99, the service's peak resident memory and its CPU time per request (server
+   and workers, from /proc: steadier than any rate on a shared machine);
 2. rising ladders of single-image requests and of 32-image batches: each side's
    max sustainable rate, the highest rate of a round answered in full with p99
    under 100 ms and no error (median over rounds), and the ratio of the two;
@@ -34,6 +35,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 FIXED = (250, 1000)
 LADDERS = {  # images per request: rates asked, per second
@@ -58,13 +60,15 @@ def main() -> None:
 
     ws = Workspace(Path(args.workspace).resolve())
     configure_environment(ws)
+    from components.core import process_family
     from components.core.records import read_json
     from components.prepare.splits import load_split
     from components.serve import supervisor
 
     bento = read_json(ws.report("bento.json"), "package")
     test = load_split(ws.prepared, "test")
-    with tempfile.TemporaryDirectory() as tmp:
+    process_family.guard()  # the servers stop even if this process is SIGKILLed
+    with tempfile.TemporaryDirectory() as tmp, supervisor.stop_signals_raise():
         servers = {}
         try:
             servers["mloop"] = start_mloop(bento["model_tag"], Path(tmp), 3311)
@@ -131,13 +135,20 @@ def warm_up(url: str, test) -> None:
     traffic.run(url, test.x, test.y, 200, 3)
 
 
+class Service(NamedTuple):
+    rss_mb: float  # peak resident memory of the server and its workers
+    cpu_ms: float  # their CPU time per request answered
+
+
 class PeakRss:
-    """Peak resident memory of a server's process family while the block runs, in MB."""
+    """Peak resident memory (MB) and CPU seconds of a server's process family while the
+    block runs."""
 
     def __init__(self, server) -> None:
         self.family, self.peak, self._done = server.family, 0.0, threading.Event()
 
     def __enter__(self):
+        self._cpu = cpu_seconds(self.family)
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -149,12 +160,24 @@ class PeakRss:
             self.peak = max(self.peak, process_family.rss_mb(self.family))
 
     def __exit__(self, *exc) -> None:
+        self.cpu = cpu_seconds(self.family) - self._cpu
         self._done.set()
         self._thread.join()
 
 
+def cpu_seconds(family: str) -> float:
+    """User and system CPU time of a process family's live processes."""
+    from components.core import process_family
+
+    total = 0
+    for pid in process_family.members(family):
+        stat = process_family.stat(pid)
+        total += stat.cpu_ticks if stat else 0
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def climb(servers, test, batch: int, rates, seconds: float, rounds: int) -> dict:
-    """{side: {rate: [(TrafficResult, peak RSS MB) per round]}}, sides alternating."""
+    """{side: {rate: [(TrafficResult, Service) per round]}}, sides alternating."""
     from components.serve import traffic
 
     runs = {side: {rate: [] for rate in rates} for side in SIDES}
@@ -164,7 +187,8 @@ def climb(servers, test, batch: int, rates, seconds: float, rounds: int) -> dict
                 server, url = servers[side]
                 with PeakRss(server) as rss:
                     result = traffic.run(url, test.x, test.y, rate, seconds, batch=batch)
-                runs[side][rate].append((result, rss.peak))
+                handled = max(result.ok + sum(result.errors.values()), 1)
+                runs[side][rate].append((result, Service(rss.peak, 1e3 * rss.cpu / handled)))
                 time.sleep(0.5)  # let a backlog drain before the other side
         print(f"  {batch}-image requests at {rates}/s: round {r + 1}/{rounds}", file=sys.stderr)
     return runs
@@ -177,13 +201,14 @@ def sustained(result) -> bool:
 
 
 def median(runs: list, value) -> float:
-    return statistics.median(value(result, rss) for result, rss in runs)
+    return statistics.median(value(result, service) for result, service in runs)
 
 
 def table(runs: dict, title: str) -> None:
-    print(f"\n{title} (medians of rounds; errors: all rounds)")
-    head = f"{'answered/s':>11}{'p50 ms':>8}{'p99 ms':>9}{'errors':>8}{'RSS MB':>8}"
-    print(f"{'rate/s':>7} | {'mloop':^44} | {'peer':^44}")
+    print(f"\n{title} (medians of rounds; errors: all rounds; RSS: the peak; CPU: the"
+          " service's CPU time per request)")  # fmt: skip
+    head = f"{'answered/s':>11}{'p50 ms':>8}{'p99 ms':>9}{'errors':>8}{'RSS MB':>8}{'CPU ms':>8}"
+    print(f"{'rate/s':>7} | {'mloop':^52} | {'peer':^52}")
     print(f"{'':>7} | {head} | {head}")
     for rate in next(iter(runs.values())):
         cells = []
@@ -193,7 +218,8 @@ def table(runs: dict, title: str) -> None:
             cells.append(f"{median(results, lambda t, m: t.throughput):>11.0f}"
                          f"{median(results, lambda t, m: t.latency_ms['p50']):>8.1f}"
                          f"{median(results, lambda t, m: t.latency_ms['p99']):>9.1f}"
-                         f"{errors:>8}{max(m for _, m in results):>8.0f}")  # fmt: skip
+                         f"{errors:>8}{max(m.rss_mb for _, m in results):>8.0f}"
+                         f"{median(results, lambda t, m: m.cpu_ms):>8.3f}")  # fmt: skip
         print(f"{rate:>7} | " + " | ".join(cells))
 
 
@@ -257,7 +283,7 @@ def targets(fixed: dict, best: dict | None) -> None:
     at = {rate: fixed["mloop"][rate] for rate in FIXED}
     p99 = {rate: median(runs, lambda t, m: t.latency_ms["p99"]) for rate, runs in at.items()}
     errors = sum(sum(t.errors.values()) + t.skipped for t, _ in at[1000])
-    rss = max(m for _, m in at[1000])
+    rss = max(m.rss_mb for _, m in at[1000])
     checks = [
         (
             f"1,000/s: p99 {p99[1000]:.1f} ms < 50 ms, {errors} errors",

@@ -137,13 +137,15 @@ class Stat(NamedTuple):
     state: str  # "R", "S", ..., "Z" for a zombie
     parent: int
     started: str  # clock ticks after boot: with the pid, names one process
+    cpu_ticks: int  # user and system CPU time so far, in clock ticks
 
 
 def stat(pid: int) -> Stat | None:
-    """A process's state, parent and start time (``/proc/PID/stat``); None when it is gone."""
+    """A process's state, parent, start time and CPU time (``/proc/PID/stat``); None when
+    it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return Stat(fields[0], int(fields[1]), fields[19])
+        return Stat(fields[0], int(fields[1]), fields[19], int(fields[11]) + int(fields[12]))
     except (OSError, IndexError, ValueError):
         return None
 
