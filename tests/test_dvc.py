@@ -65,9 +65,10 @@ def test_dvc_repro_twice_then_again_after_a_change_to_the_loss(tmp_path):
     # everything after it run again; prepare and validate do not.
     module = project / "components" / "train" / "lightning_module.py"
     code = module.read_text()
-    assert "        loss = F.cross_entropy(logits, y)\n" in code
-    changed = "        loss = F.cross_entropy(logits, y, reduction='mean')\n"
-    module.write_text(code.replace("        loss = F.cross_entropy(logits, y)\n", changed))
+    line = "        loss = F.cross_entropy(logits, y, weight=self._class_weight(logits))\n"
+    assert line in code
+    changed = line.replace("))\n", "), reduction='mean')\n")
+    module.write_text(code.replace(line, changed))
     third = run("dvc", "repro")
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in third.stdout}

@@ -27,6 +27,15 @@ def test_gate_needs_a_strictly_better_challenger(challenger, champion, margin, p
     assert decision.champion_score == champion and decision.champion_version == "1"
 
 
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [(0.30, 0.25, False), (0.25, 0.25, False), (0.20, 0.25, True)],
+)
+def test_on_log_loss_the_lower_challenger_wins(challenger, champion, promote):
+    decision = decide(challenger, champion, RegisterConfig(metric="test_log_loss"), "1")
+    assert decision.promote is promote and "lower is better" in decision.reason
+
+
 def test_gate_on_the_registry(trained_copy):
     """Worse challenger: champion stays. Better one: champion moves. Both are recorded."""
     ws, params = trained_copy

@@ -92,3 +92,37 @@ def test_train_stage_tracks_params_metrics_model_and_lineage(trained_ws, use_sto
     test = load_split(ws.prepared, "test")
     proba = np.asarray(model.predict(test.x[:3]))
     assert proba.shape == (3, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-4)
+
+
+def test_balanced_class_weights_weigh_a_rare_class_up_as_scikit_learn_does():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from components.train.lightning_module import Classifier
+
+    y = np.array([0] * 90 + [2] * 10)  # class 1 is missing from the training labels
+    module = Classifier(torch.nn.Identity(), small_params().train, np.bincount(y))
+    logits = torch.zeros(4, 3)
+    weight = module._class_weight(logits).numpy()
+    expected = compute_class_weight("balanced", classes=np.array([0, 2]), y=y)
+    assert weight[[0, 2]] == pytest.approx(expected) and weight[1] == 1.0
+    assert Classifier(torch.nn.Identity(), small_params().train)._class_weight(logits) is None
+
+
+def test_fit_with_balanced_weights_finds_more_of_a_rare_class():
+    """A rare class that overlaps a common one: balanced weights trade accuracy for its recall."""
+    from components.prepare.splits import Split
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    y = (rng.random(n) < 0.1).astype(np.int64)
+    x = (rng.normal(size=(n, 4)) + y[:, None] * 1.0).astype(np.float32)
+    train, val = Split(x[:1500], y[:1500]), Split(x[1500:], y[1500:])
+    recall = {}
+    for weights in ("none", "balanced"):
+        params = small_params(train={"model": "mlp", "epochs": 5, "class_weights": weights})
+        net = build_net(NetSpec("mlp", (4,), 2, mlp_layers=(16,)))
+        fit(net, params.train, 0, train, val)
+        with torch.no_grad():
+            predicted = net(torch.from_numpy(val.x)).argmax(1).numpy()
+        recall[weights] = (predicted[val.y == 1] == 1).mean()
+    assert recall["balanced"] > recall["none"] + 0.2, recall

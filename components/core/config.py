@@ -102,6 +102,8 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0001, ge=0)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     gradient_clip: float = Field(1.0, ge=0)  # 0: off
+    # "balanced": each class's loss weighs n / (classes x its count), for skewed labels
+    class_weights: Literal["none", "balanced"] = "none"
     early_stopping_patience: int = Field(0, ge=0)  # epochs without val/loss progress; 0: off
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     compile: bool = False  # torch.compile the network
@@ -115,7 +117,10 @@ class TrainConfig(_Section):
 
 class RegisterConfig(_Section):
     model_name: str = Field("digits-classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    metric: Literal["test_accuracy", "test_macro_f1"] = "test_accuracy"
+    # What the gate compares (components/evaluate/metrics.py GATEABLE; log loss: lower wins).
+    metric: Literal[
+        "test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_log_loss"
+    ] = "test_accuracy"
     min_improvement: float = Field(0.0, ge=0)
     # Hard limits on the challenger (None: no limit): CPU p95 latency at batch 1, file size.
     max_latency_p95_ms: float | None = Field(None, gt=0)

@@ -1,6 +1,10 @@
 """Scores of predicted probabilities against true labels.
 
-Accuracy, macro F1, per-class precision and recall, the confusion matrix.
+Accuracy, macro F1, per-class precision and recall, the confusion matrix, ROC AUC
+and PR AUC (average precision) of the positive class for two classes and
+one-vs-rest means over the classes for more, log loss, and the expected
+calibration error with its reliability diagram. Any of ``GATEABLE`` can decide
+promotions; ``better`` knows which way each one improves.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
     pass
 
 
+GATEABLE = ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_log_loss")
+LOWER_IS_BETTER = frozenset({"test_log_loss", "test_ece"})
+CALIBRATION_BINS = 10
+
+
 @dataclass(frozen=True)
 class Scores:
     accuracy: float
@@ -23,9 +32,34 @@ class Scores:
     precision: dict[str, float]
     recall: dict[str, float]
     confusion: list[list[int]]
+    roc_auc: float | None  # None: undefined (the test split holds one class only)
+    pr_auc: float | None
+    log_loss: float
+    ece: float  # expected calibration error of the top class, CALIBRATION_BINS bins
+
+    def summary(self) -> dict[str, float]:
+        """The overall scores as metrics (``test_*``), the undefined ones left out."""
+        values = {
+            "test_accuracy": self.accuracy,
+            "test_macro_f1": self.macro_f1,
+            "test_roc_auc": self.roc_auc,
+            "test_pr_auc": self.pr_auc,
+            "test_log_loss": self.log_loss,
+            "test_ece": self.ece,
+        }
+        return {name: value for name, value in values.items() if value is not None}
 
     def metric(self, name: str) -> float:
-        return {"test_accuracy": self.accuracy, "test_macro_f1": self.macro_f1}[name]
+        values = self.summary()
+        if name not in values:
+            raise ValueError(f"{name} is undefined on this test split (it holds one class only)")
+        return values[name]
+
+
+def better(metric: str, challenger: float, champion: float, margin: float = 0.0) -> bool:
+    """Whether ``challenger`` beats ``champion`` on ``metric`` by more than ``margin``."""
+    gain = champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
+    return gain > margin
 
 
 def metric_safe(name: str) -> str:
@@ -35,20 +69,89 @@ def metric_safe(name: str) -> str:
 
 def score(y_true: np.ndarray, proba: np.ndarray, classes: list) -> Scores:
     """Scores of class-index labels ``y_true`` against probabilities; ``classes`` names them."""
-    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        confusion_matrix,
+        f1_score,
+        log_loss,
+        precision_recall_fscore_support,
+    )
 
+    proba = np.asarray(proba, dtype=np.float64)
     y_pred = proba.argmax(axis=1)
     index = list(range(len(classes)))
     precision, recall, _, _ = precision_recall_fscore_support(
         y_true, y_pred, labels=index, zero_division=0
     )
+    roc_auc, pr_auc = ranking_scores(y_true, proba)
     return Scores(
         accuracy=float((y_pred == y_true).mean()),
         macro_f1=float(f1_score(y_true, y_pred, labels=index, average="macro", zero_division=0)),
         precision={str(c): float(p) for c, p in zip(classes, precision, strict=True)},
         recall={str(c): float(r) for c, r in zip(classes, recall, strict=True)},
         confusion=confusion_matrix(y_true, y_pred, labels=index).tolist(),
+        roc_auc=roc_auc,
+        pr_auc=pr_auc,
+        log_loss=float(log_loss(y_true, proba / proba.sum(1, keepdims=True), labels=index)),
+        ece=calibration(y_true, proba)[0],
     )
+
+
+def ranking_scores(y_true: np.ndarray, proba: np.ndarray) -> tuple[float | None, float | None]:
+    """ROC AUC and PR AUC (average precision): of class 1 for two classes, else the mean
+    of one-vs-rest scores over the classes the split holds (None: it holds one)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    columns = [1] if proba.shape[1] == 2 else range(proba.shape[1])
+    present = [k for k in columns if 0 < (y_true == k).sum() < len(y_true)]
+    if not present:
+        return None, None
+    roc = [roc_auc_score(y_true == k, proba[:, k]) for k in present]
+    pr = [average_precision_score(y_true == k, proba[:, k]) for k in present]
+    return float(np.mean(roc)), float(np.mean(pr))
+
+
+def calibration(y_true: np.ndarray, proba: np.ndarray) -> tuple[float, list[tuple]]:
+    """Expected calibration error of the top class, and the bins behind it:
+    (mean confidence, accuracy, count) for each non-empty bin of confidence."""
+    confidence = proba.max(axis=1)
+    right = proba.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, CALIBRATION_BINS - 1)
+    bins, ece = [], 0.0
+    for b in range(CALIBRATION_BINS):
+        members = which == b
+        if members.any():
+            conf, acc = float(confidence[members].mean()), float(right[members].mean())
+            bins.append((conf, acc, int(members.sum())))
+            ece += members.mean() * abs(conf - acc)
+    return float(ece), bins
+
+
+def plot_calibration(y_true: np.ndarray, proba: np.ndarray, path: Path) -> Path:
+    """The reliability diagram: accuracy against confidence, bin by bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ece, bins = calibration(y_true, np.asarray(proba, dtype=np.float64))
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    conf, acc, count = zip(*bins, strict=True)
+    ax.plot(conf, acc, marker="o", label="model")
+    for c, a, n in bins:
+        ax.annotate(str(n), (c, a), textcoords="offset points", xytext=(0, 6), fontsize=7)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("confidence (top class)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"calibration (test split): ECE {ece:.4f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def classification_report(y_true: np.ndarray, proba: np.ndarray, classes: list) -> str:

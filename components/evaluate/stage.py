@@ -23,6 +23,7 @@ from components.evaluate.metrics import (
     Scores,
     classification_report,
     metric_safe,
+    plot_calibration,
     plot_confusion,
     score,
 )
@@ -37,7 +38,8 @@ class EvaluationResult:
 
     def summary(self) -> str:
         s = self.scores
-        return f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f}"
+        auc = f", ROC AUC {s.roc_auc:.4f}" if s.roc_auc is not None else ""
+        return f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f}{auc}"
 
 
 def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
@@ -54,9 +56,9 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     scores = score(test.y, proba, classes)
 
     png = plot_confusion(scores.confusion, classes, ws.report("confusion_matrix.png"))
+    reliability = plot_calibration(test.y, proba, ws.report("calibration.png"))
     metrics = {
-        "test_accuracy": scores.accuracy,
-        "test_macro_f1": scores.macro_f1,
+        **scores.summary(),
         **{f"test_precision_{metric_safe(c)}": v for c, v in scores.precision.items()},
         **{f"test_recall_{metric_safe(c)}": v for c, v in scores.recall.items()},
     }
@@ -66,6 +68,7 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     with tracking.start_run(ws, params.data.name, run_id=trained.run_id) as run:
         run.log_metrics(metrics)
         run.log_artifact(png, "evaluation")
+        run.log_artifact(reliability, "evaluation")
         run.log_artifact(report, "evaluation")
         run.log_artifact(ws.metrics, "evaluation")
     return EvaluationResult(

@@ -21,7 +21,7 @@ from components.core.paths import Workspace
 from components.core.predict import load_registered
 from components.core.records import write_json
 from components.core.settings import settings
-from components.evaluate.metrics import score
+from components.evaluate.metrics import LOWER_IS_BETTER, better, score
 from components.prepare.splits import load_meta, load_split
 from components.register.aliases import CHAMPION, alias_version, crown
 
@@ -59,15 +59,17 @@ def decide(
         (failed if size_mb > cfg.max_size_mb else passed).append(verdict)
     if champion_score is None:
         passed.append("no champion yet")
-    elif challenger_score > champion_score + cfg.min_improvement:
+    elif better(cfg.metric, challenger_score, champion_score, cfg.min_improvement):
         passed.append(
             f"{cfg.metric} {challenger_score:.4f} beats champion {champion_score:.4f}"
             + (f" by more than {cfg.min_improvement}" if cfg.min_improvement else "")
+            + (" (lower is better)" if cfg.metric in LOWER_IS_BETTER else "")
         )
     else:
         failed.append(
             f"{cfg.metric} {challenger_score:.4f} does not beat champion {champion_score:.4f}"
-            f" + margin {cfg.min_improvement}"
+            f" by more than the margin {cfg.min_improvement}"
+            + (" (lower is better)" if cfg.metric in LOWER_IS_BETTER else "")
         )
     promote = not failed
     reason = "; ".join(failed) if failed else passed[-1]

@@ -51,6 +51,11 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     cfg = params.registry
     trained = read_train_record(ws)
     metrics = read_json(ws.metrics, "evaluate")
+    if cfg.metric not in metrics:  # an AUC on a test split of one class
+        raise ValueError(
+            f"register.metric {cfg.metric} is undefined on this test split (it holds one class"
+            " only): gate on test_accuracy or test_log_loss"
+        )
     latency_p95, size_mb = measure_weights(ws)
     client = mlflow.MlflowClient()
     version = str(

@@ -23,12 +23,21 @@ log = logging.getLogger(__name__)
 
 
 class Classifier(L.LightningModule):
-    """Cross-entropy classification around any ``net``; one step shared by train and val."""
+    """Cross-entropy classification around any ``net``; one step shared by train and val.
 
-    def __init__(self, net: torch.nn.Module, cfg: TrainConfig) -> None:
+    With ``class_counts`` (the training labels' counts) each class's loss is weighted
+    ``n / (classes x count)``, scikit-learn's "balanced": a rare class counts as much
+    as a common one.
+    """
+
+    def __init__(
+        self, net: torch.nn.Module, cfg: TrainConfig, class_counts: np.ndarray | None = None
+    ) -> None:
         super().__init__()
         self.net = net
         self.cfg = cfg
+        self.class_counts = class_counts
+        self._weight: torch.Tensor | None = None
         self.channels_last = False
         # A compiled view of the same network; kept out of the module tree so that
         # checkpoints and state dicts hold each weight once, under its plain name.
@@ -42,12 +51,24 @@ class Classifier(L.LightningModule):
     def _common_step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, weight=self._class_weight(logits))
         acc = (logits.argmax(dim=1) == y).float().mean()
         sync = self.trainer.world_size > 1
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=sync)
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, sync_dist=sync)
         return loss
+
+    def _class_weight(self, logits: torch.Tensor) -> torch.Tensor | None:
+        if self.class_counts is None:
+            return None
+        if self._weight is None or self._weight.device != logits.device:
+            counts = np.zeros(logits.shape[1])
+            counts[: len(self.class_counts)] = self.class_counts
+            seen = counts > 0  # a class the training split lacks keeps weight 1
+            weight = np.ones_like(counts)
+            weight[seen] = counts.sum() / (seen.sum() * counts[seen])
+            self._weight = torch.as_tensor(weight, dtype=logits.dtype, device=logits.device)
+        return self._weight.to(logits.dtype)
 
     def training_step(self, batch, batch_idx):
         return self._common_step(batch, "train")

@@ -118,7 +118,8 @@ def fit(
         callbacks=callbacks,
     )
     if teacher is None:
-        module = lit.Classifier(net, cfg)
+        counts = np.bincount(train.y) if cfg.class_weights == "balanced" else None
+        module = lit.Classifier(net, cfg, counts)
     else:
         module = lit.Distiller(net, cfg, teacher.temperature, teacher.alpha)
     start = time.perf_counter()
