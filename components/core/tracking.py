@@ -222,14 +222,20 @@ def start_run(
     ``parent_run_id`` nests it under a run that another process or thread holds.
 
     ``system_metrics`` samples CPU, memory (and GPU, where there is one) every
-    second into the run, as ``system/*`` metrics.
+    second into the run, as ``system/*`` metrics. MLflow's sampler logs nothing for a
+    run that ends within its first interval, or when it cannot read the run back from
+    a busy SQLite store, so the run's average CPU use and its final memory use are
+    logged under the same names when it ends.
     """
     import mlflow
 
     experiment_id = ensure_experiment(ws, experiment)
     if system_metrics:
+        import psutil  # comes with MLflow (its sampler uses it), not on a bare training machine
+
         mlflow.set_system_metrics_sampling_interval(1)
         mlflow.set_system_metrics_samples_before_logging(1)
+        psutil.cpu_percent()  # from here: the run's average, read when it ends
     with mlflow.start_run(
         run_id=run_id,
         experiment_id=None if run_id else experiment_id,
@@ -240,6 +246,13 @@ def start_run(
         log_system_metrics=system_metrics,
     ) as active:
         yield Run(run_id=active.info.run_id, experiment_id=active.info.experiment_id)
+        if system_metrics:
+            memory = psutil.virtual_memory()
+            mlflow.log_metrics({
+                "system/cpu_utilization_percentage": psutil.cpu_percent(),
+                "system/system_memory_usage_megabytes": (memory.total - memory.available) / 1e6,
+                "system/system_memory_usage_percentage": memory.percent,
+            })  # fmt: skip
 
 
 def ui_hint(ws: Workspace) -> str:
