@@ -661,6 +661,21 @@ def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):
         supervisor.stop(ui)
 
 
+def test_the_serving_benchmark_runs_both_sides_and_prints_its_targets(loop):
+    """benchmarks/serving.py, shrunk to one round of one-second steps: it serves the
+    workspace's Bento and the bare peer, climbs both ladders and checks every target."""
+    ws, _ = loop
+    done = subprocess.run(
+        [sys.executable, "benchmarks/serving.py", "--workspace", str(ws.root), "--rounds", "1",
+         "--seconds", "1", "--fixed-seconds", "1", "--batches", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for line in ("fixed rates", "mloop: max sustainable rate", "peer: max sustainable rate",
+                 "overload: mloop asked", "targets:", "peak service RSS at 1,000/s"):  # fmt: skip
+        assert line in done.stdout, done.stdout[-3000:]
+
+
 def test_packaging_again_reuses_the_imported_model(loop):
     import bentoml
 
