@@ -56,18 +56,9 @@ def main() -> None:
     parser.add_argument("--batches", default="1,32", help="ladders to climb (1, 32)")
     args = parser.parse_args()
 
-    from components.core.paths import Workspace, configure_environment
-
-    ws = Workspace(Path(args.workspace).resolve())
-    configure_environment(ws)
-    from components.core import process_family
-    from components.core.records import read_json
-    from components.prepare.splits import load_split
+    bento, test = packaged(args.workspace)
     from components.serve import supervisor
 
-    bento = read_json(ws.report("bento.json"), "package")
-    test = load_split(ws.prepared, "test")
-    process_family.guard()  # the servers stop even if this process is SIGKILLed
     with tempfile.TemporaryDirectory() as tmp, supervisor.stop_signals_raise():
         servers = {}
         try:
@@ -91,6 +82,22 @@ def main() -> None:
         finally:
             for server, _ in servers.values():
                 supervisor.stop(server)
+
+
+def packaged(workspace: str):
+    """The workspace's package record and test split, with the environment pointed at the
+    workspace and a guard that stops the servers started from here even if this process is
+    SIGKILLed."""
+    from components.core.paths import Workspace, configure_environment
+
+    ws = Workspace(Path(workspace).resolve())
+    configure_environment(ws)
+    from components.core import process_family
+    from components.core.records import read_json
+    from components.prepare.splits import load_split
+
+    process_family.guard()
+    return read_json(ws.report("bento.json"), "package"), load_split(ws.prepared, "test")
 
 
 def start_mloop(model_tag: str, tmp: Path, port: int):

@@ -54,18 +54,10 @@ def main() -> None:
     if spy is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
 
-    from components.core.paths import Workspace, configure_environment
-
-    ws = Workspace(Path(args.workspace).resolve())
-    configure_environment(ws)
+    bento, test = serving.packaged(args.workspace)
     from components.core import process_family
-    from components.core.records import read_json
-    from components.prepare.splits import load_split
     from components.serve import supervisor, traffic
 
-    bento = read_json(ws.report("bento.json"), "package")
-    test = load_split(ws.prepared, "test")
-    process_family.guard()  # the server stops even if this process is SIGKILLed
     with tempfile.TemporaryDirectory() as tmp, supervisor.stop_signals_raise():
         server, url = serving.start_mloop(bento["model_tag"], Path(tmp), 3313)
         try:
