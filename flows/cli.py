@@ -106,8 +106,13 @@ def print_summary(summary, ws: Workspace, seconds: float) -> None:
 
     reg, ev = summary.registration, summary.evaluation
     print(f"\nmloop: the loop finished in {seconds:.0f}s")
-    print(f"  champion test accuracy  {_champion_accuracy(reg, ev):.4f}")
-    print(f"  this run's accuracy     {ev.scores.accuracy:.4f}")
+    gate = reg.decision
+    champion = gate.challenger_score if gate.promote else gate.champion_score
+    print(f"  champion {gate.metric:<14} {champion:.4f}  (version {_champion_version(reg)})")
+    print(f"  this run's network      test accuracy {ev.scores.accuracy:.4f}")
+    if ev.baseline is not None:
+        trees = ev.baseline
+        print(f"  this run's {trees.kind:<12} test accuracy {trees.scores.accuracy:.4f}")
     print(f"  MLflow run              {summary.train.run_id}")
     print(f"  registered model        {reg.model_name} version {reg.version}")
     print(f"    aliases               {', '.join(reg.aliases)} ({reg.decision.reason})")
@@ -122,11 +127,9 @@ def print_summary(summary, ws: Workspace, seconds: float) -> None:
     print("  mloop serve   (then POST to http://127.0.0.1:3000/predict)")
 
 
-def _champion_accuracy(reg, ev) -> float:
-    """The champion's test accuracy: this run's if it was promoted, else the gate's score."""
-    if reg.decision.promote:
-        return ev.scores.accuracy
-    return reg.decision.champion_score
+def _champion_version(reg) -> str:
+    """This run's challenger if the gate promoted it, else the champion it faced."""
+    return reg.version if reg.decision.promote else str(reg.decision.champion_version)
 
 
 def _run_alone(args: argparse.Namespace, name: str, target: str, **options) -> int:

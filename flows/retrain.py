@@ -93,7 +93,7 @@ def retrain_workspace(workspace: str, env: dict[str, str]) -> str:
             f"{workspace}: retrain failed (exit {done.returncode}); log {log_file}:\n"
             f"{output[-2000:]}"
         )
-    accuracy = [line for line in output.splitlines() if "champion test accuracy" in line]
+    accuracy = [line for line in output.splitlines() if line.startswith("  champion test_")]
     log.info(f"[{workspace}] {accuracy[-1].strip() if accuracy else 'done'}")
     return workspace
 

@@ -23,6 +23,8 @@ from components.package.inputs import EXAMPLE_INPUT
 from components.prepare.splits import load_split
 from components.serve import inference_log, supervisor
 from tests.helpers import REPO, chromium, free_port, hpa_metric, raw_post, render
+from tests.helpers import post as _post
+from tests.helpers import served as _served
 
 pytestmark = pytest.mark.slow
 
@@ -158,34 +160,6 @@ def test_registered_champion_loads_and_scores_like_metrics_json(loop):
     test = load_split(ws.prepared, "test")
     accuracy = float((np.asarray(model.predict(test.x)).argmax(1) == test.y).mean())
     assert accuracy == pytest.approx(json.loads(ws.metrics.read_text())["test_accuracy"])
-
-
-def _post(port: int, body: bytes, path: str = "predict", token: str | None = None):
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
-@contextlib.contextmanager
-def _served(tag: str, log: Path, **env):
-    """``bentoml serve TAG`` on a free loopback port, logging to ``log``; yields the port."""
-    port = free_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLOOP_INFERENCE_LOG", str(log))
-        for key, value in env.items():
-            mp.setenv(key, value)
-        server = supervisor.start(tag, "127.0.0.1", port, log.with_suffix(".out"))
-    try:
-        supervisor.wait_ready("127.0.0.1", port, server, log_file=log.with_suffix(".out"))
-        yield port, server
-    finally:
-        supervisor.stop(server)
 
 
 def test_bento_is_in_the_store_and_serves_over_http(loop, tmp_path):

@@ -57,5 +57,5 @@ def test_run_many_retrains_each_workspace_and_isolates_a_failure(tmp_path):
         champion = store.get_model_version_by_alias(model, "champion")
         assert str(champion.version) == "1"
         assert [m.name for m in store.search_registered_models()] == [model]
-        assert "champion test accuracy" in (ws.state / "retrain.log").read_text()
+        assert "  champion test_accuracy" in (ws.state / "retrain.log").read_text()
     assert not (tmp_path / ".mloop" / "mlflow.db").exists()  # nothing went to the parent's

@@ -41,11 +41,14 @@ class CompressionResult:
     report: Path
     table: Path
     plot: Path
+    skipped: str | None = None  # why nothing was built (the champion is no network)
 
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"nothing to compress: {self.skipped}; report {self.table}"
         if self.chosen is None:
             return f"no variant beats fp32 within the accuracy budget; report {self.table}"
         base, best = self.variants[0], self.variant(self.chosen)
@@ -77,6 +80,9 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
     name = params.registry.model_name
     client = mlflow.MlflowClient()
     version = champion_version(client, name)
+    family = client.get_model_version(name, version).tags.get("mloop.family", "network")
+    if family != "network":
+        return nothing_to_compress(params, ws, version, family)
     net, spec = load_net(champion_weights(name, version))
     test = load_split(ws.prepared, "test")
     classes = load_meta(ws.prepared)["classes"]
@@ -138,3 +144,47 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
         for path in (result.report, table_file, plot_file):
             run.log_artifact(path)
     return result
+
+
+def nothing_to_compress(params: Params, ws: Workspace, version: str, family: str):
+    """A champion that is no network (the trees baseline won): every variant is skipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name = params.registry.model_name
+    why = f"the champion (version {version}) is {family}, not a network"
+    lines = [f"# Compression of {name} version {version}", "", f"Nothing to compress: {why}.", ""]
+    lines += ["| variant | skipped because |", "|---|---|"]
+    lines += [f"| {v} | {SKIPPED_BECAUSE[v]} |" for v in params.compress.variants]
+    register_compressed(name, version, None, None)  # no alias outlives its champion
+    ws.compressed_dir.mkdir(parents=True, exist_ok=True)  # the stage's output (DVC)
+    table_file = ws.report("compression.md")
+    table_file.parent.mkdir(parents=True, exist_ok=True)
+    table_file.write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"nothing to compress: {why}", ha="center", va="center")
+    plot_file = ws.report("compression.png")
+    fig.savefig(plot_file, dpi=100)
+    plt.close(fig)
+    result = CompressionResult(
+        version, [], None, None, ws.report("compression.json"), table_file, plot_file, why
+    )
+    write_json(result.report, result)
+    log.info(f"compress: {why}; every variant skipped (reports/compression.md)")
+    return result
+
+
+# Why each variant does not apply to gradient-boosted trees.
+SKIPPED_BECAUSE = {
+    "pruned": "zeroes network weights; trees have none",
+    "structured": "removes channels and neurons; trees have none",
+    "dynamic-int8": "quantizes linear layers; trees have none",
+    "static-int8": "quantizes a network's activations; trees have none",
+    "onnx": "exports a torch network (trees would need skl2onnx, not in the lock)",
+    "onnx-int8": "quantizes the ONNX export of a network",
+    "distilled": "trains a smaller network from a network teacher",
+    "distilled-int8": "trains a smaller network from a network teacher",
+}

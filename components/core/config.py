@@ -20,13 +20,60 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MissingRule(_Section):
+    """What a column's empty cells mean: ``fail`` the data, ``drop`` the row, or ``impute``."""
+
+    policy: Literal["fail", "drop", "impute"] = "fail"
+    # auto: the median of a numeric column, the most frequent value of a categorical one
+    impute: Literal["auto", "median", "most_frequent", "constant"] = "auto"
+    value: float | str | None = None  # the constant of impute: constant
+    max_share: float = Field(0.1, ge=0, le=1)  # the gate refuses a column missing more often
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, raw: object) -> object:
+        return {"policy": raw} if isinstance(raw, str) else raw  # `age: impute`
+
+    @model_validator(mode="after")
+    def _constant(self) -> MissingRule:
+        if self.impute == "constant" and self.value is None:
+            raise ValueError("impute: constant needs a value")
+        return self
+
+
+class MissingPolicy(_Section):
+    default: MissingRule = MissingRule()
+    columns: dict[str, MissingRule] = {}  # per column, over the default
+
+    def rule(self, column: str) -> MissingRule:
+        return self.columns.get(column, self.default)
+
+
 class TabularSource(_Section):
     path: str
     label: str = Field(..., min_length=1)
+    # A held-out file of the same columns (Adult's adult_test.csv): the test split is its
+    # rows, read under the same rules; without one, test_fraction of `path` is held out.
+    test_path: str | None = None
     # Feature columns by type; empty lists mean "infer from the file" (numbers are
     # numeric, anything else categorical).
     numeric: list[str] = []
     categorical: list[str] = []
+    drop: list[str] = []  # columns the loop ignores
+    # Columns with a distinct value in every row (ids) are refused as features unless listed.
+    keep_ids: list[str] = []
+    # Cells read as missing, besides empty ones and pandas' NA spellings (NA, N/A, NaN, null).
+    na_values: list[str] = ["?"]
+    thousands: str | None = Field(None, min_length=1, max_length=1)  # ",": 1,234 reads 1234
+    missing: MissingPolicy = MissingPolicy()
+
+    @model_validator(mode="after")
+    def _columns(self) -> TabularSource:
+        if self.label in self.drop:
+            raise ValueError(f"the label column {self.label!r} cannot be dropped")
+        if self.label in self.missing.columns:
+            raise ValueError(f"missing: a row without its label {self.label!r} always fails")
+        return self
 
 
 class ImageSource(_Section):
@@ -102,6 +149,9 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0001, ge=0)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     gradient_clip: float = Field(1.0, ge=0)  # 0: off
+    # The model a user would pick instead, trained and tracked beside the network, a
+    # challenger like it: auto = gradient-boosted trees for tables, none for images.
+    baseline: Literal["auto", "trees", "none"] = "auto"
     # "balanced": each class's loss weighs n / (classes x its count), for skewed labels
     class_weights: Literal["none", "balanced"] = "none"
     early_stopping_patience: int = Field(0, ge=0)  # epochs without val/loss progress; 0: off

@@ -35,11 +35,17 @@ class EvaluationResult:
     scores: Scores
     metrics_file: Path
     confusion_png: Path
+    baseline: BaselineScores | None = None
 
     def summary(self) -> str:
-        s = self.scores
-        auc = f", ROC AUC {s.roc_auc:.4f}" if s.roc_auc is not None else ""
-        return f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f}{auc}"
+        def line(s: Scores) -> str:
+            auc = f", ROC AUC {s.roc_auc:.4f}" if s.roc_auc is not None else ""
+            return f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f}{auc}"
+
+        text = line(self.scores)
+        if self.baseline is not None:
+            text += f"; baseline ({self.baseline.kind}): {line(self.baseline.scores)}"
+        return text
 
 
 def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
@@ -65,6 +71,10 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     write_json(ws.metrics, metrics)
     report = ws.report("classification_report.txt")
     report.write_text(classification_report(test.y, proba, classes))
+    baseline = evaluate_baseline(ws, test, classes)
+    if baseline is not None:
+        with report.open("a") as out:
+            out.write("\n" + side_by_side({"network": scores, baseline.kind: baseline.scores}))
     with tracking.start_run(ws, params.data.name, run_id=trained.run_id) as run:
         run.log_metrics(metrics)
         run.log_artifact(png, "evaluation")
@@ -72,5 +82,50 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
         run.log_artifact(report, "evaluation")
         run.log_artifact(ws.metrics, "evaluation")
     return EvaluationResult(
-        run_id=trained.run_id, scores=scores, metrics_file=ws.metrics, confusion_png=png
-    )
+        run_id=trained.run_id, scores=scores, metrics_file=ws.metrics, confusion_png=png,
+        baseline=baseline,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BaselineScores:
+    kind: str
+    run_id: str
+    scores: Scores
+
+
+def evaluate_baseline(ws: Workspace, test, classes: list) -> BaselineScores | None:
+    """Score the baseline trained beside the network on the same test split; log to its run."""
+    from components.core import tracking
+    from components.core.predict import load_registered
+    from components.train.baseline import read_baseline
+
+    baseline = read_baseline(ws)
+    path = baseline_metrics_file(ws)
+    if baseline is None:
+        write_json(path, {})  # the stage's output exists either way (DVC)
+        return None
+    scores = score(test.y, load_registered(baseline.model_uri)(test.x), classes)
+    metrics = scores.summary()
+    write_json(path, metrics)
+    tracking.Run(baseline.run_id, experiment_id="").log_metrics(metrics)  # the ended run
+    return BaselineScores(baseline.kind, baseline.run_id, scores)
+
+
+def baseline_metrics_file(ws: Workspace) -> Path:
+    return ws.report("baseline_metrics.json")
+
+
+def side_by_side(models: dict[str, Scores]) -> str:
+    """The overall test scores of several models, a column each."""
+    rows = {name for s in models.values() for name in s.summary()}
+    order = [m for m in ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc",
+                         "test_log_loss", "test_ece") if m in rows]  # fmt: skip
+    lines = ["side by side on the test split", f"{'':16}" + "".join(f"{n:>12}" for n in models)]
+    for metric in order:
+        cells = "".join(
+            f"{s.summary()[metric]:>12.4f}" if metric in s.summary() else f"{'-':>12}"
+            for s in models.values()
+        )
+        lines.append(f"{metric.removeprefix('test_'):16}{cells}")
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """What the service accepts and answers: typed fields, and checks that answer 400 with the reason.
 
 Images come as numbers shaped like the training images; table rows as objects of
-the training file's columns, encoded exactly as the prepare stage did. Error
+the training file's columns, encoded exactly as the prepare stage did (``null`` where
+training imputed the column's gaps). Error
 messages quote at most 80 characters of what was sent.
 """
 
@@ -67,6 +68,7 @@ def encode_rows(rows: Any, schema: dict) -> np.ndarray:
         raise InvalidArgument("rows must be an object {column: value} or a list of them")
     _check_batch(len(rows))
     numeric, categorical = schema["numeric"], schema["categorical"]
+    fills = schema.get("fill", {})  # columns whose gaps training imputed: null is accepted
     known = set(numeric) | set(categorical)
     out = np.zeros((len(rows), len(schema["encoded"])), np.float32)
     for i, row in enumerate(rows):
@@ -78,6 +80,11 @@ def encode_rows(rows: Any, schema: dict) -> np.ndarray:
             raise InvalidArgument(f"row {i}: unknown column(s) {short(unknown)}")
         for j, col in enumerate(numeric):
             value = row[col]
+            if value is None and col in fills:
+                out[i, j] = np.nan  # the network imputes it as training did; trees route it
+                continue
+            if value is None:
+                raise InvalidArgument(f"row {i}: {col} is required (training had no gaps in it)")
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidArgument(f"row {i}: {col} must be a number, got {short(value)}")
             if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
@@ -85,7 +92,9 @@ def encode_rows(rows: Any, schema: dict) -> np.ndarray:
             out[i, j] = value
         offset = len(numeric)
         for col, cats in categorical.items():
-            value = str(row[col])
+            if row[col] is None and col not in fills:
+                raise InvalidArgument(f"row {i}: {col} is required (training had no gaps in it)")
+            value = str(row[col] if row[col] is not None else fills[col])
             if value not in cats:
                 raise InvalidArgument(f"row {i}: {col}={short(value)} is not one of {short(cats)}")
             out[i, offset + cats.index(value)] = 1.0

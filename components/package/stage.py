@@ -42,6 +42,8 @@ SERVING_PACKAGES = (
     "onnx",
     "onnxruntime",
     "pydantic-settings",
+    "scikit-learn",  # a trees champion (the tables' baseline): MLflow's sklearn flavour ...
+    "skops",  # ... stored with skops, not pickle
 )
 
 

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
-    from components.core.config import DataConfig, SyntheticSource
+    from components.core.config import DataConfig, SyntheticSource, TabularSource
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "F"}  # single-channel modes beyond 8 bits
+ID_MIN_ROWS = 50  # below this, a column of distinct values is no sign of an identifier
 
 
 class DataError(ValueError):
@@ -47,6 +48,9 @@ class RawData:
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)  # image files, one per sample
+    # Tables: each feature column's missing-value rule (``MissingRule.model_dump()``)
+    missing: dict[str, dict] = field(default_factory=dict)
+    held_out: int = 0  # tables read with a test file: its rows, the last ones, are the test split
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     pixel_max: float = 255.0
     origin: Path | None = None
@@ -137,8 +141,15 @@ def _decode_csv(path: Path) -> str:
     return text
 
 
-def read_table(path: Path, label: str, numeric=(), categorical=()) -> RawData:
-    """Read a CSV or Parquet table. Columns keep the types the file gives them."""
+def read_table(
+    path: Path, label: str, numeric=(), categorical=(), source: TabularSource | None = None
+) -> RawData:
+    """Read a CSV or Parquet table. Columns keep the types the file gives them.
+
+    ``source`` (the configured table) adds its reading rules: the cells that mean
+    missing, the thousands separator, the columns to drop, the identifier columns
+    kept on purpose and each column's missing-value rule.
+    """
     import pandas as pd
 
     path = Path(path)
@@ -149,10 +160,14 @@ def read_table(path: Path, label: str, numeric=(), categorical=()) -> RawData:
         raise DataError(f"unknown table format {suffix!r}; expected .csv or .parquet", path)
     if path.stat().st_size == 0:
         raise DataError("empty file: 0 bytes", path)
+    na_values = list(source.na_values) if source else ["?"]
     if suffix == ".csv":
         text = _decode_csv(path)
         try:
-            frame = pd.read_csv(io.StringIO(text), skipinitialspace=True)
+            frame = pd.read_csv(
+                io.StringIO(text), skipinitialspace=True, na_values=na_values,
+                thousands=source.thousands if source else None,
+            )  # fmt: skip
         except pd.errors.ParserError as err:
             raise DataError(f"malformed CSV: {err}", path) from None
     else:
@@ -162,13 +177,38 @@ def read_table(path: Path, label: str, numeric=(), categorical=()) -> RawData:
             raise DataError(f"not a readable Parquet file: {err}", path) from None
         if frame.empty:
             raise DataError(f"no data rows ({len(frame.columns)} columns)", path)
+        text_columns = frame.select_dtypes(include=["object", "string"]).columns
+        frame[text_columns] = frame[text_columns].replace(na_values, None)
     if label not in frame.columns:
         raise DataError(f"label column {label!r} missing; columns are {list(frame.columns)}", path)
+    if source is not None:
+        named = {"drop": source.drop, "keep_ids": source.keep_ids,
+                 "missing.columns": list(source.missing.columns)}  # fmt: skip
+        for key, columns in named.items():
+            unknown = [c for c in columns if c not in frame.columns]
+            if unknown:
+                raise DataError(f"data.tabular.{key} names no column of the file: {unknown}", path)
+        frame = frame.drop(columns=list(source.drop))
     numeric, categorical = list(numeric), list(categorical)
     if not numeric and not categorical:  # infer: numbers are numeric, the rest categorical
         features = [c for c in frame.columns if c != label]
         numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
         categorical = [c for c in features if c not in numeric]
+    keep = set(source.keep_ids) if source else set()
+    for col in (c for c in [*numeric, *categorical] if c not in keep):
+        if _identifies_rows(frame[col]):
+            raise DataError(
+                f"column {col!r} holds a distinct value in every row: an identifier, not a"
+                " feature; list it under data.tabular.drop to ignore it, or data.tabular.keep_ids"
+                " to train on it anyway",
+                path,
+            )
+    rules = {}
+    if source is not None:
+        rules = {
+            c: source.missing.rule(c).model_dump(exclude_none=True)
+            for c in [*numeric, *categorical]
+        }
     return RawData(
         kind="tabular",
         labels=frame[label].astype(str).to_numpy(),
@@ -177,7 +217,37 @@ def read_table(path: Path, label: str, numeric=(), categorical=()) -> RawData:
         numeric=numeric,
         categorical=categorical,
         origin=path,
+        missing=rules,
     )
+
+
+def with_test_file(raw: RawData, test: RawData) -> RawData:
+    """The table followed by its held-out test file's rows (``held_out`` counts them)."""
+    import pandas as pd
+
+    if list(test.frame.columns) != list(raw.frame.columns):
+        raise DataError(
+            f"the test file's columns {list(test.frame.columns)} differ from the training"
+            f" file's {list(raw.frame.columns)}",
+            test.origin,
+        )
+    frame = pd.concat([raw.frame, test.frame], ignore_index=True)
+    return RawData(
+        kind="tabular", labels=np.concatenate([raw.labels, test.labels]), frame=frame,
+        label_column=raw.label_column, numeric=raw.numeric, categorical=raw.categorical,
+        origin=raw.origin, missing=raw.missing, held_out=len(test),
+    )  # fmt: skip
+
+
+def _identifies_rows(column) -> bool:
+    """Distinct in every row and not a measurement: integers or text (floats may all differ)."""
+    import pandas as pd
+
+    if len(column) < ID_MIN_ROWS or pd.api.types.is_float_dtype(column):
+        return False
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    return bool(column.notna().all() and column.is_unique)
 
 
 # ---------------------------------------------------------------- image folders
@@ -251,7 +321,11 @@ def read_source(cfg: DataConfig, seed: int, root: Path = Path(".")) -> RawData:
         return synthetic(cfg.synthetic, seed)
     if cfg.source == "tabular":
         t = cfg.tabular
-        return read_table(Path(root) / t.path, t.label, t.numeric, t.categorical)
+        raw = read_table(Path(root) / t.path, t.label, t.numeric, t.categorical, t)
+        if t.test_path:
+            raw = with_test_file(raw, read_table(Path(root) / t.test_path, t.label,
+                                                 raw.numeric, raw.categorical, t))  # fmt: skip
+        return raw
     return read_image_folder(Path(root) / cfg.images.path, cfg.images.size, cfg.images.color)
 
 
@@ -270,4 +344,6 @@ def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
         raise DataError("a table needs its label column: pass --label or set data.tabular", path)
     t = cfg.tabular
     declared = t is not None and t.label == label  # a batch of the configured data set
-    return read_table(path, label, t.numeric if declared else (), t.categorical if declared else ())
+    if not declared:
+        return read_table(path, label)
+    return read_table(path, label, t.numeric, t.categorical, t)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import DataConfig
 
 SPLITS = ("train", "val", "test")
+# Tables: the rows prepare left out under a `drop` missing-value rule, kept for the gate.
+DROPPED = "dropped"
 
 
 @dataclass(frozen=True)
@@ -62,16 +64,25 @@ def load_meta(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def split_indices(y: np.ndarray, cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
-    """Stratified (where every class allows it), seeded train/val/test indices."""
+def split_indices(
+    y: np.ndarray, cfg: DataConfig, seed: int, held_out: int = 0
+) -> dict[str, np.ndarray]:
+    """Stratified (where every class allows it), seeded train/val/test indices.
+
+    ``held_out``: the last this many samples are the test split (a test file's rows);
+    train and val share the rest in the proportions the fractions give them.
+    """
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
-    counts = np.unique(y, return_counts=True)[1]
-    stratify = y if len(counts) > 1 and counts.min() >= 3 else None
-    rest, test = train_test_split(
-        idx, test_size=cfg.test_fraction, stratify=stratify, random_state=seed
-    )
+    if held_out:
+        rest, test = idx[: len(y) - held_out], idx[len(y) - held_out :]
+        stratify = _stratify(y[rest])
+    else:
+        stratify = _stratify(y)
+        rest, test = train_test_split(
+            idx, test_size=cfg.test_fraction, stratify=stratify, random_state=seed
+        )
     val_share = cfg.val_fraction / (1 - cfg.test_fraction)
     train, val = train_test_split(
         rest,
@@ -80,3 +91,9 @@ def split_indices(y: np.ndarray, cfg: DataConfig, seed: int) -> dict[str, np.nda
         random_state=seed,
     )
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def _stratify(y: np.ndarray) -> np.ndarray | None:
+    """The labels to stratify on, where every class has samples enough."""
+    counts = np.unique(y, return_counts=True)[1]
+    return y if len(counts) > 1 and counts.min() >= 3 else None

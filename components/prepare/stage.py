@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.prepare.sources import DataError, RawData, read_source
-from components.prepare.splits import split_indices
+from components.prepare.splits import DROPPED, split_indices
 from components.validate.quarantine import quarantine_unreadable
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
@@ -31,10 +31,13 @@ class PreparedData:
     input_shape: tuple[int, ...]
     version: str  # content hash of the split files
     rejected: int
+    dropped: int = 0  # table rows left out by a `drop` missing-value rule
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         rejected = f"; {self.rejected} files rejected at read" if self.rejected else ""
+        if self.dropped:
+            rejected += f"; {self.dropped} rows left out by missing-value rules (drop)"
         return f"{self.kind} data: {counts} samples; data version {self.version}{rejected}"
 
 
@@ -46,18 +49,86 @@ def class_names(labels: np.ndarray) -> list:
     return [str(v) for v in values]
 
 
-def encode_table(raw: RawData, train_idx: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Numeric columns as float32; categorical ones one-hot over the train split's categories."""
+def drop_missing(raw: RawData):
+    """Leave out the rows missing a value in a column whose rule is ``drop``.
+
+    Returns the rows left out, each with its reason (for ``dropped_rows.parquet``,
+    where the gate still counts them), or None when the rules drop nothing.
+    """
     import pandas as pd
 
     frame = raw.frame
-    blocks, names = [], []
+    columns = [c for c, rule in raw.missing.items() if rule["policy"] == "drop"]
+    if not columns:
+        return None
+    gaps = frame[columns].isna()
+    mask = gaps.any(axis=1).to_numpy()
+    reasons = pd.Series("", index=frame.index[mask], dtype=object)
+    for col in columns:
+        reasons[gaps.loc[mask, col]] += f"{col} missing (drop); "
+    dropped = frame[mask].assign(_reason=reasons.str.rstrip("; ").to_numpy())
+    raw.frame = frame[~mask].reset_index(drop=True)
+    raw.labels = raw.labels[~mask]
+    if raw.held_out:
+        raw.held_out -= int(mask[-raw.held_out :].sum())
+    return dropped.reset_index(drop=True)
+
+
+def _fill_value(column, rule: dict, numeric: bool):
+    """The value an ``impute`` rule puts in the column's gaps, from the training rows."""
+    import pandas as pd
+
+    how, name = rule["impute"], column.name
+    if how == "constant":
+        if not numeric:
+            return str(rule["value"])
+        try:
+            return float(rule["value"])
+        except (TypeError, ValueError):
+            raise DataError(
+                f"data.tabular.missing: {name} is numeric; its constant {rule['value']!r} is"
+                " not a number"
+            ) from None
+    if how == "median" and not numeric:
+        raise DataError(f"data.tabular.missing: {name} is categorical; impute most_frequent")
+    present = column.dropna()
+    if present.empty:
+        raise DataError(f"column {name!r} has no value in the training rows to impute from")
+    if not numeric:  # most frequent; ties to the first in sorted order, for reproducibility
+        counts = present.astype(str).value_counts()
+        return min(counts[counts == counts.max()].index)
+    values = pd.to_numeric(present, errors="coerce").dropna()
+    return float(values.median() if how in ("auto", "median") else values.mode().min())
+
+
+def encode_table(raw: RawData, train_idx: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Numeric columns as float32; categorical ones one-hot over the train split's categories.
+
+    A numeric gap stays NaN in the arrays: the network fills it from ``feature_fill``
+    (imputation inside the logged model) and gradient-boosted trees route it natively.
+    A categorical gap under ``impute`` becomes its fill category before encoding.
+    """
+    import pandas as pd
+
+    frame = raw.frame
+    blocks, names, fill, fills = [], [], [], {}
     for col in raw.numeric:
-        blocks.append(pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float32)[:, None])
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float32)
+        rule = raw.missing.get(col)
+        value = 0.0
+        if rule and rule["policy"] == "impute":
+            value = fills[col] = _fill_value(frame[col].iloc[train_idx], rule, numeric=True)
+        blocks.append(values[:, None])
         names.append(col)
+        fill.append(value)
     categories = {}
     for col in raw.categorical:
-        values = frame[col].astype(str)
+        values = frame[col].astype(str).where(frame[col].notna(), None)
+        rule = raw.missing.get(col)
+        if rule and rule["policy"] == "impute":
+            fills[col] = _fill_value(values.iloc[train_idx], rule, numeric=False)
+            values = values.fillna(fills[col])
+        values = values.fillna("nan")  # no rule to fill it: the gate refuses the gap
         cats = sorted(values.iloc[train_idx].unique().tolist())
         categories[col] = cats
         codes = pd.Categorical(values, categories=cats).codes
@@ -65,12 +136,16 @@ def encode_table(raw: RawData, train_idx: np.ndarray) -> tuple[np.ndarray, dict]
         onehot[codes >= 0, codes[codes >= 0]] = 1.0
         blocks.append(onehot)
         names += [f"{col}={c}" for c in cats]
+        fill += [0.0] * len(cats)
     x = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0), np.float32)
     schema = {
         "label": raw.label_column,
         "numeric": raw.numeric,
         "categorical": categories,
         "encoded": names,
+        "missing": raw.missing,  # each column's rule: what the gate and the service accept
+        "fill": fills,  # column -> imputed value
+        "feature_fill": fill,  # per encoded feature: what the network puts in a NaN
     }
     return x, schema
 
@@ -89,10 +164,11 @@ def prepare(
         if quarantine is not None:
             err.quarantine = quarantine_unreadable(err, quarantine)
         raise
+    dropped = drop_missing(raw) if raw.kind == "tabular" else None
     classes = class_names(raw.labels)
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[c] for c in raw.labels.tolist()], dtype=np.int64)
-    splits = split_indices(y, cfg, seed)
+    splits = split_indices(y, cfg, seed, held_out=raw.held_out)
     schema = None
     if raw.kind == "tabular":
         x, schema = encode_table(raw, splits["train"])
@@ -102,6 +178,8 @@ def prepare(
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*_rows.parquet"):
         stale.unlink()
+    if dropped is not None:
+        dropped.to_parquet(out_dir / f"{DROPPED}_rows.parquet", index=False)
     digest = hashlib.sha256()
     counts = {}
     for name, idx in splits.items():
@@ -123,6 +201,7 @@ def prepare(
         input_shape=tuple(int(d) for d in x.shape[1:]),
         version=digest.hexdigest()[:12],
         rejected=len(raw.rejected),
+        dropped=0 if dropped is None else len(dropped),
     )
     meta = {
         "source": cfg.source,
@@ -134,6 +213,7 @@ def prepare(
         "pixel_max": raw.pixel_max if raw.kind == "image" else None,
         "schema": schema,
         "rejected": [{"file": f, "reason": r} for f, r in raw.rejected],
+        "dropped_rows": prepared.dropped,
         "origin": str(raw.origin) if raw.origin else None,
         "version": prepared.version,
     }

@@ -94,10 +94,12 @@ def models_table(name: str) -> list[dict[str, str]]:
                 + (
                     f" of v{tags['mloop.parent_version']}" if "mloop.parent_version" in tags else ""
                 ),
+                "family": tags.get("mloop.family", "network"),  # the network, or trees beside it
                 # search results carry no aliases in every store: ask for each version
                 "aliases": ",".join(sorted(client.get_model_version(name, mv.version).aliases))
                 or "-",
                 "test_accuracy": tags.get("test_accuracy", "-")[:6],
+                "test_roc_auc": tags.get("test_roc_auc", "-")[:6],
                 "gate": tags.get("mloop.gate.decision", "-")
                 + (" (forced)" if tags.get("mloop.gate.forced") == "True" else ""),
                 "data": run_tags.get("mloop.data_version", "-")[:12],

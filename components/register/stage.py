@@ -1,7 +1,9 @@
-"""The ``register`` stage: the trained model as a new version, ``challenger``, through the gate.
+"""The ``register`` stage: the trained models as new versions; one, ``challenger``, faces the gate.
 
-Every trained model becomes a version with alias ``challenger``; ``champion``
-moves to it only when the gate (``gate.py``) says so.
+The network and, for tables, the baseline beside it (gradient-boosted trees) each
+become a version. The one scoring better on the validation split by
+``register.metric`` gets alias ``challenger`` (the test split stays for the gate);
+``champion`` moves to it only when the gate (``gate.py``) says so.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from components.core.paths import Workspace
 from components.core.predict import torch_predictor
 from components.core.records import read_json, write_json
 from components.core.timing import latency_ms
-from components.prepare.splits import load_split
+from components.evaluate.metrics import GATEABLE, better, score
+from components.prepare.splits import load_meta, load_split
 from components.register.aliases import CHALLENGER
 from components.register.gate import Decision, judge
 from components.train.models import load_net
@@ -28,58 +31,118 @@ class RegistrationResult:
     aliases: list[str]
     decision: Decision
     record: Path
+    family: str = "network"  # which candidate became the challenger
+    candidates: dict[str, str] | None = None  # family -> registered version
 
     def summary(self) -> str:
         verdict = "promoted to champion" if self.decision.promote else "not promoted"
+        others = {f: v for f, v in (self.candidates or {}).items() if f != self.family}
+        beside = "".join(f"; {f} registered as version {v}, not chosen" for f, v in others.items())
         return (
-            f"{self.model_name} version {self.version} {verdict} ({self.decision.reason});"
-            f" aliases {', '.join(self.aliases)}"
+            f"{self.model_name} version {self.version} ({self.family}) {verdict}"
+            f" ({self.decision.reason}); aliases {', '.join(self.aliases)}{beside}"
         )
 
 
-def measure_weights(ws: Workspace, repeats: int = 200) -> tuple[float, float]:
-    """CPU p95 latency at batch 1 (ms) and size (MB) of the trained weights."""
-    net, _ = load_net(ws.model_file)
+@dataclass(frozen=True)
+class Candidate:
+    """One model the train stage made: the network, or the baseline beside it."""
+
+    family: str  # "network" or the baseline's kind ("trees")
+    kind: str  # the version's mloop.kind: "trained" or "baseline"
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]  # test scores from the evaluate stage
+    val_score: float  # register.metric on the validation split: what picks the challenger
+    latency_p95_ms: float
+    size_mb: float
+
+
+def candidates(params: Params, ws: Workspace) -> list[Candidate]:
+    """The network and, where the data has one, the baseline, each scored on val."""
+    from components.core.predict import load_registered
+    from components.evaluate.stage import baseline_metrics_file
+    from components.train.baseline import read_baseline
+
+    cfg = params.registry
+    val = load_split(ws.prepared, "val")
+    classes = load_meta(ws.prepared)["classes"]
     example = load_split(ws.prepared, "test").x[:1].astype("float32")
-    _, p95 = latency_ms(torch_predictor(net), example, repeats)
-    return p95, ws.model_file.stat().st_size / 1e6
+    trained = read_train_record(ws)
+    net, _ = load_net(ws.model_file)
+    found = [(
+        "network", "trained", trained.run_id, trained.model_uri,
+        read_json(ws.metrics, "evaluate"), torch_predictor(net), ws.model_file.stat().st_size,
+    )]  # fmt: skip
+    baseline = read_baseline(ws)
+    if baseline is not None:
+        found.append((
+            baseline.kind, "baseline", baseline.run_id, baseline.model_uri,
+            read_json(baseline_metrics_file(ws), "evaluate"),
+            load_registered(baseline.model_uri), baseline.size_bytes,
+        ))  # fmt: skip
+    out = []
+    for family, kind, run_id, uri, metrics, predict, size in found:
+        if cfg.metric not in metrics:  # an AUC on a test split of one class
+            raise ValueError(
+                f"register.metric {cfg.metric} is undefined on this test split (it holds one"
+                " class only): gate on test_accuracy or test_log_loss"
+            )
+        val_score = score(val.y, predict(val.x), classes).metric(cfg.metric)
+        _, p95 = latency_ms(predict, example, repeats=200)
+        out.append(Candidate(family, kind, run_id, uri, metrics, val_score, p95, size / 1e6))
+    return out
 
 
 def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
+    """Register each candidate as a version; the best on val becomes challenger, then the gate."""
     import mlflow  # heavy (~10 s): the stage table lists this module without loading it
 
     cfg = params.registry
-    trained = read_train_record(ws)
-    metrics = read_json(ws.metrics, "evaluate")
-    if cfg.metric not in metrics:  # an AUC on a test split of one class
-        raise ValueError(
-            f"register.metric {cfg.metric} is undefined on this test split (it holds one class"
-            " only): gate on test_accuracy or test_log_loss"
-        )
-    latency_p95, size_mb = measure_weights(ws)
+    found = candidates(params, ws)
+    pick = found[0]
+    for other in found[1:]:
+        if better(cfg.metric, other.val_score, pick.val_score):
+            pick = other
     client = mlflow.MlflowClient()
-    version = str(
-        mlflow.register_model(
-            trained.model_uri,
-            cfg.model_name,
-            tags={
-                "mloop.run_id": trained.run_id,
-                "mloop.kind": "trained",
-                cfg.metric: str(metrics[cfg.metric]),
-                "mloop.latency_p95_ms": f"{latency_p95:.4f}",
-                "mloop.size_mb": f"{size_mb:.4f}",
-            },
-        ).version
-    )
+    versions = {}
+    for c in found:
+        versions[c.family] = str(
+            mlflow.register_model(
+                c.model_uri,
+                cfg.model_name,
+                tags={
+                    "mloop.run_id": c.run_id,
+                    "mloop.kind": c.kind,
+                    "mloop.family": c.family,
+                    **{k: str(v) for k, v in c.metrics.items() if k in GATEABLE},
+                    f"mloop.val.{cfg.metric}": f"{c.val_score:.6f}",
+                    "mloop.latency_p95_ms": f"{c.latency_p95_ms:.4f}",
+                    "mloop.size_mb": f"{c.size_mb:.4f}",
+                },
+            ).version
+        )
+    for c in (c for c in found if c is not pick):  # said why, then left out of the gate
+        reason = (
+            f"not the challenger: {pick.family} scored {cfg.metric} {pick.val_score:.4f} on the"
+            f" validation split, {c.family} {c.val_score:.4f}"
+        )
+        client.set_model_version_tag(cfg.model_name, versions[c.family], "mloop.gate.decision",
+                                     "not chosen")  # fmt: skip
+        client.set_model_version_tag(cfg.model_name, versions[c.family], "mloop.gate.reason",
+                                     reason)  # fmt: skip
+    version = versions[pick.family]
     client.set_registered_model_alias(cfg.model_name, CHALLENGER, version)
     decision = judge(
         client, params, ws, version=version,
-        challenger_score=lambda: float(metrics[cfg.metric]), limits=(latency_p95, size_mb),
+        challenger_score=lambda: float(pick.metrics[cfg.metric]),
+        limits=(pick.latency_p95_ms, pick.size_mb),
     )  # fmt: skip
     aliases = sorted(client.get_model_version(cfg.model_name, version).aliases)
     result = RegistrationResult(
-        cfg.model_name, version, aliases, decision, ws.report("registry.json")
-    )
+        cfg.model_name, version, aliases, decision, ws.report("registry.json"),
+        family=pick.family, candidates={c.family: versions[c.family] for c in found},
+    )  # fmt: skip
     write_json(result.record, result)
     return result
 

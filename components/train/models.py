@@ -1,9 +1,9 @@
 """Network architectures. Plain ``torch.nn``: no Lightning, no tracking.
 
 Every network takes its input on the source's own scale and normalises it
-itself (images divided by their pixel maximum; table features standardised
-with the training split's mean and std), so a served request and a training
-batch go through exactly the same preprocessing.
+itself (images divided by their pixel maximum; table features imputed where
+missing (NaN) and standardised with the training split's statistics), so a
+served request and a training batch go through exactly the same preprocessing.
 """
 
 from __future__ import annotations
@@ -29,13 +29,17 @@ class NetSpec:
     pixel_max: float = 1.0  # images: inputs are divided by this
     feature_mean: tuple[float, ...] = field(default=())  # tables: standardisation
     feature_std: tuple[float, ...] = field(default=())
+    feature_fill: tuple[float, ...] = field(default=())  # tables: what a NaN (missing) becomes
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> NetSpec:
-        tuples = ("input_shape", "mlp_layers", "resnet_blocks", "feature_mean", "feature_std")
+        tuples = (
+            "input_shape", "mlp_layers", "resnet_blocks", "feature_mean", "feature_std",
+            "feature_fill",
+        )  # fmt: skip
         return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
 
 
@@ -82,8 +86,10 @@ class MLP(nn.Module):
             n_in *= d
         mean = torch.tensor(spec.feature_mean or [0.0] * n_in, dtype=torch.float32)
         std = torch.tensor(spec.feature_std or [spec.pixel_max] * n_in, dtype=torch.float32)
+        fill = torch.tensor(spec.feature_fill or [0.0] * n_in, dtype=torch.float32)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("inv_std", 1.0 / std.clamp_min(1e-6), persistent=False)
+        self.register_buffer("fill", fill, persistent=False)
         layers: list[nn.Module] = [nn.Flatten()]
         for width in spec.mlp_layers:
             layers += [nn.Linear(n_in, width), nn.ReLU(inplace=True), nn.Dropout(spec.dropout)]
@@ -93,6 +99,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
+        x = torch.where(torch.isnan(x), self.fill, x)  # imputation, as the prepare stage declared
         return self.layers((x - self.mean) * self.inv_std)
 
 

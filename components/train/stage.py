@@ -15,6 +15,7 @@ from components.prepare.splits import load_meta, load_split
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params
+from components.train.baseline import train_baseline
 from components.train.trainer import fit, global_rank, net_spec
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         device=result.device,
     )
     write_json(ws.train_record, record)
+    train_baseline(params, ws)  # trees for tables, nothing for images: its own run
     return record
 
 

@@ -153,10 +153,12 @@ def net_spec(params: Params, meta: dict, train: Split):
     if kind in ("cnn", "resnet") and meta["kind"] != "image":
         raise ValueError(f"train.model: {kind!r} needs image data; use 'mlp' or 'auto' for tables")
     pixel_max = pixel_scale(params, meta) or 1.0
-    mean = std = ()
+    mean = std = fill = ()
     if meta["kind"] == "tabular":
-        mean = tuple(float(v) for v in np.nanmean(train.x, axis=0))
-        std = tuple(float(v) for v in np.nanstd(train.x, axis=0))
+        fill = tuple(float(v) for v in meta["schema"].get("feature_fill") or [])
+        x = train.x if not fill else np.where(np.isnan(train.x), np.float32(fill), train.x)
+        mean = tuple(float(v) for v in np.nanmean(x, axis=0))
+        std = tuple(float(v) for v in np.nanstd(x, axis=0))
     return NetSpec(
         kind=kind,
         input_shape=tuple(meta["input_shape"]),
@@ -169,6 +171,7 @@ def net_spec(params: Params, meta: dict, train: Split):
         pixel_max=float(pixel_max),
         feature_mean=mean,
         feature_std=std,
+        feature_fill=fill,
     )
 
 

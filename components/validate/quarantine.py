@@ -43,7 +43,8 @@ def rejected_rows(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
         flag(t["_digest"].duplicated(), "duplicate row")
         numeric = numeric_columns(gate, reference)
         for col in [c for c in t.columns if not c.startswith("_")]:
-            flag(t[col].isna(), f"{col} missing")
+            if not gate.may_miss(col):  # a rule that drops or imputes makes a gap no fault
+                flag(t[col].isna(), f"{col} missing")
             if col in numeric:
                 parsed = pd.to_numeric(t[col], errors="coerce")
                 flag(t[col].notna() & parsed.isna(), f"{col} not numeric")

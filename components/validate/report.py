@@ -25,7 +25,17 @@ class Failure:
             details.append(f"{self.unexpected_count} unexpected")
         if self.observed is not None:
             details.append(f"observed {self.observed}")
-        if self.examples:
+        if self.expectation == "expect_column_values_to_not_be_null" and self.column != "_label":
+            details.append(
+                "missing values; a rule in data.tabular.missing may drop or impute them"
+                " (max_share: the share it accepts)"
+            )
+        elif self.expectation == "expect_column_values_to_be_in_type_list":
+            details.append(
+                f"e.g. {self.examples[:5]}; text in a numeric column: data.tabular.na_values"
+                " (cells that mean missing) or thousands may parse it, or list it as categorical"
+            )
+        elif self.examples:
             details.append(f"e.g. {self.examples[:5]}")
         return f"{self.expectation} on {where}" + (f": {', '.join(details)}" if details else "")
 

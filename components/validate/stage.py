@@ -24,6 +24,7 @@ from components.core.config import Params, ValidateConfig
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.prepare.sources import DataError
+from components.prepare.splits import DROPPED
 from components.validate.profile import load_profile, profile, profile_path
 from components.validate.quarantine import quarantine_batch, quarantine_unreadable
 from components.validate.report import DataValidationError, Failure, ValidationResult, write_html
@@ -112,7 +113,8 @@ def run_gate(
         )
     tables = {"samples": t}
     if len(t):
-        tables["classes"] = class_table(t, label, split, expected_labels(cfg, reference) or [])
+        kept = t[t[split] != DROPPED]  # rows a `drop` rule left out are in no split
+        tables["classes"] = class_table(kept, label, split, expected_labels(cfg, reference) or [])
         suites["classes"] = class_expectations(cfg)
     total, failures = _run_suites(tables, suites)
     for file, reason in gate.rejected:

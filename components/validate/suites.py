@@ -95,7 +95,11 @@ def table_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | N
     exact = cfg.extra_columns == "fail"
     exps.append(E.ExpectTableColumnsToMatchSet(column_set=expected + helpers, exact_match=exact))
     for col in (c for c in expected if c in t.columns and c != gate.label_column):
-        exps.append(E.ExpectColumnValuesToNotBeNull(column=col))
+        may_miss = gate.may_miss(col)  # a declared share of empty cells: GX's `mostly`
+        if may_miss:
+            exps.append(E.ExpectColumnValuesToNotBeNull(column=col, mostly=1.0 - may_miss))
+        else:
+            exps.append(E.ExpectColumnValuesToNotBeNull(column=col))
         if col not in numeric:
             continue
         exps.append(E.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))

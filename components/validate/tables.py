@@ -10,7 +10,7 @@ import numpy as np
 
 from components.core.paths import Workspace
 from components.prepare.sources import RawData
-from components.prepare.splits import SPLITS, load_meta, load_rows, load_split
+from components.prepare.splits import DROPPED, SPLITS, load_meta, load_rows, load_split
 
 IMAGE_COLUMNS = [
     "split", "label", "height", "width", "channels",
@@ -32,6 +32,12 @@ class GateInput:
     files: list[str] = field(default_factory=list)
     origin: Path | None = None
     name: str = "data"
+    missing: dict[str, dict] = field(default_factory=dict)  # tables: each column's rule
+
+    def may_miss(self, column: str) -> float:
+        """The share of empty cells the column may hold: 0 unless its rule drops or imputes."""
+        rule = self.missing.get(column)
+        return 0.0 if rule is None or rule["policy"] == "fail" else float(rule["max_share"])
 
 
 # ---------------------------------------------------------------- the tables
@@ -67,10 +73,11 @@ def image_table(images: np.ndarray, labels, splits=None):
 
 
 def looks_numeric(column) -> bool:
-    """An object column whose values are nearly all numbers: a numeric column with faults."""
+    """A text column whose values are nearly all numbers, maybe with thousands separators
+    ("51,234"): a numeric column with faults, or one that needs data.tabular.thousands."""
     import pandas as pd
 
-    values = column.dropna()
+    values = column.dropna().astype(str).str.replace(r"(?<=\d)[,_ '](?=\d{3})", "", regex=True)
     return len(values) > 0 and pd.to_numeric(values, errors="coerce").notna().mean() >= 0.9
 
 
@@ -114,7 +121,7 @@ def gate_input(raw: RawData, name: str, splits=None) -> GateInput:
     return GateInput(
         kind=raw.kind, table=table, label_column=raw.label_column, numeric=raw.numeric,
         categorical=raw.categorical, pixel_max=raw.pixel_max, rejected=raw.rejected,
-        files=raw.files, origin=raw.origin, name=name,
+        files=raw.files, origin=raw.origin, name=name, missing=raw.missing,
     )  # fmt: skip
 
 
@@ -136,7 +143,9 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
         )
         splits = np.concatenate([[s] * len(p) for s, p in zip(SPLITS, parts, strict=True)])
     else:
-        frames = [load_rows(ws.prepared, s) for s in SPLITS]
+        left_out = (ws.prepared / f"{DROPPED}_rows.parquet").is_file()  # by a `drop` rule
+        names = [*SPLITS, DROPPED] if left_out else SPLITS
+        frames = [load_rows(ws.prepared, s).drop(columns="_reason", errors="ignore") for s in names]
         schema = meta["schema"]
         raw = RawData(
             kind="tabular",
@@ -146,6 +155,7 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
             numeric=schema["numeric"],
             categorical=list(schema["categorical"]),
             origin=Path(meta["origin"]) if meta["origin"] else None,
+            missing=schema.get("missing", {}),
         )
-        splits = np.concatenate([[s] * len(f) for s, f in zip(SPLITS, frames, strict=True)])
+        splits = np.concatenate([[s] * len(f) for s, f in zip(names, frames, strict=True)])
     return gate_input(raw, meta["name"], splits)

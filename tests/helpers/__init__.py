@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import select
 import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from components.core.config import Params, parse_params
+from components.serve import supervisor
 
 REPO = Path(__file__).resolve().parents[2]
+# Public data sets nobody here wrote (../shared/data/README.md); tests skip where absent.
+SHARED_DATA = REPO.parent / "shared" / "data"
+ADULT = SHARED_DATA / "adult"
 
 # Script that marks the page when it runs: the marker never appears in the source as is.
 HOSTILE = (
@@ -102,3 +110,32 @@ def hpa_metric() -> str:
     (hpa,) = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
     (pods,) = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
     return pods["metric"]["name"]
+
+
+def post(port: int, body: bytes, path: str = "predict", token: str | None = None):
+    """POST a JSON body to the local service; the status and the decoded answer."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@contextlib.contextmanager
+def served(tag: str, log: Path, **env):
+    """``bentoml serve TAG`` on a free loopback port, logging to ``log``; yields the port."""
+    port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOOP_INFERENCE_LOG", str(log))
+        for key, value in env.items():
+            mp.setenv(key, value)
+        server = supervisor.start(tag, "127.0.0.1", port, log.with_suffix(".out"))
+    try:
+        supervisor.wait_ready("127.0.0.1", port, server, log_file=log.with_suffix(".out"))
+        yield port, server
+    finally:
+        supervisor.stop(server)
