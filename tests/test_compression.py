@@ -15,7 +15,7 @@ from components.compress.pruning import (
     sparsity,
     structured_prune,
 )
-from components.compress.variants import Variant, build_variants, choose, measure
+from components.compress.variants import Variant, build_variants, choose, measure, table
 from components.prepare.splits import load_split
 from components.train.models import NetSpec, build_net, load_net
 from components.train.stage import read_train_record
@@ -141,7 +141,8 @@ def test_choice_is_the_fastest_within_budget_and_never_fp32():
 
 def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
     ws, _ = trained_ws
-    params = small_params(compress={"finetune_epochs": 1, "latency_repeats": 5})
+    params = small_params(compress={"finetune_epochs": 1, "latency_repeats": 5,
+                                    "report_baselines": True})  # fmt: skip
     net, spec = load_net(read_train_record(ws).model_file)
     built = build_variants(net, spec, params, ws, tmp_path)
     assert list(built) == ["fp32", "pruned", "structured", "structured+dynamic-int8",
@@ -159,6 +160,21 @@ def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
         assert v.within_budget == (v.accuracy_drop <= 0.005 + 1e-9)
         assert v.latency_ms["b64_p50"] > 0 and v.latency_ms["b1_p50"] > 0  # no race: noisy
         assert v.latency_ms["b1_p95"] >= v.latency_ms["b1_p50"]
+    assert all(v.build_seconds > 0 for v in variants)  # the report says what each one cost
+    assert by["distilled"].build_seconds > by["structured+dynamic-int8"].build_seconds
+    assert "| build s |" in table(variants, None)
+
+
+def test_by_default_the_compression_epochs_follow_the_training_run():
+    from components.core.config import load_params
+    from tests.helpers import REPO
+
+    cfg = load_params(REPO / "params.yaml").compress
+    assert cfg.report_baselines is False  # the no-teacher student is measurement only
+    assert (cfg.finetune_epochs_for(20), cfg.distill.epochs_for(20)) == (2, 7)
+    assert (cfg.finetune_epochs_for(2), cfg.distill.epochs_for(1)) == (1, 1)
+    fixed = small_params(compress={"finetune_epochs": 0, "distill": {"epochs": 7}}).compress
+    assert (fixed.finetune_epochs_for(20), fixed.distill.epochs_for(20)) == (0, 7)
 
 
 def test_the_distillation_loss_follows_the_teacher():

@@ -4,9 +4,10 @@ The champion is the teacher. Its logits for the whole training split are compute
 in one pass (``teacher_logits``) and ride along with the training batches, so no
 epoch runs the teacher again. The student (``student_spec``: the teacher's family
 with fewer channels and units, or an MLP) trains in Lightning on the loss mix of
-``components.lit.distillation_loss``. A baseline of the same architecture, seed,
-initial weights and epochs trains on the labels alone, so the report shows what
-the teacher itself bought. Needs only torch, lightning and numpy.
+``components.lit.distillation_loss``. With ``compress.report_baselines`` (and in
+``benchmarks/compression.py``) a baseline of the same architecture, seed, initial
+weights and epochs trains on the labels alone, so the report shows what the teacher
+itself bought. Needs only torch, lightning and numpy.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ Track = Callable[[str, dict[str, object]], contextlib.AbstractContextManager]
 @dataclass(frozen=True)
 class Students:
     distilled: object  # torch.nn.Module, CPU, eval
-    baseline: object  # the same architecture trained on the labels alone
+    baseline: object | None  # the same architecture on the labels alone (reference only)
     spec: NetSpec
     distilled_val: float  # validation accuracy after the last epoch
-    baseline_val: float
+    baseline_val: float | None
 
 
 def teacher_logits(teacher, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -66,9 +67,10 @@ def student_spec(teacher: NetSpec, cfg: DistillConfig) -> NetSpec:
 
 def train_students(
     teacher, teacher_spec: NetSpec, params: Params, train: Split, val: Split,
-    track: Track | None = None,
+    track: Track | None = None, with_baseline: bool = True,
 ) -> Students:  # fmt: skip
-    """The distilled student and its baseline: same architecture, seed, start and epochs."""
+    """The distilled student and, ``with_baseline``, its no-teacher baseline: the same
+    architecture, seed, start and epochs (``compress.distill.epochs``)."""
     import torch
 
     from components.compress.pruning import parameter_count
@@ -80,18 +82,20 @@ def train_students(
     torch.manual_seed(params.seed)
     start = build_net(spec).state_dict()
     soft = teacher_logits(teacher, train.x)  # once: every epoch reads these
-    train_cfg = one_device(params.train, epochs=cfg.epochs, learning_rate=cfg.learning_rate)
+    epochs = cfg.epochs_for(params.train.epochs)
+    train_cfg = one_device(params.train, epochs=epochs, learning_rate=cfg.learning_rate)
     logged = {
         "student.kind": spec.kind, "student.width": spec.conv_width,
         "student.hidden": spec.hidden, "student.mlp_layers": list(spec.mlp_layers),
         "student.parameters": parameter_count(build_net(spec)),
         "teacher.parameters": parameter_count(teacher),
-        "temperature": cfg.temperature, "alpha": cfg.alpha, "epochs": cfg.epochs,
+        "temperature": cfg.temperature, "alpha": cfg.alpha, "epochs": epochs,
         "learning_rate": cfg.learning_rate, "seed": params.seed,
     }  # fmt: skip
     nets, vals = {}, {}
-    for name, mentor in (("distill", Teacher(soft, cfg.temperature, cfg.alpha)),
-                         ("student-baseline", None)):  # fmt: skip
+    trainings = [("distill", Teacher(soft, cfg.temperature, cfg.alpha))]
+    trainings += [("student-baseline", None)] if with_baseline else []
+    for name, mentor in trainings:
         net = build_net(spec)
         net.load_state_dict(start)
         run_params = logged if mentor else {**logged, "alpha": 0.0, "temperature": None}
@@ -103,5 +107,5 @@ def train_students(
             if run is not None:
                 run.log_metrics({"final_val_acc": vals[name]})
         nets[name] = result.net
-    return Students(nets["distill"], nets["student-baseline"], spec, vals["distill"],
-                    vals["student-baseline"])  # fmt: skip
+    return Students(nets["distill"], nets.get("student-baseline"), spec, vals["distill"],
+                    vals.get("student-baseline"))  # fmt: skip

@@ -193,8 +193,19 @@ class DistillConfig(_Section):
     dropout: float = Field(0.1, ge=0, lt=1)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1)  # share of the loss on the teacher's outputs
-    epochs: int = Field(40, ge=1)
+    # auto: a third of the training run's epochs (the student is smaller: the stage stays
+    # within what training cost)
+    epochs: int | Literal["auto"] = "auto"
     learning_rate: float = Field(0.003, gt=0)
+
+    def epochs_for(self, train_epochs: int) -> int:
+        return max(1, round(train_epochs / 3)) if self.epochs == "auto" else self.epochs
+
+    @model_validator(mode="after")
+    def _positive(self) -> DistillConfig:
+        if self.epochs != "auto" and self.epochs < 1:
+            raise ValueError("epochs must be at least 1, or auto")
+        return self
 
 
 class CompressConfig(_Section):
@@ -204,13 +215,28 @@ class CompressConfig(_Section):
     prune_amount: float = Field(0.5, ge=0, lt=1)  # share of weights zeroed (unstructured)
     prune_steps: int = Field(1, ge=1, le=20)  # reach prune_amount in steps, tuned after each
     structured_amount: float = Field(0.25, ge=0, lt=1)  # share of channels/neurons removed
-    finetune_epochs: int = Field(10, ge=0)  # after each pruning
+    # after each pruning; auto: a tenth of the training run's epochs
+    finetune_epochs: int | Literal["auto"] = "auto"
     finetune_learning_rate: float = Field(0.002, gt=0)
     calibration_samples: int = Field(512, ge=16)  # training samples for static int8
     max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the test split
     latency_batch: int = Field(1, ge=1)  # "fastest" means lowest p50 at this batch size
     latency_repeats: int = Field(200, ge=5)
     distill: DistillConfig = DistillConfig()
+    # Measurement-only work (the student trained without its teacher, a reference row):
+    # off by default, so the stage costs at most what the training it compresses cost.
+    report_baselines: bool = False
+
+    def finetune_epochs_for(self, train_epochs: int) -> int:
+        if self.finetune_epochs == "auto":
+            return max(1, round(train_epochs * 0.1))
+        return self.finetune_epochs
+
+    @model_validator(mode="after")
+    def _epochs(self) -> CompressConfig:
+        if self.finetune_epochs != "auto" and self.finetune_epochs < 0:
+            raise ValueError("finetune_epochs must be at least 0, or auto")
+        return self
 
 
 class PackageConfig(_Section):
