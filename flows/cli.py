@@ -389,7 +389,11 @@ def cmd_traffic(args: argparse.Namespace) -> int:
 
     params = _params_or_exit(ws.params)
     try:
-        images, labels = traffic.test_images(params, ws, args.drift)
+        if args.files:  # image files as they are: uploads, no drift applied
+            images, labels = traffic.folder_files(Path(args.files), seed=params.seed)
+            args.drift = f"files from {args.files}"
+        else:
+            images, labels = traffic.test_images(params, ws, args.drift)
     except (FileNotFoundError, ValueError) as err:
         print(f"mloop traffic: {err}", file=sys.stderr)
         return 1
@@ -575,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="share of answers whose true label is posted back (0..1)")  # fmt: skip
     tf.add_argument("--port", type=int, default=3000)
     tf.add_argument("--url", help="the service's base URL (default: loopback, --port)")
+    tf.add_argument("--files", metavar="FOLDER",
+                    help="upload PNG/JPEG files of FOLDER (class sub-folders label them)"
+                         " to /predict_files instead of sending test-split pixels")  # fmt: skip
     tf.set_defaults(func=cmd_traffic)
 
     mon = sub.add_parser("monitor", help="check the logged traffic for drift; drift retrains")

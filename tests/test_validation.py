@@ -255,15 +255,12 @@ def test_bad_image_files(tmp_path, workspace, fault, fragment):
     assert fragment in (result.quarantine / "reason.txt").read_text()
 
 
-def test_out_of_range_pixels_in_a_16_bit_image_file(tmp_path, workspace):
+def test_a_16_bit_image_file_is_refused_and_held(tmp_path, workspace):
     folder = make_images(tmp_path / "shapes")
     Image.fromarray(np.full((12, 12), 4000, np.uint16)).save(folder / "square" / "hot.png")
-    result = _fails_on(
-        folder, small_params(), workspace, "expect_column_values_to_be_between on samples.max",
-        label=None,
-    )  # fmt: skip
+    result = _fails_on(folder, small_params(), workspace, "square/hot.png", label=None)
     assert (result.quarantine / "files" / "square" / "hot.png").is_file()
-    assert "pixel value out of range" in (result.quarantine / "reason.txt").read_text()
+    assert "beyond 8 bits" in (result.quarantine / "reason.txt").read_text()
 
 
 def test_the_pipeline_gate_holds_files_refused_at_read(tmp_path, workspace):

@@ -144,6 +144,8 @@ class TrainConfig(_Section):
     resnet_blocks: list[int] = Field([2, 2, 2], min_length=1)  # residual blocks per stage
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(20, ge=1)
+    # Cap on the batches of each epoch (training and validation): smoke runs, benchmarks.
+    limit_batches: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(0.002, gt=0)
     weight_decay: float = Field(0.0001, ge=0)

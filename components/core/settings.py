@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     service_workers: PositiveInt = 2  # Bento server worker processes
     ort_threads: PositiveInt = 1  # ONNX Runtime intra-op threads per worker
     max_in_flight: PositiveInt = 64  # requests per worker at once; beyond: 503, Retry-After
+    max_file_bytes: PositiveInt = 10 * 2**20  # an uploaded image file; beyond: 413
+    max_image_pixels: PositiveInt = 25_000_000  # an uploaded image's width x height; beyond: 422
     tracing: bool = False  # BentoML's OpenTelemetry spans (configure an exporter for them)
     access_log: bool = False  # BentoML's access log
     bento_model: str | None = None  # the BentoML model tag to serve (set by the build)

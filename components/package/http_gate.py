@@ -12,6 +12,7 @@ import json
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # probes answer without a token
 METRICS_PATH = "/metrics"
+UPLOAD_PATH = "/predict_files"  # the one route that takes multipart/form-data (image files)
 RETRY_AFTER_S = 1  # what a shed request is told to wait
 
 
@@ -24,8 +25,11 @@ class RequestGate:
 
     POSTs must say they are JSON: another or a missing content type gets 415 here
     (BentoML would try to parse it, and a page could post into the service
-    with a "simple" cross-origin request). A body over the limit gets 413 before
-    it is parsed: its length is checked from the header, then while it is read.
+    with a "simple" cross-origin request). The exception is multipart/form-data to
+    ``UPLOAD_PATH``, for image files; as any form post, a page can send it, so a
+    service beyond loopback wants a token (``mloop serve`` asks for one). A body over
+    the limit gets 413 before it is parsed: its length is checked from the header,
+    then while it is read.
     With a token set, any request but the probes without ``Authorization: Bearer
     <token>`` gets 401; /metrics also takes the metrics token. A POST that finds
     ``max_in_flight`` requests of this worker under way gets 503 with ``Retry-After``
@@ -93,9 +97,12 @@ class RequestGate:
 
     async def _post(self, scope, receive, send, headers: dict) -> None:
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if media != b"application/json":
+        upload = scope["path"] == UPLOAD_PATH and media == b"multipart/form-data"
+        if media != b"application/json" and not upload:
             shown = media.decode("latin-1")[:60] or "none"
-            await _refuse(send, 415, f"send JSON (Content-Type: application/json), not {shown}")
+            also = f" (or multipart/form-data to {UPLOAD_PATH})"
+            await _refuse(send, 415, f"send JSON (Content-Type: application/json){also},"
+                                     f" not {shown}")  # fmt: skip
             return
         limit = self.limit()
         declared = headers.get(b"content-length", b"")

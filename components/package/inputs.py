@@ -8,11 +8,15 @@ messages quote at most 80 characters of what was sent.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bentoml.exceptions import InvalidArgument
+from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, ConfigDict, Field
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
@@ -102,14 +106,57 @@ def encode_rows(rows: Any, schema: dict) -> np.ndarray:
     return out
 
 
+def decode_uploads(files: list, image: dict, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Image files (paths of uploads, or bytes) as the model's input, decoded exactly as the
+    prepare stage decoded the training folder (``components.prepare.images.decode``)."""
+    from components.prepare.images import ImageRejected, decode
+
+    _check_batch(len(files))
+    size, color = tuple(image["size"]), image["color"]
+    out = []
+    for i, item in enumerate(files):
+        data = item if isinstance(item, bytes) else Path(item).read_bytes()
+        if len(data) > max_bytes:
+            raise TooLarge(f"file {i}: {len(data):,} bytes is over the {max_bytes:,} accepted"
+                           " (MLOOP_MAX_FILE_BYTES)")  # fmt: skip
+        try:
+            out.append(decode(data, size, color, max_pixels=max_pixels))
+        except ImageRejected as err:
+            raise Unprocessable(f"file {i}: {err}") from None
+    return np.stack(out).astype(np.float32)
+
+
+def from_base64(encoded: list) -> list[bytes]:
+    """``files`` of a JSON body: base64 strings (standard alphabet, padding as sent)."""
+    if not isinstance(encoded, list) or not all(isinstance(e, str) for e in encoded):
+        raise InvalidArgument("files must be a list of base64 strings, one per image file")
+    _check_batch(len(encoded))
+    try:
+        return [base64.b64decode(e, validate=True) for e in encoded]
+    except (binascii.Error, ValueError) as err:
+        raise InvalidArgument(f"files: not valid base64: {err}") from None
+
+
+class TooLarge(BentoMLException):
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class Unprocessable(BentoMLException):
+    """A well-formed request whose image cannot be used: not an image, truncated, too many
+    pixels, another colour mode."""
+
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
 def short(value: Any, limit: int = 80) -> str:
     """``repr(value)``, cut to ``limit`` characters: errors never echo unbounded input."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
 
 
-def body_limit(meta: dict) -> int:
-    """The default request-body limit: the largest legal batch of this model's inputs."""
+def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
+    """The default request-body limit: the largest legal batch of this model's inputs; for a
+    model trained on image files, at least one file of ``max_file_bytes`` in base64."""
     if meta.get("kind") == "tabular" and meta.get("schema"):
         schema = meta["schema"]
         columns = [*schema["numeric"], *schema["categorical"], schema["label"]]
@@ -117,7 +164,10 @@ def body_limit(meta: dict) -> int:
         per_row += sum(max(map(len, cats), default=0) for cats in schema["categorical"].values())
         return MAX_BATCH * per_row + BODY_OVERHEAD
     values = int(np.prod(meta.get("input_shape", (8, 8))))
-    return MAX_BATCH * values * BYTES_PER_VALUE + BODY_OVERHEAD
+    pixels = MAX_BATCH * values * BYTES_PER_VALUE + BODY_OVERHEAD
+    if meta.get("image_files"):
+        return max(pixels, -(-max_file_bytes // 3) * 4 + BODY_OVERHEAD)
+    return pixels
 
 
 def check_labels(labels: list, classes: list) -> list:

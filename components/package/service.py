@@ -1,4 +1,6 @@
-"""The Bento service: classify images (POST /predict) or table rows (POST /predict_rows).
+"""The Bento service: classify images (POST /predict: pixel values; /predict_files: PNG or
+JPEG files as multipart/form-data; /predict_base64: the files as base64 in JSON) or table
+rows (POST /predict_rows).
 
 Built by the ``package`` stage around the registered model it imported into
 the BentoML store; ``bentoml serve`` of the Bento runs this file. Inputs are
@@ -29,6 +31,7 @@ process (at 250 requests/s, 43 of 2,000 answers were 500 and p99 was 161 ms).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import sqlite3
@@ -53,7 +56,9 @@ from components.package.inputs import (
     Prediction,
     body_limit,
     check_labels,
+    decode_uploads,
     encode_rows,
+    from_base64,
     to_batch,
 )
 from components.serve.inference_log import GroupCommit, InferenceLog, new_request_id
@@ -65,6 +70,7 @@ MODEL_TAG = SETTINGS.bento_model or (
     json.loads(_PINNED.read_text())["tag"] if _PINNED.is_file() else "digits-classifier:latest"
 )
 LOG_PATH = SETTINGS.inference_log or "inference.sqlite"
+UPLOAD_ON_LOOP_BYTES = 256 * 1024  # uploads larger in all decode in a thread
 # Without an exporter configured, BentoML's OpenTelemetry middleware makes spans that
 # go nowhere: every path is excluded from it unless MLOOP_TRACING asks for spans.
 TRACING = {} if SETTINGS.tracing else {"tracing": {"excluded_urls": ["."]}}
@@ -97,7 +103,8 @@ class Classifier:
         self.pixel_max = float(meta.get("pixel_max") or 16.0)
         self.classes = list(meta.get("classes", range(10)))
         self.schema = meta.get("schema")
-        RequestGate.body_limit = body_limit(dict(meta))
+        self.image_files = meta.get("image_files")  # size and colour of the training files
+        RequestGate.body_limit = body_limit(dict(meta), SETTINGS.max_file_bytes)
         self.log: InferenceLog | None = None
         self.writer: GroupCommit | None = None
         self.log_error: str | None = None  # why the log cannot be written, while it cannot
@@ -181,6 +188,45 @@ class Classifier:
         if self.kind != "image":
             raise InvalidArgument("this model classifies table rows: POST them to /predict_rows")
         return await self._answer(to_batch(images, self.shape, self.pixel_max))
+
+    @bentoml.api
+    async def predict_files(
+        self,
+        files: Annotated[
+            list[Path],
+            Field(
+                description="PNG or JPEG files (multipart/form-data, field `files`)",
+                min_length=1,
+                max_length=MAX_BATCH,
+            ),
+        ],  # fmt: skip
+    ) -> Answer:
+        """Classify image files, uploaded as multipart/form-data: each decoded, resized and
+        converted exactly as the prepare stage did with the training folder."""
+        return await self._answer(await self._uploads(files))
+
+    @bentoml.api
+    async def predict_base64(
+        self,
+        files: Annotated[
+            list,
+            Field(description="PNG or JPEG files, each a base64 string", min_length=1),
+        ],
+    ) -> Answer:
+        """Classify image files sent in JSON as base64 strings (as /predict_files)."""
+        return await self._answer(await self._uploads(from_base64(files)))
+
+    async def _uploads(self, files: list) -> np.ndarray:
+        if self.kind != "image" or not self.image_files:
+            raise InvalidArgument(
+                "this model was not trained on image files: POST pixel values to /predict"
+                if self.kind == "image" else "this model classifies table rows: /predict_rows"
+            )  # fmt: skip
+        decode = functools.partial(decode_uploads, files, self.image_files,
+                                   SETTINGS.max_file_bytes, SETTINGS.max_image_pixels)  # fmt: skip
+        big = sum(len(f) if isinstance(f, bytes) else Path(f).stat().st_size for f in files)
+        # Small files decode faster than a hand-off to a thread; big ones would stall the loop.
+        return await asyncio.to_thread(decode) if big > UPLOAD_ON_LOOP_BYTES else decode()
 
     @bentoml.api
     async def predict_rows(

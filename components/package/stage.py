@@ -86,6 +86,14 @@ def imported_model(name: str, version: str, run_id: str):
     )
 
 
+def image_files(params: Params) -> dict | None:
+    """Size and colour mode of the training images, when they came from files."""
+    images = params.data.images
+    if params.data.source != "images" or images is None:
+        return None
+    return {"size": list(images.size), "color": images.color}
+
+
 def package_stage(params: Params, ws: Workspace) -> PackageResult:
     import bentoml
     import mlflow
@@ -111,6 +119,8 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
                 "classes": meta["classes"],
                 "schema": meta["schema"],
                 "data_version": str(meta["version"]),
+                # what /predict_files decodes uploads to: the training folder's settings
+                "image_files": image_files(params),
             }.items()
             if value is not None
         },

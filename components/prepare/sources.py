@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,6 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
-WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "F"}  # single-channel modes beyond 8 bits
 ID_MIN_ROWS = 50  # below this, a column of distinct values is no sign of an identifier
 
 
@@ -42,7 +42,9 @@ class RawData:
 
     kind: str  # "image" or "tabular"
     labels: np.ndarray  # raw labels, one per sample (strings for tables and folders)
-    images: np.ndarray | None = None  # float32 (N, H, W) or (N, C, H, W), raw pixel scale
+    # (N, H, W) or (N, C, H, W) on the raw pixel scale: uint8 from image files (a RowFile,
+    # read a block at a time), float32 arrays for the digits and synthetic images
+    images: np.ndarray | None = None
     frame: object = None  # pandas.DataFrame: the table as read, label column included
     label_column: str | None = None
     numeric: list[str] = field(default_factory=list)
@@ -51,6 +53,7 @@ class RawData:
     # Tables: each feature column's missing-value rule (``MissingRule.model_dump()``)
     missing: dict[str, dict] = field(default_factory=dict)
     held_out: int = 0  # tables read with a test file: its rows, the last ones, are the test split
+    scratch: object = None  # a temporary folder holding the decoded images, if any
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     pixel_max: float = 255.0
     origin: Path | None = None
@@ -253,9 +256,20 @@ def _identifies_rows(column) -> bool:
 # ---------------------------------------------------------------- image folders
 
 
-def read_image_folder(path: Path, size: tuple[int, int], color: str) -> RawData:
-    """Read ``path/<class>/<image>``; each image resized to ``size`` (height, width)."""
-    from PIL import Image, UnidentifiedImageError
+def read_image_folder(
+    path: Path, size: tuple[int, int], color: str, out: Path | None = None
+) -> RawData:
+    """Read ``path/<class>/<image>``; each image resized to ``size`` (height, width).
+
+    The pixels are decoded in parallel processes (``images.decode_files``) into the
+    uint8 ``.npy`` file ``out`` (a temporary file when None, removed with the RawData)
+    and come back as a ``RowFile``, read a block at a time: the folder may be larger
+    than memory.
+    """
+    import logging
+    import tempfile
+
+    from components.prepare.images import Progress, decode_files, pixel_shape
 
     path = Path(path)
     if not path.is_dir():
@@ -263,58 +277,44 @@ def read_image_folder(path: Path, size: tuple[int, int], color: str) -> RawData:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError("no class sub-folders: expected one folder of images per class", path)
-    want = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}[color]
-    images, labels, files, rejected = [], [], [], []
+    files, labels = [], []
     for label in classes:
-        for file in sorted((path / label).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
-                continue
-            rel = str(file.relative_to(path))
-            if file.is_symlink():  # it may point anywhere: never read or copied
-                rejected.append((rel, "a symbolic link; only regular image files are read"))
-                continue
-            if file.stat().st_size == 0:
-                rejected.append((rel, "zero-byte image file"))
-                continue
-            try:
-                with Image.open(file) as img:
-                    img.load()
-                    bands = len(img.getbands())
-                    if want[0] == "L" and img.mode in WIDE_GRAY:
-                        # 16-bit or float grayscale: keep the values, so the gate sees their range
-                        pixels = np.asarray(img.convert("F").resize(size[::-1]), np.float32)
-                    elif img.mode == want[0] or (img.mode in ("P", "1") and want[0] == "L"):
-                        pixels = np.asarray(img.convert(want[0]).resize(size[::-1]), np.float32)
-                    else:
-                        rejected.append(
-                            (rel, f"{bands} channel(s) ({img.mode}); expected {want[1]} ({color})")
-                        )
-                        continue
-            except (UnidentifiedImageError, OSError, SyntaxError) as err:
-                rejected.append((rel, f"corrupt or unreadable image: {err}"))
-                continue
-            images.append(pixels if want[1] == 1 else pixels.transpose(2, 0, 1))
-            labels.append(label)
-            files.append(rel)
-    if not images and not rejected:
+        for entry in sorted(os.scandir(path / label), key=lambda e: e.name):
+            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not entry.is_dir():
+                files.append(f"{label}/{entry.name}")
+                labels.append(label)
+    if not files:
         raise DataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in the class folders", path)
-    shape = (0, *size) if want[1] == 1 else (0, 3, *size)
-    return RawData(
+    scratch = None
+    if out is None:
+        scratch = tempfile.TemporaryDirectory(prefix="mloop-images-")
+        out = Path(scratch.name) / "images.npy"
+    log = logging.getLogger(__name__)
+    log.info(f"decoding {len(files):,} images from {path} ({os.cpu_count()} processes)")
+    images, kept, rejected = decode_files(
+        path, files, tuple(size), color, out, progress=Progress(log, "images read")
+    )
+    raw = RawData(
         kind="image",
-        labels=np.asarray(labels, dtype=object).astype(str),
-        images=np.stack(images) if images else np.zeros(shape, np.float32),
-        files=files,
+        labels=np.asarray(labels, dtype=object)[kept].astype(str),
+        images=images if len(kept) else np.zeros((0, *pixel_shape(size, color)), np.uint8),
+        files=[files[i] for i in kept],
         rejected=rejected,
         pixel_max=255.0,
         origin=path,
     )
+    raw.scratch = scratch  # the temporary file lives as long as the RawData
+    return raw
 
 
 # ---------------------------------------------------------------- dispatch
 
 
-def read_source(cfg: DataConfig, seed: int, root: Path = Path(".")) -> RawData:
-    """The configured source, as read; relative paths are relative to ``root`` (the workspace)."""
+def read_source(
+    cfg: DataConfig, seed: int, root: Path = Path("."), images_out: Path | None = None
+) -> RawData:
+    """The configured source, as read; relative paths are relative to ``root`` (the workspace).
+    An image folder's pixels go to the ``.npy`` file ``images_out`` (else a temporary one)."""
     if cfg.source == "digits":
         return read_digits()
     if cfg.source == "synthetic":
@@ -326,7 +326,8 @@ def read_source(cfg: DataConfig, seed: int, root: Path = Path(".")) -> RawData:
             raw = with_test_file(raw, read_table(Path(root) / t.test_path, t.label,
                                                  raw.numeric, raw.categorical, t))  # fmt: skip
         return raw
-    return read_image_folder(Path(root) / cfg.images.path, cfg.images.size, cfg.images.color)
+    images = cfg.images
+    return read_image_folder(Path(root) / images.path, images.size, images.color, images_out)
 
 
 def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:

@@ -1,10 +1,11 @@
 """The prepared splits as the later stages read them: arrays, rows and ``meta.json``.
 
-Each split is ``{split}_x.npy`` (float32: images N x H x W or N x C x H x W on
-the raw pixel scale; tables N x F, numeric columns as they are and categorical
-ones one-hot) and ``{split}_y.npy`` (int64 class indices into ``meta.json``'s
+Each split is ``{split}_x.npy`` (images N x H x W or N x C x H x W on the raw
+pixel scale: uint8 from image files, float32 for the digits and synthetic images;
+tables float32 N x F, numeric columns as they are (NaN where missing) and
+categorical ones one-hot) and ``{split}_y.npy`` (int64 class indices into ``meta.json``'s
 ``classes``). Tables also keep ``{split}_rows.parquet``, the rows as read, for
-the validation gate.
+the validation gate; image folders ``{split}_files.txt``, the file of each row.
 """
 
 from __future__ import annotations
@@ -34,13 +35,73 @@ class Split:
 
 
 def load_split(folder: Path, name: str) -> Split:
+    """A split's arrays; ``x`` memory-mapped (copy-on-write: never written back), so a
+    split larger than memory can be read a batch at a time."""
     arrays = []
     for part in ("x", "y"):
         path = Path(folder) / f"{name}_{part}.npy"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: split file missing; run the prepare stage first")
-        arrays.append(np.load(path, allow_pickle=False))
+        arrays.append(np.load(path, allow_pickle=False, mmap_mode="c" if part == "x" else None))
     return Split(x=arrays[0], y=arrays[1])
+
+
+class RowFile:
+    """A ``.npy`` file read a block of rows at a time with plain reads.
+
+    No memory map: what a pass over a large split reads stays in the OS's page cache,
+    not in this process's resident memory, so a pass over a file larger than memory
+    holds one block. ``rows[a:b]`` reads rows a to b; ``rows[idx]`` (sorted indices)
+    reads the span they cover and keeps those rows.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                np.lib.format.read_array_header_2_0)  # fmt: skip
+            shape, fortran, self.dtype = read(fh)
+            self.offset = fh.tell()
+        if fortran:
+            raise ValueError(f"{path}: Fortran-ordered arrays are not written here")
+        self.shape, self.ndim = tuple(shape), len(shape)
+        self.row_items = int(np.prod(self.shape[1:]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _span(self, start: int, stop: int) -> np.ndarray:
+        count = max(0, stop - start) * self.row_items
+        offset = self.offset + start * self.row_items * self.dtype.itemsize
+        values = np.fromfile(self.path, dtype=self.dtype, count=count, offset=offset)
+        return values.reshape(-1, *self.shape[1:])
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            return self._span(start, stop)[::step]
+        idx = np.asarray(key)
+        if idx.ndim == 0:  # one row
+            row = range(len(self))[int(idx)]
+            return self._span(row, row + 1)[0]
+        if len(idx) == 0:
+            return np.zeros((0, *self.shape[1:]), self.dtype)
+        return self._span(int(idx[0]), int(idx[-1]) + 1)[idx - idx[0]]
+
+
+def write_rows(path: Path, values, idx: np.ndarray, block: int = 8192) -> None:
+    """``values[idx]`` as the ``.npy`` file ``path``, a block of rows at a time, written with
+    plain writes: memory holds a block, whatever the split's size (``values``: an array or
+    a ``RowFile``)."""
+    shape = (len(idx), *values.shape[1:])
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(values.dtype)),
+                 "fortran_order": False, "shape": shape}
+        )  # fmt: skip
+        for start in range(0, len(idx), block):
+            fh.write(np.ascontiguousarray(values[idx[start : start + block]]).tobytes())
 
 
 def pixel_scale(params, meta: dict) -> float | None:

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.prepare.sources import DataError, RawData, read_source
-from components.prepare.splits import DROPPED, split_indices
+from components.prepare.splits import DROPPED, split_indices, write_rows
 from components.validate.quarantine import quarantine_unreadable
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import DataConfig
+
+DECODED = ".decoded.npy"  # prepare's scratch file: an image folder's pixels before the split
 
 
 @dataclass(frozen=True)
@@ -158,8 +160,9 @@ def prepare(
     root: Path = Path("."),
 ):
     """Read the source, split it, write the split files and ``meta.json``."""
+    decoded = out_dir / DECODED  # an image folder's pixels, before the split
     try:
-        raw = read_source(cfg, seed, root)
+        raw = read_source(cfg, seed, root, images_out=decoded)
     except DataError as err:
         if quarantine is not None:
             err.quarantine = quarantine_unreadable(err, quarantine)
@@ -176,7 +179,7 @@ def prepare(
         x = raw.images
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*_rows.parquet"):
+    for stale in [*out_dir.glob("*_rows.parquet"), *out_dir.glob("*_files.txt")]:
         stale.unlink()
     if dropped is not None:
         dropped.to_parquet(out_dir / f"{DROPPED}_rows.parquet", index=False)
@@ -185,20 +188,28 @@ def prepare(
     for name, idx in splits.items():
         # Plain .npy, not np.savez: savez stamps its zip entries with the time, so
         # the same data would hash differently and DVC would rerun what follows.
-        for part, values in (("x", x[idx]), ("y", y[idx])):
+        for part, values in (("x", x), ("y", y)):
             path = out_dir / f"{name}_{part}.npy"
-            np.save(path, np.ascontiguousarray(values), allow_pickle=False)
-            digest.update(path.read_bytes())
+            write_rows(path, values, idx)
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):  # 4 MiB at a time
+                    digest.update(block)
+        if raw.files:  # which file each row of an image folder came from
+            names = np.asarray(raw.files)[idx]
+            (out_dir / f"{name}_files.txt").write_text("".join(f"{f}\n" for f in names))
         if raw.kind == "tabular":
             rows = raw.frame.iloc[idx].reset_index(drop=True)
             rows.to_parquet(out_dir / f"{name}_rows.parquet", index=False)
         counts[name] = int(len(idx))
+    shape = tuple(int(d) for d in x.shape[1:])
+    x = raw.images = None  # the decoded pixels' map, before its file goes
+    decoded.unlink(missing_ok=True)
     prepared = PreparedData(
         folder=out_dir,
         kind=raw.kind,
         counts=counts,
         classes=classes,
-        input_shape=tuple(int(d) for d in x.shape[1:]),
+        input_shape=shape,
         version=digest.hexdigest()[:12],
         rejected=len(raw.rejected),
         dropped=0 if dropped is None else len(dropped),

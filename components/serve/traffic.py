@@ -2,10 +2,11 @@
 
 Sends single-image requests at a fixed rate (open loop: a slow server does not
 slow the sender, so queueing shows up in the latencies) for a fixed time, drawn
-from the test split (in a new random order each pass, so a few hundred requests
-look like the split, not like a resample of it), optionally drifted (noise or an
-intensity shift). With ``feedback`` > 0 that share of the answered requests get
-their true label posted to /feedback, as a labelling process would later. Prints requests/s, latency
+from image files (``--files``: uploaded to /predict_files) or from the test split
+(in a new random order each pass, so a few hundred requests look like the split,
+not like a resample of it), optionally drifted (noise or an intensity shift). With
+``feedback`` > 0 that share of the answered requests get their true label posted to
+/feedback, as a labelling process would later. Prints requests/s, latency
 percentiles and errors by status.
 """
 
@@ -16,6 +17,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -81,13 +83,17 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
     import aiohttp
 
     rng = np.random.default_rng(seed)
+    endpoint, headers = "predict", {"Content-Type": "application/json"}
     if batch == 1:
         groups = [[i] for i in range(len(images))]
-        bodies = [json.dumps({"images": image.tolist()}).encode() for image in images]
     else:
         groups = [list(range(i, i + batch)) for i in range(0, len(images) - batch + 1, batch)]
+    if isinstance(images, Files):  # image files: one multipart upload per request
+        endpoint, bodies = "predict_files", [multipart([images.files[j] for j in g])
+                                             for g in groups]  # fmt: skip
+        headers["Content-Type"] = f"multipart/form-data; boundary={BOUNDARY}"
+    else:
         bodies = [json.dumps({"images": images[g].tolist()}).encode() for g in groups]
-    headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     latencies: list[float] = []
@@ -100,7 +106,8 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         nonlocal labelled
         start = time.perf_counter()
         try:
-            async with session.post(f"{url}/predict", data=bodies[i], headers=headers) as answer:
+            post = session.post(f"{url}/{endpoint}", data=bodies[i], headers=headers)
+            async with post as answer:
                 body = await answer.read()
                 status = answer.status
         except (TimeoutError, aiohttp.ClientError) as err:
@@ -114,9 +121,10 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         versions[reply["model_version"]] += 1
         if feedback and rng.random() < feedback:
             label = json.dumps(
-                {"request_id": reply["request_id"], "labels": [int(labels[j]) for j in groups[i]]}
+                {"request_id": reply["request_id"], "labels": [labels[j].item() for j in groups[i]]}
             )
-            async with session.post(f"{url}/feedback", data=label, headers=headers) as answer:
+            json_headers = {**headers, "Content-Type": "application/json"}
+            async with session.post(f"{url}/feedback", data=label, headers=json_headers) as answer:
                 labelled += answer.status == 200
 
     timeout = aiohttp.ClientTimeout(total=30)
@@ -159,6 +167,52 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         labelled=labelled,
         versions=dict(versions),
     )
+
+
+BOUNDARY = "mloop-traffic-3f1c9a"
+
+
+@dataclass(frozen=True)
+class Files:
+    """Image files to upload: ``(name, bytes)`` pairs, sent as they are."""
+
+    files: list[tuple[str, bytes]]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def multipart(files: list[tuple[str, bytes]], field: str = "files") -> bytes:
+    """A multipart/form-data body (``BOUNDARY``) with each file under ``field``."""
+    parts = []
+    for name, data in files:
+        kind = "image/png" if name.lower().endswith(".png") else "image/jpeg"
+        parts.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}";'
+            f' filename="{Path(name).name}"\r\nContent-Type: {kind}\r\n\r\n'.encode()
+            + data + b"\r\n"
+        )  # fmt: skip
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def folder_files(folder: Path, limit: int = 2000, seed: int = 0) -> tuple[Files, np.ndarray]:
+    """Up to ``limit`` PNG/JPEG files of ``folder`` (a class folder's name is the label;
+    loose files have none), drawn at random, read into memory once."""
+    from components.prepare.sources import IMAGE_SUFFIXES
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    found = sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.is_symlink()
+    )  # fmt: skip
+    if not found:
+        raise ValueError(f"{folder}: no PNG or JPEG files")
+    picked = np.random.default_rng(seed).permutation(len(found))[:limit]
+    chosen = [found[i] for i in sorted(picked)]
+    labels = np.asarray([p.parent.name if p.parent != folder else "" for p in chosen])
+    return Files([(str(p.relative_to(folder)), p.read_bytes()) for p in chosen]), labels
 
 
 def test_images(params, ws, drift: str):

@@ -115,6 +115,8 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_train_batches=cfg.limit_batches or 1.0,
+        limit_val_batches=cfg.limit_batches or 1.0,
         callbacks=callbacks,
     )
     if teacher is None:

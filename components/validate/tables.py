@@ -10,7 +10,7 @@ import numpy as np
 
 from components.core.paths import Workspace
 from components.prepare.sources import RawData
-from components.prepare.splits import DROPPED, SPLITS, load_meta, load_rows, load_split
+from components.prepare.splits import DROPPED, SPLITS, RowFile, load_meta, load_rows, load_split
 
 IMAGE_COLUMNS = [
     "split", "label", "height", "width", "channels",
@@ -47,29 +47,36 @@ def _digests(rows: np.ndarray) -> list[str]:
     return [hashlib.blake2b(r.tobytes(), digest_size=8).hexdigest() for r in rows]
 
 
-def image_table(images: np.ndarray, labels, splits=None):
-    """One row per image: the statistics the suite checks."""
+def image_table(images: np.ndarray, labels, splits=None, block: int = 4096):
+    """One row per image: the statistics the suite checks, a block of images at a time
+    (``images`` may be memory-mapped and larger than memory)."""
     import pandas as pd
 
-    rows = images.reshape(len(images), int(np.prod(images.shape[1:])))  # 0 images too
-    flat = rows.astype(np.float64)
+    n = len(images)
+    stats = {k: np.empty(n) for k in ("mean", "std", "min", "max")}
+    finite, digests = np.empty(n, dtype=bool), []
+    for start in range(0, n, block):
+        rows = np.asarray(images[start : start + block]).reshape(-1, int(np.prod(images.shape[1:])))
+        flat = rows.astype(np.float64)
+        end = start + len(rows)
+        with np.errstate(invalid="ignore"):
+            stats["mean"][start:end], stats["std"][start:end] = flat.mean(1), flat.std(1)
+            stats["min"][start:end], stats["max"][start:end] = flat.min(1), flat.max(1)
+        finite[start:end] = np.isfinite(flat).all(axis=1)
+        digests += _digests(np.ascontiguousarray(rows))
     channels = images.shape[1] if images.ndim == 4 else 1
-    with np.errstate(invalid="ignore"):
-        return pd.DataFrame(
-            {
-                "split": splits if splits is not None else "all",
-                "label": np.asarray(labels).astype(str),
-                "height": images.shape[-2],
-                "width": images.shape[-1],
-                "channels": channels,
-                "mean": flat.mean(axis=1),
-                "std": flat.std(axis=1),
-                "min": flat.min(axis=1),
-                "max": flat.max(axis=1),
-                "finite": np.isfinite(flat).all(axis=1),
-                "digest": _digests(np.ascontiguousarray(rows)),
-            }
-        )[IMAGE_COLUMNS]
+    return pd.DataFrame(
+        {
+            "split": splits if splits is not None else "all",
+            "label": np.asarray(labels).astype(str),
+            "height": images.shape[-2],
+            "width": images.shape[-1],
+            "channels": channels,
+            **stats,
+            "finite": finite,
+            "digest": digests,
+        }
+    )[IMAGE_COLUMNS]
 
 
 def looks_numeric(column) -> bool:
@@ -131,31 +138,32 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
 
     meta = load_meta(ws.prepared)
     classes = meta["classes"]
-    if meta["kind"] == "image":
-        parts = [load_split(ws.prepared, s) for s in SPLITS]
-        raw = RawData(
-            kind="image",
-            labels=np.asarray([classes[i] for p in parts for i in p.y.tolist()]),
-            images=np.concatenate([p.x for p in parts]),
-            pixel_max=meta["pixel_max"],
+    if meta["kind"] == "image":  # each split read a block at a time: no concatenation
+        tables = []
+        for name in SPLITS:
+            y = load_split(ws.prepared, name).y
+            labels = np.asarray(classes, dtype=object)[y]
+            x = RowFile(ws.prepared / f"{name}_x.npy")
+            tables.append(image_table(x, labels, [name] * len(y)))
+        table = pd.concat(tables, ignore_index=True)
+        return GateInput(
+            kind="image", table=table, pixel_max=meta["pixel_max"],
             rejected=[(r["file"], r["reason"]) for r in meta["rejected"]],
-            origin=Path(meta["origin"]) if meta["origin"] else None,
-        )
-        splits = np.concatenate([[s] * len(p) for s, p in zip(SPLITS, parts, strict=True)])
-    else:
-        left_out = (ws.prepared / f"{DROPPED}_rows.parquet").is_file()  # by a `drop` rule
-        names = [*SPLITS, DROPPED] if left_out else SPLITS
-        frames = [load_rows(ws.prepared, s).drop(columns="_reason", errors="ignore") for s in names]
-        schema = meta["schema"]
-        raw = RawData(
-            kind="tabular",
-            labels=np.asarray([]),
-            frame=pd.concat(frames, ignore_index=True),
-            label_column=schema["label"],
-            numeric=schema["numeric"],
-            categorical=list(schema["categorical"]),
-            origin=Path(meta["origin"]) if meta["origin"] else None,
-            missing=schema.get("missing", {}),
-        )
-        splits = np.concatenate([[s] * len(f) for s, f in zip(names, frames, strict=True)])
+            origin=Path(meta["origin"]) if meta["origin"] else None, name=meta["name"],
+        )  # fmt: skip
+    left_out = (ws.prepared / f"{DROPPED}_rows.parquet").is_file()  # by a `drop` rule
+    names = [*SPLITS, DROPPED] if left_out else SPLITS
+    frames = [load_rows(ws.prepared, s).drop(columns="_reason", errors="ignore") for s in names]
+    schema = meta["schema"]
+    raw = RawData(
+        kind="tabular",
+        labels=np.asarray([]),
+        frame=pd.concat(frames, ignore_index=True),
+        label_column=schema["label"],
+        numeric=schema["numeric"],
+        categorical=list(schema["categorical"]),
+        origin=Path(meta["origin"]) if meta["origin"] else None,
+        missing=schema.get("missing", {}),
+    )
+    splits = np.concatenate([[s] * len(f) for s, f in zip(names, frames, strict=True)])
     return gate_input(raw, meta["name"], splits)

@@ -39,3 +39,15 @@ def make_images(root: Path, per_class: int = 40, size: int = 12, mode: str = "L"
 def checksums(path: Path) -> dict[str, str]:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def make_jpegs(root: Path, classes: int = 10, per_class: int = 40, size: int = 16) -> Path:
+    """``root/c<k>/<i>.jpg``: RGB JPEGs, each class a colour pattern under noise."""
+    rng = np.random.default_rng(0)
+    patterns = rng.uniform(30, 220, (classes, size, size, 3))
+    for k in range(classes):
+        (root / f"c{k}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(patterns[k] + rng.normal(0, 40, (size, size, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8), "RGB").save(root / f"c{k}" / f"{i:03d}.jpg")
+    return root
