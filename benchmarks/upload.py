@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import serving  # benchmarks/serving.py, beside this file
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE, CLASSES, PER_CLASS = 32, 10, 200
@@ -63,18 +64,17 @@ def main() -> None:
     ws = Path(args.workspace).resolve()
     make_workspace(ws)
 
-    from benchmarks.serving import packaged, start_mloop
     from components.prepare.images import decode
     from components.serve import supervisor, traffic
 
-    bento, _ = packaged(str(ws))
+    bento, _ = serving.packaged(str(ws))
     files, labels = traffic.folder_files(ws / "photos", limit=1000)
     pixels = np.stack([decode(data, (SIZE, SIZE), "rgb") for _, data in files.files])
     sides = {"files": files, "pixels": pixels.astype(np.float32)}
     rates = [float(r) for r in args.rates.split(",")]
     results: dict[tuple[str, float], list] = {}
     with tempfile.TemporaryDirectory() as tmp, supervisor.stop_signals_raise():
-        server, url = start_mloop(bento["model_tag"], Path(tmp), 3317)
+        server, url = serving.start_mloop(bento["model_tag"], Path(tmp), 3317)
         try:
             traffic.run(url, files, labels, 50, 2.0)  # warm-up
             for r in range(args.rounds):

@@ -240,3 +240,13 @@ def test_teacher_logits_are_computed_once_and_match_a_fresh_pass(trained_ws):
     x = torch.from_numpy(val.x)
     with torch.no_grad():  # same start and seed, different teachers: different nets
         assert not torch.equal(students.distilled(x), students.baseline(x))
+
+
+def test_labels_of_variants_that_sit_close_together_do_not_overlap():
+    from components.compress.variants import label_offsets
+
+    close = [(100.0, 200.0), (101.0, 200.5), (100.5, 199.5), (300.0, 200.0)]
+    offsets = label_offsets(close, px_per_pt=1.5)
+    assert offsets[3] == 3.0  # far away: in place
+    lifted = [200.0 + dy * 1.5 for dy in offsets[:3]]
+    assert min(abs(a - b) for i, a in enumerate(lifted) for b in lifted[i + 1 :]) >= 9 * 1.5 - 1

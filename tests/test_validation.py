@@ -326,3 +326,35 @@ def test_validate_refuses_special_files_and_copies_nothing_it_was_not_given(work
                or "link.png" in str(f.column) for f in result.failures)  # fmt: skip
     copied = [p for p in result.quarantine.rglob("*") if p.is_file() or p.is_symlink()]
     assert not any(p.name == "link.png" for p in copied), copied
+
+
+def test_the_report_shows_every_expectation_and_the_data_beside_the_reference(table_ws):
+    import base64
+    import html
+    import io
+    import json
+
+    ws, params, raw = table_ws  # the good table passed: it is the reference profile
+    profile = json.loads((ws.reports / f"profile-{params.data.name}.json").read_text())
+    assert set(profile["distributions"]) == {"age", "income", "plan", "y"}
+    assert len(profile["distributions"]["age"]["shares"]) == 20
+    shifted = make_table(seed=1)
+    shifted["age"] = shifted["age"] + 25  # older customers: a few out of range
+    shifted.to_csv(raw / "older.csv", index=False)
+    result = validate_path(raw / "older.csv", params, ws, label="y")
+    assert not result.passed and len(result.checks) == result.expectations
+    passed = [c for c in result.checks if c.success]
+    assert passed and all(c.observed or c.rule for c in passed)  # passing ones show values
+    between = next(c for c in result.checks
+                   if c.column == "age" and c.expectation.endswith("be_between"))  # fmt: skip
+    assert not between.success and "unexpected" in between.observed and "max_value" in between.rule
+    page = result.html_report.read_text()
+    assert page.count("<tr class=") == result.expectations  # every one, passed or failed
+    assert "this data (blue)" in page and "reference profile (grey)" in page
+    chart = page.split("data:image/png;base64,")[1].split('"')[0]
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(base64.b64decode(chart))).size[0] > 600
+    record = json.loads(result.report.read_text())
+    assert len(record["checks"]) == result.expectations
+    assert html.escape("expect_column_values_to_be_between") in page

@@ -215,13 +215,17 @@ def table(variants: list[Variant], chosen: str | None) -> str:
 
 
 def plot(variants: list[Variant], chosen: str | None, path: Path) -> Path:
-    """Accuracy against batch-1 latency and against size: the trade-off at a glance."""
+    """Accuracy against batch-1 latency and against size: the trade-off at a glance.
+
+    Points carry numbers, not names (the key on the right names them), and a number that
+    would land on another is moved up until it does not: variants often sit close."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"right": 0.78})
     for ax, label, value in (
         (axes[0], "CPU latency p50 at batch 1 (ms)", lambda v: v.latency_ms["b1_p50"]),
         (axes[1], "size on disk (KiB)", lambda v: v.size_bytes / 1024),
@@ -231,19 +235,36 @@ def plot(variants: list[Variant], chosen: str | None, path: Path) -> Path:
                 "tab:green" if v.name == chosen else ("tab:blue" if v.within_budget else "tab:red")
             )
             ax.scatter(value(v), v.accuracy, color=color, s=60 if v.name == chosen else 30)
-            ax.annotate(
-                v.name,
-                (value(v), v.accuracy),
-                fontsize=7,
-                xytext=(4, 3),
-                textcoords="offset points",
-            )
         ax.axhline(variants[0].accuracy - variants[0].accuracy_drop, color="grey", lw=0.5)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-2 3x10^-2 ... ran together
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy")
+        fig.canvas.draw()  # the axes' limits are final: positions in pixels are known
+        pixels = [ax.transData.transform((value(v), v.accuracy)) for v in variants]
+        offsets = label_offsets(pixels, fig.dpi / 72)
+        for number, (v, dy) in enumerate(zip(variants, offsets, strict=True), start=1):
+            ax.annotate(str(number), (value(v), v.accuracy), fontsize=7, xytext=(4, dy),
+                        textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "lw": 0.4} if dy > 3 else None)  # fmt: skip
+    key = "\n".join(f"{n:>2}  {v.name}" for n, v in enumerate(variants, start=1))
+    fig.text(0.8, 0.5, key, fontsize=8, va="center", family="monospace")
     fig.suptitle("compression variants (green: shipped, red: over the accuracy budget)")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def label_offsets(points, px_per_pt: float, width: float = 14, line: float = 9) -> list[float]:
+    """How far above its point (in points) each label goes so that no two overlap: a label
+    that would land on an earlier one (``width`` x ``line`` points) moves up a line."""
+    taken: list[tuple[float, float]] = []
+    offsets = []
+    w, h = width * px_per_pt, line * px_per_pt  # a label's box, in pixels
+    for x, y in points:
+        dy = 3.0
+        while any(abs(x - tx) < w and abs(y + dy * px_per_pt - ty) < h for tx, ty in taken):
+            dy += line
+        taken.append((x, y + dy * px_per_pt))
+        offsets.append(dy)
+    return offsets

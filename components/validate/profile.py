@@ -18,10 +18,12 @@ from components.validate.tables import GateInput
 
 
 def profile(gate: GateInput) -> dict:
-    """What the next batch is held to: columns and types, ranges, categories, labels."""
+    """What the next batch is held to: columns and types, ranges, categories, labels, and
+    the distribution of each column (images: of the per-image statistics) for the report."""
     t = gate.table
     label = "label" if gate.kind == "image" else "_label"
     prof = {"kind": gate.kind, "name": gate.name, "labels": sorted(t[label].dropna().unique())}
+    prof["distributions"] = distributions(gate, None)
     if gate.kind == "image":
         prof["image"] = {
             "height": int(t["height"].iloc[0]),
@@ -35,6 +37,57 @@ def profile(gate: GateInput) -> dict:
     prof["numeric"] = {c: [float(v.min()), float(v.max())] for c, v in finite.items()}
     prof["categorical"] = gate.categorical
     return prof
+
+
+HIST_BINS = 20
+TOP_CATEGORIES = 12
+MAX_COLUMNS = 24  # the report draws at most this many columns' distributions
+IMAGE_STATISTICS = ("mean", "std", "min", "max")
+OTHER = "(other)"
+
+
+def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
+    """Each column's distribution as shares: numeric ones over ``HIST_BINS`` bins, categorical
+    ones over their most frequent values (the rest as "(other)", gaps as "(missing)").
+
+    With a ``reference`` profile, its bins and categories are used, so the two line up.
+    """
+    t = gate.table
+    ref = (reference or {}).get("distributions", {})
+    if gate.kind == "image":
+        columns = {c: "numeric" for c in IMAGE_STATISTICS}
+    else:
+        columns = {c: "numeric" if c in gate.numeric else "categorical"
+                   for c in t.columns if not c.startswith("_")}  # fmt: skip
+    out = {}
+    for col, kind in list(columns.items())[:MAX_COLUMNS]:
+        values = t[col]
+        if kind == "numeric":
+            numbers = np.asarray(pd_numeric(values), dtype=np.float64)
+            finite = numbers[np.isfinite(numbers)]
+            edges = ref.get(col, {}).get("edges")
+            if edges is None:
+                low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0, 1)
+                edges = np.linspace(low, high if high > low else low + 1, HIST_BINS + 1).tolist()
+            counts = np.histogram(np.clip(finite, edges[0], edges[-1]), bins=edges)[0]
+            out[col] = {"kind": kind, "edges": [float(e) for e in edges],
+                        "shares": (counts / max(len(numbers), 1)).tolist(),
+                        "missing": float(1 - len(finite) / max(len(numbers), 1))}  # fmt: skip
+        else:
+            text = values.astype(str).where(values.notna(), "(missing)")
+            shares = text.value_counts(normalize=True)
+            names = [v for v in ref.get(col, {}).get("values", []) if v != OTHER]
+            names = names or [str(v) for v in shares.index[:TOP_CATEGORIES]]
+            kept = [float(shares.get(v, 0.0)) for v in names]
+            out[col] = {"kind": kind, "values": names + [OTHER],
+                        "shares": kept + [max(0.0, 1.0 - sum(kept))]}  # fmt: skip
+    return out
+
+
+def pd_numeric(values):
+    import pandas as pd
+
+    return pd.to_numeric(values, errors="coerce")
 
 
 def load_profile(path: Path, gate: GateInput) -> dict | None:

@@ -27,7 +27,13 @@ from components.prepare.sources import DataError
 from components.prepare.splits import DROPPED
 from components.validate.profile import load_profile, profile, profile_path
 from components.validate.quarantine import quarantine_batch, quarantine_unreadable
-from components.validate.report import DataValidationError, Failure, ValidationResult, write_html
+from components.validate.report import (
+    Check,
+    DataValidationError,
+    Failure,
+    ValidationResult,
+    write_html,
+)
 from components.validate.suites import (
     class_expectations,
     expected_labels,
@@ -41,7 +47,8 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- running the gate
 
 
-def _run_suites(tables: dict, suites: dict) -> tuple[int, list[Failure]]:
+def _run_suites(tables: dict, suites: dict) -> tuple[list[Check], list[Failure]]:
+    """Every expectation's outcome (``Check``), and the failed ones with examples."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -51,29 +58,56 @@ def _run_suites(tables: dict, suites: dict) -> tuple[int, list[Failure]]:
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = context.data_sources.add_pandas("mloop")
-    total, failures = 0, []
+    checks, failures = [], []
     for name, expectations in suites.items():
         suite = gx.ExpectationSuite(name=name)
         for exp in expectations:
             suite.add_expectation(exp)
         batch_def = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
         outcome = batch_def.get_batch(batch_parameters={"dataframe": tables[name]}).validate(suite)
-        total += len(outcome.results)
         for r in outcome.results:
+            res, config = r.result or {}, r.expectation_config
+            checks.append(Check(
+                table=name, expectation=config.type, column=config.kwargs.get("column"),
+                success=bool(r.success), rule=_rule(config.kwargs), observed=_observed(res),
+            ))  # fmt: skip
             if r.success:
                 continue
-            res = r.result or {}
             failures.append(
                 Failure(
                     table=name,
-                    expectation=r.expectation_config.type,
-                    column=r.expectation_config.kwargs.get("column"),
+                    expectation=config.type,
+                    column=config.kwargs.get("column"),
                     unexpected_count=res.get("unexpected_count"),
                     observed=_plain(res.get("observed_value")),
                     examples=[_plain(v) for v in res.get("partial_unexpected_list") or []][:10],
                 )
             )
-    return total, failures
+    return checks, failures
+
+
+def _rule(kwargs: dict) -> str:
+    """What an expectation asks, in short: its arguments but the column and the batch."""
+    shown = []
+    for key, value in kwargs.items():
+        if key in ("column", "batch_id") or value is None:
+            continue
+        text = repr(_plain(value))
+        shown.append(f"{key}={text if len(text) <= 60 else text[:50] + '...'}")
+    return ", ".join(shown)
+
+
+def _observed(res: dict) -> str:
+    """What the data showed: the observed value, or the count of unexpected values."""
+    if res.get("observed_value") is not None:
+        text = repr(_plain(res["observed_value"]))
+        return text if len(text) <= 80 else text[:70] + "..."
+    if res.get("element_count") is not None:
+        bad, total = res.get("unexpected_count") or 0, res["element_count"]
+        missing = res.get("missing_count") or 0
+        gaps = f"; {missing:,} missing" if missing else ""
+        return f"{bad:,} of {total:,} unexpected ({100 * bad / max(total, 1):.2f}%){gaps}"
+    return ""
 
 
 def _plain(value):
@@ -116,9 +150,9 @@ def run_gate(
         kept = t[t[split] != DROPPED]  # rows a `drop` rule left out are in no split
         tables["classes"] = class_table(kept, label, split, expected_labels(cfg, reference) or [])
         suites["classes"] = class_expectations(cfg)
-    total, failures = _run_suites(tables, suites)
+    checks, failures = _run_suites(tables, suites)
     for file, reason in gate.rejected:
-        total += 1
+        checks.append(Check("files", "readable_image", file, False, "", reason))
         failures.append(Failure("files", "readable_image", file, 1, reason))
     for w in warnings:
         log.warning(f"  warning: {w}")
@@ -128,7 +162,7 @@ def run_gate(
         held = quarantine_batch(gate, failures, cfg, reference, quarantine)
     result = ValidationResult(
         passed=not failures,
-        expectations=total,
+        expectations=len(checks),
         failures=failures,
         warnings=warnings,
         rows=len(t),
@@ -136,9 +170,10 @@ def run_gate(
         report=reports / "validation.json",
         html_report=reports / "validation.html",
         quarantine=held,
+        checks=checks,
     )
     write_json(result.report, result)
-    write_html(result, gate)
+    write_html(result, gate, reference)
     return result
 
 
