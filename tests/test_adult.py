@@ -9,11 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from components.core.paths import Workspace
 from components.prepare.splits import load_split
-from tests.helpers import ADULT, REPO, post, served
+from tests.helpers import ADULT, looped, post, repo_params, served
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,23 +23,15 @@ GAPPY = ("workclass", "occupation", "native_country")  # the columns with missin
 
 @pytest.fixture(scope="module")
 def adult(tmp_path_factory):
-    from flows.retrain import retrain
-
-    ws = Workspace(tmp_path_factory.mktemp("adult"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
-    ws.state.mkdir()
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = repo_params()
     raw["data"].update(source="tabular", tabular={
         "path": str(ADULT / "adult_train.csv"), "test_path": str(ADULT / "adult_test.csv"),
         "label": "income", "missing": {"columns": dict.fromkeys(GAPPY, "impute")},
     })  # fmt: skip
     raw["register"].update(model_name="adult-income", metric="test_roc_auc")
     raw["package"]["service_name"] = "adult_income"
-    ws.params.write_text(yaml.safe_dump(raw))
-    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
-    yield ws, state
-    mp.undo()
+    with looped(tmp_path_factory.mktemp("adult"), raw) as run:
+        yield run
 
 
 def test_the_loop_passes_and_the_champion_reaches_the_targets(adult):

@@ -8,13 +8,11 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from components.core.paths import Workspace
 from components.prepare.splits import load_split
 from components.serve import traffic
-from tests.helpers import REPO, post, served
+from tests.helpers import looped, post, repo_params, served
 from tests.helpers.data import make_jpegs
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -23,24 +21,17 @@ SIZE = 16
 
 @pytest.fixture(scope="module")
 def jpegs(tmp_path_factory):
-    from flows.retrain import retrain
-
-    ws = Workspace(tmp_path_factory.mktemp("jpegs"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
-    ws.state.mkdir()
-    make_jpegs(ws.root / "photos", classes=10, per_class=40, size=SIZE)
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    root = tmp_path_factory.mktemp("jpegs")
+    make_jpegs(root / "photos", classes=10, per_class=40, size=SIZE)
+    raw = repo_params()
     raw["data"].update(source="images",
                        images={"path": "photos", "size": [SIZE, SIZE], "color": "rgb"})  # fmt: skip
     raw["train"]["epochs"] = 8
     raw["compress"].update(latency_repeats=20, variants=["onnx", "onnx-int8"])
     raw["register"]["model_name"] = "photos"
     raw["package"]["service_name"] = "photos"
-    ws.params.write_text(yaml.safe_dump(raw))
-    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
-    yield ws, state
-    mp.undo()
+    with looped(root, raw) as run:
+        yield run
 
 
 def _png(image: Image.Image) -> bytes:
@@ -64,11 +55,15 @@ def _declared_png(width: int, height: int) -> bytes:
 
 
 def _upload(port: int, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
+    return _raw_upload(port, traffic.multipart(files))
+
+
+def _raw_upload(port: int, body: bytes) -> tuple[int, dict]:
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict_files", data=traffic.multipart(files),
+        f"http://127.0.0.1:{port}/predict_files", data=body,
         headers={"Content-Type": f"multipart/form-data; boundary={traffic.BOUNDARY}"},
     )  # fmt: skip
     try:
@@ -124,6 +119,10 @@ def test_uploaded_files_get_the_predictions_of_the_prepared_arrays(jpegs, tmp_pa
         status, body = post(port, json.dumps({"files": ["not base64!"]}).encode(),
                             "predict_base64")  # fmt: skip
         assert status == 400 and "base64" in json.dumps(body)
+        no_name = (f'--{traffic.BOUNDARY}\r\nContent-Disposition: form-data; name="files"'
+                   f"\r\n\r\n{{}}\r\n--{traffic.BOUNDARY}--\r\n").encode()  # fmt: skip
+        status, body = _raw_upload(port, no_name)  # a field, not a file: BentoML said 500
+        assert status == 400 and "not a file in the field `files`" in json.dumps(body)
         assert _upload(port, files[:1])[0] == 200
     with served(bento.bento_tag, tmp_path / "log2.sqlite", MLOOP_MAX_FILE_BYTES="200") as (
         port, _

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from components.compress.variants import REFERENCES
 from components.core import process_family
@@ -22,36 +21,37 @@ from components.core.paths import Workspace
 from components.package.inputs import EXAMPLE_INPUT
 from components.prepare.splits import load_split
 from components.serve import inference_log, supervisor
-from tests.helpers import REPO, chromium, free_port, hpa_metric, raw_post, render
+from tests.helpers import (
+    REPO,
+    chromium,
+    free_port,
+    hpa_metric,
+    looped,
+    raw_post,
+    render,
+    repo_params,
+)
 from tests.helpers import post as _post
 from tests.helpers import served as _served
 
 pytestmark = pytest.mark.slow
 
 
-def _write_params(ws: Workspace, **overrides) -> None:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+def _params(**overrides) -> dict:
+    raw = repo_params()
     raw["train"]["epochs"] = 10
     raw["compress"].update(latency_repeats=20, finetune_epochs=2)
     raw["compress"]["distill"]["epochs"] = 5
     for section, values in overrides.items():
         raw[section].update(values)
-    ws.params.write_text(yaml.safe_dump(raw))
+    return raw
 
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
     """One whole run of the flow on the built-in data."""
-    from flows.retrain import retrain
-
-    ws = Workspace(tmp_path_factory.mktemp("loop"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
-    ws.state.mkdir()
-    _write_params(ws)
-    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
-    yield ws, state
-    mp.undo()
+    with looped(tmp_path_factory.mktemp("loop"), _params()) as run:
+        yield run
 
 
 def test_flow_completes_and_promotes_a_champion(loop):
@@ -549,66 +549,59 @@ def test_mloop_serve_needs_a_token_beyond_loopback(loop, tmp_path):
         assert done.returncode == 2 and "without MLOOP_API_TOKEN" in done.stderr, done.stderr
 
 
-def test_failing_validation_stops_the_flow_before_training(tmp_path, monkeypatch):
+def test_failing_validation_stops_the_flow_before_training(tmp_path):
     import mlflow
 
-    from flows.retrain import retrain
-
-    ws = Workspace(tmp_path / "bad")
-    ws.root.mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
-    _write_params(ws, validate={"pixel_max": 10.0})  # the digits reach 16: the suite must fail
-    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
-    assert state.is_failed()
-    assert "data validation failed" in state.message
-    assert "expect_column_values_to_be_between on samples.max" in state.message
-    summary = json.loads((ws.reports / "validation.json").read_text())
-    assert summary["passed"] is False
-    assert any(f["column"] == "max" for f in summary["failures"])
-    assert not ws.model_file.exists()
-    client = mlflow.MlflowClient()
-    assert client.search_registered_models() == []
-    # The failed gate is on record in MLflow: a FAILED run holding the reports.
-    (run,) = mlflow.search_runs(experiment_names=["digits"], output_format="list")
-    assert run.info.run_name == "validate" and run.info.status == "FAILED"
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"validation.json", "validation.html"} <= artifacts
+    raw = _params(validate={"pixel_max": 10.0})  # the digits reach 16: the suite must fail
+    with looped(tmp_path / "bad", raw) as (ws, state):
+        assert state.is_failed()
+        assert "data validation failed" in state.message
+        assert "expect_column_values_to_be_between on samples.max" in state.message
+        summary = json.loads((ws.reports / "validation.json").read_text())
+        assert summary["passed"] is False
+        assert any(f["column"] == "max" for f in summary["failures"])
+        assert not ws.model_file.exists()
+        client = mlflow.MlflowClient()
+        assert client.search_registered_models() == []
+        # The failed gate is on record in MLflow: a FAILED run holding the reports.
+        (run,) = mlflow.search_runs(experiment_names=["digits"], output_format="list")
+        assert run.info.run_name == "validate" and run.info.status == "FAILED"
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"validation.json", "validation.html"} <= artifacts
 
 
 @pytest.mark.parametrize("kind", ["tabular", "images"])
-def test_the_loop_on_a_users_own_data(tmp_path, monkeypatch, kind):
+def test_the_loop_on_a_users_own_data(tmp_path, kind):
     """A CSV table and a folder of images, given only by params, go round the whole loop."""
     import bentoml
     import mlflow
 
-    from flows.retrain import retrain
     from tests.helpers.data import make_images, make_table
 
-    ws = Workspace(tmp_path / kind)
-    ws.root.mkdir()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    root = tmp_path / kind
+    root.mkdir()
     if kind == "tabular":
-        make_table(n=600).to_csv(ws.root / "customers.csv", index=False)
+        make_table(n=600).to_csv(root / "customers.csv", index=False)
         data = {"source": "tabular", "tabular": {"path": "customers.csv", "label": "y"}}
     else:
-        make_images(ws.root / "shapes", per_class=50)
+        make_images(root / "shapes", per_class=50)
         data = {"source": "images", "images": {"path": "shapes", "size": [12, 12]}}
-    _write_params(ws, data=data, register={"model_name": f"own-{kind}"},
+    raw = _params(data=data, register={"model_name": f"own-{kind}"},
                   package={"service_name": f"own_{kind}"})  # fmt: skip
-    state = retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
-    assert state.is_completed(), state.message
-    summary = state.result()
-    run = mlflow.get_run(summary.train.run_id)
-    assert run.data.tags["mloop.data_name"] == (
-        "tabular-customers" if kind == "tabular" else "images-shapes"
-    )  # noqa: E501
-    assert run.info.run_name == ("train-mlp" if kind == "tabular" else "train-cnn")
-    champion = mlflow.MlflowClient().get_model_version_by_alias(f"own-{kind}", "champion")
-    assert str(champion.version) == summary.registration.version
-    assert summary.bento.bento_tag in {str(b.tag) for b in bentoml.bentos.list()}
-    assert summary.drift.verdict("clean") is False and summary.drift.verdict("shift") is True
-    floor = 0.45 if kind == "tabular" else 0.9  # labels a/c of the table are noise by design
-    assert summary.evaluation.scores.accuracy > floor
+    with looped(root, raw) as (ws, state):
+        assert state.is_completed(), state.message
+        summary = state.result()
+        run = mlflow.get_run(summary.train.run_id)
+        assert run.data.tags["mloop.data_name"] == (
+            "tabular-customers" if kind == "tabular" else "images-shapes"
+        )  # noqa: E501
+        assert run.info.run_name == ("train-mlp" if kind == "tabular" else "train-cnn")
+        champion = mlflow.MlflowClient().get_model_version_by_alias(f"own-{kind}", "champion")
+        assert str(champion.version) == summary.registration.version
+        assert summary.bento.bento_tag in {str(b.tag) for b in bentoml.bentos.list()}
+        assert summary.drift.verdict("clean") is False and summary.drift.verdict("shift") is True
+        floor = 0.45 if kind == "tabular" else 0.9  # labels a/c of the table are noise by design
+        assert summary.evaluation.scores.accuracy > floor
 
 
 def test_mlflow_ui_shows_the_runs_and_the_champion_in_a_browser(loop, tmp_path):

@@ -116,6 +116,11 @@ class RequestGate:
             await _refuse(send, 413, f"request body is over the limit of {limit} bytes"
                                      " (MLOOP_MAX_BODY_BYTES)")  # fmt: skip
             return
+        if upload:
+            fault = _upload_fault(headers.get(b"content-type", b""), body)
+            if fault:
+                await _refuse(send, 400, fault)
+                return
         replayed = False
 
         async def replay():
@@ -165,6 +170,27 @@ async def _read_body(receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _upload_fault(content_type: bytes, body: bytes) -> str | None:
+    """Why a multipart body is no upload of files (BentoML answered a part without a file
+    name with a 500), or None. Parsed by the standard library's MIME parser."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type + b"\r\n\r\n"
+                                                  + body)  # fmt: skip
+    if not message.is_multipart():
+        return "a multipart/form-data body with its boundary is expected"
+    parts = list(message.iter_parts())
+    if not parts:
+        return "the form holds no files: send each image as a file in the field `files`"
+    for i, part in enumerate(parts):
+        name = part.get_param("name", header="content-disposition")
+        if name != "files" or not part.get_filename():
+            return (f"form part {i} is not a file in the field `files`: send each image as"
+                    " a file (with a file name) in the field `files`")  # fmt: skip
+    return None
 
 
 async def _refuse(send, status: int, message: str, headers: list | None = None) -> None:

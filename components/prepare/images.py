@@ -67,7 +67,9 @@ def decode(
             pixels = np.asarray(img.convert(want).resize(size[::-1]), dtype=np.uint8)
     except Image.DecompressionBombError as err:
         raise ImageRejected(f"refused as a decompression bomb: {err}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except UnidentifiedImageError:
+        raise ImageRejected("corrupt or unreadable image: not a PNG or JPEG file") from None
+    except (OSError, SyntaxError, ValueError) as err:
         if isinstance(err, ImageRejected):
             raise
         raise ImageRejected(f"corrupt or unreadable image: {err}") from None

@@ -139,3 +139,27 @@ def served(tag: str, log: Path, **env):
         yield port, server
     finally:
         supervisor.stop(server)
+
+
+@contextlib.contextmanager
+def looped(root: Path, raw: dict):
+    """One whole run of the ``retrain`` flow in a new workspace at ``root`` with params
+    ``raw`` (a mapping as in params.yaml); yields the workspace and the flow's state."""
+    import yaml
+
+    from components.core.paths import Workspace
+    from flows.retrain import retrain
+
+    ws = Workspace(root)
+    ws.state.mkdir(parents=True)
+    ws.params.write_text(yaml.safe_dump(raw))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+        yield ws, retrain(params_file=str(ws.params), workspace=str(ws.root), return_state=True)
+
+
+def repo_params() -> dict:
+    """The repository's params.yaml as a mapping, to change before a run."""
+    import yaml
+
+    return yaml.safe_load((REPO / "params.yaml").read_text())
