@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import MonitorConfig
+from components.core.predict import CHUNK
 from components.serve.inference_log import STATISTICS, statistics
 
 FEATURES = list(STATISTICS)
@@ -46,12 +47,16 @@ def feature_table(
     """
     import pandas as pd
 
+    chunks = range(0, len(x), CHUNK)  # a split may be larger than memory as float
     if columns is not None:
         table = pd.DataFrame(x[:, : len(columns)].astype(np.float64), columns=columns)
     else:
-        table = pd.DataFrame(statistics(x), columns=FEATURES)
+        stats = [statistics(np.asarray(x[s : s + CHUNK])) for s in chunks]
+        table = pd.DataFrame(np.concatenate(stats) if stats else np.zeros((0, len(FEATURES))),
+                             columns=FEATURES)  # fmt: skip
     if predict is not None:
-        index = predict(x.astype(np.float32)).argmax(axis=1)
+        index = np.concatenate([predict(np.asarray(x[s : s + CHUNK], np.float32)).argmax(axis=1)
+                                for s in chunks]) if len(x) else np.zeros(0, int)  # fmt: skip
         names = index if classes is None else np.asarray(classes, dtype=object)[index]
         table[PREDICTION] = names.astype(str)
     return table
