@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import MonitorConfig
-from components.core.predict import CHUNK
+from components.core.predict import CHUNK, load_registered
 from components.serve.inference_log import STATISTICS, statistics
 
 FEATURES = list(STATISTICS)
@@ -47,16 +47,14 @@ def feature_table(
     """
     import pandas as pd
 
-    chunks = range(0, len(x), CHUNK)  # a split may be larger than memory as float
     if columns is not None:
         table = pd.DataFrame(x[:, : len(columns)].astype(np.float64), columns=columns)
-    else:
-        stats = [statistics(np.asarray(x[s : s + CHUNK])) for s in chunks]
+    else:  # a block at a time: a split may be larger than memory as float64
+        stats = [statistics(np.asarray(x[s : s + CHUNK])) for s in range(0, len(x), CHUNK)]
         table = pd.DataFrame(np.concatenate(stats) if stats else np.zeros((0, len(FEATURES))),
                              columns=FEATURES)  # fmt: skip
-    if predict is not None:
-        index = np.concatenate([predict(np.asarray(x[s : s + CHUNK], np.float32)).argmax(axis=1)
-                                for s in chunks]) if len(x) else np.zeros(0, int)  # fmt: skip
+    if predict is not None:  # the predictors of core.predict take a split in chunks
+        index = predict(x).argmax(axis=1) if len(x) else np.zeros(0, int)
         names = index if classes is None else np.asarray(classes, dtype=object)[index]
         table[PREDICTION] = names.astype(str)
     return table
@@ -154,7 +152,5 @@ def check_drift(reference, current, cfg: MonitorConfig, report: Path, batch: str
 
 
 def champion_predictor(name: str):
-    import mlflow
-
-    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-    return lambda x: np.asarray(model.predict(x))
+    """The registered champion's probabilities, ``CHUNK`` rows at a time (``load_registered``)."""
+    return load_registered(f"models:/{name}@champion")

@@ -246,9 +246,8 @@ def _identifies_rows(column) -> bool:
     """Distinct in every row and not a measurement: integers or text (floats may all differ)."""
     import pandas as pd
 
-    if len(column) < ID_MIN_ROWS or pd.api.types.is_float_dtype(column):
-        return False
-    if pd.api.types.is_bool_dtype(column):
+    types = pd.api.types
+    if len(column) < ID_MIN_ROWS or types.is_float_dtype(column) or types.is_bool_dtype(column):
         return False
     return bool(column.notna().all() and column.is_unique)
 
@@ -294,7 +293,7 @@ def read_image_folder(
     images, kept, rejected = decode_files(
         path, files, tuple(size), color, out, progress=Progress(log, "images read")
     )
-    raw = RawData(
+    return RawData(
         kind="image",
         labels=np.asarray(labels, dtype=object)[kept].astype(str),
         images=images if len(kept) else np.zeros((0, *pixel_shape(size, color)), np.uint8),
@@ -302,9 +301,8 @@ def read_image_folder(
         rejected=rejected,
         pixel_max=255.0,
         origin=path,
+        scratch=scratch,  # the temporary file lives as long as the RawData
     )
-    raw.scratch = scratch  # the temporary file lives as long as the RawData
-    return raw
 
 
 # ---------------------------------------------------------------- dispatch

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from components.prepare.splits import RowFile
+
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import TrainConfig
 
@@ -154,10 +156,9 @@ class TensorBatches:
         self, x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int,
         extra: np.ndarray | None = None,
     ):  # fmt: skip
-        # A split file mapped into memory is read a batch at a time with plain reads: random
-        # access through the map kept every page it faulted in (and its neighbours) resident,
-        # 26 MB a batch of 64 images; reads leave them to the OS's page cache.
-        self.rows = RowReader(x) if isinstance(x, np.memmap) else None
+        # A split file mapped into memory is read a batch at a time with plain reads
+        # (RowFile.take), not through the map: that kept what it touched resident.
+        self.rows = RowFile(x.filename) if isinstance(x, np.memmap) else None
         first = None if self.rows is not None else x
         self.tensors = [torch.from_numpy(a) if a is not None else None for a in (first, y, extra)]
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
@@ -181,32 +182,6 @@ class TensorBatches:
             x = self.tensors[0][idx] if self.rows is None else (
                 torch.from_numpy(self.rows.take(idx.cpu().numpy())).to(device))  # fmt: skip
             yield (x, *(t[idx] for t in self.tensors[1:] if t is not None))
-
-
-class RowReader:
-    """Rows of a memory-mapped ``.npy`` split read with ``os.pread``: a batch's rows in
-    memory, nothing else (the pages stay the OS's cache)."""
-
-    def __init__(self, mapped: np.memmap) -> None:
-        self.fd = os.open(mapped.filename, os.O_RDONLY)
-        self.offset, self.dtype = mapped.offset, mapped.dtype
-        self.shape = mapped.shape[1:]
-        self.row_bytes = int(np.prod(self.shape)) * mapped.dtype.itemsize
-
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        out = bytearray(len(idx) * self.row_bytes)
-        view = memoryview(out)
-        for i, row in enumerate(idx.tolist()):
-            at = i * self.row_bytes
-            view[at : at + self.row_bytes] = os.pread(
-                self.fd, self.row_bytes, self.offset + row * self.row_bytes)  # fmt: skip
-        return np.frombuffer(out, self.dtype).reshape(len(idx), *self.shape)
-
-    def __len__(self) -> int:
-        return 0  # unused; defined so that a reader is never mistaken for a batch
-
-    def __del__(self) -> None:
-        os.close(self.fd)
 
 
 class FeedBatches(L.Callback):
@@ -290,7 +265,7 @@ def loader(
     extra: np.ndarray | None = None,
 ):  # fmt: skip
     """A DataLoader for data that is split across processes or does not fit on the device;
-    a memory-mapped split is read a row at a time (``RowReader``), in the loader's workers."""
+    a memory-mapped split is read a row at a time (``RowFile.take``), in the loader's workers."""
     from torch.utils.data import DataLoader, TensorDataset
 
     cuda = torch.cuda.is_available()
@@ -311,23 +286,15 @@ def loader(
 
 
 class MappedRows(torch.utils.data.Dataset):
-    """A memory-mapped split's rows for a DataLoader, each read with ``os.pread``."""
+    """A memory-mapped split's rows for a DataLoader, each read with ``RowFile.take``."""
 
     def __init__(self, x: np.memmap, y: np.ndarray, extra: np.ndarray | None = None) -> None:
-        self.filename, self.y, self.extra = x.filename, y, extra
-        self.offset, self.dtype, self.shape = x.offset, x.dtype, x.shape
-        self.reader: RowReader | None = None  # opened in the process that reads (workers)
+        self.rows, self.y, self.extra = RowFile(x.filename), y, extra
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i: int):
-        if self.reader is None:
-            self.reader = RowReader(np.memmap(self.filename, self.dtype, "r", self.offset,
-                                              self.shape))  # fmt: skip
-        x = torch.from_numpy(self.reader.take(np.asarray([i]))[0].copy())
+        x = torch.from_numpy(self.rows.take([i])[0].copy())
         rest = [self.y[i]] + ([] if self.extra is None else [torch.from_numpy(self.extra[i])])
         return (x, torch.as_tensor(rest[0]), *rest[1:])
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "reader": None}  # a worker opens its own file descriptor

@@ -52,6 +52,8 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
 
     With a ``reference`` profile, its bins and categories are used, so the two line up.
     """
+    import pandas as pd
+
     t = gate.table
     ref = (reference or {}).get("distributions", {})
     if gate.kind == "image":
@@ -63,7 +65,7 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
     for col, kind in list(columns.items())[:MAX_COLUMNS]:
         values = t[col]
         if kind == "numeric":
-            numbers = np.asarray(pd_numeric(values), dtype=np.float64)
+            numbers = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
             finite = numbers[np.isfinite(numbers)]
             edges = ref.get(col, {}).get("edges")
             if edges is None:
@@ -82,12 +84,6 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
             out[col] = {"kind": kind, "values": names + [OTHER],
                         "shares": kept + [max(0.0, 1.0 - sum(kept))]}  # fmt: skip
     return out
-
-
-def pd_numeric(values):
-    import pandas as pd
-
-    return pd.to_numeric(values, errors="coerce")
 
 
 def load_profile(path: Path, gate: GateInput) -> dict | None:
