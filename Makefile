@@ -47,4 +47,4 @@ format: install-dev
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf .mloop data models reports metrics.json dvc.lock
+	rm -rf .mloop data/prepared models reports metrics.json dvc.lock  # never data/batches: new data

@@ -1,6 +1,9 @@
 """The ``mloop`` command. Light at import: heavy libraries load inside commands.
 
 mloop run            the whole loop as the Prefect flow ``retrain``
+mloop ingest PATH    a new batch of data, through the data gate (no PATH: data/incoming/)
+mloop harvest        labelled production traffic becomes a batch, through the same gate
+mloop batches        the accepted batches, and which a retrain trains on
 mloop run-many       the loop for several workspaces (data sets), in parallel on Dask
 mloop models         registered versions; mloop promote VERSION, mloop rollback
 mloop ui             MLflow's UI over the workspace's tracking store
@@ -51,14 +54,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             from flows.retrain import retrain
 
             start = time.perf_counter()
+            trigger = "schedule" if args.if_new_data else "manual"
             try:
-                summary = retrain(params_file=str(params_file), workspace=str(ws.root))
+                summary = retrain(params_file=str(params_file), workspace=str(ws.root),
+                                  trigger=trigger)  # fmt: skip
             except Exception as err:  # a failed stage: the flow run FAILED, nothing promoted
                 print(f"mloop: the retrain flow failed: {err}", file=sys.stderr)
                 return 1
     except WorkspaceBusy as err:
         print(f"mloop run: {err}", file=sys.stderr)
         return 1
+    from flows.retrain import NoNewData
+
+    if isinstance(summary, NoNewData):
+        print(f"mloop: {summary.summary()}")
+        return 0
     print_summary(summary, ws, time.perf_counter() - start)
     return 0
 
@@ -75,6 +85,71 @@ def _missing_source(params, ws: Workspace) -> str | None:
     if (source == "tabular") != path.is_file():
         return f"data.{source}.path: not a {kind}: {path}"
     return None
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components.core.logs import setup_logging
+
+    setup_logging(settings().verbose)
+    params = _params_or_exit(ws.params)
+    from components.ingest.ingest import IngestError, ingest, ingest_incoming
+
+    try:
+        if args.path is None:  # the drop folder, as the scheduled flow ingests it
+            found = ingest_incoming(params, ws)
+            for result in found.results:
+                print(f"mloop ingest: {result.summary()}",
+                      file=sys.stdout if result.accepted else sys.stderr)  # fmt: skip
+            print(f"mloop ingest: {found.summary()} ({ws.incoming})")
+            return 0 if all(r.accepted for r in found.results) else 1
+        result = ingest(Path(args.path), params, ws)
+    except IngestError as err:
+        print(f"mloop ingest: {err}", file=sys.stderr)
+        return 1
+    if not result.accepted:
+        print(f"mloop ingest: {result.summary()}", file=sys.stderr)
+        if result.report:
+            print(f"  report: {result.report}", file=sys.stderr)
+        return 1
+    print(f"mloop ingest: {result.summary()}")
+    print(f"  report: {result.report}; the next retrain trains on it (data.batches.window:"
+          f" {params.data.batches.window})")  # fmt: skip
+    return 0
+
+
+def cmd_harvest(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    from components.core.logs import setup_logging
+
+    setup_logging(settings().verbose)
+    params = _params_or_exit(ws.params)
+    from components.ingest.harvest import harvest
+
+    result = harvest(params, ws)
+    print(f"mloop {result.summary()}", file=sys.stdout if result.batch else sys.stderr)
+    return 0 if result.batch else 1
+
+
+def cmd_batches(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    params = _params_or_exit(ws.params)
+    from components.prepare.batches import BatchError, in_window, list_batches
+
+    try:
+        batches = list_batches(ws.batches)
+    except BatchError as err:
+        print(f"mloop batches: {err}", file=sys.stderr)
+        return 1
+    if not batches:
+        print(f"no accepted batches in {ws.batches}: mloop ingest PATH or mloop harvest adds one")
+        return 0
+    window = {b.id for b in in_window(batches, params.data.batches)}
+    print(f"{'batch':<11} {'arrived (UTC)':<21} {'rows':>9}  {'source':<8} {'sha256':<12}  window")
+    for b in batches:
+        print(f"{b.id:<11} {b.arrived_iso:<21} {b.rows:>9,}  {b.source:<8} {b.sha256[:12]:<12}"
+              f"  {'yes' if b.id in window else 'no'}")  # fmt: skip
+    return 0
 
 
 def cmd_run_many(args: argparse.Namespace) -> int:
@@ -512,7 +587,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the whole loop as the Prefect flow 'retrain'")
     run.add_argument("--params", help="parameters file (default: WORKSPACE/params.yaml)")
+    run.add_argument("--if-new-data", action="store_true",
+                     help="train only if a batch arrived since the champion was trained"
+                          " (as the scheduled run does); else end with 'no new data'")  # fmt: skip
     run.set_defaults(func=cmd_run)
+
+    ing = sub.add_parser("ingest", help="gate a new batch of data; accepted, the next retrain"
+                                        " trains on it")  # fmt: skip
+    ing.add_argument("path", nargs="?",
+                     help="a CSV/Parquet file, an image folder, or a .npz of arrays x and y"
+                          " (digits); none: every new item of data/incoming/")  # fmt: skip
+    ing.set_defaults(func=cmd_ingest)
+
+    har = sub.add_parser("harvest", help="labelled production traffic (POST /feedback) becomes"
+                                         " a batch, through the data gate")  # fmt: skip
+    har.set_defaults(func=cmd_harvest)
+
+    bat = sub.add_parser("batches", help="the accepted batches and the training window")
+    bat.set_defaults(func=cmd_batches)
 
     many = sub.add_parser(
         "run-many", help="the loop for several workspaces (data sets) in parallel on Dask"
@@ -572,7 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     tf = sub.add_parser("traffic", help="send test images to the service at a fixed rate")
-    tf.add_argument("--drift", choices=("none", "noise", "shift"), default="none")
+    tf.add_argument("--drift", choices=("none", "noise", "shift", "invert"), default="none",
+                    help="change the test images: noise, a shift, or invert them (a change of"
+                         " domain)")  # fmt: skip
     tf.add_argument("--rate", type=float, default=50.0, help="requests per second")
     tf.add_argument("--duration", type=float, default=10.0, help="seconds")
     tf.add_argument("--feedback", type=float, default=0.0,

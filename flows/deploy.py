@@ -35,6 +35,7 @@ class Schedule:
     description: str
     cron: str | None = None
     interval: timedelta | None = None
+    parameters: tuple[tuple[str, str], ...] = ()  # besides the params file and the workspace
 
     @property
     def full_name(self) -> str:
@@ -45,7 +46,8 @@ def schedules(params: Params) -> list[Schedule]:
     return [
         Schedule(
             "retrain", "scheduled", "flows/retrain.py:retrain",
-            "the whole loop on a schedule", cron=params.monitor.retrain_cron,
+            "the whole loop on a schedule, when new data arrived", cron=params.monitor.retrain_cron,
+            parameters=(("trigger", "schedule"),),
         ),
         Schedule(
             "monitor", "drift-check", "flows/monitor.py:monitor",
@@ -62,8 +64,9 @@ def _flow(schedule: Schedule):
     return {"retrain": retrain, "monitor": monitor}[schedule.flow]
 
 
-def _arguments(params_file: Path, ws: Workspace) -> dict:
-    return {"params_file": str(Path(params_file).resolve()), "workspace": str(ws.root)}
+def _arguments(params_file: Path, ws: Workspace, schedule: Schedule) -> dict:
+    return {"params_file": str(Path(params_file).resolve()), "workspace": str(ws.root),
+            **dict(schedule.parameters)}  # fmt: skip
 
 
 def served(params: Params, params_file: Path, ws: Workspace) -> list:
@@ -71,7 +74,7 @@ def served(params: Params, params_file: Path, ws: Workspace) -> list:
     return [
         _flow(s).to_deployment(
             name=s.name, cron=s.cron, interval=s.interval,
-            parameters=_arguments(params_file, ws), description=s.description,
+            parameters=_arguments(params_file, ws, s), description=s.description,
         )
         for s in schedules(params)
     ]  # fmt: skip
@@ -107,7 +110,7 @@ def to_pool(params: Params, params_file: Path, ws: Workspace, pool: str) -> list
         deployable = flow.from_source(source=str(REPO), entrypoint=s.entrypoint)
         deployable.deploy(
             name=s.name, work_pool_name=pool, cron=s.cron, interval=s.interval,
-            parameters=_arguments(params_file, ws), description=s.description,
+            parameters=_arguments(params_file, ws, s), description=s.description,
             build=False, push=False, print_next_steps=False,
         )  # fmt: skip
         names.append(s.full_name)

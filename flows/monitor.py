@@ -2,7 +2,10 @@
 
 Reads the inference log from where the last check stopped (components.monitor.
 check_production), attaches the drift table to the flow run as a Prefect artifact,
-and on drift (outside the cool-down) runs the ``retrain`` flow as a subflow. A
+and on drift (outside the cool-down) runs the ``retrain`` flow as a subflow, which
+harvests the labelled traffic and trains on it. Drift with too little labelled traffic
+to learn from starts nothing: it raises the alert "labels are needed" (an artifact
+``labels-needed`` and the monitor report). A
 retrain that promotes a new champion packages a new Bento; ``mloop serve`` then
 restarts the service on it.
 
@@ -23,7 +26,7 @@ from components.core.logs import setup_logging
 from components.core.paths import Workspace, configure_environment
 from components.core.settings import settings
 from components.monitor.production import ProductionCheck, check_production
-from flows.prefect_logs import send_our_logs_to_prefect
+from flows.prefect_logs import flush_our_logs, send_our_logs_to_prefect
 from flows.retrain import retrain
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,13 @@ def monitor(params_file: str = "params.yaml", workspace: str = ".") -> Productio
         create_markdown_artifact(
             key="production-drift", markdown=result.markdown(), description=result.reason
         )
-    if result.retrain:
-        retrain(params_file=params_file, workspace=workspace)
+    if result.alert:  # drift, and nothing labelled to learn from: say so where people look
+        log.warning(f"[monitor] ALERT: {result.alert}")
+        create_markdown_artifact(
+            key="labels-needed", markdown=f"**Labels are needed.** {result.alert}",
+            description="drift without labelled data",
+        )  # fmt: skip
+    if result.retrain:  # it harvests the labelled traffic first, then trains on it
+        retrain(params_file=params_file, workspace=workspace, trigger="drift")
+    flush_our_logs()
     return result

@@ -19,3 +19,17 @@ def send_our_logs_to_prefect() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(h, APILogHandler) for h in logger.handlers):
             logger.addHandler(APILogHandler())
+
+
+def flush_our_logs() -> None:
+    """Send what our loggers queued for the run's log now, before the flow returns.
+
+    The API handler sends in batches every few seconds; lines of a flow's last
+    seconds were otherwise still queued when a process with Prefect's temporary
+    server exited, and were lost with it ("Error logging to API").
+    """
+    for name in OUR_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, APILogHandler):
+                handler.flush()
+                return  # one worker sends every logger's lines

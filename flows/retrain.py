@@ -1,5 +1,10 @@
-"""The Prefect flow ``retrain``: every stage of the loop, in order, as tasks.
+"""The Prefect flow ``retrain``: new data in, then every stage of the loop, in order, as tasks.
 
+First what arrived: each file or folder of the drop folder ``data/incoming/`` goes
+through the data gate (a bad one to quarantine, the rest on), and the labelled
+production traffic is harvested into a batch. A scheduled or drift-started run
+(``trigger``) with no new accepted batch since the champion was trained ends
+Completed, "no new data", and trains nothing; ``mloop run`` (manual) always trains.
 Tasks receive the (small, frozen) params and the workspace, never data or
 models: stages hand each other files, as under ``dvc repro``.
 """
@@ -13,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
 
 from components.core.config import Params, load_params
 from components.core.logs import setup_logging
@@ -21,7 +28,7 @@ from components.core.paths import Workspace, configure_environment, own_environm
 from components.core.settings import settings
 from components.core.stages import stage_function
 from components.core.workspace_lock import workspace_lock
-from flows.prefect_logs import send_our_logs_to_prefect
+from flows.prefect_logs import flush_our_logs, send_our_logs_to_prefect
 from flows.runners import task_runner
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,50 @@ package = _stage_task("package")
 monitor = _stage_task("monitor")
 
 
+@task(name="ingest-incoming", cache_policy=NO_CACHE, retries=0)
+def ingest_incoming(params: Params, ws: Workspace):
+    from components.ingest.ingest import ingest_incoming as ingest_folder
+
+    result = ingest_folder(params, ws)
+    if result.results:
+        log.info(f"[ingest] {result.summary()}")
+        lines = [f"- {r.summary()}" for r in result.results]
+        create_markdown_artifact(key="incoming", markdown="\n".join([result.summary(), "", *lines]),
+                                 description=result.summary())  # fmt: skip
+    return result
+
+
+@task(name="harvest", cache_policy=NO_CACHE, retries=0)
+def harvest(params: Params, ws: Workspace):
+    from components.ingest.harvest import harvest as harvest_log
+
+    result = harvest_log(params, ws)
+    log.info(f"[harvest] {result.summary()}")
+    return result
+
+
+@task(name="new-data", cache_policy=NO_CACHE, retries=0)
+def new_data(params: Params, ws: Workspace) -> list[str] | None:
+    from components.register.commands import new_batches
+
+    return new_batches(params, ws)
+
+
+@dataclass(frozen=True)
+class NoNewData:
+    """A scheduled or drift-started run that found nothing new to learn from."""
+
+    trigger: str
+    message: str = "no new data"
+
+    def summary(self) -> str:
+        return (f"{self.message}: no accepted batch arrived since the champion was trained"
+                f" ({self.trigger} run; nothing trained)")  # fmt: skip
+
+
+TRIGGERS = ("manual", "schedule", "drift")
+
+
 @dataclass(frozen=True)
 class RetrainSummary:
     train: object
@@ -58,14 +109,27 @@ class RetrainSummary:
 
 
 @flow(name="retrain")
-def retrain(params_file: str = "params.yaml", workspace: str = ".") -> RetrainSummary:
-    """Prepare, validate, train, evaluate, register, compress, package and monitor."""
+def retrain(
+    params_file: str = "params.yaml", workspace: str = ".", trigger: str = "manual"
+) -> RetrainSummary:
+    """Ingest the drop folder, harvest labelled traffic; then (when there is something new,
+    or ``trigger`` is manual) prepare, validate, train, evaluate, register, compress,
+    package and monitor."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger {trigger!r}: expected one of {', '.join(TRIGGERS)}")
     ws = Workspace(Path(workspace).resolve())
     configure_environment(ws)  # a worker's flow run starts here, not in the CLI
     setup_logging(settings().verbose)
     send_our_logs_to_prefect()  # the stages' lines reach the run's log in the UI
     params = load_params(params_file)
     with workspace_lock(ws, "mloop run"):  # a second run in this workspace is refused
+        ingest_incoming(params, ws)
+        harvest(params, ws)
+        if trigger != "manual" and new_data(params, ws) == []:
+            skipped = NoNewData(trigger)
+            log.info(f"[retrain] {skipped.summary()}")
+            flush_our_logs()
+            return Completed(message=skipped.message, data=skipped)
         prepare(params, ws)
         validate(params, ws)  # raises on bad data: nothing below runs, nothing is promoted
         trained = train(params, ws)
@@ -74,6 +138,7 @@ def retrain(params_file: str = "params.yaml", workspace: str = ".") -> RetrainSu
         compression = compress(params, ws)
         bento = package(params, ws)
         drift = monitor(params, ws)
+    flush_our_logs()
     return RetrainSummary(trained, evaluation, registration, compression, bento, drift)
 
 

@@ -2,8 +2,8 @@
 
 from tests.helpers.imports import REPO, closure, cycles, imports_of, project_modules
 
-STAGE_PACKAGES = ("prepare", "validate", "train", "evaluate", "register", "compress", "package",
-                  "serve", "monitor")  # fmt: skip
+STAGE_PACKAGES = ("ingest", "prepare", "validate", "train", "evaluate", "register", "compress",
+                  "package", "serve", "monitor")  # fmt: skip
 
 
 def test_no_import_circles_between_project_modules():

@@ -1,9 +1,15 @@
-"""The closed loop, end to end, with the real servers.
+"""The closed loop, end to end, with the real servers: a loop that learns.
 
-``mloop serve`` serves the champion; clean traffic: no drift, no retrain; shifted
-traffic: drift, the ``monitor`` flow runs ``retrain``, the new challenger goes
-through the gate, and once promoted the service restarts on it and answers with
-the new version. A second drift inside the cool-down does not retrain again.
+``mloop serve`` serves a champion trained on the digits. Production traffic then
+changes domain: the digits come inverted (dark strokes on light, ``16 - x``), the
+champion's accuracy on them collapses, and their true labels come back through
+``/feedback``. The ``monitor`` flow sees the drift; its retrain harvests the labelled
+traffic into a batch, trains on the reference data plus that batch, and the gate
+promotes the challenger because it is better on the recent slice (held out of the
+batch) without losing on the frozen test split. The service follows, and answers
+fresh inverted digits (never trained on, in any form) far better. A scheduled run
+with nothing new then trains nothing, and drift with no labels raises the alert.
+No parameter changes between the phases.
 """
 
 import json
@@ -21,18 +27,20 @@ import yaml
 
 from components.core.config import load_params
 from components.core.paths import Workspace
+from components.monitor.production import champion_reference
 from components.monitor.stage import drifted
 from components.package.inputs import EXAMPLE_INPUT
 from components.prepare.splits import load_split
+from components.prepare.stage import reference_file
 from components.serve import traffic
 from tests.helpers import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
 
-def _write_params(ws: Workspace, epochs: int) -> None:
+def _write_params(ws: Workspace) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["train"]["epochs"] = epochs
+    raw["train"]["epochs"] = 10
     raw["compress"].update(latency_repeats=20, finetune_epochs=2, variants=["onnx"])
     raw["monitor"].update(min_rows=200, cooldown_minutes=60)
     ws.params.write_text(yaml.safe_dump(raw))
@@ -48,28 +56,49 @@ def _served_version(port: int) -> str:
         return json.loads(answer.read())["model_version"]
 
 
-def _send(port: int, ws: Workspace, kind: str, n: int) -> traffic.TrafficResult:
-    params = load_params(ws.params)
-    test = load_split(ws.prepared, "test")
-    images = drifted(test.x, kind, params.monitor, 16.0, np.random.default_rng(0))
-    result = traffic.run(f"http://127.0.0.1:{port}", images, test.y, rate=100,
-                         duration_s=n / 100, drift=kind, feedback=0.5)  # fmt: skip
-    assert result.ok == n and not result.errors, result.summary()
+def _send(port: int, images, labels, feedback: float) -> traffic.TrafficResult:
+    """Each image once, at 150 requests/s; ``feedback``: share of answers labelled."""
+    result = traffic.run(f"http://127.0.0.1:{port}", images, labels, rate=150,
+                         duration_s=len(images) / 150, drift="invert",
+                         feedback=feedback)  # fmt: skip
+    assert result.ok == len(images) and not result.errors, result.summary()
     return result
 
 
-def test_drift_retrains_promotes_and_the_service_follows(tmp_path, monkeypatch):
+def _inverted(ws: Workspace, split: str):
+    params = load_params(ws.params)
+    rows = load_split(ws.prepared, split)
+    return drifted(rows.x, "invert", params.monitor, 16.0, np.random.default_rng(0)), rows.y
+
+
+def _wait_for_version(port: int, wanted: str, timeout: float = 180) -> str | None:
+    deadline, version = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            version = _served_version(port)
+        except OSError:
+            version = None
+        if version == wanted:
+            break
+        time.sleep(0.5)
+    return version
+
+
+def test_the_loop_learns_from_labelled_production_traffic(tmp_path, monkeypatch):
     from flows.monitor import monitor
-    from flows.retrain import retrain
+    from flows.retrain import NoNewData, retrain
 
     ws = Workspace(tmp_path / "ws")
     ws.root.mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
     monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(ws.inference_log))
-    _write_params(ws, epochs=1)  # a weak first champion, so the retrain can beat it
+    _write_params(ws)
+    # (a) a champion trained on the original digits
     first = retrain(params_file=str(ws.params), workspace=str(ws.root))
-    assert first.registration.version == "1"
+    assert first.registration.version == "1" and first.registration.decision.promote
+    frozen_before = first.evaluation.scores.accuracy
     served = first.bento.model_version
+    client = mlflow.MlflowClient()
 
     port = free_port()
     server = subprocess.Popen(
@@ -84,43 +113,80 @@ def test_drift_retrains_promotes_and_the_service_follows(tmp_path, monkeypatch):
                 break
         assert _served_version(port) == served
 
-        _send(port, ws, "clean", 300)
-        clean = monitor(params_file=str(ws.params), workspace=str(ws.root))
-        assert clean.rows >= 300 and clean.drift is not None
-        assert not clean.drift.drifted and not clean.retrain
-        assert clean.labelled > 100 and clean.accuracy is not None
-        client = mlflow.MlflowClient()
-        assert len(client.search_model_versions("name='digits-classifier'")) == 2  # 1 + onnx
+        # (b) the traffic changes domain: inverted digits (the train split's images, which
+        # the champion saw only upright), every answer labelled through /feedback
+        images, labels = _inverted(ws, "train")
+        before = _send(port, images, labels, feedback=1.0)
+        assert before.labelled == len(images)
+        old_on_changed = before.accuracy
+        assert old_on_changed <= frozen_before - 0.10, (old_on_changed, frozen_before)
 
-        _write_params(ws, epochs=8)  # what the retrain will train with
-        _send(port, ws, "shift", 300)
-        shifted = monitor(params_file=str(ws.params), workspace=str(ws.root))
-        assert shifted.first_id == clean.last_id + 1  # only the new traffic
-        assert shifted.drift.drifted and shifted.retrain, shifted.summary()
+        # (c) drift -> harvest -> retrain on it -> the gate promotes on the recent slice
+        start = time.perf_counter()
+        check = monitor(params_file=str(ws.params), workspace=str(ws.root))
+        assert check.drift.drifted and check.retrain and check.alert is None, check.summary()
+        assert check.accuracy == pytest.approx(old_on_changed, abs=0.01)
+        batches = sorted(p.name for p in ws.batches.iterdir())
+        assert batches == ["batch-0001"]
+        record = json.loads((ws.batches / "batch-0001" / "batch.json").read_text())
+        assert record["source"] == "harvest" and record["rows"] == len(images)
+        harvested = (ws.batches / "batch-0001" / "request_ids.txt").read_text().split()
+        assert len(harvested) == len(images) == len(set(harvested))  # one row per request here
+        gate = json.loads((ws.reports / "gate.json").read_text())["decision"]
+        assert gate["promote"], gate["reasons"]
+        assert gate["recent_rows"] > 100
+        assert gate["recent_challenger"] > gate["recent_champion"] + 0.2, gate
+        assert gate["challenger_score"] >= gate["champion_score"] - 0.01, gate  # frozen split
         champion = client.get_model_version_by_alias("digits-classifier", "champion")
-        assert str(champion.version) == "3", "the better retrained model passed the gate"
-        gate = json.loads((ws.reports / "gate.json").read_text())
-        assert gate["decision"]["promote"] is True
+        assert champion.tags["mloop.gate.decision"] == "promoted"
+        assert "vs" in champion.tags["mloop.gate.recent"]
+        run_tags = client.get_run(champion.run_id).data.tags
+        assert run_tags["mloop.batches"] == "batch-0001"  # lineage names the batch
+        # drift is now measured against the new champion's training data (inverted included)
+        reference = champion_reference("digits-classifier", ws)
+        kept = np.load(reference_file(ws, run_tags["mloop.data_content"]))
+        first_tags = client.get_run(first.train.run_id).data.tags
+        old = np.load(reference_file(ws, first_tags["mloop.data_content"]))
+        assert np.array_equal(reference, kept) and reference.mean() > old.mean() + 1
         new = json.loads((ws.reports / "bento.json").read_text())["model_version"]
-        assert new != served
+        shipped = client.get_model_version("digits-classifier", new)  # its compressed variant
+        assert new != served and shipped.tags["mloop.parent_version"] == str(champion.version)
 
-        deadline = time.monotonic() + 180  # mloop serve restarts on the new Bento
-        version = None
-        while time.monotonic() < deadline:
-            try:
-                version = _served_version(port)
-            except OSError:
-                version = None
-            if version == new:
-                break
-            time.sleep(1)
-        assert version == new
+        # (d) the service answers with the new champion, and it learnt the new domain
+        assert _wait_for_version(port, new) == new
+        cycle = time.perf_counter() - start
+        fresh_images, fresh_labels = _inverted(ws, "test")  # never trained on, in any form
+        after = _send(port, fresh_images, fresh_labels, feedback=0.0)
+        assert after.versions == {new: len(fresh_images)}
+        lost = frozen_before - old_on_changed
+        assert after.accuracy >= old_on_changed + lost / 2, (after.accuracy, old_on_changed)
+        figures = {
+            "frozen split accuracy, old champion": frozen_before,
+            "frozen split accuracy, new champion": gate["challenger_score"],
+            "changed traffic accuracy, old champion": old_on_changed,
+            "fresh changed traffic accuracy, new champion": after.accuracy,
+            "recent slice accuracy, old / new": (gate["recent_champion"],
+                                                 gate["recent_challenger"]),
+            "drift -> harvest -> retrain -> promote -> redeploy seconds": round(cycle, 1),
+        }  # fmt: skip
+        print("\nlearning closed loop:", json.dumps(figures, indent=2))
+        (ws.reports / "closed_loop.json").write_text(json.dumps(figures, indent=2))
 
-        _send(port, ws, "shift", 300)
-        again = monitor(params_file=str(ws.params), workspace=str(ws.root))
-        assert again.drift.drifted and not again.retrain and "cool-down" in again.reason
-        assert again.model_versions[new] >= 300  # (and the probes that waited for the restart)
-        assert len(client.search_model_versions("name='digits-classifier'")) == 4
+        # (e) a scheduled run with nothing new trains nothing
+        versions = len(client.search_model_versions("name='digits-classifier'"))
+        state = retrain(params_file=str(ws.params), workspace=str(ws.root), trigger="schedule",
+                        return_state=True)  # fmt: skip
+        assert state.is_completed() and state.message == "no new data"
+        assert isinstance(state.result(), NoNewData)
+        assert len(client.search_model_versions("name='digits-classifier'")) == versions
+
+        # drift with no labels to learn from: no retrain, the alert says labels are needed
+        unlabelled = monitor(params_file=str(ws.params), workspace=str(ws.root))
+        if unlabelled.drift.drifted:
+            assert not unlabelled.retrain and "labels are needed" in unlabelled.alert
+            summary = json.loads((ws.reports / "production_drift.json").read_text())
+            assert "labels are needed" in summary["alert"]
+        assert len(client.search_model_versions("name='digits-classifier'")) == versions
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=60)
@@ -129,7 +195,7 @@ def test_drift_retrains_promotes_and_the_service_follows(tmp_path, monkeypatch):
 def test_deploy_serves_the_schedules_and_the_monitor_runs_on_its_interval(tmp_path):
     ws = Workspace(tmp_path / "ws")
     ws.root.mkdir()
-    _write_params(ws, epochs=1)
+    _write_params(ws)
     raw = yaml.safe_load(ws.params.read_text())
     raw["monitor"]["interval_minutes"] = 0.1  # every 6 s
     ws.params.write_text(yaml.safe_dump(raw))

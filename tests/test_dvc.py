@@ -74,6 +74,28 @@ def test_dvc_repro_twice_then_again_after_a_change_to_the_loss(tmp_path):
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in third.stdout}
     assert ran == set(STAGES) - {"prepare", "validate"}, third.stdout[-3000:]
 
+    # A new batch (mloop ingest): prepare runs again and dvc.lock records the batch's files.
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    def batches_entry() -> dict:
+        lock = yaml.safe_load((project / "dvc.lock").read_text())
+        (entry,) = [d for d in lock["stages"]["prepare"]["deps"] if d["path"] == "data/batches"]
+        return entry
+
+    before = batches_entry()
+    digits = load_digits()
+    np.savez(tmp_path / "new.npz", x=16 - digits.images[:200], y=digits.target[:200])
+    ingest = run(sys.executable, "-m", "flows.cli", "ingest", str(tmp_path / "new.npz"))
+    assert ingest.returncode == 0 and "ACCEPTED as batch-0001" in ingest.stdout, ingest.stderr
+    status = run("dvc", "status", "prepare")
+    assert "data/batches" in status.stdout, status.stdout
+    fourth = run("dvc", "repro", "prepare")
+    assert fourth.returncode == 0 and "Running stage 'prepare'" in fourth.stdout, fourth.stderr
+    after = batches_entry()
+    assert after["md5"] != before["md5"]
+    assert after["nfiles"] == before["nfiles"] + 2  # batch-0001/data.npz and batch.json
+
 
 def test_every_stage_depends_on_the_code_it_imports():
     """dvc.yaml's deps of each stage cover every project file its entry point and stage

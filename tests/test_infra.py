@@ -73,6 +73,9 @@ def test_prefect_yaml_declares_what_mloop_deploy_registers():
         assert deployment["parameters"]["params_file"].startswith(
             deployment["parameters"]["workspace"] + "/"
         )
+        extra = {k: v for k, v in deployment["parameters"].items()
+                 if k not in ("params_file", "workspace")}  # fmt: skip
+        assert extra == dict(schedule.parameters)
     (pull,) = declared["pull"]
     code_dir = pull["prefect.deployments.steps.set_working_directory"]["directory"]
     dockerfile = (INFRA / "Dockerfile").read_text()

@@ -92,11 +92,26 @@ class SyntheticSource(_Section):
     shift: float = 0.0  # added to every feature or pixel: a drifted copy of the same task
 
 
+class BatchesConfig(_Section):
+    """Accepted batches (``mloop ingest``, ``mloop harvest``): which join the reference data."""
+
+    # all: every batch; last: the newest `last` batches; days: those that arrived in the
+    # last `days` days. The reference data (data.source) always counts.
+    window: Literal["all", "last", "days"] = "all"
+    last: int = Field(5, ge=1)
+    days: float = Field(30.0, gt=0)
+    # The recent test slice: this share of the newest `recent_batches` batches' rows, held
+    # out from training; the gate scores challenger and champion on it.
+    recent_fraction: float = Field(0.3, gt=0, lt=1)
+    recent_batches: int = Field(1, ge=1)
+
+
 class DataConfig(_Section):
     source: Literal["digits", "tabular", "images", "synthetic"] = "digits"
     tabular: TabularSource | None = None
     images: ImageSource | None = None
     synthetic: SyntheticSource = SyntheticSource()
+    batches: BatchesConfig = BatchesConfig()
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
 
@@ -174,6 +189,9 @@ class RegisterConfig(_Section):
         "test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_log_loss"
     ] = "test_accuracy"
     min_improvement: float = Field(0.0, ge=0)
+    # With a recent slice (new batches): the challenger must beat the champion on it and
+    # lose at most this much of register.metric on the frozen test split.
+    max_regression: float = Field(0.01, ge=0, le=1)
     # Hard limits on the challenger (None: no limit): CPU p95 latency at batch 1, file size.
     max_latency_p95_ms: float | None = Field(None, gt=0)
     max_size_mb: float | None = Field(None, gt=0)

@@ -33,6 +33,16 @@ class Workspace:
         return self.root / "data" / "prepared"
 
     @property
+    def batches(self) -> Path:
+        """Accepted batches of new data, one folder each (``mloop ingest``, ``mloop harvest``)."""
+        return self.root / "data" / "batches"
+
+    @property
+    def incoming(self) -> Path:
+        """The drop folder: each file or folder put here is ingested by the next retrain."""
+        return self.root / "data" / "incoming"
+
+    @property
     def models(self) -> Path:
         return self.root / "models"
 

@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     verbose: bool = False  # the libraries' own INFO logs
     # Serving
     inference_log: str | None = None  # SQLite file of served predictions; "off": none
+    log_inputs: bool = True  # keep each request's inputs in the log (mloop harvest needs them)
     api_token: str | None = None  # bearer token for every endpoint but the probes
     metrics_token: str | None = None  # bearer token that may read /metrics only
     max_body_bytes: PositiveInt | None = None  # default: the largest legal batch

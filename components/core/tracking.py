@@ -77,7 +77,15 @@ def lineage_tags(ws: Workspace, params: Params, meta: dict) -> dict[str, str]:
         "mloop.data_source": str(meta.get("source", "unknown")),
         "mloop.data_name": str(meta.get("name", "unknown")),
         "mloop.params_hash": params.digest(),
+        # The accepted batches joined to the reference data (lineage; "no new data" reads it)
+        "mloop.batches": batch_list([b["id"] for b in meta.get("batches", [])]),
     }
+
+
+def batch_list(ids: list[str], limit: int = 4000) -> str:
+    """Batch ids for a tag: all of them, or the first and the last when too many to list."""
+    text = ",".join(ids) or "-"
+    return text if len(text) <= limit else f"{ids[0]}..{ids[-1]} ({len(ids)} batches)"
 
 
 def record_failed_run(

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from components.core.config import Params
 from components.core.paths import Workspace
 from components.core.records import write_json
@@ -24,7 +26,10 @@ from components.monitor.drift import (
     check_drift,
     feature_table,
 )
+from components.prepare.batches import harvested_requests
 from components.prepare.splits import load_meta, load_split
+from components.prepare.stage import reference_file
+from components.serve import inference_log
 
 logger = logging.getLogger(__name__)  # `log` names the inference log here
 
@@ -46,6 +51,8 @@ class ProductionCheck:
     reason: str
     summary_file: Path
     seconds: float
+    learnable: int = 0  # labelled predictions with inputs that no harvest took yet
+    alert: str | None = None  # drift with nothing labelled to learn from: labels are needed
 
     def summary(self) -> str:
         if self.drift is None:
@@ -60,6 +67,7 @@ class ProductionCheck:
             f" {'DRIFT' if self.drift.drifted else 'no drift'}"
             f" (drifted share {self.drift.drift_share:.2f}; columns:"
             f" {self.drift.drifted_columns or '-'}); {quality}; {self.reason}"
+            + (f"; ALERT: {self.alert}" if self.alert else "")
         )
 
     def markdown(self) -> str:
@@ -69,6 +77,28 @@ class ProductionCheck:
                 drifted = "yes" if column in self.drift.drifted_columns else "no"
                 lines.append(f"| {column} | {p:.4g} | {drifted} |")
         return "\n".join(lines)
+
+
+def champion_reference(name: str, ws: Workspace):
+    """The champion's training data (a sample of it): what drift is measured against, so
+    a retrain that was not promoted, or a rollback, does not move the reference."""
+    import mlflow  # heavy (~10 s): loaded by the check that needs it
+
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias(name, "champion")
+    data = client.get_run(version.run_id).data.tags.get("mloop.data_content")
+    path = reference_file(ws, data) if data else None
+    if path is not None and path.is_file():
+        return np.load(path, allow_pickle=False)
+    logger.warning(f"[monitor] no kept training data of {name} version {version.version}"
+                   f" (data {data}): measuring drift against the prepared train split")  # fmt: skip
+    return load_split(ws.prepared, "train").x
+
+
+def learnable_rows(log: Path, ws: Workspace) -> int:
+    """Labelled predictions that kept their inputs and that no harvest took yet."""
+    rows = inference_log.labelled(log, harvested_requests(ws.batches, ws.quarantine))
+    return int((rows["inputs"].map(len) > 0).sum())
 
 
 def log_path(ws: Workspace) -> Path:
@@ -85,7 +115,6 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
     record every check that ran.
     """
     from components.core import tracking
-    from components.serve import inference_log
 
     started = time.perf_counter()
     now = time.time() if now is None else now
@@ -114,7 +143,7 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         return waiting(len(batch), f"{len(batch)} new predictions, {cfg.min_rows} needed")
 
     predict = champion_predictor(params.registry.model_name)
-    train_x = load_split(ws.prepared, "train").x
+    train_x = champion_reference(params.registry.model_name, ws)
     reference = feature_table(train_x, predict, classes=load_meta(ws.prepared)["classes"])
     current = table[[*FEATURES, PREDICTION]]
     if len(current) > cfg.test_rows:
@@ -128,8 +157,17 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
     )
     last_retrain = state.get("retrain_requested_at")
     cooling = last_retrain is not None and now - last_retrain < cfg.cooldown_minutes * 60
+    learnable, alert = learnable_rows(log, ws), None
+    if drift.drifted and learnable < params.gate.min_rows:
+        alert = (
+            f"drift, and {learnable} labelled predictions to learn from (validate.min_rows"
+            f" {params.gate.min_rows} make a batch): labels are needed. POST the true labels of"
+            " served requests to /feedback; a retrain now would only relearn the old data"
+        )
     if not drift.drifted:
         retrain, reason = False, "no retrain: no drift"
+    elif alert:
+        retrain, reason = False, "no retrain: drift, but no labelled data yet (labels are needed)"
     elif not cfg.retrain_on_drift:
         retrain, reason = False, "no retrain: monitor.retrain_on_drift is off"
     elif cooling:
@@ -154,6 +192,8 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         reason=reason,
         summary_file=summary_file,
         seconds=time.perf_counter() - started,
+        learnable=learnable,
+        alert=alert,
     )
     write_json(summary_file, result)
     with tracking.start_run(ws, params.data.name, run_name="monitor-production") as run:
@@ -167,6 +207,8 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         if accuracy is not None:
             metrics["production_accuracy"] = accuracy
         run.log_metrics(metrics)
+        if alert:
+            run.set_tags({"mloop.alert": alert})
         run.log_artifact(drift.report, "drift")
         run.log_artifact(summary_file, "drift")
     write_json(ws.monitor_state, state)  # only once the check is on record

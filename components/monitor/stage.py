@@ -21,7 +21,10 @@ from components.prepare.splits import load_meta, load_split, pixel_scale
 
 log = logging.getLogger(__name__)
 
-BATCHES = ("clean", "noise", "shift")
+BATCHES = ("clean", "noise", "shift")  # the self-test's batches
+# ... and a change of domain for demonstrations and the learning closed-loop test:
+# inverted images (light strokes on dark become dark on light), mirrored table columns
+KINDS = (*BATCHES, "invert")
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,15 @@ def drifted(
     numeric: int | None = None,
     reference: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``batch`` unchanged, noisy or shifted.
+    """``batch`` unchanged, noisy, shifted or inverted.
 
     Images (``pixel_max`` given) move in pixel units and stay in range; tables
     move their first ``numeric`` columns in units of each column's std (in
-    ``reference``, ``batch`` itself by default).
+    ``reference``, ``batch`` itself by default). ``invert``: images become
+    ``pixel_max - x``; table columns are mirrored around the reference mean.
     """
-    if kind not in BATCHES:
-        raise ValueError(f"unknown batch kind {kind!r}; expected one of {BATCHES}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown batch kind {kind!r}; expected one of {KINDS}")
     batch = batch.astype(np.float64)
     cols = slice(None) if numeric is None else slice(0, numeric)
     reference = batch if reference is None else reference
@@ -79,6 +83,9 @@ def drifted(
         part += rng.normal(0.0, 1.0, size=part.shape) * cfg.noise_std * unit
     elif kind == "shift":
         part += cfg.intensity_shift * unit
+    elif kind == "invert":
+        center = pixel_max / 2 if pixel_max is not None else np.nanmean(reference[:, cols], axis=0)
+        part[:] = 2 * center - part
     batch[:, cols] = part
     if pixel_max is not None:
         batch = np.clip(batch, 0.0, pixel_max)

@@ -120,7 +120,7 @@ class Classifier:
         """The inference log, opened now if it could not be before (a fixed folder)."""
         if self.log is None:
             try:
-                self.log = InferenceLog(LOG_PATH)
+                self.log = InferenceLog(LOG_PATH, keep_inputs=SETTINGS.log_inputs)
                 self.writer = GroupCommit(self.log)
             except (OSError, sqlite3.Error) as err:
                 self._unwritable(f"cannot open the inference log {LOG_PATH}: {err}")

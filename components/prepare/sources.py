@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,13 +146,21 @@ def _decode_csv(path: Path) -> str:
 
 
 def read_table(
-    path: Path, label: str, numeric=(), categorical=(), source: TabularSource | None = None
+    path: Path,
+    label: str,
+    numeric=(),
+    categorical=(),
+    source: TabularSource | None = None,
+    batch: bool = False,
 ) -> RawData:
     """Read a CSV or Parquet table. Columns keep the types the file gives them.
 
     ``source`` (the configured table) adds its reading rules: the cells that mean
     missing, the thousands separator, the columns to drop, the identifier columns
-    kept on purpose and each column's missing-value rule.
+    kept on purpose and each column's missing-value rule. ``batch``: a batch of a data
+    set whose features the reference file settled: no identifier check (a small batch
+    may hold distinct values by chance), and the dropped columns may be gone already
+    (rows harvested from the inference log).
     """
     import pandas as pd
 
@@ -187,18 +196,20 @@ def read_table(
     if source is not None:
         named = {"drop": source.drop, "keep_ids": source.keep_ids,
                  "missing.columns": list(source.missing.columns)}  # fmt: skip
+        if batch:
+            named.pop("drop")
         for key, columns in named.items():
             unknown = [c for c in columns if c not in frame.columns]
             if unknown:
                 raise DataError(f"data.tabular.{key} names no column of the file: {unknown}", path)
-        frame = frame.drop(columns=list(source.drop))
+        frame = frame.drop(columns=[c for c in source.drop if c in frame.columns])
     numeric, categorical = list(numeric), list(categorical)
     if not numeric and not categorical:  # infer: numbers are numeric, the rest categorical
         features = [c for c in frame.columns if c != label]
         numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
         categorical = [c for c in features if c not in numeric]
     keep = set(source.keep_ids) if source else set()
-    for col in (c for c in [*numeric, *categorical] if c not in keep):
+    for col in (c for c in [*numeric, *categorical] if c not in keep and not batch):
         if _identifies_rows(frame[col]):
             raise DataError(
                 f"column {col!r} holds a distinct value in every row: an identifier, not a"
@@ -305,6 +316,76 @@ def read_image_folder(
     )
 
 
+# ---------------------------------------------------------------- arrays
+
+
+def read_arrays(path: Path, pixel_max: float) -> RawData:
+    """A ``.npz`` file of images ``x`` (N x H x W or N x C x H x W, on the source's pixel
+    scale) and labels ``y``: a batch of the built-in digits or of synthetic images."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not {"x", "y"} <= set(npz.files):
+                raise DataError(f"expected arrays x and y, found {sorted(npz.files)}", path)
+            x, y = npz["x"], npz["y"]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # pickled objects too
+        raise DataError(f"not a readable .npz of arrays x and y: {err}", path) from None
+    if x.ndim not in (3, 4) or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"x must be numbers shaped N x H x W or N x C x H x W, got {x.shape}", path)
+    if y.ndim != 1 or len(y) != len(x):
+        raise DataError(f"y must hold one label per image: {len(x)} images, y {y.shape}", path)
+    if y.dtype.kind not in "iuU":
+        raise DataError(f"labels must be whole numbers or text, got {y.dtype}", path)
+    labels = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(str)
+    return RawData(kind="image", labels=labels, images=x.astype(np.float32), pixel_max=pixel_max,
+                   origin=path)  # fmt: skip
+
+
+def source_pixel_max(cfg: DataConfig) -> float:
+    """The pixel scale of an image source: 16 for the built-in digits, 255 otherwise."""
+    return 16.0 if cfg.source == "digits" else 255.0
+
+
+def read_batch(batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
+    """An accepted batch (``prepare.batches.Batch``), read as its reference data was."""
+    folder = batch.folder
+    if batch.format == "table":
+        if reference.kind != "tabular":
+            raise DataError(f"batch {batch.id} is a table; the data set holds images", folder)
+        t = cfg.tabular
+        raw = read_table(folder / batch.data[0], t.label, reference.numeric,
+                         reference.categorical, t, batch=True)  # fmt: skip
+        if list(raw.frame.columns) != list(reference.frame.columns):
+            raise DataError(
+                f"batch {batch.id}: columns {list(raw.frame.columns)} differ from the data"
+                f" set's {list(reference.frame.columns)}",
+                folder,
+            )
+        return raw
+    if reference.kind != "image":
+        raise DataError(f"batch {batch.id} holds images; the data set is a table", folder)
+    if batch.format == "images":
+        if cfg.source != "images":
+            raise DataError(f"batch {batch.id} is an image folder; data.source is {cfg.source}")
+        raw = read_image_folder(folder / "files", cfg.images.size, cfg.images.color, images_out)
+    else:
+        raw = read_arrays(folder / batch.data[0], reference.pixel_max)
+    if tuple(raw.images.shape[1:]) != tuple(reference.images.shape[1:]):
+        raise DataError(
+            f"batch {batch.id}: images shaped {tuple(raw.images.shape[1:])}, the data set's"
+            f" {tuple(reference.images.shape[1:])}",
+            folder,
+        )
+    if np.issubdtype(np.asarray(reference.labels).dtype, np.integer):
+        try:
+            raw.labels = np.asarray(raw.labels).astype(np.int64)
+        except ValueError:
+            raise DataError(f"batch {batch.id}: labels are not whole numbers", folder) from None
+    else:
+        raw.labels = np.asarray(raw.labels).astype(str)
+    return raw
+
+
 # ---------------------------------------------------------------- dispatch
 
 
@@ -329,7 +410,8 @@ def read_source(
 
 
 def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
-    """Any file or folder, for ``mloop validate --data``: a folder of images or a table."""
+    """Any file or folder, for ``mloop validate --data`` and ``mloop ingest``: a folder of
+    images, a table, or a ``.npz`` of image arrays (digits, synthetic images)."""
     path = Path(path)
     if path.is_dir():
         size, color = (cfg.images.size, cfg.images.color) if cfg.images else ((32, 32), "grayscale")
@@ -338,6 +420,8 @@ def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
         raise DataError("no such file or folder", path)
     if not path.is_file():  # a device, a pipe, a socket: never read, never copied
         raise DataError("not a regular file or folder", path)
+    if path.suffix.lower() == ".npz":
+        return read_arrays(path, source_pixel_max(cfg))
     label = label or (cfg.tabular.label if cfg.tabular else None)
     if label is None:
         raise DataError("a table needs its label column: pass --label or set data.tabular", path)

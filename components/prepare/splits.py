@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import DataConfig
 
 SPLITS = ("train", "val", "test")
+# Held out from the newest accepted batches: the recent-data test slice (beside the frozen
+# test split of the reference data); present only when batches joined the data.
+RECENT = "recent"
 # Tables: the rows prepare left out under a `drop` missing-value rule, kept for the gate.
 DROPPED = "dropped"
 
@@ -143,6 +146,15 @@ def load_rows(folder: Path, name: str):
     return pd.read_parquet(Path(folder) / f"{name}_rows.parquet")
 
 
+def split_names(meta: dict) -> list[str]:
+    """The splits a prepared data set has: train, val, test, and recent where batches joined."""
+    return list(meta["counts"])
+
+
+def has_recent(folder: Path) -> bool:
+    return RECENT in load_meta(folder)["counts"]
+
+
 def load_meta(folder: Path) -> dict:
     path = Path(folder) / "meta.json"
     if not path.is_file():
@@ -177,6 +189,43 @@ def split_indices(
         random_state=seed,
     )
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def batch_split_indices(
+    y: np.ndarray, start: int, sizes: list[int], cfg: DataConfig, seed: int
+) -> dict[str, np.ndarray]:
+    """Train/val/recent indices of the batch rows (``y[start:]``, batch after batch).
+
+    ``recent_fraction`` of the newest ``recent_batches`` batches' rows (stratified where
+    the classes allow) are the recent split; every other batch row goes to train or val
+    in the proportion the reference split gives them.
+    """
+    from sklearn.model_selection import train_test_split
+
+    b = cfg.batches
+    bounds = np.cumsum([start, *sizes])
+    newest = max(0, len(sizes) - b.recent_batches)
+    rest = [np.arange(bounds[i], bounds[i + 1]) for i in range(newest)]
+    recent = []
+    for i in range(newest, len(sizes)):
+        idx = np.arange(bounds[i], bounds[i + 1])
+        if len(idx) < 4:  # too few to hold any out
+            rest.append(idx)
+            continue
+        kept, held = train_test_split(idx, test_size=b.recent_fraction, stratify=_stratify(y[idx]),
+                                      random_state=seed)  # fmt: skip
+        rest.append(kept)
+        recent.append(held)
+    rest = np.concatenate(rest) if rest else np.zeros(0, np.int64)
+    out = {"train": rest, "val": np.zeros(0, np.int64)}
+    if len(rest) >= 4:
+        val_share = cfg.val_fraction / (1 - cfg.test_fraction)
+        out["train"], out["val"] = train_test_split(
+            rest, test_size=val_share, stratify=_stratify(y[rest]), random_state=seed
+        )
+    if recent:
+        out[RECENT] = np.concatenate(recent)
+    return {k: np.sort(v) for k, v in out.items()}
 
 
 def _stratify(y: np.ndarray) -> np.ndarray | None:

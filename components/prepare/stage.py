@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.prepare.sources import DataError, RawData, read_source
-from components.prepare.splits import DROPPED, split_indices, write_rows
+from components.prepare.batches import BatchError, in_window, list_batches, verify
+from components.prepare.sources import DataError, RawData, read_batch, read_source
+from components.prepare.splits import (
+    DROPPED,
+    RECENT,
+    batch_split_indices,
+    split_indices,
+    write_rows,
+)
 from components.validate.quarantine import quarantine_unreadable
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
@@ -34,13 +41,15 @@ class PreparedData:
     version: str  # content hash of the split files
     rejected: int
     dropped: int = 0  # table rows left out by a `drop` missing-value rule
+    batches: tuple[str, ...] = ()  # the accepted batches joined to the reference data
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         rejected = f"; {self.rejected} files rejected at read" if self.rejected else ""
         if self.dropped:
             rejected += f"; {self.dropped} rows left out by missing-value rules (drop)"
-        return f"{self.kind} data: {counts} samples; data version {self.version}{rejected}"
+        joined = f"; reference data + {len(self.batches)} batches" if self.batches else ""
+        return f"{self.kind} data: {counts} samples{joined}; data version {self.version}{rejected}"
 
 
 def class_names(labels: np.ndarray) -> list:
@@ -152,34 +161,118 @@ def encode_table(raw: RawData, train_idx: np.ndarray) -> tuple[np.ndarray, dict]
     return x, schema
 
 
+def _concat_images(parts: list, out: Path):
+    """The images of ``parts`` one after another, in the first one's dtype: in memory when
+    they all are, else streamed into the ``.npy`` file ``out`` and read back as a RowFile."""
+    from components.prepare.splits import RowFile
+
+    dtype = parts[0].dtype
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate([np.asarray(p, dtype=dtype) for p in parts])
+    shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
+    with open(out, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                 "shape": shape}
+        )  # fmt: skip
+        for part in parts:
+            for start in range(0, len(part), 8192):
+                block = np.asarray(part[start : start + 8192])
+                if np.issubdtype(dtype, np.integer):  # harvested pixels: floats of 0..255
+                    block = np.clip(np.rint(block), 0, np.iinfo(dtype).max)
+                fh.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+    return RowFile(out)
+
+
+def join_batches(raw: RawData, batches: list[RawData], ids: list[str], scratch: Path) -> RawData:
+    """The reference data followed by each batch's rows (the reference's test file stays
+    where ``held_out`` finds it: the split counts only the reference rows for it)."""
+    import pandas as pd
+
+    labels = np.concatenate([np.asarray(raw.labels), *(np.asarray(b.labels) for b in batches)])
+    files = list(raw.files)
+    if files:  # an image folder: which file each row came from
+        for batch_id, b in zip(ids, batches, strict=True):
+            files += [f"{batch_id}/{f}" for f in b.files] or [f"{batch_id}#{i}" for i in
+                                                               range(len(b))]  # fmt: skip
+    joined = RawData(
+        kind=raw.kind, labels=labels, label_column=raw.label_column, numeric=raw.numeric,
+        categorical=raw.categorical, files=files, missing=raw.missing, held_out=raw.held_out,
+        rejected=[*raw.rejected, *(r for b in batches for r in b.rejected)],
+        pixel_max=raw.pixel_max, origin=raw.origin, scratch=[raw.scratch, *(b.scratch for b in
+                                                                            batches)],
+    )  # fmt: skip
+    if raw.kind == "tabular":
+        joined.frame = pd.concat([raw.frame, *(b.frame for b in batches)], ignore_index=True)
+    else:
+        joined.images = _concat_images([raw.images, *(b.images for b in batches)], scratch)
+    return joined
+
+
+def read_batches(cfg: DataConfig, raw: RawData, batches_root: Path | None, out_dir: Path,
+                 now: float | None):  # fmt: skip
+    """The accepted batches inside ``data.batches.window``, each checked against its hash."""
+    if batches_root is None:
+        return [], []
+    try:
+        chosen = in_window(list_batches(batches_root), cfg.batches, now)
+        for batch in chosen:
+            verify(batch)
+    except BatchError as err:
+        raise DataError(str(err)) from None
+    read = [read_batch(b, cfg, raw, out_dir / f".{b.id}.npy") for b in chosen]
+    return chosen, read
+
+
 def prepare(
     cfg: DataConfig,
     seed: int,
     out_dir: Path,
     quarantine: Path | None = None,
     root: Path = Path("."),
+    batches_root: Path | None = None,
+    now: float | None = None,
 ):
-    """Read the source, split it, write the split files and ``meta.json``."""
+    """Read the source and the accepted batches, split them, write the split files and
+    ``meta.json``.
+
+    The reference data's train/val/test split is the same whatever batches join it:
+    its test split is the frozen one the gate holds every challenger to. Batch rows go
+    to train and val, except ``data.batches.recent_fraction`` of the newest
+    ``recent_batches`` batches: the ``recent`` split, which no model trains on.
+    """
     decoded = out_dir / DECODED  # an image folder's pixels, before the split
+    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         raw = read_source(cfg, seed, root, images_out=decoded)
     except DataError as err:
         if quarantine is not None:
             err.quarantine = quarantine_unreadable(err, quarantine)
         raise
-    dropped = drop_missing(raw) if raw.kind == "tabular" else None
+    chosen, parts = read_batches(cfg, raw, batches_root, out_dir, now)
+    dropped = None
+    if raw.kind == "tabular":
+        left_out = [d for d in (drop_missing(r) for r in [raw, *parts]) if d is not None]
+        dropped = _concat_frames(left_out)
+    n_ref, sizes = len(raw), [len(p) for p in parts]
+    if parts:
+        raw = join_batches(raw, parts, [b.id for b in chosen], out_dir / f".joined{DECODED}")
     classes = class_names(raw.labels)
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[c] for c in raw.labels.tolist()], dtype=np.int64)
-    splits = split_indices(y, cfg, seed, held_out=raw.held_out)
+    splits = split_indices(y[:n_ref], cfg, seed, held_out=raw.held_out)
+    if parts:
+        extra = batch_split_indices(y, n_ref, sizes, cfg, seed)
+        for name, idx in extra.items():
+            splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
     schema = None
     if raw.kind == "tabular":
         x, schema = encode_table(raw, splits["train"])
     else:
         x = raw.images
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.glob("*_rows.parquet"), *out_dir.glob("*_files.txt")]:
+    for stale in [*out_dir.glob("*_rows.parquet"), *out_dir.glob("*_files.txt"),
+                  *out_dir.glob(f"{RECENT}_?.npy")]:  # fmt: skip
         stale.unlink()
     if dropped is not None:
         dropped.to_parquet(out_dir / f"{DROPPED}_rows.parquet", index=False)
@@ -203,7 +296,8 @@ def prepare(
         counts[name] = int(len(idx))
     shape = tuple(int(d) for d in x.shape[1:])
     x = raw.images = None  # the decoded pixels' map, before its file goes
-    decoded.unlink(missing_ok=True)
+    for scratch in [decoded, *out_dir.glob(f".*{DECODED}"), *out_dir.glob(".batch-*.npy")]:
+        scratch.unlink(missing_ok=True)
     prepared = PreparedData(
         folder=out_dir,
         kind=raw.kind,
@@ -213,7 +307,10 @@ def prepare(
         version=digest.hexdigest()[:12],
         rejected=len(raw.rejected),
         dropped=0 if dropped is None else len(dropped),
+        batches=tuple(b.id for b in chosen),
     )
+    recent = set(splits.get(RECENT, np.zeros(0, np.int64)).tolist())
+    starts = np.cumsum([n_ref, *sizes])
     meta = {
         "source": cfg.source,
         "name": cfg.name,
@@ -227,11 +324,55 @@ def prepare(
         "dropped_rows": prepared.dropped,
         "origin": str(raw.origin) if raw.origin else None,
         "version": prepared.version,
+        # What joined the reference data: each batch, and how many of its rows are held out
+        # in the recent split
+        "batches": [
+            {
+                "id": b.id,
+                "rows": n,
+                "sha256": b.sha256,
+                "source": b.source,
+                "arrived": b.arrived_iso,
+                "recent": sum(i in recent for i in range(start, start + n)),
+            }
+            for b, n, start in zip(chosen, sizes, starts, strict=False)
+        ],  # fmt: skip
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return prepared
 
 
+def _concat_frames(frames: list):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+REFERENCE_ROWS = 10_000  # the drift reference kept of each prepared version's train split
+
+
+def reference_file(ws, version: str) -> Path:
+    """Where a sample of data version ``version``'s train split is kept: the reference the
+    monitor measures drift against while a model trained on it is champion."""
+    return ws.state / "references" / f"{version}.npy"
+
+
+def keep_reference(ws, prepared: PreparedData, seed: int) -> Path:
+    from components.prepare.splits import RowFile
+
+    path = reference_file(ws, prepared.version)
+    if not path.is_file():
+        rows = RowFile(prepared.folder / "train_x.npy")
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.permutation(len(rows))[:REFERENCE_ROWS])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path.with_suffix(".tmp.npy"), rows.take(pick))
+        path.with_suffix(".tmp.npy").replace(path)
+    return path
+
+
 def prepare_stage(params, ws) -> PreparedData:
-    """Write the configured source's splits into the workspace."""
-    return prepare(params.data, params.seed, ws.prepared, ws.quarantine, ws.root)
+    """Write the configured source's splits, with the accepted batches, into the workspace."""
+    prepared = prepare(params.data, params.seed, ws.prepared, ws.quarantine, ws.root, ws.batches)
+    keep_reference(ws, prepared, params.seed)
+    return prepared

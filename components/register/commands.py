@@ -102,6 +102,10 @@ def models_table(name: str) -> list[dict[str, str]]:
                 "test_roc_auc": tags.get("test_roc_auc", "-")[:6],
                 "gate": tags.get("mloop.gate.decision", "-")
                 + (" (forced)" if tags.get("mloop.gate.forced") == "True" else ""),
+                # at its gate: its score (vs the champion's) on the frozen split, the recent slice
+                "frozen": tags.get("mloop.gate.frozen", "-"),
+                "recent": tags.get("mloop.gate.recent", "-").split(" (")[0],
+                "batches": _short_batches(run_tags.get("mloop.batches", "-")),
                 "data": run_tags.get("mloop.data_version", "-")[:12],
                 "commit": run_tags.get("mloop.git_commit", "-")[:8],
                 "created": time.strftime(
@@ -110,6 +114,34 @@ def models_table(name: str) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def new_batches(params: Params, ws: Workspace) -> list[str] | None:
+    """The accepted batches (inside ``data.batches.window``) that arrived after the newest
+    batch the champion was trained on; None when there is no champion yet."""
+    import re
+
+    import mlflow  # heavy (~10 s): the CLI's help imports this module
+    from mlflow.exceptions import MlflowException
+
+    from components.prepare.batches import in_window, list_batches
+
+    client = mlflow.MlflowClient()
+    try:
+        champion = client.get_model_version_by_alias(params.registry.model_name, CHAMPION)
+    except MlflowException:
+        return None
+    tag = client.get_run(champion.run_id).data.tags.get("mloop.batches", "-")
+    seen = max((int(n) for n in re.findall(r"batch-(\d+)", tag)), default=0)
+    window = in_window(list_batches(ws.batches), params.data.batches)
+    return [b.id for b in window if int(b.id.split("-")[1]) > seen]
+
+
+def _short_batches(tag: str) -> str:
+    ids = [i for i in tag.split(",") if i and i != "-"]
+    if len(ids) <= 2:
+        return ",".join(i.removeprefix("batch-") for i in ids) or "-"
+    return f"{ids[0].removeprefix('batch-')}..{ids[-1].removeprefix('batch-')}"
 
 
 def lineage(reference: str) -> dict:
@@ -142,6 +174,9 @@ def lineage(reference: str) -> dict:
         "data version": tags.get("mloop.data_version", "unknown"),
         "git commit": tags.get("mloop.git_commit", "unknown"),
         "params hash": tags.get("mloop.params_hash", "unknown"),
+        "batches": tags.get("mloop.batches", "-"),  # accepted batches beside the reference data
         "gate": version.tags.get("mloop.gate.reason", "-"),
+        "gate scores": f"frozen split {version.tags.get('mloop.gate.frozen', '-')};"
+        f" recent slice {version.tags.get('mloop.gate.recent', '-')}",
         "params": dict(run.data.params),
     }

@@ -1,8 +1,12 @@
 """The promotion gate: one decision, taken the same way by the register stage and ``promote``.
 
-The challenger must beat the current champion, both scored on the same test
-split, by more than ``register.min_improvement``, and stay under the latency and
-size limits. ``judge`` holds the registry lock (a file beside the SQLite store, or
+Without new data the challenger must beat the current champion, both scored on the
+same frozen test split, by more than ``register.min_improvement``. Once accepted
+batches joined the data there is a recent slice too (held out of the newest batches,
+never trained on): then the challenger must beat the champion on the recent slice and
+lose no more than ``register.max_regression`` on the frozen split, both scored on the
+same rows. Either way it must stay under the latency and size limits. ``judge`` holds
+the registry lock (a file beside the SQLite store, or
 ``MLOOP_REGISTRY_LOCK``: two flows finishing at once decide one after the other),
 scores the champion, decides, moves the aliases and records the decision (version
 tags and ``reports/gate.json``).
@@ -22,7 +26,7 @@ from components.core.predict import load_registered
 from components.core.records import write_json
 from components.core.settings import settings
 from components.evaluate.metrics import LOWER_IS_BETTER, better, score
-from components.prepare.splits import load_meta, load_split
+from components.prepare.splits import RECENT, has_recent, load_meta, load_split
 from components.register.aliases import CHAMPION, alias_version, crown
 
 if TYPE_CHECKING:  # types only
@@ -39,6 +43,10 @@ class Decision:
     champion_version: str | None
     reasons: tuple[str, ...] = ()  # every rule's verdict
     forced: bool = False
+    # The recent slice (None: no batches joined the data): both scores and its rows
+    recent_challenger: float | None = None
+    recent_champion: float | None = None
+    recent_rows: int = 0
 
 
 def decide(
@@ -48,8 +56,13 @@ def decide(
     champion_version: str | None = None,
     latency_p95_ms: float | None = None,
     size_mb: float | None = None,
+    recent: tuple[float, float | None, int] | None = None,
 ) -> Decision:
-    """The promotion gate: a strictly better challenger, inside the latency and size limits."""
+    """The promotion gate: a strictly better challenger, inside the latency and size limits.
+
+    ``recent``: (challenger, champion, rows) on the recent slice; with it, better there
+    and within ``max_regression`` on the frozen split (``challenger_score``).
+    """
     failed, passed = [], []
     if cfg.max_latency_p95_ms is not None and latency_p95_ms is not None:
         verdict = f"latency p95 {latency_p95_ms:.3f} ms vs limit {cfg.max_latency_p95_ms} ms"
@@ -57,8 +70,29 @@ def decide(
     if cfg.max_size_mb is not None and size_mb is not None:
         verdict = f"size {size_mb:.3f} MB vs limit {cfg.max_size_mb} MB"
         (failed if size_mb > cfg.max_size_mb else passed).append(verdict)
+    lower = " (lower is better)" if cfg.metric in LOWER_IS_BETTER else ""
     if champion_score is None:
         passed.append("no champion yet")
+    elif recent is not None and recent[1] is not None:
+        mine, theirs, rows = recent
+        if better(cfg.metric, mine, theirs, cfg.min_improvement):
+            passed.append(f"recent slice ({rows} rows): {cfg.metric} {mine:.4f} beats champion"
+                          f" {theirs:.4f}{lower}")  # fmt: skip
+        else:
+            failed.append(
+                f"recent slice ({rows} rows): {cfg.metric} {mine:.4f} does not beat"
+                f" champion {theirs:.4f} by more than {cfg.min_improvement}{lower}"
+            )
+        sign = -1.0 if cfg.metric in LOWER_IS_BETTER else 1.0
+        loss = sign * (champion_score - challenger_score)
+        verdict = (f"frozen split: {cfg.metric} {challenger_score:.4f} vs champion"
+                   f" {champion_score:.4f}")  # fmt: skip
+        if loss > cfg.max_regression + 1e-12:
+            failed.append(f"{verdict} loses {loss:.4f}, more than register.max_regression"
+                          f" {cfg.max_regression}")  # fmt: skip
+        else:
+            passed.insert(len(passed) - 1, f"{verdict}, within register.max_regression"
+                                           f" {cfg.max_regression}")  # fmt: skip
     elif better(cfg.metric, challenger_score, champion_score, cfg.min_improvement):
         passed.append(
             f"{cfg.metric} {challenger_score:.4f} beats champion {champion_score:.4f}"
@@ -81,6 +115,9 @@ def decide(
         champion_score,
         champion_version,
         tuple(failed + passed),
+        recent_challenger=recent[0] if recent else None,
+        recent_champion=recent[1] if recent else None,
+        recent_rows=recent[2] if recent else 0,
     )
 
 
@@ -100,12 +137,15 @@ def registry_lock(ws: Workspace, timeout: float = 600) -> Iterator[None]:
         yield
 
 
-def score_registered(name: str, version: str, params: Params, ws: Workspace) -> float:
-    """Score a registered version on the current test split."""
-    test = load_split(ws.prepared, "test")
+def score_registered(
+    name: str, version: str, params: Params, ws: Workspace, split: str = "test"
+) -> float:
+    """Score a registered version on a split of the current data (the frozen test split,
+    or the recent slice)."""
+    rows = load_split(ws.prepared, split)
     classes = load_meta(ws.prepared)["classes"]
-    proba = load_registered(f"models:/{name}/{version}")(test.x)
-    return score(test.y, proba, classes).metric(params.registry.metric)
+    proba = load_registered(f"models:/{name}/{version}")(rows.x)
+    return score(rows.y, proba, classes).metric(params.registry.metric)
 
 
 def judge(
@@ -130,9 +170,18 @@ def judge(
             raise ValueError(f"version {version} is already {CHAMPION}")
         mine = challenger_score()
         theirs = score_registered(cfg.model_name, champion, params, ws) if champion else None
+        recent = None
+        if has_recent(ws.prepared):  # new batches: both scored on the same recent rows
+            rows = len(load_split(ws.prepared, RECENT))
+            recent = (
+                score_registered(cfg.model_name, version, params, ws, RECENT),
+                score_registered(cfg.model_name, champion, params, ws, RECENT) if champion
+                else None,
+                rows,
+            )  # fmt: skip
         decision = decide(
             mine, theirs, cfg, champion_version=champion, latency_p95_ms=limits[0],
-            size_mb=limits[1],
+            size_mb=limits[1], recent=recent,
         )  # fmt: skip
         if force and not decision.promote:
             decision = replace(
@@ -154,6 +203,13 @@ def record(client, name: str, version: str, decision: Decision, ws: Workspace) -
         "mloop.gate.champion_score": decision.champion_score,
         "mloop.gate.champion_version": decision.champion_version,
         "mloop.gate.forced": decision.forced,
+        "mloop.gate.frozen": f"{decision.challenger_score:.4f}"
+        + (f" vs {decision.champion_score:.4f}" if decision.champion_score is not None else ""),
+        "mloop.gate.recent": "-"
+        if decision.recent_challenger is None
+        else f"{decision.recent_challenger:.4f}"
+        + (f" vs {decision.recent_champion:.4f}" if decision.recent_champion is not None else "")
+        + f" ({decision.recent_rows} rows)",
         "mloop.gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }.items():
         client.set_model_version_tag(name, version, key, str(value))

@@ -2,7 +2,8 @@
 
 Each row holds the request id, its position in the request's batch, the time, the
 model version, per-sample statistics of the input (the columns drift is checked
-on), the input itself (float32 bytes), the predicted class, its confidence, and
+on), the input itself (float32 bytes; empty with ``MLOOP_LOG_INPUTS=false``, and then
+``mloop harvest`` has nothing to learn from), the predicted class, its confidence, and
 later the true label (``attach_labels``, from the feedback endpoint). A request is
 committed before its response is sent, so every acknowledged request survives a
 ``kill -9`` of the server: WAL commits reach the operating system at commit time.
@@ -87,8 +88,9 @@ class InferenceLog:
     """Appends predictions to ``path``; safe to share between the threads of one process,
     and between processes."""
 
-    def __init__(self, path: Path | str, timeout_s: float = 30.0) -> None:
+    def __init__(self, path: Path | str, timeout_s: float = 30.0, keep_inputs: bool = True) -> None:
         self.path = Path(path)
+        self.keep_inputs = keep_inputs  # off (MLOOP_LOG_INPUTS=false): statistics only
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = connect(self.path, timeout_s)
         self._lock = threading.Lock()
@@ -126,7 +128,8 @@ class InferenceLog:
         rows, k = [], 0
         for request_id, model_version, x, predictions, confidence in records:
             for i in range(len(x)):
-                rows.append((request_id, i, now, model_version, *stats[k], flat[k].tobytes(),
+                kept = flat[k].tobytes() if self.keep_inputs else b""
+                rows.append((request_id, i, now, model_version, *stats[k], kept,
                              str(predictions[i]), float(confidence[i])))  # fmt: skip
                 k += 1
         with self._writing() as db:
@@ -252,6 +255,25 @@ def read(path: Path | str, after: int = 0) -> Batch:
         db.close()
     last = int(table["id"].iloc[-1]) if len(table) else after
     return Batch(first=after + 1, last=last, table=table)
+
+
+def labelled(path: Path | str, exclude: set[str] = frozenset()):
+    """Every labelled row, inputs included (an empty blob where they were not kept),
+    oldest first, less the rows of the requests in ``exclude``."""
+    import pandas as pd
+
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30)
+    try:
+        table = pd.read_sql_query(
+            "SELECT id, request_id, item, model_version, inputs, label FROM predictions"
+            " WHERE label IS NOT NULL ORDER BY id",
+            db,
+        )
+    finally:
+        db.close()
+    if exclude:
+        table = table[~table["request_id"].isin(exclude)]
+    return table.reset_index(drop=True)
 
 
 def newest_id(path: Path | str) -> int:

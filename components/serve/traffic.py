@@ -39,6 +39,12 @@ class TrafficResult:
     latency_ms: dict[str, float]  # p50, p95, p99, max of answered requests
     labelled: int  # feedback posts accepted
     versions: dict[str, int] = field(default_factory=dict)  # model_version -> answers
+    correct: int = 0  # answered predictions that match their label
+    predicted: int = 0  # answered predictions with a label to compare
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.predicted if self.predicted else None
 
     @property
     def throughput(self) -> float:
@@ -55,6 +61,7 @@ class TrafficResult:
             f" p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms;"
             f" errors {errors} ({detail}); skipped {self.skipped}; labels sent {self.labelled};"
             f" model versions {self.versions}"
+            + (f"; accuracy {self.accuracy:.4f}" if self.accuracy is not None else "")
         )
 
 
@@ -99,11 +106,11 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
     latencies: list[float] = []
     errors: Counter = Counter()
     versions: Counter = Counter()
-    labelled = 0
+    labelled = correct = predicted = 0
     in_flight: set[asyncio.Task] = set()
 
     async def one(session, i: int) -> None:
-        nonlocal labelled
+        nonlocal labelled, correct, predicted
         start = time.perf_counter()
         try:
             post = session.post(f"{url}/{endpoint}", data=bodies[i], headers=headers)
@@ -119,6 +126,10 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         latencies.append((time.perf_counter() - start) * 1e3)
         reply = json.loads(body)
         versions[reply["model_version"]] += 1
+        for j, answer in zip(groups[i], reply["predictions"], strict=False):
+            if str(labels[j]) != "":  # a loose file has no label
+                predicted += 1
+                correct += str(answer["class"]) == str(labels[j])
         if feedback and rng.random() < feedback:
             label = json.dumps(
                 {"request_id": reply["request_id"], "labels": [labels[j].item() for j in groups[i]]}
@@ -166,6 +177,8 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         },
         labelled=labelled,
         versions=dict(versions),
+        correct=correct,
+        predicted=predicted,
     )
 
 

@@ -10,7 +10,14 @@ import numpy as np
 
 from components.core.paths import Workspace
 from components.prepare.sources import RawData
-from components.prepare.splits import DROPPED, SPLITS, RowFile, load_meta, load_rows, load_split
+from components.prepare.splits import (
+    DROPPED,
+    RowFile,
+    load_meta,
+    load_rows,
+    load_split,
+    split_names,
+)
 
 IMAGE_COLUMNS = [
     "split", "label", "height", "width", "channels",
@@ -140,7 +147,7 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
     classes = meta["classes"]
     if meta["kind"] == "image":  # each split read a block at a time: no concatenation
         tables = []
-        for name in SPLITS:
+        for name in split_names(meta):
             y = load_split(ws.prepared, name).y
             labels = np.asarray(classes, dtype=object)[y]
             x = RowFile(ws.prepared / f"{name}_x.npy")
@@ -152,7 +159,7 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
             origin=Path(meta["origin"]) if meta["origin"] else None, name=meta["name"],
         )  # fmt: skip
     left_out = (ws.prepared / f"{DROPPED}_rows.parquet").is_file()  # by a `drop` rule
-    names = [*SPLITS, DROPPED] if left_out else SPLITS
+    names = [*split_names(meta), DROPPED] if left_out else split_names(meta)
     frames = [load_rows(ws.prepared, s).drop(columns="_reason", errors="ignore") for s in names]
     schema = meta["schema"]
     raw = RawData(

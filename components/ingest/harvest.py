@@ -1,0 +1,181 @@
+"""``mloop harvest``: labelled production traffic becomes a batch, through the same gate.
+
+Predictions the service logged and that received their true labels (``POST
+/feedback``) are read from the inference log with their inputs, less the requests
+an earlier harvest took (each harvested batch, and each quarantined harvest, keeps
+``request_ids.txt``: the requests its rows came from, so none is harvested twice). They
+are gated against the reference profile like any batch: accepted, they become the next
+batch of ``data/batches``; rejected, they go to quarantine with the reason. Inputs are
+in the log only while ``MLOOP_LOG_INPUTS`` is on; labelled predictions without them are
+counted and named, never turned into an empty batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from components.core.config import Params
+from components.core.paths import Workspace
+from components.core.settings import settings
+from components.ingest.ingest import IngestError, batch_lock, gate_batch
+from components.prepare.batches import (
+    REQUEST_IDS,
+    Batch,
+    BatchError,
+    add_batch,
+    harvested_requests,
+)
+from components.prepare.sources import RawData
+from components.prepare.splits import load_meta
+from components.validate.profile import profile_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HarvestResult:
+    batch: Batch | None
+    reason: str
+    labelled: int = 0  # labelled predictions not harvested before
+    without_inputs: int = 0  # of those, logged with no inputs (MLOOP_LOG_INPUTS off)
+    other_shape: int = 0  # served by a model whose inputs had another shape
+    requests: int = 0
+    quarantine: Path | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        notes = []
+        if self.without_inputs:
+            notes.append(f"{self.without_inputs} labelled predictions kept no inputs"
+                         " (MLOOP_LOG_INPUTS was off): they cannot be learnt from")  # fmt: skip
+        if self.other_shape:
+            notes.append(f"{self.other_shape} came from a model with other inputs")
+        tail = "".join(f"; {n}" for n in notes)
+        if self.batch is None:
+            held = f"; quarantined in {self.quarantine}" if self.quarantine else ""
+            return f"harvest: {self.reason}{tail}{held}"
+        return (f"harvest: {self.batch.rows:,} labelled predictions of {self.requests:,}"
+                f" requests accepted as {self.batch.id} in {self.seconds:.1f}s{tail}")  # fmt: skip
+
+
+def log_file(ws: Workspace) -> Path | None:
+    """The inference log the service writes (None: logging is off)."""
+    configured = settings().inference_log
+    if configured == "off":
+        return None
+    return Path(configured or ws.inference_log)
+
+
+def pending(ws: Workspace):
+    """The labelled predictions no harvest took yet (a DataFrame; empty without a log)."""
+    from components.serve import inference_log
+
+    path = log_file(ws)
+    if path is None or not path.is_file():
+        return None
+    return inference_log.labelled(path, harvested_requests(ws.batches, ws.quarantine))
+
+
+def _labels(values, classes: list) -> np.ndarray:
+    if all(isinstance(c, int) for c in classes):
+        return np.asarray([int(v) for v in values], dtype=np.int64)
+    return np.asarray(values, dtype=str)
+
+
+def _rows_from_encoding(x: np.ndarray, labels: np.ndarray, meta: dict, columns: list[str]):
+    """Table rows back from the encoded inputs the log keeps: numeric columns as they were
+    (NaN: a gap the model filled), each categorical column from its one-hot block (a
+    gap that training imputed comes back as its fill)."""
+    import pandas as pd
+
+    schema = meta["schema"]
+    data, at = {}, 0
+    for col in schema["numeric"]:
+        data[col] = x[:, at].astype(np.float64)
+        at += 1
+    for col, cats in schema["categorical"].items():
+        block = x[:, at : at + len(cats)]
+        data[col] = np.where(block.max(axis=1) > 0, np.asarray(cats, dtype=object)[block.argmax(1)],
+                             None)  # fmt: skip
+        at += len(cats)
+    data[schema["label"]] = labels
+    return pd.DataFrame(data)[columns]
+
+
+def harvest(params: Params, ws: Workspace) -> HarvestResult:
+    """Gate the labelled predictions not harvested yet; accepted, they are the next batch."""
+    import json
+
+    start = time.perf_counter()
+    path = log_file(ws)
+    if path is None:
+        return HarvestResult(None, "the inference log is off (MLOOP_INFERENCE_LOG=off)")
+    rows = pending(ws)
+    if rows is None:
+        return HarvestResult(None, f"no inference log at {path} yet (mloop serve writes it)")
+    if not len(rows):
+        return HarvestResult(None, "no labelled predictions since the last harvest")
+    try:
+        meta = load_meta(ws.prepared)
+    except FileNotFoundError:
+        return HarvestResult(None, "no prepared data yet: run the loop once (mloop run)")
+    shape = tuple(meta["input_shape"])
+    size = np.asarray(rows["inputs"].map(len).to_numpy())
+    blind = size == 0
+    other = ~blind & (size != int(np.prod(shape)) * 4)
+    usable = rows[~blind & ~other].reset_index(drop=True)
+    counts = dict(labelled=len(rows), without_inputs=int(blind.sum()), other_shape=int(other.sum()))
+    if not len(usable):
+        why = "no labelled prediction kept its inputs: set MLOOP_LOG_INPUTS=true (the default)"
+        return HarvestResult(None, f"nothing to harvest: {why}", **counts)
+    if len(usable) < params.gate.min_rows:
+        return HarvestResult(None, f"waiting: {len(usable)} labelled predictions with inputs,"
+                                   f" validate.min_rows {params.gate.min_rows} make a batch",
+                             **counts)  # fmt: skip
+    x = np.frombuffer(b"".join(usable["inputs"]), np.float32).reshape(len(usable), *shape)
+    labels = _labels(usable["label"], meta["classes"])
+    if meta["kind"] == "image":
+        raw = RawData(kind="image", labels=labels, images=x.copy(), pixel_max=meta["pixel_max"],
+                      origin=path)  # fmt: skip
+    else:
+        columns = json.loads(profile_path(ws, params).read_text())["columns"]
+        frame = _rows_from_encoding(x, labels, meta, columns)
+        raw = RawData(kind="tabular", labels=labels.astype(str), frame=frame,
+                      label_column=meta["schema"]["label"], numeric=meta["schema"]["numeric"],
+                      categorical=list(meta["schema"]["categorical"]),
+                      missing=meta["schema"].get("missing", {}), origin=path)  # fmt: skip
+    ids = sorted(set(usable["request_id"]))
+    listing = "".join(f"{i}\n" for i in ids)
+    try:
+        result = gate_batch(raw, "harvest", params, ws)
+    except IngestError as err:
+        return HarvestResult(None, str(err), **counts)
+    if not result.passed:
+        (result.quarantine / REQUEST_IDS).write_text(listing)  # taken: not harvested again
+        reason = "; ".join(f.describe() for f in result.failures[:5])
+        return HarvestResult(None, f"rejected by the data gate: {reason}", requests=len(ids),
+                             quarantine=result.quarantine, **counts)  # fmt: skip
+
+    def write(folder: Path) -> list[str]:
+        if raw.kind == "image":
+            np.savez(folder / "data.npz", x=x, y=labels)
+            return ["data.npz"]
+        raw.frame.to_parquet(folder / "rows.parquet", index=False)
+        return ["rows.parquet"]
+
+    try:
+        batch = add_batch(
+            ws.batches, batch_lock(ws), write, format="arrays" if raw.kind == "image" else "table",
+            source="harvest", origin=str(path), labels=list(labels),
+            extra=lambda folder: (folder / REQUEST_IDS).write_text(listing),
+        )  # fmt: skip
+    except BatchError as err:
+        return HarvestResult(None, str(err), requests=len(ids), **counts)
+    log.info(f"harvest: {batch.rows:,} labelled predictions accepted as {batch.id}")
+    return HarvestResult(batch, "accepted", requests=len(ids), seconds=time.perf_counter() - start,
+                         **counts)  # fmt: skip

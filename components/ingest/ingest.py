@@ -1,0 +1,210 @@
+"""``mloop ingest PATH``: a new batch of the data set, through the data gate, into ``data/batches``.
+
+The batch (a CSV/Parquet file, an image folder, or a ``.npz`` of image arrays for the
+built-in digits) is read under the data set's rules and gated against its reference
+profile (``reports/profile-<name>.json``, written by the first run to pass). A bad
+batch goes to ``quarantine/`` with its reason and nothing else changes; a good one
+becomes the next batch of ``data/batches`` (``prepare.batches``), copied: the input
+itself is only ever read. The drop folder ``data/incoming/`` is the unattended form:
+``ingest_incoming`` gates each file or folder put there that it has not seen before
+(by content hash, in ``.mloop/incoming.json``), so a retrain starts from what arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from components.core.config import Params
+from components.core.paths import Workspace
+from components.core.records import write_json
+from components.prepare.batches import Batch, BatchError, add_batch, content_hash
+from components.prepare.sources import DataError, RawData, read_path
+from components.validate.profile import load_profile, profile_path
+from components.validate.quarantine import quarantine_unreadable
+from components.validate.stage import run_gate
+from components.validate.tables import gate_input
+
+log = logging.getLogger(__name__)
+
+
+README = "README.md"  # the drop folder's own note, never a batch
+
+
+class IngestError(ValueError):
+    """The batch cannot be gated at all (no reference yet, a source it does not fit)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    path: Path
+    accepted: bool
+    reason: str
+    rows: int = 0
+    batch: Batch | None = None
+    quarantine: Path | None = None
+    report: Path | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.batch is not None:
+            b = self.batch
+            return (f"{self.path}: ACCEPTED as {b.id} ({b.rows:,} rows, sha256 {b.sha256[:12]},"
+                    f" arrived {b.arrived_iso}) in {self.seconds:.1f}s")  # fmt: skip
+        held = f"; quarantined in {self.quarantine}" if self.quarantine else ""
+        return f"{self.path}: REJECTED: {self.reason}{held}"
+
+
+def batch_lock(ws: Workspace) -> Path:
+    return ws.state / "batches.lock"
+
+
+def _kind_fits(raw: RawData, params: Params, path: Path) -> None:
+    source = params.data.source
+    wanted = "tabular" if source == "tabular" or (
+        source == "synthetic" and params.data.synthetic.kind == "tabular") else "image"  # fmt: skip
+    if raw.kind != wanted:
+        what = {"tabular": "a CSV or Parquet table", "image": "images"}
+        raise IngestError(
+            f"{path}: holds {what[raw.kind]}; data.source {source} takes {what[wanted]}"
+        )
+    if source == "images" and not Path(path).is_dir():
+        raise IngestError(f"{path}: data.source images takes a folder of class folders")
+    if source in ("digits", "synthetic") and Path(path).is_dir():
+        raise IngestError(f"{path}: data.source {source} takes a .npz of arrays x and y")
+
+
+def _safe_name(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).stem)[:60] or "batch"
+
+
+def gate_batch(raw: RawData, name: str, params: Params, ws: Workspace):
+    """The data gate on one batch, against the data set's reference profile."""
+    gate = gate_input(raw, name)
+    reference = load_profile(profile_path(ws, params), gate)
+    if reference is None:
+        raise IngestError(
+            "no reference profile yet: run the loop once (mloop run) so the data set has one;"
+            " batches are gated against it"
+        )
+    reports = ws.reports / "ingest" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}"
+    return run_gate(gate, params.gate, reference, reports, ws.quarantine)
+
+
+def ingest(path: Path, params: Params, ws: Workspace) -> IngestResult:
+    """Gate ``path`` against the reference profile; accepted, it becomes the next batch."""
+    start = time.perf_counter()
+    path = Path(path)
+    name = _safe_name(path)
+    try:
+        raw = read_path(path, params.data)
+    except DataError as err:
+        held = quarantine_unreadable(err, ws.quarantine)
+        return IngestResult(path, False, str(err), quarantine=held)
+    _kind_fits(raw, params, path)
+    result = gate_batch(raw, name, params, ws)
+    if not result.passed:
+        reason = "; ".join(f.describe() for f in result.failures[:5])
+        if len(result.failures) > 5:
+            reason += f"; and {len(result.failures) - 5} more"
+        return IngestResult(path, False, reason, len(raw), quarantine=result.quarantine,
+                            report=result.html_report)  # fmt: skip
+
+    def write(folder: Path) -> list[str]:
+        if path.is_dir():  # an image folder: the files the read took, each copied
+            for file in raw.files:
+                (folder / "files" / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path / file, folder / "files" / file)
+            return [f"files/{f}" for f in raw.files]
+        target = ("data" if raw.kind == "image" else "rows") + path.suffix.lower()
+        shutil.copyfile(path, folder / target)  # the file as given
+        return [target]
+
+    fmt = "images" if path.is_dir() else ("arrays" if raw.kind == "image" else "table")
+    try:
+        batch = add_batch(ws.batches, batch_lock(ws), write, format=fmt, source="ingest",
+                          origin=str(path.resolve()), labels=list(raw.labels))  # fmt: skip
+    except BatchError as err:
+        return IngestResult(path, False, str(err), len(raw), report=result.html_report)
+    log.info(f"ingest: {path} accepted as {batch.id} ({batch.rows:,} rows)")
+    return IngestResult(path, True, "passed the data gate", batch.rows, batch,
+                        report=result.html_report, seconds=time.perf_counter() - start)  # fmt: skip
+
+
+# ---------------------------------------------------------------- the drop folder
+
+
+@dataclass(frozen=True)
+class IncomingResult:
+    results: list[IngestResult] = field(default_factory=list)
+    skipped: int = 0  # seen before
+    waiting: str | None = None  # why nothing was read yet
+
+    @property
+    def accepted(self) -> list[Batch]:
+        return [r.batch for r in self.results if r.batch is not None]
+
+    def summary(self) -> str:
+        if self.waiting:
+            return f"drop folder: {self.waiting}"
+        rejected = [r for r in self.results if not r.accepted]
+        return (f"drop folder: {len(self.accepted)} batches accepted, {len(rejected)} rejected,"
+                f" {self.skipped} seen before")  # fmt: skip
+
+
+def _item_hash(item: Path) -> str:
+    if item.is_dir():
+        files = [str(p.relative_to(item)) for p in sorted(item.rglob("*"))
+                 if p.is_file() and not p.is_symlink()]  # fmt: skip
+        return content_hash(item, files)
+    return content_hash(item.parent, [item.name])
+
+
+def ingest_incoming(params: Params, ws: Workspace) -> IncomingResult:
+    """Ingest each file or folder of ``data/incoming/`` not seen before; a bad one is
+    quarantined with its reason and the others go on. The drop folder is only read:
+    what was seen is remembered by content hash in ``.mloop/incoming.json``."""
+    folder = ws.incoming
+    if not folder.is_dir():
+        return IncomingResult()
+    if not profile_path(ws, params).is_file():
+        items = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != README]
+        return IncomingResult(
+            waiting=f"{len(items)} items wait for the data set's reference"
+            " profile (the first run's data sets it)"
+            if items
+            else None
+        )
+    ledger_file = ws.state / "incoming.json"
+    ledger = json.loads(ledger_file.read_text()) if ledger_file.is_file() else {}
+    results, skipped = [], 0
+    for item in sorted(folder.iterdir()):
+        if item.name.startswith(".") or item.name == README or item.is_symlink():
+            continue
+        digest = _item_hash(item)
+        if digest in ledger:
+            skipped += 1
+            continue
+        try:
+            result = ingest(item, params, ws)
+        except IngestError as err:  # a batch that fits no data set here: held, not fatal
+            unfit = DataError(str(err))
+            unfit.path = item
+            result = IngestResult(
+                item, False, str(err), quarantine=quarantine_unreadable(unfit, ws.quarantine)
+            )
+        log.info(f"ingest: {result.summary()}")
+        results.append(result)
+        ledger[digest] = {
+            "name": item.name, "seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "batch": result.batch.id if result.batch else None,
+            "quarantine": str(result.quarantine) if result.quarantine else None,
+            "reason": result.reason,
+        }  # fmt: skip
+        write_json(ledger_file, ledger)
+    return IncomingResult(results, skipped)
