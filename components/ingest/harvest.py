@@ -125,7 +125,7 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
     except FileNotFoundError:
         return HarvestResult(None, "no prepared data yet: run the loop once (mloop run)")
     shape = tuple(meta["input_shape"])
-    size = np.asarray(rows["inputs"].map(len).to_numpy())
+    size = rows["size"].to_numpy()
     blind = size == 0
     other = ~blind & (size != int(np.prod(shape)) * 4)
     usable = rows[~blind & ~other].reset_index(drop=True)

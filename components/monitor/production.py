@@ -97,8 +97,8 @@ def champion_reference(name: str, ws: Workspace):
 
 def learnable_rows(log: Path, ws: Workspace) -> int:
     """Labelled predictions that kept their inputs and that no harvest took yet."""
-    rows = inference_log.labelled(log, harvested_requests(ws.batches, ws.quarantine))
-    return int((rows["inputs"].map(len) > 0).sum())
+    rows = inference_log.labelled(log, harvested_requests(ws.batches, ws.quarantine), inputs=False)
+    return int((rows["size"] > 0).sum())
 
 
 def log_path(ws: Workspace) -> Path:

@@ -257,23 +257,34 @@ def read(path: Path | str, after: int = 0) -> Batch:
     return Batch(first=after + 1, last=last, table=table)
 
 
-def labelled(path: Path | str, exclude: set[str] = frozenset()):
-    """Every labelled row, inputs included (an empty blob where they were not kept),
-    oldest first, less the rows of the requests in ``exclude``."""
+def labelled(path: Path | str, exclude: set[str] = frozenset(), inputs: bool = True):
+    """Every labelled row, oldest first, less the rows of the requests in ``exclude``:
+    ``size`` is the bytes of input it kept (0: not kept), ``inputs`` the input itself
+    (with ``inputs``; read only for the rows left, a block at a time)."""
     import pandas as pd
 
     db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30)
     try:
         table = pd.read_sql_query(
-            "SELECT id, request_id, item, model_version, inputs, label FROM predictions"
-            " WHERE label IS NOT NULL ORDER BY id",
+            "SELECT id, request_id, item, model_version, label, length(inputs) AS size"
+            " FROM predictions WHERE label IS NOT NULL ORDER BY id",
             db,
         )
+        if exclude:
+            table = table[~table["request_id"].isin(exclude)].reset_index(drop=True)
+        if inputs:
+            blobs: dict[int, bytes] = {}
+            ids = table["id"].tolist()
+            for start in range(0, len(ids), 500):  # SQLite's bound-variable limit, with room
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                blobs.update(db.execute(
+                    f"SELECT id, inputs FROM predictions WHERE id IN ({marks})", chunk
+                ).fetchall())  # fmt: skip
+            table["inputs"] = [blobs[i] for i in ids]
     finally:
         db.close()
-    if exclude:
-        table = table[~table["request_id"].isin(exclude)]
-    return table.reset_index(drop=True)
+    return table
 
 
 def newest_id(path: Path | str) -> int:
