@@ -297,3 +297,48 @@ def test_table_rows_come_back_from_the_encoded_inputs_the_log_keeps(tmp_path):
     assert np.allclose(rows["age"], frame["age"]) and np.allclose(rows["income"], frame["income"])
     assert rows["plan"].tolist() == frame["plan"].tolist()
     assert rows["y"].tolist() == frame["y"].tolist()
+
+
+def test_an_image_folder_batch_and_harvested_images_join_an_image_folder_data_set(
+    workspace, tmp_path, monkeypatch
+):
+    from PIL import Image
+
+    from tests.helpers.data import make_images
+
+    make_images(workspace.root / "shapes", per_class=40, size=12)
+    data = {"source": "images", "images": {"path": "shapes", "size": [12, 12]}}
+    params = small_params(data=data)
+    prepare_stage(params, workspace)
+    validate_stage(params, workspace)
+    base = load_meta(workspace.prepared)["counts"]
+    folder = make_images(tmp_path / "more", per_class=40, size=12)
+    for i, file in enumerate(sorted(folder.rglob("*.png"))):  # new images, not copies
+        pixels = np.asarray(Image.open(file)).astype(np.int16)
+        Image.fromarray(np.clip(pixels + 1 + i % 5, 0, 255).astype(np.uint8)).save(file)
+    result = ingest(folder, params, workspace)
+    assert result.accepted and result.batch.format == "images", result.reason
+    assert len([f for f in result.batch.data if f.startswith("files/")]) == 120
+    # labelled traffic logged by the served model: decoded pixels, 0..255, as float32
+    monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(workspace.inference_log))
+    rng = np.random.default_rng(3)
+    labels = ["circle", "square", "stripe"] * 40
+    images = [np.full((12, 12), 40.0 * ["circle", "square", "stripe"].index(y))
+              + rng.integers(0, 60, (12, 12)) for y in labels]  # fmt: skip
+    log = InferenceLog(workspace.inference_log)
+    for i, (x, y) in enumerate(zip(images, labels, strict=True)):
+        log.append(f"img-{i}", "1", x[None].astype(np.float32), [y], np.ones(1))
+        log.attach_labels(f"img-{i}", [y])
+    log.close()
+    harvested = harvest(params, workspace)
+    assert harvested.batch is not None and harvested.batch.rows == 120, harvested.summary()
+    prepared = prepare_stage(params, workspace)
+    assert prepared.batches == ("batch-0001", "batch-0002")
+    counts = load_meta(workspace.prepared)["counts"]
+    assert counts[RECENT] == 36  # 30% of the newest batch, the harvested one
+    assert sum(counts.values()) == sum(base.values()) + 120 + 120
+    recent = load_split(workspace.prepared, RECENT)
+    assert recent.x.dtype == np.uint8 and recent.x.shape[1:] == (12, 12)
+    files = (workspace.prepared / "train_files.txt").read_text().split()
+    assert any(f.startswith("batch-0001/circle/") for f in files)
+    validate_stage(params, workspace)
