@@ -274,7 +274,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from components.validate.stage import validate_path
 
     try:
-        result = validate_path(Path(args.data), params, ws, label=args.label)
+        result = validate_path(Path(args.data), params, ws, label=args.label, text=args.text)
     except DataError as err:
         print(f"mloop validate: REJECTED {err}", file=sys.stderr)
         if err.quarantine:
@@ -629,7 +629,11 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument(
         "--data", required=True, help="a CSV/Parquet file or a folder of class folders"
     )
-    val.add_argument("--label", help="the label column of a table (default: data.tabular.label)")
+    val.add_argument("--label", help="the label column of a table (default: data.tabular.label;"
+                                     " texts: label)")  # fmt: skip
+    val.add_argument("--text", metavar="COLUMN",
+                     help="the file holds texts: COLUMN is the text,"
+                          " --label the label")  # fmt: skip
     val.add_argument("--params", help="parameters file (default: WORKSPACE/params.yaml)")
     val.set_defaults(func=cmd_validate)
 

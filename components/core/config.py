@@ -143,6 +143,11 @@ class ValidateConfig(_Section):
     extra_columns: Literal["fail", "warn"] = "fail"
     # Explicit numeric ranges, e.g. {age: [0, 120]}; other columns get the reference profile's.
     ranges: dict[str, tuple[float, float]] = {}
+    # Texts: the longest text accepted (characters), and how far the mean length and mean
+    # non-letter share may move from the reference profile's, as a share of the reference
+    # mean, beyond the sampling noise of the batch (4 standard errors)
+    max_text_chars: int = Field(5000, ge=1)
+    max_text_shift: float = Field(0.15, ge=0)
 
     @model_validator(mode="after")
     def _range(self) -> ValidateConfig:

@@ -58,6 +58,7 @@ class RawData:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     pixel_max: float = 255.0
     origin: Path | None = None
+    text_column: str | None = None  # texts: the column holding each text
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -314,6 +315,47 @@ def read_image_folder(
         origin=path,
         scratch=scratch,  # the temporary file lives as long as the RawData
     )
+
+
+# ---------------------------------------------------------------- texts
+
+
+def read_text_table(path: Path, text: str, label: str) -> RawData:
+    """A CSV or Parquet file of texts: a text column and a label column, as read.
+
+    A CSV must be UTF-8 as a whole (else it is refused, naming the first bad byte);
+    single texts that hold replacement characters, lone surrogates or control
+    characters are left for the gate, which rejects them row by row.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("no such file", path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"unknown table format {suffix!r}; expected .csv or .parquet", path)
+    if path.stat().st_size == 0:
+        raise DataError("empty file: 0 bytes", path)
+    if suffix == ".csv":
+        try:  # every cell as text: "NA" or "null" is a message, not a gap
+            frame = pd.read_csv(io.StringIO(_decode_csv(path)), dtype=str, keep_default_na=False)
+        except pd.errors.ParserError as err:
+            raise DataError(f"malformed CSV: {err}", path) from None
+    else:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:  # pyarrow raises several types for a broken file
+            raise DataError(f"not a readable Parquet file: {err}", path) from None
+    missing = [c for c in (text, label) if c not in frame.columns]
+    if missing:
+        raise DataError(f"column(s) {missing} missing; columns are {list(frame.columns)}", path)
+    if text == label:
+        raise DataError(f"the text and the label are the same column {text!r}", path)
+    frame = frame[[text, label]]
+    labels = frame[label].astype(str).where(frame[label].notna(), None).to_numpy()
+    return RawData(kind="text", labels=labels, frame=frame, label_column=label,
+                   text_column=text, origin=path)  # fmt: skip
 
 
 # ---------------------------------------------------------------- arrays

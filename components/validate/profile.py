@@ -12,7 +12,7 @@ import numpy as np
 
 from components.core.config import Params
 from components.core.paths import Workspace
-from components.validate.tables import GateInput
+from components.validate.tables import TEXT_DRIFTING, TEXT_STATISTICS, GateInput
 
 # ---------------------------------------------------------------- reference profile
 
@@ -30,6 +30,11 @@ def profile(gate: GateInput) -> dict:
             "width": int(t["width"].iloc[0]),
             "channels": int(t["channels"].iloc[0]),
         }
+        return prof
+    if gate.kind == "text":
+        prof["label_column"], prof["text_column"] = gate.label_column, gate.text_column
+        prof["text_stats"] = {c: {"mean": float(t[c].mean()), "std": float(t[c].std(ddof=0))}
+                              for c in TEXT_DRIFTING}  # fmt: skip
         return prof
     prof["columns"] = [c for c in t.columns if not c.startswith("_")]
     prof["label_column"] = gate.label_column
@@ -58,6 +63,8 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
     ref = (reference or {}).get("distributions", {})
     if gate.kind == "image":
         columns = {c: "numeric" for c in IMAGE_STATISTICS}
+    elif gate.kind == "text":
+        columns = {c: "numeric" for c in TEXT_STATISTICS}
     else:
         columns = {c: "numeric" if c in gate.numeric else "categorical"
                    for c in t.columns if not c.startswith("_")}  # fmt: skip

@@ -38,6 +38,14 @@ def rejected_rows(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
         flag(out_of_range, "pixel value out of range")
         flag(t["digest"].duplicated(), "duplicate image")
         label = "label"
+    elif gate.kind == "text":
+        flag(t["blank"], "empty or whitespace-only text")
+        flag(t["bad_encoding"], "characters of a broken encoding")
+        flag(t["chars"] > cfg.max_text_chars, f"longer than {cfg.max_text_chars} characters")
+        flag(t["_digest"].duplicated() & ~t["_conflict"], "duplicate text")
+        flag(t["_conflict"], "the same text with another label elsewhere")
+        flag(t["_label"].isna(), "no label")
+        label = "_label"
     else:
         flag(~t["_finite"], "infinite value")
         flag(t["_digest"].duplicated(), "duplicate row")
@@ -66,11 +74,16 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
     lines += [f"  - {f.describe()}" for f in failures]
     mask, reasons = rejected_rows(gate, cfg, reference) if len(gate.table) else ([], [])
     whole_file = not any(mask) and gate.origin is not None and gate.origin.is_file()
-    if gate.kind == "tabular" and any(mask):
+    if gate.kind == "tabular" and any(mask):  # texts: below
         rows = gate.table[mask].drop(columns=["_split", "_finite", "_digest"], errors="ignore")
         rows = rows.drop(columns=["_label"]).assign(_reason=reasons.to_numpy())
         rows.to_csv(folder / "rejected_rows.csv", index=False)
         lines.append(f"rejected rows: {int(np.sum(mask))} (rejected_rows.csv, reason per row)")
+    elif gate.kind == "text" and any(mask):
+        rows = gate.table.loc[mask, ["_text", "_label"]]
+        rows = rows.rename(columns={"_text": gate.text_column, "_label": gate.label_column})
+        rows.assign(_reason=reasons.to_numpy()).to_csv(folder / "rejected_rows.csv", index=False)
+        lines.append(f"rejected texts: {int(np.sum(mask))} (rejected_rows.csv, reason per row)")
     elif gate.kind == "image" and gate.files and any(mask):
         for file, why in zip(np.asarray(gate.files)[mask], reasons, strict=True):
             _copy_into(gate.origin / file, folder / "files" / file)

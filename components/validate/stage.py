@@ -39,6 +39,7 @@ from components.validate.suites import (
     expected_labels,
     image_expectations,
     table_expectations,
+    text_expectations,
 )
 from components.validate.tables import GateInput, class_table, gate_input, prepared_gate_input
 
@@ -126,6 +127,9 @@ def run_gate(
     if gate.kind == "image":
         suites = {"samples": image_expectations(gate, cfg, reference)}
         label, split = "label", "split"
+    elif gate.kind == "text":
+        suites = {"samples": text_expectations(gate, cfg, reference)}
+        label, split = "_label", "_split"
     else:
         suites = {"samples": table_expectations(gate, cfg, reference)}
         label, split = "_label", "_split"
@@ -198,12 +202,18 @@ def validate_stage(params: Params, ws: Workspace) -> ValidationResult:
     return result
 
 
-def validate_path(path: Path, params: Params, ws: Workspace, label: str | None = None):
-    """Gate any file or folder (``mloop validate --data``) against the data set's profile."""
-    from components.prepare.sources import read_path
+def validate_path(
+    path: Path, params: Params, ws: Workspace, label: str | None = None, text: str | None = None
+):
+    """Gate any file or folder (``mloop validate --data``) against the data set's profile;
+    with ``text`` (its text column), a file of texts."""
+    from components.prepare.sources import read_path, read_text_table
 
     try:
-        raw = read_path(Path(path), params.data, label)
+        if text:
+            raw = read_text_table(Path(path), text, label or "label")
+        else:
+            raw = read_path(Path(path), params.data, label)
     except DataError as err:
         err.quarantine = quarantine_unreadable(err, ws.quarantine)
         raise

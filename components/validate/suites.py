@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from components.core.config import ValidateConfig
-from components.validate.tables import IMAGE_COLUMNS, GateInput, looks_numeric
+from components.validate.tables import (
+    IMAGE_COLUMNS,
+    TEXT_DRIFTING,
+    TEXT_STATISTICS,
+    GateInput,
+    looks_numeric,
+)
 
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                  "float16", "float32", "float64"]  # fmt: skip
@@ -107,6 +113,44 @@ def table_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | N
         if bounds:
             low, high = bounds
             exps.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=low, max_value=high))
+    labels = expected_labels(cfg, reference)
+    if labels:
+        exps.append(E.ExpectColumnValuesToBeInSet(column="_label", value_set=labels))
+    return exps
+
+
+TEXT_COLUMNS = ["_split", "_label", *TEXT_STATISTICS, "blank", "bad_encoding", "_digest",
+                "_conflict", "_text"]  # fmt: skip
+
+
+def text_band(stat: dict, rows: int, cfg: ValidateConfig) -> tuple[float, float]:
+    """Where a batch's mean of a text statistic may lie: the reference mean, give or take
+    4 standard errors of a batch of ``rows`` and ``max_text_shift`` of the mean."""
+    margin = 4 * stat["std"] / max(rows, 1) ** 0.5 + cfg.max_text_shift * abs(stat["mean"])
+    return stat["mean"] - margin, stat["mean"] + margin
+
+
+def text_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
+    import great_expectations as gx
+
+    E = gx.expectations
+    exps = [
+        E.ExpectTableColumnsToMatchSet(column_set=TEXT_COLUMNS, exact_match=True),
+        E.ExpectTableRowCountToBeBetween(min_value=cfg.min_rows),
+        E.ExpectColumnValuesToNotBeNull(column="_label"),
+        E.ExpectColumnUniqueValueCountToBeBetween(column="_label", min_value=2),
+        E.ExpectColumnValuesToBeInSet(column="blank", value_set=[False]),
+        E.ExpectColumnValuesToBeInSet(column="bad_encoding", value_set=[False]),
+        E.ExpectColumnValuesToBeBetween(column="chars", max_value=cfg.max_text_chars),
+        E.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column="_digest", min_value=1.0 - cfg.max_duplicate_share
+        ),
+        E.ExpectColumnValuesToBeInSet(column="_conflict", value_set=[False]),
+    ]
+    if reference:
+        for col in TEXT_DRIFTING:
+            low, high = text_band(reference["text_stats"][col], len(gate.table), cfg)
+            exps.append(E.ExpectColumnMeanToBeBetween(column=col, min_value=low, max_value=high))
     labels = expected_labels(cfg, reference)
     if labels:
         exps.append(E.ExpectColumnValuesToBeInSet(column="_label", value_set=labels))

@@ -40,6 +40,7 @@ class GateInput:
     origin: Path | None = None
     name: str = "data"
     missing: dict[str, dict] = field(default_factory=dict)  # tables: each column's rule
+    text_column: str | None = None  # texts: the column of the texts
 
     def may_miss(self, column: str) -> float:
         """The share of empty cells the column may hold: 0 unless its rule drops or imputes."""
@@ -86,6 +87,42 @@ def image_table(images: np.ndarray, labels, splits=None, block: int = 4096):
     )[IMAGE_COLUMNS]
 
 
+# Per-text statistics the gate checks (and the profile keeps the distributions of)
+TEXT_STATISTICS = ("chars", "words", "non_letter", "digits", "upper")
+TEXT_DRIFTING = ("chars", "non_letter")  # their means are held to the reference profile's
+# Characters no honest text holds: the replacement character (a decoder gave up upstream),
+# lone surrogates, and control characters other than tab and line breaks.
+BAD_CHARACTERS = r"[\ufffd\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def text_table(frame, text: str, label: str, splits=None):
+    """One row per text: its statistics, whether it is blank or holds characters of a
+    broken encoding, its digest (exact duplicates) and whether the same text carries
+    other labels elsewhere (``_conflict``)."""
+    import pandas as pd
+
+    texts = frame[text].astype(str).where(frame[text].notna(), "")
+    chars = texts.str.len()
+    visible = texts.str.count(r"\S").clip(lower=1)
+    letters = texts.str.count(r"[^\W\d_]")
+    table = pd.DataFrame({
+        "_split": splits if splits is not None else "all",
+        "_label": frame[label].astype(str).where(frame[label].notna(), None).to_numpy(),
+        "chars": chars.to_numpy(),
+        "words": texts.str.split().str.len().fillna(0).astype(int).to_numpy(),
+        "non_letter": (1 - letters / visible).clip(lower=0).to_numpy(),
+        "digits": (texts.str.count(r"\d") / visible).to_numpy(),
+        "upper": (texts.str.count(r"[A-Z]") / letters.clip(lower=1)).to_numpy(),
+        "blank": texts.str.strip().eq("").to_numpy(),
+        "bad_encoding": texts.str.contains(BAD_CHARACTERS, regex=True).to_numpy(),
+    })  # fmt: skip
+    table["_digest"] = pd.util.hash_pandas_object(texts, index=False).astype(str).to_numpy()
+    labels_per_text = table.groupby("_digest")["_label"].transform("nunique")
+    table["_conflict"] = (labels_per_text > 1).to_numpy()
+    table["_text"] = texts.to_numpy()  # for the report's examples and quarantine
+    return table
+
+
 def looks_numeric(column) -> bool:
     """A text column whose values are nearly all numbers, maybe with thousands separators
     ("51,234"): a numeric column with faults, or one that needs data.tabular.thousands."""
@@ -128,6 +165,12 @@ def class_table(table, label_column: str, split_column: str, classes: list[str])
 
 
 def gate_input(raw: RawData, name: str, splits=None) -> GateInput:
+    if raw.kind == "text":
+        return GateInput(
+            kind="text", table=text_table(raw.frame, raw.text_column, raw.label_column, splits),
+            label_column=raw.label_column, text_column=raw.text_column, origin=raw.origin,
+            name=name,
+        )  # fmt: skip
     if raw.kind == "image":
         table = image_table(raw.images, raw.labels, splits)
     else:
