@@ -1,0 +1,91 @@
+"""The subword tokenizer of a text data set (issue 20, part 2): WordPiece, trained here.
+
+Nothing is downloaded: the vocabulary is learnt from the training split's texts
+(Hugging Face ``tokenizers``), so a model never meets a token its tokenizer was not
+fitted on, and the saved ``tokenizer.json`` travels with the model it served. Every
+encoding is ``[CLS] text [SEP]``, padded with ``[PAD]`` (id 0) or truncated to
+``max_length``; ``default_max_length`` reads that length off the training split's
+token counts, so padding is not paid for the few longest texts. Training is not
+bit-reproducible: ``tokenizers`` breaks ties between equally frequent merges at the
+vocabulary's cut-off in hash order (a second training on the same texts shared 98% or
+more of its tokens, in another id order), which is one more reason the tokenizer file,
+not the recipe, is what is versioned with a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL = (PAD, UNK, CLS, SEP, MASK)  # ids 0..4, in this order, in every vocabulary
+LENGTH_QUANTILE = 0.99  # default max_length: this share of training texts fits uncut
+MAX_LENGTH_CAP = 512
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    """A WordPiece tokenizer (lower-cased, accents stripped, BERT's pre-tokenizer) of at
+    most ``vocab_size`` tokens, learnt from ``texts``."""
+    if vocab_size < len(SPECIAL) + 100:
+        raise ValueError(f"vocab_size {vocab_size}: at least {len(SPECIAL) + 100} tokens")
+    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL),
+        show_progress=False,
+    )  # fmt: skip
+    tokenizer.train_from_iterator((str(t) for t in texts), trainer=trainer, length=len(texts))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}", special_tokens=[(CLS, tokenizer.token_to_id(CLS)),
+                                                  (SEP, tokenizer.token_to_id(SEP))],
+    )  # fmt: skip
+    return tokenizer
+
+
+def token_counts(tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
+    """Tokens per text, ``[CLS]`` and ``[SEP]`` included, nothing cut."""
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return np.asarray([len(e.ids) for e in tokenizer.encode_batch(list(texts))], np.int64)
+
+
+def default_max_length(counts: np.ndarray) -> int:
+    """The token count that ``LENGTH_QUANTILE`` of the texts fit in, within 8..512."""
+    if len(counts) == 0:
+        return 8
+    return int(np.clip(np.ceil(np.quantile(counts, LENGTH_QUANTILE)), 8, MAX_LENGTH_CAP))
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int):
+    """Token ids (N x ``max_length``, int32, ``[PAD]`` = 0 after the text) and each text's
+    share of ``[UNK]`` tokens among its own (for the monitor)."""
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=0, pad_token=PAD, length=max_length)
+    encodings = tokenizer.encode_batch(list(texts))
+    ids = np.asarray([e.ids for e in encodings], dtype=np.int32).reshape(len(encodings), max_length)
+    unk = tokenizer.token_to_id(UNK)
+    words = np.maximum((ids > 0).sum(axis=1) - 2, 1)  # less [CLS] and [SEP]
+    return ids, (ids == unk).sum(axis=1) / words
+
+
+def save(tokenizer: Tokenizer, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(path))
+    return path
+
+
+def load(path: Path) -> Tokenizer:
+    return Tokenizer.from_file(str(path))
