@@ -221,6 +221,7 @@ def test_a_bad_harvest_is_quarantined_and_not_harvested_again(gated):
     assert harvest(params, gated).reason == "no labelled predictions since the last harvest"
 
 
+@pytest.mark.e2e  # two runs of the retrain flow
 def test_a_bad_batch_in_the_drop_folder_is_quarantined_while_the_run_goes_on(tmp_path):
     import mlflow
 

@@ -25,7 +25,7 @@ def test_cnn_takes_both_image_layouts():
 
 def test_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="train.model"):
-        build_net(NetSpec("transformer", (8, 8), 10))
+        build_net(NetSpec("lstm", (8, 8), 10))
 
 
 def test_mlp_standardises_table_rows():

@@ -18,10 +18,10 @@ from torch import nn
 class NetSpec:
     """Everything needed to rebuild a network from its saved weights."""
 
-    kind: str  # "cnn" or "resnet" (images), "mlp" (table rows or flattened images)
+    kind: str  # "cnn", "resnet" (images), "mlp" (table rows, flattened images), "transformer"
     input_shape: tuple[int, ...]  # (H, W), (C, H, W) or (F,)
     num_classes: int
-    conv_width: int = 32
+    conv_width: int = 32  # the transformer's width too
     hidden: int = 128
     mlp_layers: tuple[int, ...] = (256, 128)
     resnet_blocks: tuple[int, ...] = (2, 2, 2)
@@ -30,6 +30,11 @@ class NetSpec:
     feature_mean: tuple[float, ...] = field(default=())  # tables: standardisation
     feature_std: tuple[float, ...] = field(default=())
     feature_fill: tuple[float, ...] = field(default=())  # tables: what a NaN (missing) becomes
+    # Texts (kind "transformer"): token ids in, [PAD] = 0; input_shape is (max_length,)
+    vocab_size: int = 0
+    depth: int = 2  # encoder blocks
+    heads: int = 4
+    pooling: str = "cls"  # "cls": the [CLS] token's state; "mean": the mean of the real tokens
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +164,82 @@ class ResNet(nn.Module):
         return self.classifier(self.features(x * self.scale))
 
 
+class EncoderBlock(nn.Module):
+    """A pre-LN Transformer encoder block: LayerNorm, multi-head self-attention over the
+    real tokens (padding masked), residual; LayerNorm, a GELU feed-forward of 4x the
+    width, residual. Plain ``nn.Linear`` layers throughout, so dynamic int8 and ONNX
+    export see every one of them."""
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"width {width} is not a multiple of heads {heads}")
+        self.heads, self.p = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.ff = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(4 * width, width))  # fmt: skip
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        n, length, width = h.shape
+        qkv = self.qkv(self.norm1(h)).reshape(n, length, 3, self.heads, width // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (N, heads, L, width / heads)
+        attended = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=keep[:, None, None, :], dropout_p=self.p if self.training else 0.0
+        )  # fmt: skip
+        h = h + self.drop(self.out(attended.transpose(1, 2).reshape(n, length, width)))
+        return h + self.drop(self.ff(self.norm2(h)))
+
+
+class TextEncoder(nn.Module):
+    """A small BERT-style encoder: token and learnt position embeddings, ``depth`` pre-LN
+    blocks, a final LayerNorm, [CLS] or mean pooling and a classification head. Takes
+    token ids (N x L, L up to ``max_length``; [PAD] = 0, floats of whole numbers too, as
+    the predictors send them). ``token_logits`` is the masked-language-model head, its
+    weights tied to the token embedding (BERT's pre-training)."""
+
+    def __init__(self, spec: NetSpec) -> None:
+        super().__init__()
+        (max_length,) = spec.input_shape
+        width = spec.conv_width
+        self.pooling = spec.pooling
+        self.tokens = nn.Embedding(spec.vocab_size, width, padding_idx=0)
+        self.positions = nn.Embedding(max_length, width)
+        self.drop = nn.Dropout(spec.dropout)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(width, spec.heads, spec.dropout) for _ in range(spec.depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(width, spec.num_classes))
+        self.mlm_bias = nn.Parameter(torch.zeros(spec.vocab_size))
+
+    def states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each token's final state (N x L x width), and which tokens are real (N x L)."""
+        ids = x.long()
+        keep = ids != 0
+        where = torch.arange(ids.shape[1], device=ids.device)
+        h = self.drop(self.tokens(ids) + self.positions(where)[None])
+        for block in self.blocks:
+            h = block(h, keep)
+        return self.norm(h), keep
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, keep = self.states(x)
+        if self.pooling == "mean":
+            weights = keep.unsqueeze(-1).to(h.dtype)
+            pooled = (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        else:
+            pooled = h[:, 0]
+        return self.head(pooled)
+
+    def token_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits at every position (N x L x vocab): the MLM head."""
+        h, _ = self.states(x)
+        return h @ self.tokens.weight.T + self.mlm_bias
+
+
 class Probabilities(nn.Module):
     """Wraps a logits network so that its output is class probabilities: the served form."""
 
@@ -170,7 +251,7 @@ class Probabilities(nn.Module):
         return torch.softmax(self.net(x), dim=-1)
 
 
-ARCHITECTURES = {"cnn": SmallCNN, "mlp": MLP, "resnet": ResNet}
+ARCHITECTURES = {"cnn": SmallCNN, "mlp": MLP, "resnet": ResNet, "transformer": TextEncoder}
 
 
 def build_net(spec: NetSpec) -> nn.Module:
