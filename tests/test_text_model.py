@@ -81,3 +81,41 @@ def test_it_learns_sms_spam_from_scratch_through_the_training_loop():
     with torch.no_grad():
         predicted = result.net(torch.from_numpy(x_test)).argmax(1).numpy()
     assert f1_score(y[test], predicted) > 0.85  # 3 small epochs; the word TF-IDF reference: 0.918
+
+
+def test_bert_masking_touches_only_ordinary_tokens_in_the_right_shares():
+    from components.train.lightning_module import mask_tokens
+
+    ids = torch.randint(5, 1000, (400, 64))
+    ids[:, 0], ids[:, 40:] = 2, 0  # [CLS] first, padding after 40 tokens
+    g = torch.Generator().manual_seed(0)
+    inputs, targets = mask_tokens(ids, 0.15, mask_id=4, first_token=5, vocab_size=1000,
+                                  generator=g)  # fmt: skip
+    picked = targets != -100
+    assert not picked[:, 0].any() and not picked[:, 40:].any()  # never [CLS] or [PAD]
+    assert abs(picked[:, 1:40].float().mean().item() - 0.15) < 0.01
+    assert torch.equal(targets[picked], ids[picked])
+    masked = (inputs == 4) & picked
+    assert abs(masked.sum().item() / picked.sum().item() - 0.8) < 0.03
+    assert torch.equal(inputs[~picked], ids[~picked])  # the rest as it was
+
+
+@pytest.mark.integration  # it trains
+@pytest.mark.skipif(not SMS.is_file(), reason=f"{SMS} is absent (shared data)")
+def test_masked_language_model_pre_training_learns_the_texts():
+    from components.core.config import parse_params
+    from components.prepare.tokenizer import encode, train_tokenizer
+    from components.train.trainer import Masking, pretrain
+
+    texts = pd.read_csv(SMS, dtype=str, keep_default_na=False)["text"].drop_duplicates()
+    texts = texts.to_numpy()[:2000]
+    tokenizer = train_tokenizer(texts, 2000)
+    ids = encode(tokenizer, texts, 32)[0]
+    cfg = parse_params({"train": {"epochs": 3, "batch_size": 32, "learning_rate": 0.002,
+                                  "schedule": "constant"}}).train  # fmt: skip
+    net = build_net(_spec(input_shape=(32,), num_classes=2, conv_width=64,
+                          vocab_size=tokenizer.get_vocab_size()))  # fmt: skip
+    result = pretrain(net, cfg, 42, ids[:1800], ids[1800:], Masking(tokenizer.get_vocab_size()))
+    losses = [h["val/loss"] for h in result.history]
+    assert losses[-1] < losses[0] < np.log(tokenizer.get_vocab_size())  # below a uniform guess
+    assert result.history[-1]["val/acc"] > 0.05  # masked tokens recovered (1/2000 by chance)

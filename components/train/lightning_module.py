@@ -102,6 +102,56 @@ class Classifier(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def mask_tokens(
+    ids: torch.Tensor,
+    rate: float,
+    mask_id: int,
+    first_token: int,
+    vocab_size: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's masking: ``rate`` of the ordinary tokens (ids from ``first_token``; never
+    padding or the special tokens) are to be predicted; of those, 80% become [MASK], 10%
+    a random ordinary token and 10% stay. Returns the inputs and the targets (-100 where
+    nothing is predicted)."""
+    draw = lambda: torch.rand(ids.shape, generator=generator).to(ids.device)  # noqa: E731
+    chosen = (draw() < rate) & (ids >= first_token)
+    targets = torch.where(chosen, ids, torch.full_like(ids, -100))
+    roll = draw()
+    inputs = torch.where(chosen & (roll < 0.8), torch.full_like(ids, mask_id), ids)
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    random = torch.randint(first_token, vocab_size, ids.shape, generator=generator).to(ids.device)
+    return torch.where(swap, random, inputs), targets
+
+
+class MaskedLM(Classifier):
+    """Masked-language-model pre-training of a text encoder (its ``token_logits`` head):
+    the loss is cross-entropy on the masked tokens only, accuracy is on those tokens.
+    Validation masks the same tokens every epoch (a generator seeded once per batch)."""
+
+    def __init__(self, net: torch.nn.Module, cfg: TrainConfig, masking) -> None:
+        super().__init__(net, cfg)
+        self.masking = masking
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        ids = batch[0].long()
+        m = self.masking
+        generator = None
+        if stage == "val":
+            generator = torch.Generator().manual_seed(int(ids[:, :8].sum()) % (2**31))
+        inputs, targets = mask_tokens(ids, m.rate, m.mask_id, m.first_token, m.vocab_size,
+                                      generator)  # fmt: skip
+        logits = self.net.token_logits(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=-100)  # fmt: skip
+        picked = targets != -100
+        acc = (logits.argmax(-1)[picked] == targets[picked]).float().mean()
+        sync = self.trainer.world_size > 1
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, sync_dist=sync)
+        return loss
+
+
 def distillation_loss(
     student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
     alpha: float,

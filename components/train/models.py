@@ -214,6 +214,11 @@ class TextEncoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(width, spec.num_classes))
         self.mlm_bias = nn.Parameter(torch.zeros(spec.vocab_size))
+        # BERT's initialisation: small embeddings, so the tied MLM head starts near uniform
+        for table in (self.tokens, self.positions):
+            nn.init.normal_(table.weight, std=0.02)
+        with torch.no_grad():
+            self.tokens.weight[0].zero_()  # [PAD]
 
     def states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each token's final state (N x L x width), and which tokens are real (N x L)."""

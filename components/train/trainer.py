@@ -42,6 +42,16 @@ class Teacher:
     alpha: float  # share of the loss on the softened teacher outputs
 
 
+@dataclass(frozen=True)
+class Masking:
+    """Masked-language-model pre-training (BERT's): which tokens, and what masks them."""
+
+    vocab_size: int
+    mask_id: int = 4  # components.prepare.tokenizer: [PAD] [UNK] [CLS] [SEP] [MASK] are 0..4
+    first_token: int = 5  # ids below are special: never masked
+    rate: float = 0.15
+
+
 def fit(
     net,
     cfg: TrainConfig,
@@ -52,13 +62,15 @@ def fit(
     checkpoint_dir: Path | None = None,
     resume_from: Path | None = None,
     teacher: Teacher | None = None,
+    masking: Masking | None = None,
 ) -> FitResult:
     """Train ``net`` on ``train``, validating on ``val`` after every epoch.
 
     With ``checkpoint_dir`` a checkpoint (``last.ckpt``) is written every epoch;
     ``resume_from`` continues from one, to the same number of epochs. With a
     ``teacher`` the net is distilled: its training batches carry the teacher's
-    cached logits and the loss mixes them with the labels.
+    cached logits and the loss mixes them with the labels. With ``masking`` a text
+    encoder is pre-trained instead, as a masked language model (``pretrain``).
     """
     import lightning as L
     import torch
@@ -119,7 +131,9 @@ def fit(
         limit_val_batches=cfg.limit_batches or 1.0,
         callbacks=callbacks,
     )
-    if teacher is None:
+    if masking is not None:
+        module = lit.MaskedLM(net, cfg, masking)
+    elif teacher is None:
         counts = np.bincount(train.y) if cfg.class_weights == "balanced" else None
         module = lit.Classifier(net, cfg, counts)
     else:
@@ -137,6 +151,23 @@ def fit(
         device = f"{device} ({torch.cuda.get_device_name(trainer.strategy.root_device)})"
     net = module.net.to(memory_format=torch.contiguous_format).cpu().eval()
     return FitResult(net, history, seconds, device, epochs=trainer.current_epoch)
+
+
+def pretrain(
+    net,
+    cfg: TrainConfig,
+    seed: int,
+    texts: np.ndarray,
+    val_texts: np.ndarray,
+    masking: Masking,
+    on_epoch: EpochHook | None = None,
+) -> FitResult:
+    """BERT's first step: ``net`` (a text encoder) learns to fill in masked tokens of
+    ``texts`` (token ids: the training texts and any unlabelled ones), no labels needed;
+    fine-tuning on the labels follows with ``fit``."""
+    unlabelled = np.zeros(len(texts), np.int64)
+    return fit(net, cfg, seed, Split(texts, unlabelled), Split(val_texts, np.zeros(len(val_texts),
+               np.int64)), on_epoch=on_epoch, masking=masking)  # fmt: skip
 
 
 def one_device(cfg: TrainConfig, **update) -> TrainConfig:
