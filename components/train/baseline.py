@@ -60,6 +60,20 @@ def baseline_kind(params: Params, meta: dict) -> str | None:
     return TREES
 
 
+def text_pipeline(seed: int):
+    """The model a user would pick for texts (issue 20, part 4; not yet in the loop): word
+    1-2-gram TF-IDF (sublinear term frequencies) and logistic regression, as scikit-learn
+    gives them; it takes raw texts and answers class probabilities."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
+    )
+
+
 def baseline_record(ws: Workspace) -> Path:
     return ws.models / "baseline.json"
 
