@@ -139,3 +139,33 @@ def test_the_tfidf_baseline_reproduces_the_published_reference():
     assert (predicted == test["label"]).mean() == pytest.approx(0.9807, abs=0.0005)
     proba = model.predict_proba(["WINNER!! Claim your free prize now", "see you at lunch"])
     assert list(model.classes_) == ["ham", "spam"] and proba[0, 1] > 0.5 > proba[1, 1]
+
+
+def test_the_encoder_exports_to_onnx_with_free_batch_and_length_and_quantizes(tmp_path):
+    from components.compress.quantization import (
+        dynamic_int8,
+        export_onnx,
+        onnx_dynamic_int8,
+        onnx_runner,
+    )
+    from components.train.models import Probabilities
+
+    torch.manual_seed(0)
+    net = build_net(_spec(input_shape=(32,), conv_width=64, vocab_size=300)).eval()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 300, (7, 32))
+    ids[:, 0], ids[3:, 20:] = 2, 0
+    fp32 = onnx_runner(export_onnx(net, ids, tmp_path / "text.onnx"))
+    int8 = onnx_runner(onnx_dynamic_int8(tmp_path / "text.onnx", tmp_path / "text8.onnx"))
+    with torch.no_grad():
+        for batch in (ids[:1], ids, ids[:, :12]):  # one text, seven, a shorter length
+            want = Probabilities(net)(torch.from_numpy(batch)).numpy()
+            assert np.allclose(fp32.predict(batch), want, atol=1e-5)
+            assert np.abs(int8.predict(batch) - want).max() < 0.05
+    assert (tmp_path / "text8.onnx").stat().st_size < 0.5 * (tmp_path / "text.onnx").stat().st_size
+    quantized = dynamic_int8(net)
+    plain = [m for m in quantized.modules() if type(m) is torch.nn.Linear]
+    assert plain == []  # every dense layer of every block is int8
+    with torch.no_grad():
+        assert torch.allclose(quantized(torch.from_numpy(ids)).softmax(-1),
+                              net(torch.from_numpy(ids)).softmax(-1), atol=0.05)  # fmt: skip

@@ -6,7 +6,9 @@
   calibrated on training samples; covers the convs too.
 - ``export_onnx`` / ``onnx_int8``: ONNX export of the network (probabilities out)
   and ONNX Runtime's static QDQ int8 quantization, calibrated the same way;
-  ``net_to_onnx_int8`` does both for a torch network.
+  ``net_to_onnx_int8`` does both for a torch network. A text encoder exports with its
+  sequence length free too, and ``onnx_dynamic_int8`` quantizes it as BERT is
+  (issue 20, part 5; not yet a variant of the compression stage).
 
 Every variant comes back as a ``ShippedVariant``: a CPU predictor plus the file it ships as.
 """
@@ -61,9 +63,10 @@ def onnx_runner(file: Path, threads: int | None = None) -> ShippedVariant:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    dtype = np.int64 if session.get_inputs()[0].type == "tensor(int64)" else np.float32  # ids
 
     def predict(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return session.run(None, {name: np.ascontiguousarray(x, dtype=dtype)})[0]
 
     return ShippedVariant("onnx", predict, file, file)
 
@@ -90,21 +93,42 @@ def static_int8(net, calibration: np.ndarray):
 
 
 def export_onnx(net, example: np.ndarray, file: Path) -> Path:
-    """The network with a softmax head, batch size left free."""
+    """The network with a softmax head, batch size left free; a text encoder's sequence
+    length too (token ids, int64, any length up to its ``max_length``)."""
     import torch
 
-    from components.train.models import Probabilities
+    from components.train.models import Probabilities, TextEncoder
 
+    text = isinstance(net, TextEncoder)
+    axes = {0: "batch", 1: "sequence"} if text else {0: "batch"}
+    inputs = torch.from_numpy(example[:1].astype(np.int64) if text else example[:1])
     torch.onnx.export(
         Probabilities(copy.deepcopy(net)).eval(),
-        (torch.from_numpy(example[:1]),),
+        (inputs,),
         str(file),
         input_names=["inputs"],
         output_names=["probabilities"],
-        dynamic_axes={"inputs": {0: "batch"}, "probabilities": {0: "batch"}},
+        dynamic_axes={"inputs": axes, "probabilities": {0: "batch"}},
         opset_version=17,
         dynamo=False,
     )
+    return file
+
+
+def onnx_dynamic_int8(source: Path, file: Path) -> Path:
+    """ONNX Runtime dynamic int8: weights of the MatMul/Gemm layers in int8, activations
+    quantized on the fly per batch (the BERT recipe: no calibration data needed)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = file.with_suffix(".pre.onnx")
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress lines say nothing useful
+        quant_pre_process(str(source), str(prepared))
+    try:
+        quantize_dynamic(str(prepared), str(file), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm"])  # fmt: skip
+    finally:
+        prepared.unlink()
     return file
 
 
