@@ -169,3 +169,23 @@ def test_the_encoder_exports_to_onnx_with_free_batch_and_length_and_quantizes(tm
     with torch.no_grad():
         assert torch.allclose(quantized(torch.from_numpy(ids)).softmax(-1),
                               net(torch.from_numpy(ids)).softmax(-1), atol=0.05)  # fmt: skip
+
+
+def test_the_half_depth_student_starts_from_every_other_block_of_its_teacher():
+    from components.compress.distillation import half_depth_start, student_spec
+    from tests.helpers import small_params
+
+    teacher_spec = _spec(depth=4, dropout=0.0)
+    teacher = build_net(teacher_spec).eval()
+    spec = student_spec(teacher_spec, small_params().compress.distill)
+    assert (spec.depth, spec.conv_width, spec.vocab_size) == (2, 32, 50)
+    student = build_net(spec)
+    student.load_state_dict(half_depth_start(teacher, spec))  # every weight, no leftovers
+    for i, j in ((0, 0), (1, 2)):
+        for a, b in zip(student.blocks[i].parameters(), teacher.blocks[j].parameters(),
+                        strict=True):  # fmt: skip
+            assert torch.equal(a, b)
+    assert torch.equal(student.tokens.weight, teacher.tokens.weight)
+    assert torch.equal(student.head[1].weight, teacher.head[1].weight)
+    assert sum(p.numel() for p in student.blocks.parameters()) * 2 == sum(
+        p.numel() for p in teacher.blocks.parameters())  # fmt: skip

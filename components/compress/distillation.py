@@ -55,14 +55,30 @@ def teacher_logits(teacher, x: np.ndarray, batch_size: int = 1024) -> np.ndarray
 
 
 def student_spec(teacher: NetSpec, cfg: DistillConfig) -> NetSpec:
-    """The teacher's network description, made smaller (or an MLP) as ``cfg`` says."""
+    """The teacher's network description, made smaller (or an MLP) as ``cfg`` says. A text
+    encoder's student is DistilBERT's: the same width, half the blocks."""
     common = {"dropout": cfg.dropout, "mlp_layers": tuple(cfg.mlp_layers)}
+    if teacher.kind == "transformer":
+        return dataclasses.replace(teacher, depth=max(1, teacher.depth // 2), dropout=cfg.dropout)
     if cfg.student == "mlp":
         return dataclasses.replace(teacher, kind="mlp", **common)
     return dataclasses.replace(
         teacher, conv_width=cfg.width, hidden=cfg.hidden,
         resnet_blocks=tuple(1 for _ in teacher.resnet_blocks), **common,
     )  # fmt: skip
+
+
+def half_depth_start(teacher, spec: NetSpec) -> dict:
+    """DistilBERT's initialisation of a half-depth student: the teacher's embeddings, final
+    norm and heads, and one block of every two (blocks 0, 2, 4, ...)."""
+    state = {k: v.clone() for k, v in teacher.state_dict().items()
+             if not k.startswith("blocks.")}  # fmt: skip
+    for i in range(spec.depth):
+        prefix = f"blocks.{2 * i}."
+        for key, value in teacher.state_dict().items():
+            if key.startswith(prefix):
+                state[f"blocks.{i}." + key.removeprefix(prefix)] = value.clone()
+    return state
 
 
 def train_students(
@@ -81,6 +97,8 @@ def train_students(
     spec = student_spec(teacher_spec, cfg)
     torch.manual_seed(params.seed)
     start = build_net(spec).state_dict()
+    if spec.kind == "transformer":  # from the teacher's own layers (the baseline too)
+        start = half_depth_start(teacher, spec)
     soft = teacher_logits(teacher, train.x)  # once: every epoch reads these
     epochs = cfg.epochs_for(params.train.epochs)
     train_cfg = one_device(params.train, epochs=epochs, learning_rate=cfg.learning_rate)
