@@ -189,3 +189,27 @@ def test_the_half_depth_student_starts_from_every_other_block_of_its_teacher():
     assert torch.equal(student.head[1].weight, teacher.head[1].weight)
     assert sum(p.numel() for p in student.blocks.parameters()) * 2 == sum(
         p.numel() for p in teacher.blocks.parameters())  # fmt: skip
+
+
+def test_text_batches_group_like_lengths_and_cut_the_padding():
+    from components.train.lightning_module import TensorBatches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, 1000)
+    ids = np.zeros((1000, 64), np.int32)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = rng.integers(5, 100, n)
+    y = np.arange(1000)
+    batches = TensorBatches(ids, y, 32, shuffle=True, seed=1)
+    first = [(x.clone(), t.clone()) for x, t in batches]
+    seen = np.concatenate([t.numpy() for _, t in first])
+    assert sorted(seen.tolist()) == list(range(1000))  # every text once an epoch
+    for x, t in first:
+        assert x.shape[1] == lengths[t.numpy()].max()  # cut to the batch's longest text
+        assert np.array_equal(x.numpy(), ids[t.numpy(), : x.shape[1]])
+    padded = sum(x.numel() for x, _ in first)
+    assert padded < 0.6 * ids.size  # most padding is gone
+    again = [t for _, t in TensorBatches(ids, y, 32, shuffle=True, seed=1)]
+    assert all(torch.equal(a, b) for (_, a), b in zip(first, again, strict=True))
+    batches.epoch = 1
+    assert not torch.equal(next(iter(batches))[1], first[0][1])  # a new order each epoch

@@ -167,6 +167,9 @@ class TrainConfig(_Section):
     # Cap on the batches of each epoch (training and validation): smoke runs, benchmarks.
     limit_batches: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
+    # Sum the gradients of this many batches before each optimizer step: an effective
+    # batch of batch_size x this, in the memory of one batch
+    accumulate_grad_batches: int = Field(1, ge=1)
     learning_rate: float = Field(0.002, gt=0)
     weight_decay: float = Field(0.0001, ge=0)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"

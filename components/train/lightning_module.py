@@ -213,6 +213,11 @@ class TensorBatches:
         self.tensors = [torch.from_numpy(a) if a is not None else None for a in (first, y, extra)]
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch = 0
+        # Token ids (padding 0 after each text): batches of texts of like length, each cut
+        # to its longest text, so a batch of short messages pays for no padding.
+        self.lengths = None
+        if first is not None and np.issubdtype(first.dtype, np.integer) and first.ndim == 2:
+            self.lengths = torch.from_numpy((first != 0).sum(axis=1).astype(np.int64))
 
     def to(self, device: torch.device) -> None:
         self.tensors = [t.to(device) if t is not None else None for t in self.tensors]
@@ -220,17 +225,33 @@ class TensorBatches:
     def __len__(self) -> int:
         return -(-len(self.tensors[1]) // self.batch_size)
 
-    def __iter__(self):
-        n, device = len(self.tensors[1]), self.tensors[1].device
+    def _batches(self) -> list[torch.Tensor]:
+        n = len(self.tensors[1])
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
+        if self.lengths is None:
+            return list(order.split(self.batch_size))
+        # Pools of BUCKET_POOL batches, each sorted by length and cut into batches; the
+        # batches then go in a random order (validation: sorted, in order).
+        pool = self.batch_size * self.BUCKET_POOL
+        batches = []
+        for chunk in order.split(pool):
+            ranked = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+            batches += list(ranked.split(self.batch_size))
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(n, generator=g).to(device)
-        else:
-            order = torch.arange(n, device=device)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g)]
+        return batches
+
+    BUCKET_POOL = 50
+
+    def __iter__(self):
+        device = self.tensors[1].device
+        for idx in self._batches():
+            idx = idx.to(device)
             x = self.tensors[0][idx] if self.rows is None else (
                 torch.from_numpy(self.rows.take(idx.cpu().numpy())).to(device))  # fmt: skip
+            if self.lengths is not None:
+                x = x[:, : max(1, int(self.lengths[idx.cpu()].max()))]
             yield (x, *(t[idx] for t in self.tensors[1:] if t is not None))
 
 

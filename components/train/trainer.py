@@ -121,6 +121,7 @@ def fit(
         num_nodes=cfg.num_nodes,
         precision=lit.resolve_precision(cfg),
         gradient_clip_val=cfg.gradient_clip or None,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
         deterministic=cfg.deterministic,
         logger=False,
         enable_checkpointing=checkpoint_dir is not None,
