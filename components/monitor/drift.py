@@ -18,6 +18,7 @@ import numpy as np
 
 from components.core.config import MonitorConfig
 from components.core.predict import CHUNK, load_registered
+from components.core.text import text_statistics
 from components.serve.inference_log import STATISTICS, statistics
 
 FEATURES = list(STATISTICS)
@@ -58,6 +59,25 @@ def feature_table(
         names = index if classes is None else np.asarray(classes, dtype=object)[index]
         table[PREDICTION] = names.astype(str)
     return table
+
+
+# Texts are compared through descriptors of each text (issue 20, part 7; not yet in the
+# production monitor): length, share of non-letters, of digits, of unknown tokens.
+TEXT_FEATURES = ["chars", "non_letter", "digits", "unknown"]
+
+
+def text_feature_table(texts, unknown_share: np.ndarray, predictions=None):
+    """One row per text: its ``TEXT_FEATURES`` (``unknown_share``: the share of its tokens
+    the tokenizer did not know, from ``prepare.tokenizer.encode``) and, given, the
+    predicted class as text."""
+    import pandas as pd
+
+    stats = text_statistics(texts)
+    table = pd.DataFrame({c: stats[c] for c in TEXT_FEATURES if c in stats})
+    table["unknown"] = np.asarray(unknown_share, dtype=np.float64)
+    if predictions is not None:
+        table[PREDICTION] = np.asarray(predictions).astype(str)
+    return table[[*TEXT_FEATURES, *([PREDICTION] if predictions is not None else [])]]
 
 
 # No comma: Evidently names its metrics "ValueDrift(column=NAME, ...)".

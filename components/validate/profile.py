@@ -12,7 +12,8 @@ import numpy as np
 
 from components.core.config import Params
 from components.core.paths import Workspace
-from components.validate.tables import TEXT_DRIFTING, TEXT_STATISTICS, GateInput
+from components.core.text import TEXT_STATISTICS
+from components.validate.tables import TEXT_DRIFTING, GateInput
 
 # ---------------------------------------------------------------- reference profile
 

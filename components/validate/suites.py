@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from components.core.config import ValidateConfig
+from components.core.text import TEXT_STATISTICS
 from components.validate.tables import (
     IMAGE_COLUMNS,
     TEXT_DRIFTING,
-    TEXT_STATISTICS,
     GateInput,
     looks_numeric,
 )

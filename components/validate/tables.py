@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.paths import Workspace
+from components.core.text import text_statistics
 from components.prepare.sources import RawData
 from components.prepare.splits import (
     DROPPED,
@@ -87,8 +88,6 @@ def image_table(images: np.ndarray, labels, splits=None, block: int = 4096):
     )[IMAGE_COLUMNS]
 
 
-# Per-text statistics the gate checks (and the profile keeps the distributions of)
-TEXT_STATISTICS = ("chars", "words", "non_letter", "digits", "upper")
 TEXT_DRIFTING = ("chars", "non_letter")  # their means are held to the reference profile's
 # Characters no honest text holds: the replacement character (a decoder gave up upstream),
 # lone surrogates, and control characters other than tab and line breaks.
@@ -102,17 +101,10 @@ def text_table(frame, text: str, label: str, splits=None):
     import pandas as pd
 
     texts = frame[text].astype(str).where(frame[text].notna(), "")
-    chars = texts.str.len()
-    visible = texts.str.count(r"\S").clip(lower=1)
-    letters = texts.str.count(r"[^\W\d_]")
     table = pd.DataFrame({
         "_split": splits if splits is not None else "all",
         "_label": frame[label].astype(str).where(frame[label].notna(), None).to_numpy(),
-        "chars": chars.to_numpy(),
-        "words": texts.str.split().str.len().fillna(0).astype(int).to_numpy(),
-        "non_letter": (1 - letters / visible).clip(lower=0).to_numpy(),
-        "digits": (texts.str.count(r"\d") / visible).to_numpy(),
-        "upper": (texts.str.count(r"[A-Z]") / letters.clip(lower=1)).to_numpy(),
+        **text_statistics(texts),
         "blank": texts.str.strip().eq("").to_numpy(),
         "bad_encoding": texts.str.contains(BAD_CHARACTERS, regex=True).to_numpy(),
     })  # fmt: skip
