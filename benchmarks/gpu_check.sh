@@ -8,7 +8,8 @@
 #    (time-to-accuracy printed);
 # 2. mloop's Lightning path against a plain PyTorch loop for the digits CNN;
 # 3. the same for the ResNet-style net on synthetic 32x32 RGB images, batch 512, bf16
-#    (samples/s, ratio, TFLOP/s).
+#    (samples/s, ratio, TFLOP/s);
+# 4. the BERT-style text encoder with train.strategy fsdp beside auto (GPUs only).
 # Environment: PYTHON, ROUNDS, CNN_EPOCHS, RESNET_SAMPLES, RESNET_EPOCHS, RESNET_BATCH,
 # RESNET_PRECISION shrink or change the runs (the tests use them on the CPU).
 set -euo pipefail
@@ -28,3 +29,5 @@ $PY benchmarks/train_throughput.py --model resnet --image-size 32 --channels 3 \
     --samples "${RESNET_SAMPLES:-50000}" --batch "${RESNET_BATCH:-512}" \
     --precision "${RESNET_PRECISION:-bf16-mixed}" --epochs "${RESNET_EPOCHS:-2}" \
     --rounds "$ROUNDS"
+# 4. the text encoder under Lightning's fsdp strategy beside auto (GPUs only; says so else)
+$PY benchmarks/text_fsdp.py --rounds "$ROUNDS" --samples "${TEXT_SAMPLES:-20000}"

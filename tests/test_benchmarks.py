@@ -46,5 +46,6 @@ def test_gpu_check_runs_with_only_the_gpu_machines_packages(tmp_path):
     assert "blocked" not in out.stderr
     assert out.stdout.count("ratio mloop/plain:") == 2
     assert "resnet on 128 x (3, 32, 32)" in out.stdout
+    assert "text fsdp: skipped, no GPU" in out.stdout  # the CPU here; a GPU runs it
     final = [line for line in out.stdout.splitlines() if "final: test accuracy" in line]
     assert final and float(final[0].split()[3]) >= 0.97
