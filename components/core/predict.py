@@ -76,10 +76,12 @@ def torch_predictor(module) -> Predictor:
 
     def predict(x: np.ndarray) -> np.ndarray:
         outputs = []
+        # Where the module lives (a network scored mid-training sits on the GPU)
+        device = next(iter(module.parameters()), torch.empty(0)).device
         with torch.inference_mode():
             for start in range(0, len(x), 512):
                 batch = torch.from_numpy(np.ascontiguousarray(x[start : start + 512]))
-                out = module(batch).float()
+                out = module(batch.to(device)).float().cpu()
                 if not torch.allclose(out.sum(dim=1), torch.ones(len(out)), atol=1e-3):
                     out = torch.softmax(out, dim=1)
                 outputs.append(out.numpy())

@@ -85,6 +85,16 @@ class Classifier(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
             self.channels_last = True
 
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        # Under FSDP each process holds a shard of the gradients: only the wrapped model can
+        # take their global norm (Lightning's own clipping refuses FSDP with "norm").
+        if gradient_clip_val and hasattr(self.trainer.model, "clip_grad_norm_"):
+            self.trainer.model.clip_grad_norm_(gradient_clip_val)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         cfg = self.cfg
         opt = torch.optim.AdamW(
