@@ -146,6 +146,27 @@ def _decode_csv(path: Path) -> str:
     return text
 
 
+def _table_suffix(path: Path) -> str:
+    """The suffix of a table file that exists, is not empty and is CSV or Parquet."""
+    if not path.is_file():
+        raise DataError("no such file", path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise DataError(f"unknown table format {suffix!r}; expected .csv or .parquet", path)
+    if path.stat().st_size == 0:
+        raise DataError("empty file: 0 bytes", path)
+    return suffix
+
+
+def _read_parquet(path: Path):
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a broken file
+        raise DataError(f"not a readable Parquet file: {err}", path) from None
+
+
 def read_table(
     path: Path,
     label: str,
@@ -166,13 +187,7 @@ def read_table(
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError("no such file", path)
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise DataError(f"unknown table format {suffix!r}; expected .csv or .parquet", path)
-    if path.stat().st_size == 0:
-        raise DataError("empty file: 0 bytes", path)
+    suffix = _table_suffix(path)
     na_values = list(source.na_values) if source else ["?"]
     if suffix == ".csv":
         text = _decode_csv(path)
@@ -184,10 +199,7 @@ def read_table(
         except pd.errors.ParserError as err:
             raise DataError(f"malformed CSV: {err}", path) from None
     else:
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types for a broken file
-            raise DataError(f"not a readable Parquet file: {err}", path) from None
+        frame = _read_parquet(path)
         if frame.empty:
             raise DataError(f"no data rows ({len(frame.columns)} columns)", path)
         text_columns = frame.select_dtypes(include=["object", "string"]).columns
@@ -330,23 +342,14 @@ def read_text_table(path: Path, text: str, label: str) -> RawData:
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError("no such file", path)
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        raise DataError(f"unknown table format {suffix!r}; expected .csv or .parquet", path)
-    if path.stat().st_size == 0:
-        raise DataError("empty file: 0 bytes", path)
+    suffix = _table_suffix(path)
     if suffix == ".csv":
         try:  # every cell as text: "NA" or "null" is a message, not a gap
             frame = pd.read_csv(io.StringIO(_decode_csv(path)), dtype=str, keep_default_na=False)
         except pd.errors.ParserError as err:
             raise DataError(f"malformed CSV: {err}", path) from None
     else:
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several types for a broken file
-            raise DataError(f"not a readable Parquet file: {err}", path) from None
+        frame = _read_parquet(path)
     missing = [c for c in (text, label) if c not in frame.columns]
     if missing:
         raise DataError(f"column(s) {missing} missing; columns are {list(frame.columns)}", path)
