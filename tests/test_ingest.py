@@ -343,3 +343,16 @@ def test_an_image_folder_batch_and_harvested_images_join_an_image_folder_data_se
     files = (workspace.prepared / "train_files.txt").read_text().split()
     assert any(f.startswith("batch-0001/circle/") for f in files)
     validate_stage(params, workspace)
+
+
+def test_the_drop_folder_reads_new_items_once_and_follows_no_link(gated, tmp_path, caplog):
+    params = small_params()
+    gated.incoming.mkdir(parents=True)
+    _npz(gated.incoming / "good.npz")
+    (gated.incoming / "elsewhere.npz").symlink_to(_npz(tmp_path / "outside.npz", start=600))
+    first = ingest_incoming(params, gated)
+    assert [r.batch.id for r in first.results] == ["batch-0001"] and first.skipped == 0
+    assert "elsewhere.npz is a symbolic link: not read" in caplog.text
+    again = ingest_incoming(params, gated)
+    assert again.results == [] and again.skipped == 1
+    assert [b.id for b in list_batches(gated.batches)] == ["batch-0001"]

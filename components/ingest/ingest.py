@@ -184,7 +184,10 @@ def ingest_incoming(params: Params, ws: Workspace) -> IncomingResult:
     ledger = json.loads(ledger_file.read_text()) if ledger_file.is_file() else {}
     results, skipped = [], 0
     for item in sorted(folder.iterdir()):
-        if item.name.startswith(".") or item.name == README or item.is_symlink():
+        if item.name.startswith(".") or item.name == README:
+            continue
+        if item.is_symlink():  # never followed: it could name anything on the machine
+            log.warning(f"ingest: {item} is a symbolic link: not read (copy the data in)")
             continue
         digest = _item_hash(item)
         if digest in ledger:
