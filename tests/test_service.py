@@ -127,3 +127,24 @@ def test_beyond_max_in_flight_posts_are_shed_with_503_and_retry_after_but_probes
         assert gate.in_flight == 0 and (await call("POST", "/predict"))[0] == 200
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("texts", "status", "message"),
+    [
+        ([], 400, "non-empty list"),
+        ({"text": "hi"}, 400, "non-empty list"),
+        (["fine", 42], 400, "texts[1] is not a text: 42"),
+        (["   \n\t"], 400, "empty or only whitespace"),
+        (["x" * 501], 413, "501 characters; at most 500"),
+        (["ok"] * (MAX_BATCH + 1), 413, f"at most {MAX_BATCH} texts"),
+    ],
+)
+def test_texts_beyond_the_limits_or_not_texts_are_refused(texts, status, message):
+    from components.package.inputs import to_texts
+
+    assert to_texts("one message", max_chars=500) == ["one message"]
+    assert to_texts(["a", "b c"], max_chars=500) == ["a", "b c"]
+    with pytest.raises(Exception) as refused:
+        to_texts(texts, max_chars=500)
+    assert int(refused.value.error_code) == status and message in str(refused.value)

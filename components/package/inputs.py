@@ -182,6 +182,26 @@ def check_labels(labels: list, classes: list) -> list:
     return labels
 
 
+def to_texts(texts: Any, max_chars: int, max_texts: int = MAX_BATCH) -> list[str]:
+    """A request's ``texts`` (one text or a list of them), checked: 400 for what is not
+    text or holds no character, 413 beyond ``max_texts`` texts or ``max_chars`` characters
+    in one (issue 20, part 6: the checks of the coming /predict_text)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts:
+        raise InvalidArgument("texts must be a text or a non-empty list of texts")
+    if len(texts) > max_texts:
+        raise TooLarge(f"at most {max_texts} texts a request, got {len(texts)}")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidArgument(f"texts[{i}] is not a text: {short(text)}")
+        if len(text) > max_chars:
+            raise TooLarge(f"texts[{i}] has {len(text):,} characters; at most {max_chars:,}")
+        if not text.strip():
+            raise InvalidArgument(f"texts[{i}] is empty or only whitespace")
+    return texts
+
+
 def _check_batch(n: int) -> None:
     if n == 0 or n > MAX_BATCH:
         raise InvalidArgument(f"send between 1 and {MAX_BATCH} inputs, got {n}")
