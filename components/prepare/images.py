@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.prepare.splits import RowFile
+from components.prepare.splits import RowFile, npy_header
 
 COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}
 WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "F"}  # single-channel modes beyond 8 bits
@@ -133,10 +133,7 @@ def decode_files(
 
 def _header(fh, rows: int, shape: tuple[int, ...]) -> int:
     """Write a uint8 ``.npy`` header for ``rows`` rows; returns the position after it."""
-    np.lib.format.write_array_header_1_0(
-        fh, {"descr": "|u1", "fortran_order": False, "shape": (rows, *shape)}
-    )
-    return fh.tell()
+    return npy_header(fh, np.uint8, (rows, *shape))
 
 
 class Progress:

@@ -118,16 +118,22 @@ class RowFile:
         return self._span(int(idx[0]), int(idx[-1]) + 1)[idx - idx[0]]
 
 
+def npy_header(fh, dtype, shape: tuple[int, ...]) -> int:
+    """Write a C-ordered ``.npy`` header for an array of ``dtype`` and ``shape`` at the
+    file's position; returns the position after it (the rows follow as plain bytes)."""
+    np.lib.format.write_array_header_1_0(
+        fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+             "shape": tuple(shape)}
+    )  # fmt: skip
+    return fh.tell()
+
+
 def write_rows(path: Path, values, idx: np.ndarray, block: int = 8192) -> None:
     """``values[idx]`` as the ``.npy`` file ``path``, a block of rows at a time, written with
     plain writes: memory holds a block, whatever the split's size (``values``: an array or
     a ``RowFile``)."""
-    shape = (len(idx), *values.shape[1:])
     with open(path, "wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(values.dtype)),
-                 "fortran_order": False, "shape": shape}
-        )  # fmt: skip
+        npy_header(fh, values.dtype, (len(idx), *values.shape[1:]))
         for start in range(0, len(idx), block):
             fh.write(np.ascontiguousarray(values[idx[start : start + block]]).tobytes())
 

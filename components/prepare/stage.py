@@ -19,7 +19,9 @@ from components.prepare.sources import DataError, RawData, read_batch, read_sour
 from components.prepare.splits import (
     DROPPED,
     RECENT,
+    RowFile,
     batch_split_indices,
+    npy_header,
     split_indices,
     write_rows,
 )
@@ -164,17 +166,11 @@ def encode_table(raw: RawData, train_idx: np.ndarray) -> tuple[np.ndarray, dict]
 def _concat_images(parts: list, out: Path):
     """The images of ``parts`` one after another, in the first one's dtype: in memory when
     they all are, else streamed into the ``.npy`` file ``out`` and read back as a RowFile."""
-    from components.prepare.splits import RowFile
-
     dtype = parts[0].dtype
     if all(isinstance(p, np.ndarray) for p in parts):
         return np.concatenate([np.asarray(p, dtype=dtype) for p in parts])
-    shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
     with open(out, "wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                 "shape": shape}
-        )  # fmt: skip
+        npy_header(fh, dtype, (sum(len(p) for p in parts), *parts[0].shape[1:]))
         for part in parts:
             for start in range(0, len(part), 8192):
                 block = np.asarray(part[start : start + 8192])
@@ -309,8 +305,9 @@ def prepare(
         dropped=0 if dropped is None else len(dropped),
         batches=tuple(b.id for b in chosen),
     )
-    recent = set(splits.get(RECENT, np.zeros(0, np.int64)).tolist())
-    starts = np.cumsum([n_ref, *sizes])
+    # Each batch's rows held out in the recent split: the sorted indices within its span
+    bounds = np.cumsum([n_ref, *sizes])
+    held = np.diff(np.searchsorted(splits.get(RECENT, np.zeros(0, np.int64)), bounds))
     meta = {
         "source": cfg.source,
         "name": cfg.name,
@@ -333,9 +330,9 @@ def prepare(
                 "sha256": b.sha256,
                 "source": b.source,
                 "arrived": b.arrived_iso,
-                "recent": sum(i in recent for i in range(start, start + n)),
+                "recent": int(k),
             }
-            for b, n, start in zip(chosen, sizes, starts, strict=False)
+            for b, n, k in zip(chosen, sizes, held, strict=True)
         ],  # fmt: skip
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -358,8 +355,6 @@ def reference_file(ws, version: str) -> Path:
 
 
 def keep_reference(ws, prepared: PreparedData, seed: int) -> Path:
-    from components.prepare.splits import RowFile
-
     path = reference_file(ws, prepared.version)
     if not path.is_file():
         rows = RowFile(prepared.folder / "train_x.npy")
