@@ -157,10 +157,6 @@ def split_names(meta: dict) -> list[str]:
     return list(meta["counts"])
 
 
-def has_recent(folder: Path) -> bool:
-    return RECENT in load_meta(folder)["counts"]
-
-
 def load_meta(folder: Path) -> dict:
     path = Path(folder) / "meta.json"
     if not path.is_file():

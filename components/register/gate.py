@@ -26,7 +26,7 @@ from components.core.predict import load_registered
 from components.core.records import write_json
 from components.core.settings import settings
 from components.evaluate.metrics import LOWER_IS_BETTER, better, score
-from components.prepare.splits import RECENT, has_recent, load_meta, load_split
+from components.prepare.splits import RECENT, load_meta, load_split
 from components.register.aliases import CHAMPION, alias_version, crown
 
 if TYPE_CHECKING:  # types only
@@ -137,15 +137,23 @@ def registry_lock(ws: Workspace, timeout: float = 600) -> Iterator[None]:
         yield
 
 
-def score_registered(
-    name: str, version: str, params: Params, ws: Workspace, split: str = "test"
-) -> float:
-    """Score a registered version on a split of the current data (the frozen test split,
-    or the recent slice)."""
-    rows = load_split(ws.prepared, split)
+def registered_scores(
+    name: str, version: str, params: Params, ws: Workspace, splits: tuple[str, ...]
+) -> dict[str, float]:
+    """A registered version's ``register.metric`` on splits of the current data (the
+    frozen test split, the recent slice), the model loaded once for all of them."""
     classes = load_meta(ws.prepared)["classes"]
-    proba = load_registered(f"models:/{name}/{version}")(rows.x)
-    return score(rows.y, proba, classes).metric(params.registry.metric)
+    predict = load_registered(f"models:/{name}/{version}")
+    scores = {}
+    for split in splits:
+        rows = load_split(ws.prepared, split)
+        scores[split] = score(rows.y, predict(rows.x), classes).metric(params.registry.metric)
+    return scores
+
+
+def score_registered(name: str, version: str, params: Params, ws: Workspace) -> float:
+    """A registered version's ``register.metric`` on the current frozen test split."""
+    return registered_scores(name, version, params, ws, ("test",))["test"]
 
 
 def judge(
@@ -168,19 +176,18 @@ def judge(
         champion = alias_version(client, cfg.model_name, CHAMPION)
         if champion == version:
             raise ValueError(f"version {version} is already {CHAMPION}")
+        # With new batches both are scored on the same recent rows too
+        recent_rows = load_meta(ws.prepared)["counts"].get(RECENT, 0)
+        splits = ("test", RECENT) if recent_rows else ("test",)
+        theirs = (registered_scores(cfg.model_name, champion, params, ws, splits) if champion
+                  else {})  # fmt: skip
         mine = challenger_score()
-        theirs = score_registered(cfg.model_name, champion, params, ws) if champion else None
         recent = None
-        if has_recent(ws.prepared):  # new batches: both scored on the same recent rows
-            rows = len(load_split(ws.prepared, RECENT))
-            recent = (
-                score_registered(cfg.model_name, version, params, ws, RECENT),
-                score_registered(cfg.model_name, champion, params, ws, RECENT) if champion
-                else None,
-                rows,
-            )  # fmt: skip
+        if recent_rows:
+            mine_recent = registered_scores(cfg.model_name, version, params, ws, (RECENT,))
+            recent = (mine_recent[RECENT], theirs.get(RECENT), recent_rows)
         decision = decide(
-            mine, theirs, cfg, champion_version=champion, latency_p95_ms=limits[0],
+            mine, theirs.get("test"), cfg, champion_version=champion, latency_p95_ms=limits[0],
             size_mb=limits[1], recent=recent,
         )  # fmt: skip
         if force and not decision.promote:
