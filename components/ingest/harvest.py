@@ -32,6 +32,7 @@ from components.prepare.batches import (
 )
 from components.prepare.sources import RawData
 from components.prepare.splits import load_meta
+from components.serve import inference_log
 from components.validate.profile import profile_path
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,13 @@ def log_file(ws: Workspace) -> Path | None:
     return Path(configured or ws.inference_log)
 
 
-def pending(ws: Workspace):
-    """The labelled predictions no harvest took yet (a DataFrame; empty without a log)."""
-    from components.serve import inference_log
-
+def pending(ws: Workspace, inputs: bool = True):
+    """The labelled predictions no harvest took yet (``inference_log.labelled``: their
+    inputs too, with ``inputs``), or None while there is no log."""
     path = log_file(ws)
     if path is None or not path.is_file():
         return None
-    return inference_log.labelled(path, harvested_requests(ws.batches, ws.quarantine))
+    return inference_log.labelled(path, harvested_requests(ws.batches, ws.quarantine), inputs)
 
 
 def _labels(values, classes: list) -> np.ndarray:

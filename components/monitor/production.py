@@ -17,7 +17,7 @@ import numpy as np
 from components.core.config import Params
 from components.core.paths import Workspace
 from components.core.records import write_json
-from components.core.settings import settings
+from components.ingest.harvest import log_file, pending
 from components.monitor.drift import (
     FEATURES,
     PREDICTION,
@@ -26,7 +26,6 @@ from components.monitor.drift import (
     check_drift,
     feature_table,
 )
-from components.prepare.batches import harvested_requests
 from components.prepare.splits import load_meta, load_split
 from components.prepare.stage import reference_file
 from components.serve import inference_log
@@ -95,14 +94,10 @@ def champion_reference(name: str, ws: Workspace):
     return load_split(ws.prepared, "train").x
 
 
-def learnable_rows(log: Path, ws: Workspace) -> int:
+def learnable_rows(ws: Workspace) -> int:
     """Labelled predictions that kept their inputs and that no harvest took yet."""
-    rows = inference_log.labelled(log, harvested_requests(ws.batches, ws.quarantine), inputs=False)
-    return int((rows["size"] > 0).sum())
-
-
-def log_path(ws: Workspace) -> Path:
-    return Path(settings().inference_log or ws.inference_log)
+    rows = pending(ws, inputs=False)
+    return 0 if rows is None else int((rows["size"] > 0).sum())
 
 
 def check_production(params: Params, ws: Workspace, now: float | None = None) -> ProductionCheck:
@@ -131,7 +126,9 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
             seconds=time.perf_counter() - started,
         )  # fmt: skip
 
-    log = log_path(ws)
+    log = log_file(ws)
+    if log is None:
+        return waiting(0, "the inference log is off (MLOOP_INFERENCE_LOG=off)")
     if not log.is_file():
         return waiting(0, f"no inference log at {log} yet (mloop serve writes it)")
     if last_id > inference_log.newest_id(log):  # a new log replaced the checked one
@@ -157,7 +154,7 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
     )
     last_retrain = state.get("retrain_requested_at")
     cooling = last_retrain is not None and now - last_retrain < cfg.cooldown_minutes * 60
-    learnable, alert = learnable_rows(log, ws), None
+    learnable, alert = learnable_rows(ws), None
     if drift.drifted and learnable < params.gate.min_rows:
         alert = (
             f"drift, and {learnable} labelled predictions to learn from (validate.min_rows"
