@@ -56,6 +56,10 @@ class Classifier(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, weight=self._class_weight(logits))
         acc = (logits.argmax(dim=1) == y).float().mean()
+        return self._logged(stage, loss, acc)
+
+    def _logged(self, stage: str, loss: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
+        """Log a step's loss and accuracy as epoch means (across processes too); the loss."""
         sync = self.trainer.world_size > 1
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=sync)
         self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, sync_dist=sync)
@@ -156,10 +160,7 @@ class MaskedLM(Classifier):
                                ignore_index=-100)  # fmt: skip
         picked = targets != -100
         acc = (logits.argmax(-1)[picked] == targets[picked]).float().mean()
-        sync = self.trainer.world_size > 1
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=sync)
-        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, sync_dist=sync)
-        return loss
+        return self._logged(stage, loss, acc)
 
 
 def distillation_loss(
