@@ -477,7 +477,7 @@ def cmd_traffic(args: argparse.Namespace) -> int:
           flush=True)  # fmt: skip
     result = traffic.run(
         url, images, labels, args.rate, args.duration, args.drift, args.feedback,
-        settings().api_token, params.seed,
+        settings().api_token, params.seed, retries=max(args.retries, 0),
     )  # fmt: skip
     print(f"mloop: {result.summary()}")
     from components.core.records import write_json
@@ -675,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     tf.add_argument("--duration", type=float, default=10.0, help="seconds")
     tf.add_argument("--feedback", type=float, default=0.0,
                     help="share of answers whose true label is posted back (0..1)")  # fmt: skip
+    tf.add_argument("--retries", type=int, default=0,
+                    help="send a request refused with 503 and Retry-After again, up to this"
+                         " many times (default 0: a load test counts every refusal)")  # fmt: skip
     tf.add_argument("--port", type=int, default=3000)
     tf.add_argument("--url", help="the service's base URL (default: loopback, --port)")
     tf.add_argument("--files", metavar="FOLDER",

@@ -57,10 +57,12 @@ def _served_version(port: int) -> str:
 
 
 def _send(port: int, images, labels, feedback: float) -> traffic.TrafficResult:
-    """Each image once, at 150 requests/s; ``feedback``: share of answers labelled."""
+    """Each image once, at 150 requests/s; ``feedback``: share of answers labelled. A request
+    the service turns away at capacity (503, Retry-After: a stall of this shared machine) is
+    sent again, as the labelling client of a real service would."""
     result = traffic.run(f"http://127.0.0.1:{port}", images, labels, rate=150,
                          duration_s=len(images) / 150, drift="invert",
-                         feedback=feedback)  # fmt: skip
+                         feedback=feedback, retries=5)  # fmt: skip
     assert result.ok == len(images) and not result.errors, result.summary()
     return result
 

@@ -20,7 +20,7 @@ from components.core import process_family
 from components.core.paths import Workspace
 from components.package.inputs import EXAMPLE_INPUT
 from components.prepare.splits import load_split
-from components.serve import inference_log, supervisor
+from components.serve import inference_log, supervisor, traffic
 from tests.helpers import (
     REPO,
     chromium,
@@ -285,14 +285,16 @@ def test_every_acknowledged_request_survives_kill_9(loop, tmp_path):
 
 def test_beyond_capacity_the_service_sheds_load_and_its_probes_stay_up(loop, tmp_path):
     """A burst larger than MLOOP_MAX_IN_FLIGHT allows: the excess is answered 503 with
-    Retry-After at once (no timeouts), /readyz answers 200 throughout, and every request
-    answered 200 is in the log."""
+    Retry-After at once (no timeouts), /readyz answers 200 throughout, every request
+    answered 200 is in the log, and ``mloop traffic --retries`` (honouring Retry-After)
+    gets a burst answered in full."""
     import asyncio
     from collections import Counter
 
     import aiohttp
 
-    _, state = loop
+    ws, state = loop
+    test = load_split(ws.prepared, "test")
     log = tmp_path / "log.sqlite"
     body = json.dumps({"images": EXAMPLE_INPUT}).encode()
     headers = {"Content-Type": "application/json"}
@@ -317,13 +319,18 @@ def test_beyond_capacity_the_service_sheds_load_and_its_probes_stay_up(loop, tmp
                 )
 
         answers, probes = asyncio.run(burst())
+        # a client that honours Retry-After gets every request answered in the end
+        polite = traffic.run(url, test.x, test.y, rate=2000, duration_s=0.2, retries=10)
+    assert polite.ok == polite.sent == 400 and not polite.errors, polite.summary()
+    assert polite.retried > 0, polite.summary()
     statuses = Counter(status for status, _, _ in answers)
     assert set(statuses) == {200, 503} and statuses[503] > 0, statuses
     shed = [(after, answer) for status, after, answer in answers if status == 503]
     assert all(after == "1" and "at capacity" in answer["error"] for after, answer in shed)
     assert probes == [200] * 10
     answered = {answer["request_id"] for status, _, answer in answers if status == 200}
-    assert answered == set(inference_log.read(log).table["request_id"])
+    logged = set(inference_log.read(log).table["request_id"])
+    assert answered <= logged and len(logged) == len(answered) + polite.ok
 
 
 def test_the_service_answers_with_the_registered_models_probabilities(loop):

@@ -6,8 +6,12 @@ from image files (``--files``: uploaded to /predict_files) or from the test spli
 (in a new random order each pass, so a few hundred requests look like the split,
 not like a resample of it), optionally drifted (noise or an intensity shift). With
 ``feedback`` > 0 that share of the answered requests get their true label posted to
-/feedback, as a labelling process would later. Prints requests/s, latency
-percentiles and errors by status.
+/feedback, as a labelling process would later. With ``retries`` > 0 a request
+refused with 503 and a Retry-After header (the service's back-pressure) is sent
+again after that wait (plus up to half of it at random, so refused requests do not
+come back together), up to that many times, as a well-behaved client does; its
+latency then counts from the first try. Prints requests/s, latency percentiles,
+errors by status and retries.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class TrafficResult:
     versions: dict[str, int] = field(default_factory=dict)  # model_version -> answers
     correct: int = 0  # answered predictions that match their label
     predicted: int = 0  # answered predictions with a label to compare
+    retried: int = 0  # tries repeated after a 503 with Retry-After
 
     @property
     def accuracy(self) -> float | None:
@@ -59,7 +64,8 @@ class TrafficResult:
             f" {self.throughput:.1f} answered/s (asked {self.rate:g}/s);"
             f" latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms,"
             f" p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms;"
-            f" errors {errors} ({detail}); skipped {self.skipped}; labels sent {self.labelled};"
+            f" errors {errors} ({detail}); retried {self.retried}; skipped {self.skipped};"
+            f" labels sent {self.labelled};"
             f" model versions {self.versions}"
             + (f"; accuracy {self.accuracy:.4f}" if self.accuracy is not None else "")
         )
@@ -76,17 +82,30 @@ def run(
     token: str | None = None,
     seed: int = 0,
     batch: int = 1,
+    retries: int = 0,
 ) -> TrafficResult:
     """Send ``rate`` requests per second for ``duration_s`` seconds to ``url`` (the service),
-    each of one image, or of ``batch`` images."""
+    each of one image, or of ``batch`` images; a 503 with Retry-After is retried up to
+    ``retries`` times."""
     return asyncio.run(
         _run(
-            url.rstrip("/"), images, labels, rate, duration_s, drift, feedback, token, seed, batch
+            url.rstrip("/"),
+            images,
+            labels,
+            rate,
+            duration_s,
+            drift,
+            feedback,
+            token,
+            seed,
+            batch,
+            retries,
         )  # fmt: skip
     )
 
 
-async def _run(url, images, labels, rate, duration_s, drift, feedback, token, seed, batch):
+async def _run(url, images, labels, rate, duration_s, drift, feedback, token, seed, batch,
+               retries):  # fmt: skip
     import aiohttp
 
     rng = np.random.default_rng(seed)
@@ -106,20 +125,25 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
     latencies: list[float] = []
     errors: Counter = Counter()
     versions: Counter = Counter()
-    labelled = correct = predicted = 0
+    labelled = correct = predicted = retried = 0
     in_flight: set[asyncio.Task] = set()
 
     async def one(session, i: int) -> None:
-        nonlocal labelled, correct, predicted
+        nonlocal labelled, correct, predicted, retried
         start = time.perf_counter()
-        try:
-            post = session.post(f"{url}/{endpoint}", data=bodies[i], headers=headers)
-            async with post as answer:
-                body = await answer.read()
-                status = answer.status
-        except (TimeoutError, aiohttp.ClientError) as err:
-            errors[type(err).__name__] += 1
-            return
+        for attempt in range(retries + 1):
+            try:
+                post = session.post(f"{url}/{endpoint}", data=bodies[i], headers=headers)
+                async with post as answer:
+                    body = await answer.read()
+                    status, wait = answer.status, retry_after(answer.headers)
+            except (TimeoutError, aiohttp.ClientError) as err:
+                errors[type(err).__name__] += 1
+                return
+            if status != 503 or wait is None or attempt == retries:
+                break
+            retried += 1
+            await asyncio.sleep(wait * (1 + rng.random() / 2))  # jitter: no retry waves
         if status != 200:
             errors[str(status)] += 1
             return
@@ -179,7 +203,16 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         versions=dict(versions),
         correct=correct,
         predicted=predicted,
+        retried=retried,
     )
+
+
+def retry_after(headers) -> float | None:
+    """Seconds a Retry-After header asks to wait (at most 10), None without a usable one."""
+    try:
+        return min(max(float(headers.get("Retry-After", "")), 0.0), 10.0)
+    except ValueError:
+        return None
 
 
 BOUNDARY = "mloop-traffic-3f1c9a"
