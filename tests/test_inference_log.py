@@ -151,3 +151,24 @@ def test_request_ids_are_unique_hex_and_grow_with_time():
     assert times == sorted(times)
     time.sleep(0.001)
     assert new_request_id() > max(ids)
+
+
+def test_a_text_request_logs_its_own_statistics_and_the_text_only_when_inputs_are_kept(tmp_path):
+    from components.core.text import logged_text_statistics
+
+    texts = ["Call 0800 now!", "see you"]
+    stats = logged_text_statistics(texts, [0.5, 0.0])
+    for keep in (True, False):
+        path = tmp_path / f"{keep}.sqlite"
+        log = InferenceLog(path, keep_inputs=keep)
+        ids = np.zeros((2, 8), np.int32)
+        log.append_many([("r1", "3", ids, ["spam", "ham"], np.array([0.9, 0.8]), stats,
+                          [t.encode() for t in texts])])  # fmt: skip
+        log.close()
+        table = read(path).table
+        assert table["mean"].tolist() == [14.0, 7.0]  # characters (TEXT_LOGGED order)
+        assert table["max"].tolist() == [0.5, 0.0]  # unknown-token share
+        db = sqlite3.connect(path)
+        kept = [row[0] for row in db.execute("SELECT inputs FROM predictions ORDER BY id")]
+        db.close()
+        assert kept == ([b"Call 0800 now!", b"see you"] if keep else [b"", b""])

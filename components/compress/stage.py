@@ -94,6 +94,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
         tags={"mloop.parent_model": f"{name}/{version}"},
     ) as run:
         run.log_params({f"compress.{k}": v for k, v in params.compress.model_dump().items()})
+        run.log_tokenizer(ws, load_meta(ws.prepared))  # the shipped variant reads with it
 
         @contextmanager
         def student_run(run_name: str, logged: dict):  # nested under compress-vN

@@ -28,6 +28,14 @@ if TYPE_CHECKING:  # types only
 log = logging.getLogger(__name__)
 
 REFERENCES = frozenset({"student-baseline"})  # measured for comparison, never shipped
+# Not built for a text encoder, and why: its weights live in linear layers and embeddings,
+# where BERT's int8 is dynamic (no activation calibration) and its student is half as deep.
+NOT_FOR_TRANSFORMERS = {
+    "pruned": "unstructured pruning of a small encoder's attention and embeddings (not built:"
+              " attention-head pruning is optional in issue 20)",
+    "structured": "removes conv channels and dense neurons; an encoder's heads are not",
+    "static-int8": "calibrates activations per tensor; a transformer's dynamic int8 needs none",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,13 @@ def build_variants(
     net = net.cpu().eval()
     add_torch("fp32", net)
     base, prefix = net, ""  # what the int8 variants start from
+    text = spec.kind == "transformer"
+    wanted = [v for v in cfg.variants if not (text and v in NOT_FOR_TRANSFORMERS)]
+    for skipped in sorted(set(cfg.variants) - set(wanted)):
+        log.info(
+            f"[compress] {skipped} not built for a transformer: {NOT_FOR_TRANSFORMERS[skipped]}"
+        )
+    cfg = cfg.model_copy(update={"variants": wanted})
     if "pruned" in cfg.variants:
         add_torch("pruned", pruning.magnitude_prune(net, cfg.prune_amount, tune, cfg.prune_steps))
     if "structured" in cfg.variants:
@@ -138,7 +153,13 @@ def build_variants(
             sources.append((students.distilled, "distilled+onnx-int8"))
     for source, name in sources:
         clock[0] = time.perf_counter()  # each ONNX int8 build on its own (not the students)
-        file = quantization.net_to_onnx_int8(source, calibration, folder / f"{name}.onnx")
+        file = folder / f"{name}.onnx"
+        if text:  # BERT's int8: weights int8, activations quantized per batch as they come
+            fp32 = quantization.export_onnx(source, calibration, file.with_suffix(".fp32.onnx"))
+            quantization.onnx_dynamic_int8(fp32, file)
+            fp32.unlink()
+        else:
+            quantization.net_to_onnx_int8(source, calibration, file)
         add_onnx(name, file, source)
     return out
 

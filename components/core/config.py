@@ -82,6 +82,34 @@ class ImageSource(_Section):
     color: Literal["grayscale", "rgb"] = "grayscale"
 
 
+class TextSource(_Section):
+    """A CSV or Parquet file of texts: a text column and a label column."""
+
+    path: str
+    text: str = Field("text", min_length=1)  # the column holding each text
+    label: str = Field("label", min_length=1)
+    # The WordPiece tokenizer learnt on the training split: at most this many tokens, and
+    # texts cut (or padded) to max_length tokens, [CLS] and [SEP] included; auto: the
+    # length that 99% of the training texts fit in, within 8..512.
+    vocab_size: int = Field(8000, ge=105, le=200_000)
+    max_length: int | Literal["auto"] = "auto"
+    # Exact duplicates (the same text under the same label): drop all but the first (kept
+    # in dropped_rows.parquet, counted by the gate) or fail the gate. The same text under
+    # two labels always fails.
+    duplicates: Literal["drop", "fail"] = "drop"
+    # Unlabelled texts (a file with the same text column) for masked-language-model
+    # pre-training only (train.pretrain_epochs); never in a split, never gated as labelled.
+    unlabelled: str | None = None
+
+    @model_validator(mode="after")
+    def _columns(self) -> TextSource:
+        if self.text == self.label:
+            raise ValueError(f"text and label are the same column {self.text!r}")
+        if self.max_length != "auto" and not 8 <= self.max_length <= 512:
+            raise ValueError("max_length must be within 8..512, or auto")
+        return self
+
+
 class SyntheticSource(_Section):
     kind: Literal["tabular", "images"] = "tabular"
     samples: int = Field(5000, ge=20)
@@ -107,9 +135,10 @@ class BatchesConfig(_Section):
 
 
 class DataConfig(_Section):
-    source: Literal["digits", "tabular", "images", "synthetic"] = "digits"
+    source: Literal["digits", "tabular", "images", "text", "synthetic"] = "digits"
     tabular: TabularSource | None = None
     images: ImageSource | None = None
+    text: TextSource | None = None
     synthetic: SyntheticSource = SyntheticSource()
     batches: BatchesConfig = BatchesConfig()
     val_fraction: float = Field(0.15, gt=0, lt=0.5)
@@ -117,7 +146,7 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _source_settings(self) -> DataConfig:
-        if self.source in ("tabular", "images") and getattr(self, self.source) is None:
+        if self.source in ("tabular", "images", "text") and getattr(self, self.source) is None:
             raise ValueError(f"data.source is {self.source!r} but data.{self.source} is not set")
         return self
 
@@ -128,6 +157,8 @@ class DataConfig(_Section):
             return f"tabular-{Path(self.tabular.path).stem}"
         if self.source == "images":
             return f"images-{Path(self.images.path).name}"
+        if self.source == "text":
+            return f"text-{Path(self.text.path).stem}"
         if self.source == "synthetic":
             return f"synthetic-{self.synthetic.kind}"
         return self.source
@@ -157,11 +188,20 @@ class ValidateConfig(_Section):
 
 
 class TrainConfig(_Section):
-    model: Literal["auto", "cnn", "mlp", "resnet"] = "auto"  # auto: CNN images, MLP tables
-    width: int = Field(32, ge=1, le=1024)
+    # auto: CNN for images, MLP for tables, transformer for texts
+    model: Literal["auto", "cnn", "mlp", "resnet", "transformer"] = "auto"
+    width: int = Field(32, ge=1, le=1024)  # the transformer's width too
     hidden: int = Field(128, ge=1, le=8192)
     mlp_layers: list[int] = Field([256, 128], min_length=1)
     resnet_blocks: list[int] = Field([2, 2, 2], min_length=1)  # residual blocks per stage
+    # The transformer (texts): encoder blocks, attention heads (width is a multiple of
+    # them), what the classifier reads (the [CLS] token's state or the mean of the tokens')
+    depth: int = Field(2, ge=1, le=48)
+    heads: int = Field(4, ge=1, le=64)
+    pooling: Literal["cls", "mean"] = "cls"
+    # Masked-language-model pre-training epochs before fine-tuning (BERT's recipe), on the
+    # training texts and data.text.unlabelled; 0: none
+    pretrain_epochs: int = Field(0, ge=0)
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(20, ge=1)
     # Cap on the batches of each epoch (training and validation): smoke runs, benchmarks.
@@ -175,8 +215,9 @@ class TrainConfig(_Section):
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     gradient_clip: float = Field(1.0, ge=0)  # 0: off
     # The model a user would pick instead, trained and tracked beside the network, a
-    # challenger like it: auto = gradient-boosted trees for tables, none for images.
-    baseline: Literal["auto", "trees", "none"] = "auto"
+    # challenger like it: auto = gradient-boosted trees for tables, TF-IDF + logistic
+    # regression for texts, none for images.
+    baseline: Literal["auto", "trees", "tfidf", "none"] = "auto"
     # "balanced": each class's loss weighs n / (classes x its count), for skewed labels
     class_weights: Literal["none", "balanced"] = "none"
     early_stopping_patience: int = Field(0, ge=0)  # epochs without val/loss progress; 0: off
@@ -188,6 +229,12 @@ class TrainConfig(_Section):
     devices: int | Literal["auto"] = "auto"
     strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
     num_nodes: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _heads(self) -> TrainConfig:
+        if self.model == "transformer" and self.width % self.heads:
+            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
+        return self
 
 
 class RegisterConfig(_Section):

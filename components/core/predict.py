@@ -26,11 +26,21 @@ def as_probabilities(output) -> np.ndarray:
 CHUNK = 1024  # rows per call: a CNN's activations for 32,000 images at once took 23 GB
 
 
+def input_dtype(model) -> type:
+    """What a pyfunc model takes: int64 for token ids (an ONNX text model's signature),
+    float32 for everything else (a torch text model turns float ids into ids itself)."""
+    schema = model.metadata.get_input_schema()
+    tensor = schema is not None and schema.is_tensor_spec()
+    return np.int64 if tensor and np.issubdtype(schema.numpy_types()[0], np.integer) else np.float32
+
+
 def pyfunc_predictor(model) -> Predictor:
-    """An MLflow pyfunc model as a function of float32 inputs, called ``CHUNK`` rows at a time."""
+    """An MLflow pyfunc model as a function of its inputs (``input_dtype``), called ``CHUNK``
+    rows at a time."""
+    dtype = input_dtype(model)
 
     def predict(x: np.ndarray) -> np.ndarray:
-        parts = [as_probabilities(model.predict(np.asarray(x[s : s + CHUNK], dtype=np.float32)))
+        parts = [as_probabilities(model.predict(np.asarray(x[s : s + CHUNK], dtype=dtype)))
                  for s in range(0, len(x), CHUNK)]  # fmt: skip
         return np.concatenate(parts) if parts else np.zeros((0, 0))
 
@@ -66,8 +76,9 @@ def served_predictor(mlflow_model: str | Path, threads: int = 1) -> Predictor:
     session = ort.InferenceSession(
         str(path / flavours["onnx"]["data"]), options, providers=["CPUExecutionProvider"]
     )
-    name = session.get_inputs()[0].name
-    return lambda x: as_probabilities(session.run(None, {name: np.asarray(x, np.float32)})[0])
+    given = session.get_inputs()[0]
+    dtype = np.int64 if given.type == "tensor(int64)" else np.float32  # token ids, or values
+    return lambda x: as_probabilities(session.run(None, {given.name: np.asarray(x, dtype)})[0])
 
 
 def torch_predictor(module) -> Predictor:

@@ -141,6 +141,12 @@ class Run:
 
         mlflow.MlflowClient().log_artifact(self.run_id, str(path), artifact_path=folder)
 
+    def log_tokenizer(self, ws: Workspace, meta: dict) -> None:
+        """Version a text data set's tokenizer with the model this run logs (its folder
+        ``tokenizer/``, where packaging takes it from); other data have none."""
+        if meta["kind"] == "text":
+            self.log_artifact(ws.prepared / meta["text"]["tokenizer"], "tokenizer")
+
     def end(self, status: str = "FINISHED") -> None:
         """End a run opened by ``create_run``: FINISHED, FAILED or KILLED."""
         import mlflow
@@ -163,8 +169,12 @@ class Run:
         if runner.format == "onnx":
             import onnx
 
+            model = onnx.load(str(runner.file))
+            if model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64:
+                example = example.astype("int64")  # token ids: the signature says so
+                signature = infer_signature(example, output)
             info = mlflow.onnx.log_model(
-                onnx.load(str(runner.file)),
+                model,
                 name="compressed",
                 signature=signature,
                 input_example=example,

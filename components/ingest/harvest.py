@@ -124,6 +124,9 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
         meta = load_meta(ws.prepared)
     except FileNotFoundError:
         return HarvestResult(None, "no prepared data yet: run the loop once (mloop run)")
+    if meta["kind"] == "text":  # the log keeps texts; batches of texts do not join yet
+        return HarvestResult(None, f"{len(rows)} labelled texts wait: harvesting texts into"
+                                   " batches is not supported yet")  # fmt: skip
     shape = tuple(meta["input_shape"])
     size = rows["size"].to_numpy()
     blind = size == 0

@@ -140,9 +140,15 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         return waiting(len(batch), f"{len(batch)} new predictions, {cfg.min_rows} needed")
 
     predict = champion_predictor(params.registry.model_name)
-    train_x = champion_reference(params.registry.model_name, ws)
-    reference = feature_table(train_x, predict, classes=load_meta(ws.prepared)["classes"])
-    current = table[[*FEATURES, PREDICTION]]
+    meta = load_meta(ws.prepared)
+    if meta["kind"] == "text":  # the logged descriptors against the training texts'
+        from components.monitor.texts import logged_text_table, text_reference
+
+        reference, current = text_reference(ws, meta, predict), logged_text_table(table)
+    else:
+        train_x = champion_reference(params.registry.model_name, ws)
+        reference = feature_table(train_x, predict, classes=meta["classes"])
+        current = table[[*FEATURES, PREDICTION]]
     if len(current) > cfg.test_rows:
         current = current.sample(cfg.test_rows, random_state=params.seed + batch.last)
     current = current.reset_index(drop=True)

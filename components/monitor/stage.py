@@ -95,9 +95,57 @@ def drifted(
 def drift_selftest_stage(params: Params, ws: Workspace) -> DriftSelfTest:
     from components.core import tracking
 
-    cfg = params.monitor
     meta = load_meta(ws.prepared)
     predict = champion_predictor(params.registry.model_name)
+    if meta["kind"] == "text":
+        results = text_selftest(params, ws, meta, predict)
+    else:
+        results = data_selftest(params, ws, meta, predict)
+    summary = DriftSelfTest(results=results, summary_file=ws.report("drift.json"))
+    write_json(summary.summary_file, summary)
+    with tracking.start_run(ws, params.data.name, run_name="monitor") as run:
+        for r in results:
+            run.log_metrics(
+                {f"{r.batch}.drift_share": r.drift_share, f"{r.batch}.drifted": r.drifted}
+            )
+            run.log_artifact(r.report, "drift")
+        run.log_artifact(summary.summary_file, "drift")
+    return summary
+
+
+def _logged(result: DriftResult) -> DriftResult:
+    log.info(
+        f"  drift self-test, {result.batch:<6} batch: {'DRIFT' if result.drifted else 'no drift'}"
+        f" (drifted share {result.drift_share:.2f}; columns: {result.drifted_columns or '-'})"
+    )
+    return result
+
+
+def text_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[DriftResult]:
+    """The detector on texts: training texts against test texts, clean, noisy, longer."""
+    from components.monitor.texts import changed_texts, text_features
+    from components.prepare import tokenizer as tok
+    from components.prepare.splits import load_rows
+
+    cfg, column = params.monitor, meta["text"]["column"]
+    tokenizer = tok.load(ws.prepared / meta["text"]["tokenizer"])
+    length = meta["text"]["max_length"]
+    reference = text_features(load_rows(ws.prepared, "train")[column].tolist(), tokenizer,
+                              length, predict)  # fmt: skip
+    test = load_rows(ws.prepared, "test")[column].tolist()
+    results = []
+    for i, kind in enumerate(BATCHES):
+        rng = np.random.default_rng(params.seed + i)
+        picked = [test[j] for j in rng.choice(len(test), min(cfg.batch_size, len(test)), False)]
+        current = text_features(changed_texts(picked, kind, rng), tokenizer, length, predict)
+        report = ws.report(f"drift_{kind}.html")
+        results.append(_logged(check_drift(reference, current, cfg, report, kind)))
+    return results
+
+
+def data_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[DriftResult]:
+    """The detector on images (their statistics) or tables (their numeric columns)."""
+    cfg = params.monitor
     if meta["kind"] == "image":
         columns, numeric = None, None
         pixel_max = pixel_scale(params, meta)
@@ -110,20 +158,6 @@ def drift_selftest_stage(params: Params, ws: Workspace) -> DriftSelfTest:
     for i, kind in enumerate(BATCHES):
         batch = simulate_batch(test.x, kind, cfg, pixel_max, params.seed + i, numeric)
         current = feature_table(batch, predict, columns)
-        result = check_drift(reference, current, cfg, ws.report(f"drift_{kind}.html"), kind)
-        log.info(
-            f"  drift self-test, {kind:<6} batch: {'DRIFT' if result.drifted else 'no drift'}"
-            f" (drifted share {result.drift_share:.2f}; columns: {result.drifted_columns or '-'})"
-        )
-        results.append(result)
-
-    summary = DriftSelfTest(results=results, summary_file=ws.report("drift.json"))
-    write_json(summary.summary_file, summary)
-    with tracking.start_run(ws, params.data.name, run_name="monitor") as run:
-        for r in results:
-            run.log_metrics(
-                {f"{r.batch}.drift_share": r.drift_share, f"{r.batch}.drifted": r.drifted}
-            )
-            run.log_artifact(r.report, "drift")
-        run.log_artifact(summary.summary_file, "drift")
-    return summary
+        report = ws.report(f"drift_{kind}.html")
+        results.append(_logged(check_drift(reference, current, cfg, report, kind)))
+    return results

@@ -157,6 +157,8 @@ def short(value: Any, limit: int = 80) -> str:
 def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
     """The default request-body limit: the largest legal batch of this model's inputs; for a
     model trained on image files, at least one file of ``max_file_bytes`` in base64."""
+    if meta.get("kind") == "text":  # a character takes at most 6 bytes in JSON (\uXXXX)
+        return MAX_BATCH * (int(meta["text"]["max_chars"]) * 6 + 8) + BODY_OVERHEAD
     if meta.get("kind") == "tabular" and meta.get("schema"):
         schema = meta["schema"]
         columns = [*schema["numeric"], *schema["categorical"], schema["label"]]
@@ -185,7 +187,7 @@ def check_labels(labels: list, classes: list) -> list:
 def to_texts(texts: Any, max_chars: int, max_texts: int = MAX_BATCH) -> list[str]:
     """A request's ``texts`` (one text or a list of them), checked: 400 for what is not
     text or holds no character, 413 beyond ``max_texts`` texts or ``max_chars`` characters
-    in one (issue 20, part 6: the checks of the coming /predict_text)."""
+    in one (/predict_text)."""
     if isinstance(texts, str):
         texts = [texts]
     if not isinstance(texts, list) or not texts:

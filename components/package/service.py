@@ -1,6 +1,7 @@
 """The Bento service: classify images (POST /predict: pixel values; /predict_files: PNG or
-JPEG files as multipart/form-data; /predict_base64: the files as base64 in JSON) or table
-rows (POST /predict_rows).
+JPEG files as multipart/form-data; /predict_base64: the files as base64 in JSON), table
+rows (POST /predict_rows) or texts (POST /predict_text: tokenized here, with the
+tokenizer the model was trained with, stored beside it).
 
 Built by the ``package`` stage around the registered model it imported into
 the BentoML store; ``bentoml serve`` of the Bento runs this file. Inputs are
@@ -46,6 +47,7 @@ from pydantic import Field
 
 from components.core.predict import served_predictor
 from components.core.settings import settings
+from components.core.text import logged_text_statistics
 from components.package.http_gate import RequestGate
 from components.package.inputs import (
     EXAMPLE_INPUT,
@@ -60,8 +62,14 @@ from components.package.inputs import (
     encode_rows,
     from_base64,
     to_batch,
+    to_texts,
 )
+from components.prepare.tokenizer import FILE as TOKENIZER
+from components.prepare.tokenizer import encode
+from components.prepare.tokenizer import load as load_tokenizer
 from components.serve.inference_log import GroupCommit, InferenceLog, new_request_id
+
+ENDPOINTS = {"image": "/predict", "tabular": "/predict_rows", "text": "/predict_text"}
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 _PINNED = Path(__file__).with_name("bento_model.json")
@@ -104,6 +112,9 @@ class Classifier:
         self.classes = list(meta.get("classes", range(10)))
         self.schema = meta.get("schema")
         self.image_files = meta.get("image_files")  # size and colour of the training files
+        self.text = meta.get("text")  # texts: max_length, max_chars
+        if self.kind == "text":
+            self.tokenizer = load_tokenizer(Path(self.model_ref.path_of(TOKENIZER)))
         RequestGate.body_limit = body_limit(dict(meta), SETTINGS.max_file_bytes)
         self.log: InferenceLog | None = None
         self.writer: GroupCommit | None = None
@@ -155,12 +166,19 @@ class Classifier:
             self._unwritable(None)
         return result
 
-    async def _answer(self, x: np.ndarray) -> Answer:
+    def _only(self, kind: str) -> None:
+        """400 naming the right endpoint unless this model reads ``kind`` data."""
+        if self.kind != kind:
+            raise InvalidArgument(f"this model reads {self.kind} data: POST it to"
+                                  f" {ENDPOINTS.get(self.kind, '/predict')}")  # fmt: skip
+
+    async def _answer(self, x: np.ndarray, logged: tuple = ()) -> Answer:
+        """Predict, log (``logged``: a text request's statistics and texts), answer."""
         proba = self.predict_proba(x)
         request_id = new_request_id()
         classes = [self.classes[i] for i in proba.argmax(1).tolist()]
         if LOG_PATH != "off":  # committed before the answer leaves
-            record = (request_id, self.version, x, classes, proba.max(1))
+            record = (request_id, self.version, x, classes, proba.max(1), *logged)
             await self._logged(lambda: self.writer.append(record))
         return Answer(
             request_id=request_id,
@@ -185,8 +203,7 @@ class Classifier:
         ],
     ) -> Answer:
         """Classify one image or a batch of images given as raw pixel values."""
-        if self.kind != "image":
-            raise InvalidArgument("this model classifies table rows: POST them to /predict_rows")
+        self._only("image")
         return await self._answer(to_batch(images, self.shape, self.pixel_max))
 
     @bentoml.api
@@ -217,11 +234,10 @@ class Classifier:
         return await self._answer(await self._uploads(from_base64(files)))
 
     async def _uploads(self, files: list) -> np.ndarray:
-        if self.kind != "image" or not self.image_files:
-            raise InvalidArgument(
-                "this model was not trained on image files: POST pixel values to /predict"
-                if self.kind == "image" else "this model classifies table rows: /predict_rows"
-            )  # fmt: skip
+        self._only("image")
+        if not self.image_files:
+            raise InvalidArgument("this model was not trained on image files: POST pixel values"
+                                  " to /predict")  # fmt: skip
         decode = functools.partial(decode_uploads, files, self.image_files,
                                    SETTINGS.max_file_bytes, SETTINGS.max_image_pixels)  # fmt: skip
         big = sum(len(f) if isinstance(f, bytes) else Path(f).stat().st_size for f in files)
@@ -236,9 +252,24 @@ class Classifier:
         ],
     ) -> Answer:
         """Classify table rows given as objects of column values, as in the training file."""
-        if self.kind != "tabular":
-            raise InvalidArgument("this model classifies images: POST them to /predict")
+        self._only("tabular")
         return await self._answer(encode_rows(rows, self.schema))
+
+    @bentoml.api
+    async def predict_text(
+        self,
+        texts: Annotated[
+            str | list,
+            Field(description="one text or a list of texts", examples=["Free entry! Txt WIN"]),
+        ],
+    ) -> Answer:
+        """Classify one text or a list of texts, tokenized here with the model's tokenizer.
+        The log keeps each text's statistics, and the text only with MLOOP_LOG_INPUTS."""
+        self._only("text")
+        texts = to_texts(texts, int(self.text["max_chars"]))
+        ids, unknown = encode(self.tokenizer, texts, int(self.text["max_length"]))
+        stats = logged_text_statistics(texts, unknown)
+        return await self._answer(ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
 
     @bentoml.api
     async def feedback(

@@ -21,6 +21,8 @@ from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.tracking import pinned
 from components.prepare.splits import load_meta, pixel_scale
+from components.prepare.tokenizer import ARTIFACT_FOLDER as TOKENIZER_FOLDER
+from components.prepare.tokenizer import FILE as TOKENIZER
 from components.register.aliases import (
     CHAMPION,
     COMPRESSED,
@@ -44,6 +46,7 @@ SERVING_PACKAGES = (
     "pydantic-settings",
     "scikit-learn",  # a trees champion (the tables' baseline): MLflow's sklearn flavour ...
     "skops",  # ... stored with skops, not pickle
+    "tokenizers",  # texts: /predict_text tokenizes with the model's own tokenizer
 )
 
 
@@ -94,6 +97,13 @@ def image_files(params: Params) -> dict | None:
     return {"size": list(images.size), "color": images.color}
 
 
+def text_limits(params: Params, meta: dict) -> dict | None:
+    """What /predict_text needs: the token length the model reads, the longest text taken."""
+    if meta["kind"] != "text":
+        return None
+    return {"max_length": meta["text"]["max_length"], "max_chars": params.gate.max_text_chars}
+
+
 def package_stage(params: Params, ws: Workspace) -> PackageResult:
     import bentoml
     import mlflow
@@ -121,10 +131,25 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
                 "data_version": str(meta["version"]),
                 # what /predict_files decodes uploads to: the training folder's settings
                 "image_files": image_files(params),
+                "text": text_limits(params, meta),
             }.items()
             if value is not None
         },
     )
+    model = bentoml.models.get(model.tag)  # the store's copy (import returns a staging one)
+    if meta["kind"] == "text" and not Path(model.path_of(TOKENIZER)).is_file():
+        # the tokenizer the model was trained with, versioned with its run, beside it
+        try:
+            tokenizer = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{TOKENIZER_FOLDER}/{TOKENIZER}"
+            )
+        except mlflow.exceptions.MlflowException:
+            bentoml.models.delete(model.tag)
+            raise FileNotFoundError(
+                f"{name} version {version}: its run {run_id} logged no {TOKENIZER_FOLDER}/"
+                f"{TOKENIZER}; a text model cannot be served without the tokenizer it reads with"
+            ) from None
+        shutil.copy(tokenizer, model.path_of(TOKENIZER))
     packages = pinned(SERVING_PACKAGES)
     with tempfile.TemporaryDirectory() as stage:
         # Build from a staged copy of the code with the model's tag pinned beside the

@@ -332,6 +332,19 @@ def read_image_folder(
 # ---------------------------------------------------------------- texts
 
 
+def _text_frame(path: Path):
+    """A CSV (UTF-8 as a whole, every cell as text: "NA" or "null" is a message, not a
+    gap) or Parquet file of texts, as read."""
+    import pandas as pd
+
+    if _table_suffix(path) != ".csv":
+        return _read_parquet(path)
+    try:
+        return pd.read_csv(io.StringIO(_decode_csv(path)), dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as err:
+        raise DataError(f"malformed CSV: {err}", path) from None
+
+
 def read_text_table(path: Path, text: str, label: str) -> RawData:
     """A CSV or Parquet file of texts: a text column and a label column, as read.
 
@@ -339,17 +352,8 @@ def read_text_table(path: Path, text: str, label: str) -> RawData:
     single texts that hold replacement characters, lone surrogates or control
     characters are left for the gate, which rejects them row by row.
     """
-    import pandas as pd
-
     path = Path(path)
-    suffix = _table_suffix(path)
-    if suffix == ".csv":
-        try:  # every cell as text: "NA" or "null" is a message, not a gap
-            frame = pd.read_csv(io.StringIO(_decode_csv(path)), dtype=str, keep_default_na=False)
-        except pd.errors.ParserError as err:
-            raise DataError(f"malformed CSV: {err}", path) from None
-    else:
-        frame = _read_parquet(path)
+    frame = _text_frame(path)
     missing = [c for c in (text, label) if c not in frame.columns]
     if missing:
         raise DataError(f"column(s) {missing} missing; columns are {list(frame.columns)}", path)
@@ -359,6 +363,17 @@ def read_text_table(path: Path, text: str, label: str) -> RawData:
     labels = frame[label].astype(str).where(frame[label].notna(), None).to_numpy()
     return RawData(kind="text", labels=labels, frame=frame, label_column=label,
                    text_column=text, origin=path)  # fmt: skip
+
+
+def read_unlabelled(path: Path, text: str) -> list[str]:
+    """The texts of column ``text`` of a CSV or Parquet file with no labels (pre-training
+    texts); blank ones are left out."""
+    path = Path(path)
+    frame = _text_frame(path)
+    if text not in frame.columns:
+        raise DataError(f"no text column {text!r}; columns are {list(frame.columns)}", path)
+    texts = frame[text].dropna().astype(str)
+    return texts[texts.str.strip() != ""].tolist()
 
 
 # ---------------------------------------------------------------- arrays
@@ -450,6 +465,9 @@ def read_source(
             raw = with_test_file(raw, read_table(Path(root) / t.test_path, t.label,
                                                  raw.numeric, raw.categorical, t))  # fmt: skip
         return raw
+    if cfg.source == "text":
+        t = cfg.text
+        return read_text_table(Path(root) / t.path, t.text, t.label)
     images = cfg.images
     return read_image_folder(Path(root) / images.path, images.size, images.color, images_out)
 

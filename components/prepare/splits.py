@@ -146,7 +146,7 @@ def pixel_scale(params, meta: dict) -> float | None:
 
 
 def load_rows(folder: Path, name: str):
-    """A table split's rows as read from the source (tables only)."""
+    """A table's or a text data set's split rows as read from the source."""
     import pandas as pd
 
     return pd.read_parquet(Path(folder) / f"{name}_rows.parquet")

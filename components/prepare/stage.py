@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.prepare import texts
 from components.prepare.batches import BatchError, in_window, list_batches, verify
 from components.prepare.sources import DataError, RawData, read_batch, read_source
 from components.prepare.splits import (
@@ -49,7 +50,8 @@ class PreparedData:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
         rejected = f"; {self.rejected} files rejected at read" if self.rejected else ""
         if self.dropped:
-            rejected += f"; {self.dropped} rows left out by missing-value rules (drop)"
+            rule = "exact duplicates" if self.kind == "text" else "missing-value rules"
+            rejected += f"; {self.dropped} rows left out: {rule} (drop; dropped_rows.parquet)"
         joined = f"; reference data + {len(self.batches)} batches" if self.batches else ""
         return f"{self.kind} data: {counts} samples{joined}; data version {self.version}{rejected}"
 
@@ -250,6 +252,9 @@ def prepare(
     if raw.kind == "tabular":
         left_out = [d for d in (drop_missing(r) for r in [raw, *parts]) if d is not None]
         dropped = _concat_frames(left_out)
+    elif raw.kind == "text":
+        texts.check_not_batched(chosen)
+        dropped = texts.drop_duplicates(raw, cfg.text)
     n_ref, sizes = len(raw), [len(p) for p in parts]
     if parts:
         raw = join_batches(raw, parts, [b.id for b in chosen], out_dir / f".joined{DECODED}")
@@ -261,11 +266,18 @@ def prepare(
         extra = batch_split_indices(y, n_ref, sizes, cfg, seed)
         for name, idx in extra.items():
             splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
-    schema = None
+    schema = text_info = None
     if raw.kind == "tabular":
         x, schema = encode_table(raw, splits["train"])
+    elif raw.kind == "text":
+        previous = json.loads((out_dir / "meta.json").read_text()).get("text") if (
+            out_dir / "meta.json").is_file() else None  # fmt: skip
+        encoded = texts.tokenize(raw, splits["train"], cfg.text, out_dir, previous)
+        x, text_info = encoded.ids, encoded.info
     else:
         x = raw.images
+    if raw.kind != "text":
+        (out_dir / texts.FILE).unlink(missing_ok=True)
 
     for stale in [*out_dir.glob("*_rows.parquet"), *out_dir.glob("*_files.txt"),
                   *out_dir.glob(f"{RECENT}_?.npy")]:  # fmt: skip
@@ -286,7 +298,7 @@ def prepare(
         if raw.files:  # which file each row of an image folder came from
             names = np.asarray(raw.files)[idx]
             (out_dir / f"{name}_files.txt").write_text("".join(f"{f}\n" for f in names))
-        if raw.kind == "tabular":
+        if raw.kind in ("tabular", "text"):
             rows = raw.frame.iloc[idx].reset_index(drop=True)
             rows.to_parquet(out_dir / f"{name}_rows.parquet", index=False)
         counts[name] = int(len(idx))
@@ -317,6 +329,7 @@ def prepare(
         "input_shape": list(prepared.input_shape),
         "pixel_max": raw.pixel_max if raw.kind == "image" else None,
         "schema": schema,
+        "text": text_info,  # texts: the tokenizer and its max_length
         "rejected": [{"file": f, "reason": r} for f, r in raw.rejected],
         "dropped_rows": prepared.dropped,
         "origin": str(raw.origin) if raw.origin else None,

@@ -32,6 +32,8 @@ PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL = (PAD, UNK, CLS, SEP, MASK)  # ids 0..4, in this order, in every vocabulary
 LENGTH_QUANTILE = 0.99  # default max_length: this share of training texts fits uncut
 MAX_LENGTH_CAP = 512
+FILE = "tokenizer.json"  # beside the splits, in a text model's BentoML model folder ...
+ARTIFACT_FOLDER = "tokenizer"  # ... and in this folder of every run that logs a text model
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:

@@ -34,6 +34,15 @@ from pathlib import Path
 import numpy as np
 
 STATISTICS = ("mean", "std", "min", "max", "ink")
+# A text model's rows hold these in the same five columns, in this order (``text_row``):
+# characters, share of non-letters, share of digits, share of unknown tokens, words.
+TEXT_LOGGED = ("chars", "non_letter", "digits", "unknown", "words")
+
+
+def logged_statistics(kind: str) -> tuple[str, ...]:
+    """What the five statistics columns hold for a model of data ``kind``."""
+    return TEXT_LOGGED if kind == "text" else STATISTICS
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -80,8 +89,9 @@ class Batch:
 
 
 # One request's predictions: (request id, model version, inputs, predicted classes,
-# confidences), the inputs an array with one row (or image) per prediction.
-Record = tuple[str, str, np.ndarray, list, np.ndarray]
+# confidences), the inputs an array with one row (or image) per prediction. A text
+# request adds (statistics N x 5, the texts as UTF-8): ``text_record``.
+Record = tuple
 
 
 class InferenceLog:
@@ -121,17 +131,20 @@ class InferenceLog:
     def append_many(self, records: list[Record]) -> None:
         """Record several requests' predictions in one transaction; returns once committed."""
         now = time.time()
-        flat = np.concatenate(
-            [np.asarray(x, dtype=np.float32).reshape(len(x), -1) for _, _, x, _, _ in records]
-        )
-        stats = statistics(flat).tolist()
+        arrays = [np.asarray(r[2], dtype=np.float32).reshape(len(r[2]), -1) for r in records
+                  if len(r) == 5]  # fmt: skip
+        flat = np.concatenate(arrays) if arrays else None
+        computed = statistics(flat).tolist() if arrays else []  # one call for the commit
         rows, k = [], 0
-        for request_id, model_version, x, predictions, confidence in records:
+        for request_id, model_version, x, predictions, confidence, *given in records:
+            if given:  # texts: their own statistics, the text itself as the input
+                stats, inputs = given[0].tolist(), given[1]
+            else:
+                stats, inputs, k = computed[k : k + len(x)], flat[k : k + len(x)], k + len(x)
             for i in range(len(x)):
-                kept = flat[k].tobytes() if self.keep_inputs else b""
-                rows.append((request_id, i, now, model_version, *stats[k], kept,
+                kept = (inputs[i] if given else inputs[i].tobytes()) if self.keep_inputs else b""
+                rows.append((request_id, i, now, model_version, *stats[i], kept,
                              str(predictions[i]), float(confidence[i])))  # fmt: skip
-                k += 1
         with self._writing() as db:
             db.executemany(
                 "INSERT INTO predictions (request_id, item, ts, model_version, mean, std, min,"

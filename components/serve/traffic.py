@@ -114,7 +114,10 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         groups = [[i] for i in range(len(images))]
     else:
         groups = [list(range(i, i + batch)) for i in range(0, len(images) - batch + 1, batch)]
-    if isinstance(images, Files):  # image files: one multipart upload per request
+    if isinstance(images, Texts):  # texts: JSON to /predict_text
+        endpoint = "predict_text"
+        bodies = [json.dumps({"texts": [images.texts[j] for j in g]}).encode() for g in groups]
+    elif isinstance(images, Files):  # image files: one multipart upload per request
         endpoint, bodies = "predict_files", [multipart([images.files[j] for j in g])
                                              for g in groups]  # fmt: skip
         headers["Content-Type"] = f"multipart/form-data; boundary={BOUNDARY}"
@@ -156,7 +159,7 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
                 correct += str(answer["class"]) == str(labels[j])
         if feedback and rng.random() < feedback:
             label = json.dumps(
-                {"request_id": reply["request_id"], "labels": [labels[j].item() for j in groups[i]]}
+                {"request_id": reply["request_id"], "labels": [plain(labels[j]) for j in groups[i]]}
             )
             json_headers = {**headers, "Content-Type": "application/json"}
             async with session.post(f"{url}/feedback", data=label, headers=json_headers) as answer:
@@ -205,6 +208,11 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         predicted=predicted,
         retried=retried,
     )
+
+
+def plain(value):
+    """A label as JSON takes it: numpy's scalars as Python's, strings as they are."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def retry_after(headers) -> float | None:
@@ -261,9 +269,35 @@ def folder_files(folder: Path, limit: int = 2000, seed: int = 0) -> tuple[Files,
     return Files([(str(p.relative_to(folder)), p.read_bytes()) for p in chosen]), labels
 
 
+@dataclass(frozen=True)
+class Texts:
+    """Texts to send to /predict_text, one or ``batch`` a request."""
+
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def test_texts(params, ws, meta: dict, drift: str):
+    """The test split's texts, clean or changed (``monitor.texts.changed_texts``), and their
+    labels (class names, as the service answers them)."""
+    from components.monitor.texts import changed_texts
+    from components.prepare.splits import load_rows
+
+    rows = load_rows(ws.prepared, "test")
+    kind = "clean" if drift == "none" else drift
+    texts = changed_texts(rows[meta["text"]["column"]].tolist(), kind,
+                          np.random.default_rng(params.seed))  # fmt: skip
+    return Texts(texts), rows[meta["text"]["label"]].astype(str).to_numpy()
+
+
 def test_images(params, ws, drift: str):
-    """The test split's images, clean or drifted (``noise``, ``shift``), and their labels."""
+    """The test split's images, clean or drifted (``noise``, ``shift``), and their labels;
+    for a text data set its texts (``test_texts``)."""
     meta, test = load_meta(ws.prepared), load_split(ws.prepared, "test")
+    if meta["kind"] == "text":
+        return test_texts(params, ws, meta, drift)
     if meta["kind"] != "image":
         raise ValueError("traffic sends images; this workspace's model reads table rows")
     kind = "clean" if drift == "none" else drift

@@ -6,7 +6,10 @@ prepared training split as the network (a numeric gap stays NaN: the trees route
 natively; categories arrive one-hot). It is its own MLflow run (``run_name``
 ``baseline-trees``, tag ``mloop.kind: baseline``) and an MLflow sklearn model whose
 pyfunc answers class probabilities, so the gate, the registry and the Bento treat it
-like any challenger. Image data has no baseline (``train.baseline: auto``).
+like any challenger. For texts it is word-piece TF-IDF (1-2 grams, sublinear term
+frequencies) and logistic regression (``baseline-tfidf``): it reads the token ids every
+text model of the loop reads, as words, so the registry, the gate and the service treat
+it as they treat the network. Image data has no baseline (``train.baseline: auto``).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
 
 log = logging.getLogger(__name__)
 
-TREES = "trees"
 TREE_NODES = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
+TREES, TFIDF = "trees", "tfidf"
+TRUSTED = {TREES: [TREE_NODES], TFIDF: ["components.train.baseline.id_words"]}
+FOR_KIND = {"tabular": TREES, "text": TFIDF}  # what train.baseline: auto gives each kind
 
 
 @dataclass(frozen=True)
@@ -49,29 +54,42 @@ class BaselineResult:
 
 
 def baseline_kind(params: Params, meta: dict) -> str | None:
-    """Which baseline this data gets: trees for tables (``auto``), none for images."""
-    choice = params.train.baseline
+    """Which baseline this data gets: trees for tables, TF-IDF for texts (``auto``), none
+    for images."""
+    choice, fits = params.train.baseline, FOR_KIND.get(meta["kind"])
     if choice == "none":
         return None
-    if meta["kind"] != "tabular":
-        if choice == TREES:
-            raise ValueError("train.baseline: trees needs table data; use auto or none")
-        return None
-    return TREES
+    if choice != "auto" and choice != fits:
+        raise ValueError(f"train.baseline: {choice} does not fit {meta['kind']} data; use auto"
+                         f" or none")  # fmt: skip
+    return fits
 
 
-def text_pipeline(seed: int):
-    """The model a user would pick for texts (issue 20, part 4; not yet in the loop): word
-    1-2-gram TF-IDF (sublinear term frequencies) and logistic regression, as scikit-learn
-    gives them; it takes raw texts and answers class probabilities."""
+def text_pipeline(seed: int, words=None):
+    """The model a user would pick for texts: word 1-2-gram TF-IDF (sublinear term
+    frequencies) and logistic regression, as scikit-learn gives them. It takes raw texts,
+    or with ``words`` (``id_words``) token ids, and answers class probabilities."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
 
-    return make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
-    )
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    steps = [vectorizer, LogisticRegression(C=10.0, max_iter=2000, random_state=seed)]
+    if words is not None:  # ids as words: every non-space run is a token, case kept
+        vectorizer.set_params(token_pattern=r"\S+", lowercase=False)
+        steps.insert(0, FunctionTransformer(words))
+    return make_pipeline(*steps)
+
+
+FIRST_WORD_ID = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] are 0..4: only [UNK] stays a word
+
+
+def id_words(ids) -> list[str]:
+    """Token-id rows (N x L, padded with 0) as space-separated words for ``text_pipeline``:
+    every id but padding and the [CLS], [SEP] and [MASK] markers."""
+    rows = np.asarray(ids).astype(np.int64)
+    return [" ".join(map(str, row[(row >= FIRST_WORD_ID) | (row == 1)])) for row in rows]
 
 
 def baseline_record(ws: Workspace) -> Path:
@@ -94,8 +112,14 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
         write_json(record, {"kind": None})  # the stage's output exists either way (DVC)
         return None
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
-    model = HistGradientBoostingClassifier(random_state=params.seed)
-    log.info(f"training the baseline ({kind}: gradient-boosted trees) on {len(train)} rows")
+    if kind == TREES:
+        model, what = (
+            HistGradientBoostingClassifier(random_state=params.seed),
+            "gradient-boosted trees",
+        )
+    else:
+        model, what = text_pipeline(params.seed, id_words), "TF-IDF + logistic regression"
+    log.info(f"training the baseline ({kind}: {what}) on {len(train)} rows")
     with tracking.start_run(
         ws,
         experiment=params.data.name,
@@ -106,11 +130,13 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
         model.fit(train.x, train.y)
         seconds = time.perf_counter() - start
         val_accuracy = float(np.mean(model.predict(val.x) == val.y))
-        run.log_params({f"trees.{k}": v for k, v in model.get_params().items()})
-        run.log_metrics({
-            "val_accuracy": val_accuracy, "train_seconds": seconds,
-            "trees.iterations": float(model.n_iter_),
-        })  # fmt: skip
+        run.log_params(described(model, kind))
+        run.log_tokenizer(ws, meta)
+        run.log_metrics({"val_accuracy": val_accuracy, "train_seconds": seconds})
+        if kind == TREES:
+            run.log_metrics({"trees.iterations": float(model.n_iter_)})
+        else:
+            run.log_metrics({"tfidf.terms": float(len(model[1].vocabulary_))})
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
         info = mlflow.sklearn.log_model(
             model,
@@ -119,9 +145,9 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
             signature=mlflow.models.infer_signature(example, model.predict_proba(example)),
             pyfunc_predict_fn="predict_proba",
             pip_requirements=tracking.pinned(("scikit-learn", "mlflow", "numpy", "skops")),
-            # skops (MLflow's default, no pickle) trusts no tree nodes unless told: these were
-            # fitted just above and load only from this run's store.
-            skops_trusted_types=[TREE_NODES],
+            # skops (MLflow's default, no pickle) trusts no tree nodes, and no function of
+            # ours, unless told: these were fitted just above and load only from this store.
+            skops_trusted_types=TRUSTED[kind],
         )
     result = BaselineResult(
         kind=kind,
@@ -133,6 +159,15 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
     )
     write_json(record, result)
     return result
+
+
+def described(model, kind: str) -> dict[str, object]:
+    """The baseline's settings as MLflow params (``trees.*``, ``tfidf.*``)."""
+    if kind == TREES:
+        return {f"trees.{k}": v for k, v in model.get_params().items()}
+    vectorizer, classifier = model[1], model[2]
+    return {"tfidf.ngram_range": vectorizer.ngram_range, "tfidf.words": "token ids",
+            "tfidf.sublinear_tf": vectorizer.sublinear_tf, "tfidf.C": classifier.C}  # fmt: skip
 
 
 def read_baseline(ws: Workspace) -> BaselineResult | None:

@@ -69,6 +69,8 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         resume_from, run_id = last, read_json(run_file, "train")["run_id"]
 
     if global_rank() != 0:  # a DDP worker: train, and leave tracking and files to rank zero
+        if not resume:
+            pretrain_texts(net, spec, params, ws, train, val, None, None)
         result = fit(net, params.train, params.seed, train, val, None, ws.checkpoints, resume_from)
         return TrainResult(ws.model_file, "", "", float("nan"), result.epochs, result.seconds,
                            result.device)  # fmt: skip
@@ -85,18 +87,22 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         system_metrics=True,
     ) as run:
         write_json(run_file, {"run_id": run.run_id})
+        logs = tensorboard_dir(ws, f"train-{spec.kind}", run.run_id)
         if not resume:
             run.log_params(params.flat())
+            pretrain_texts(net, spec, params, ws, train, val, run, logs)
         what = f"{spec.kind} on {len(train)} samples for {params.train.epochs} epochs"
         log.info(f"resuming {what} from {last}" if resume else f"training {what}")
         result = fit(
-            net, params.train, params.seed, train, val, run.log_epoch, ws.checkpoints, resume_from
-        )
+            net, params.train, params.seed, train, val, run.log_epoch, ws.checkpoints, resume_from,
+            log_dir=logs,
+        )  # fmt: skip
         run.set_tags({"device": result.device})
         run.log_metrics({"train_seconds": result.seconds})
         ws.models.mkdir(parents=True, exist_ok=True)
         save_net(result.net, spec, ws.model_file)
         run.log_artifact(ws.model_file, WEIGHTS_FOLDER)  # what compression rebuilds from
+        run.log_tokenizer(ws, meta)
         if result.history:
             run.log_artifact(plot_learning_curves(result.history, ws.report("learning_curves.png")))
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
@@ -113,8 +119,47 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         device=result.device,
     )
     write_json(ws.train_record, record)
-    train_baseline(params, ws)  # trees for tables, nothing for images: its own run
+    train_baseline(params, ws)  # trees for tables, TF-IDF for texts: its own run
     return record
+
+
+def tensorboard_dir(ws: Workspace, name: str, run_id: str) -> Path:
+    """Where Lightning's TensorBoard logger writes a training run (``mloop tensorboard``)."""
+    return ws.state / "tensorboard" / f"{name}-{run_id[:8]}"
+
+
+def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, logs) -> None:
+    """BERT's first step, when ``train.pretrain_epochs`` asks for it: the text encoder learns
+    to fill in masked tokens of the training texts and ``data.text.unlabelled``, no labels
+    used; ``run`` (rank zero) tracks it as ``pretrain/*`` metrics."""
+    epochs = params.train.pretrain_epochs
+    if spec.kind != "transformer" or not epochs:
+        return
+    from components.prepare import tokenizer as tok
+    from components.prepare.sources import read_unlabelled
+    from components.train.trainer import Masking, pretrain
+
+    meta = load_meta(ws.prepared)
+    ids = np.asarray(train.x)
+    extra = params.data.text.unlabelled
+    if extra:
+        texts = read_unlabelled(ws.root / extra, params.data.text.text)
+        tokenizer = tok.load(ws.prepared / meta["text"]["tokenizer"])
+        ids = np.concatenate([ids, tok.encode(tokenizer, texts, meta["text"]["max_length"])[0]])
+    log.info(f"pre-training {spec.kind} as a masked language model on {len(ids)} texts"
+             f" ({len(ids) - len(train)} unlabelled) for {epochs} epochs")  # fmt: skip
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        if run is not None:
+            run.log_metrics({f"pretrain/{k}": v for k, v in metrics.items()}, step=epoch)
+
+    cfg = params.train.model_copy(update={"epochs": epochs, "early_stopping_patience": 0})
+    logs = None if logs is None else logs.with_name(logs.name + "-pretrain")
+    done = pretrain(net, cfg, params.seed, ids, np.asarray(val.x), Masking(spec.vocab_size),
+                    on_epoch, logs)  # fmt: skip
+    net.load_state_dict(done.net.state_dict())
+    if run is not None:
+        run.log_metrics({"pretrain_seconds": done.seconds, "pretrain_texts": float(len(ids))})
 
 
 def plot_learning_curves(history: list[dict[str, float]], path: Path) -> Path:

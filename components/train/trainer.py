@@ -63,6 +63,7 @@ def fit(
     resume_from: Path | None = None,
     teacher: Teacher | None = None,
     masking: Masking | None = None,
+    log_dir: Path | None = None,
 ) -> FitResult:
     """Train ``net`` on ``train``, validating on ``val`` after every epoch.
 
@@ -70,7 +71,8 @@ def fit(
     ``resume_from`` continues from one, to the same number of epochs. With a
     ``teacher`` the net is distilled: its training batches carry the teacher's
     cached logits and the loss mixes them with the labels. With ``masking`` a text
-    encoder is pre-trained instead, as a masked language model (``pretrain``).
+    encoder is pre-trained instead, as a masked language model (``pretrain``). With
+    ``log_dir`` Lightning's TensorBoard logger writes there too (``mloop tensorboard``).
     """
     import lightning as L
     import torch
@@ -123,7 +125,7 @@ def fit(
         gradient_clip_val=cfg.gradient_clip or None,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         deterministic=cfg.deterministic,
-        logger=False,
+        logger=tensorboard_logger(log_dir),
         enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -154,6 +156,23 @@ def fit(
     return FitResult(net, history, seconds, device, epochs=trainer.current_epoch)
 
 
+def tensorboard_logger(log_dir: Path | None):
+    """Lightning's TensorBoard logger writing to ``log_dir``; False without one, or where
+    TensorBoard is not installed (a bare GPU machine: training goes on, said once)."""
+    if log_dir is None:
+        return False
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    try:
+        return TensorBoardLogger(save_dir=str(log_dir.parent), name="", version=log_dir.name,
+                                 default_hp_metric=False)  # fmt: skip
+    except ModuleNotFoundError as err:
+        import logging
+
+        logging.getLogger(__name__).warning(f"no TensorBoard logs: {err}")
+        return False
+
+
 def pretrain(
     net,
     cfg: TrainConfig,
@@ -162,13 +181,14 @@ def pretrain(
     val_texts: np.ndarray,
     masking: Masking,
     on_epoch: EpochHook | None = None,
+    log_dir: Path | None = None,
 ) -> FitResult:
     """BERT's first step: ``net`` (a text encoder) learns to fill in masked tokens of
     ``texts`` (token ids: the training texts and any unlabelled ones), no labels needed;
     fine-tuning on the labels follows with ``fit``."""
     unlabelled = np.zeros(len(texts), np.int64)
     return fit(net, cfg, seed, Split(texts, unlabelled), Split(val_texts, np.zeros(len(val_texts),
-               np.int64)), on_epoch=on_epoch, masking=masking)  # fmt: skip
+               np.int64)), on_epoch=on_epoch, masking=masking, log_dir=log_dir)  # fmt: skip
 
 
 def one_device(cfg: TrainConfig, **update) -> TrainConfig:
@@ -183,9 +203,13 @@ def net_spec(params: Params, meta: dict, train: Split):
     from components.train.models import NetSpec
 
     cfg = params.train
-    kind = cfg.model if cfg.model != "auto" else ("cnn" if meta["kind"] == "image" else "mlp")
+    auto = {"image": "cnn", "tabular": "mlp", "text": "transformer"}[meta["kind"]]
+    kind = cfg.model if cfg.model != "auto" else auto
     if kind in ("cnn", "resnet") and meta["kind"] != "image":
-        raise ValueError(f"train.model: {kind!r} needs image data; use 'mlp' or 'auto' for tables")
+        raise ValueError(f"train.model: {kind!r} needs image data; use {auto!r} or 'auto'")
+    if (kind == "transformer") != (meta["kind"] == "text"):
+        raise ValueError(f"train.model: {kind!r} does not read {meta['kind']} data; use {auto!r}"
+                         " or 'auto'")  # fmt: skip
     pixel_max = pixel_scale(params, meta) or 1.0
     mean = std = fill = ()
     if meta["kind"] == "tabular":
@@ -206,7 +230,14 @@ def net_spec(params: Params, meta: dict, train: Split):
         feature_mean=mean,
         feature_std=std,
         feature_fill=fill,
+        **(text_sizes(cfg, meta) if kind == "transformer" else {}),
     )
+
+
+def text_sizes(cfg: TrainConfig, meta: dict) -> dict:
+    """A transformer's NetSpec fields: the tokenizer's vocabulary, depth, heads, pooling."""
+    return {"vocab_size": int(meta["text"]["vocab_size"]), "depth": cfg.depth,
+            "heads": cfg.heads, "pooling": cfg.pooling}  # fmt: skip
 
 
 def global_rank() -> int:

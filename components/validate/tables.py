@@ -193,6 +193,15 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
             rejected=[(r["file"], r["reason"]) for r in meta["rejected"]],
             origin=Path(meta["origin"]) if meta["origin"] else None, name=meta["name"],
         )  # fmt: skip
+    if meta["kind"] == "text":  # the kept texts: duplicates dropped by rule are not gated
+        names = split_names(meta)
+        frames = [load_rows(ws.prepared, s) for s in names]
+        frame = pd.concat(frames, ignore_index=True)
+        splits = np.concatenate([[s] * len(f) for s, f in zip(names, frames, strict=True)])
+        raw = RawData(kind="text", labels=np.asarray([]), frame=frame,
+                      label_column=meta["text"]["label"], text_column=meta["text"]["column"],
+                      origin=Path(meta["origin"]) if meta["origin"] else None)  # fmt: skip
+        return gate_input(raw, meta["name"], splits)
     left_out = (ws.prepared / f"{DROPPED}_rows.parquet").is_file()  # by a `drop` rule
     names = [*split_names(meta), DROPPED] if left_out else split_names(meta)
     frames = [load_rows(ws.prepared, s).drop(columns="_reason", errors="ignore") for s in names]

@@ -1,0 +1,78 @@
+"""Drift of texts: each text's descriptors (``drift.TEXT_FEATURES``) and the predicted class.
+
+The service logs the same descriptors for every text it answers (``core.text``), so
+the production monitor compares logged traffic with the training texts; the drift
+self-test compares simulated batches. Simulated changes of texts: ``noise`` replaces
+a share of the letters with digits and symbols (typing noise, a broken encoder
+upstream), ``shift`` makes every text three times as long (the same text repeated:
+``shift`` appends a phone number and a code to every text (another kind of sender),
+``invert`` swaps upper and lower case (a new source whose texts look unlike the
+training ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from components.monitor.drift import text_feature_table
+
+NOISE_SHARE = 0.3  # of the letters, in a noisy text
+NOISE_CHARACTERS = np.array(list("0123456789#@$%&*+=/"))
+
+
+def changed_texts(texts: list[str], kind: str, rng: np.random.Generator) -> list[str]:
+    """``texts`` unchanged (``clean``, ``none``), noisy, shifted or case-swapped."""
+    if kind in ("clean", "none"):
+        return list(texts)
+    if kind == "shift":
+        return [f"{t} Call +44 7911 {rng.integers(100000, 999999)} #{i}" for i, t in
+                enumerate(texts)]  # fmt: skip
+    if kind == "invert":
+        return [t.swapcase() for t in texts]
+    if kind != "noise":
+        raise ValueError(f"unknown batch kind {kind!r}")
+    out = []
+    for text in texts:
+        chars = np.array(list(text))
+        letters = np.flatnonzero(np.char.isalpha(chars))
+        hit = letters[rng.random(len(letters)) < NOISE_SHARE]
+        chars[hit] = rng.choice(NOISE_CHARACTERS, size=len(hit))
+        out.append("".join(chars))
+    return out
+
+
+def text_features(texts: list[str], tokenizer, max_length: int,
+                  predict: Callable[[np.ndarray], np.ndarray] | None = None):  # fmt: skip
+    """The drift table of ``texts``: descriptors (the unknown-token share from
+    ``tokenizer``) and, with ``predict`` (over token ids), the predicted class index."""
+    from components.prepare.tokenizer import encode
+
+    ids, unknown = encode(tokenizer, texts, max_length)
+    predictions = predict(ids).argmax(axis=1) if predict is not None and len(ids) else None
+    return text_feature_table(texts, unknown, predictions)
+
+
+def text_reference(ws, meta: dict, predict):
+    """The drift reference of a text data set: its training texts' descriptors, and the
+    champion's predicted class names for them."""
+    from components.prepare.splits import load_rows, load_split
+    from components.prepare.tokenizer import SPECIAL, UNK
+
+    texts = load_rows(ws.prepared, "train")[meta["text"]["column"]].tolist()
+    ids = np.asarray(load_split(ws.prepared, "train").x)
+    words = np.maximum((ids > 0).sum(axis=1) - 2, 1)  # less [CLS] and [SEP]
+    unknown = (ids == SPECIAL.index(UNK)).sum(axis=1) / words
+    names = np.asarray(meta["classes"], dtype=object)[predict(ids).argmax(axis=1)]
+    return text_feature_table(texts, unknown, names)
+
+
+def logged_text_table(table):
+    """The inference log's rows of a text model as a drift table: its five statistics
+    columns hold ``TEXT_LOGGED`` (``serve.inference_log``)."""
+    from components.monitor.drift import PREDICTION, TEXT_FEATURES
+    from components.serve.inference_log import STATISTICS, TEXT_LOGGED
+
+    named = table.rename(columns=dict(zip(STATISTICS, TEXT_LOGGED, strict=True)))
+    return named[[*TEXT_FEATURES, PREDICTION]]

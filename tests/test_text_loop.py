@@ -1,0 +1,128 @@
+"""The text loop end to end on SMS spam (trimmed to be quick): gate, tokenizer, transformer,
+registry, compression, Bento, ``mloop serve`` answering /predict_text, ``mloop traffic``
+with texts, and the production monitor on the logged text descriptors."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from components.core.config import load_params
+from components.core.paths import Workspace
+from components.serve import inference_log, traffic
+from tests.helpers import REPO, free_port
+
+pytestmark = pytest.mark.slow
+
+SMS = REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
+
+
+def _params(ws: Workspace, data: str) -> None:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"] = {"source": "text", "text": {"path": data}}
+    raw["train"].update(model="transformer", width=32, depth=2, heads=2, epochs=2,
+                        batch_size=32, learning_rate=0.002, dropout=0.1, baseline="none",
+                        pretrain_epochs=1)  # fmt: skip
+    raw["register"]["model_name"] = "sms-spam"
+    raw["package"]["service_name"] = "sms_spam"
+    raw["compress"].update(latency_repeats=20, variants=["dynamic-int8", "onnx", "onnx-int8"])
+    raw["monitor"].update(min_rows=200, cooldown_minutes=60, retrain_on_drift=False)
+    ws.params.write_text(yaml.safe_dump(raw))
+
+
+def _post(port: int, path: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{path}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path, monkeypatch):
+    from flows.monitor import monitor
+    from flows.retrain import retrain
+
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir()
+    data = ws.root / "sms.csv"
+    data.write_bytes(SMS.read_bytes())
+    before = data.read_bytes()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(ws.inference_log))
+    monkeypatch.setenv("MLOOP_LOG_INPUTS", "true")
+    _params(ws, "sms.csv")
+
+    result = retrain(params_file=str(ws.params), workspace=str(ws.root))
+    assert data.read_bytes() == before  # raw data only ever read
+    meta = json.loads((ws.prepared / "meta.json").read_text())
+    assert meta["kind"] == "text" and meta["counts"]["test"] == 1035  # the 80/20 reference split
+    assert 8 <= meta["text"]["max_length"] <= 512 and (ws.prepared / "tokenizer.json").is_file()
+    dropped = pd.read_parquet(ws.prepared / "dropped_rows.parquet")
+    assert len(dropped) == 403 and dropped["_reason"].str.contains("duplicate").all()
+    assert result.registration.decision.promote
+    assert result.evaluation.scores.accuracy > 0.9  # two short epochs of a tiny encoder
+    client = mlflow.MlflowClient()
+    train_run = client.get_run(result.train.run_id)
+    assert "pretrain/train/loss" in train_run.data.metrics  # the MLM step ran and was tracked
+    logged = {a.path for a in client.list_artifacts(result.train.run_id, "tokenizer")}
+    assert logged == {"tokenizer/tokenizer.json"}
+    assert any((ws.state / "tensorboard").glob("train-transformer-*/events.out.tfevents.*"))
+    compression = result.compression
+    assert {v.name for v in compression.variants} == {"fp32", "dynamic-int8", "onnx", "onnx-int8"}
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "serve",
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        start_new_session=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        for line in server.stdout:  # "mloop: ready" once the Bento answers
+            if b"ready" in line or server.poll() is not None:
+                break
+        status, one = _post(port, "predict_text", {"texts": "WINNER!! Claim your prize now"})
+        assert status == 200, one
+        assert one["model_version"] == result.bento.model_version
+        assert one["predictions"][0]["class"] in ("ham", "spam")
+        status, two = _post(port, "predict_text", {"texts": ["see you at 6", "ok"]})
+        assert status == 200 and len(two["predictions"]) == 2
+        assert _post(port, "predict_text", {"texts": ["fine", "   "]})[0] == 400
+        assert _post(port, "predict_text", {"texts": "x" * 5001})[0] == 413
+        assert _post(port, "predict", {"images": [[0.0] * 8] * 8})[0] == 400  # texts only
+
+        # clean traffic: the test texts, labelled; no drift
+        params = load_params(ws.params)
+        texts, labels = traffic.test_images(params, ws, "none")
+        clean = traffic.run(f"http://127.0.0.1:{port}", texts, labels, rate=100,
+                            duration_s=3.0, feedback=1.0, retries=5)  # fmt: skip
+        assert clean.ok == clean.sent == 300 and not clean.errors, clean.summary()
+        assert clean.accuracy > 0.9
+        check = monitor(params_file=str(ws.params), workspace=str(ws.root))
+        assert check.drift is not None and not check.drift.drifted, check.summary()
+        # the log holds each text's descriptors, and the text itself (MLOOP_LOG_INPUTS)
+        rows = inference_log.labelled(ws.inference_log)
+        assert len(rows) == 300 and (rows["size"] > 0).all()
+        assert set(rows["inputs"].map(bytes.decode)) <= set(texts.texts)
+        # a change of source: the same texts with letters turned into digits and symbols
+        noisy, _ = traffic.test_images(params, ws, "noise")
+        changed = traffic.run(f"http://127.0.0.1:{port}", noisy, labels, rate=100,
+                              duration_s=3.0, retries=5)  # fmt: skip
+        assert changed.ok == 300, changed.summary()
+        check = monitor(params_file=str(ws.params), workspace=str(ws.root))
+        assert check.drift.drifted, check.summary()
+        assert {"non_letter", "digits"} <= set(check.drift.drifted_columns)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
