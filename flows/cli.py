@@ -7,6 +7,7 @@ mloop batches        the accepted batches, and which a retrain trains on
 mloop run-many       the loop for several workspaces (data sets), in parallel on Dask
 mloop models         registered versions; mloop promote VERSION, mloop rollback
 mloop ui             MLflow's UI over the workspace's tracking store
+mloop tensorboard    TensorBoard over the workspace's training logs (beside MLflow)
 mloop serve          serve the latest Bento on loopback (follows new champions)
 mloop traffic        send test traffic to the service (clean, noisy or shifted)
 mloop monitor        check the logged traffic for drift (the Prefect flow ``monitor``)
@@ -412,6 +413,20 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command)
 
 
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    ws = _workspace(args)
+    logs = ws.state / "tensorboard"  # components.train.stage.tensorboard_dir
+    if not logs.is_dir():
+        print(f"mloop tensorboard: no training logs in {logs} yet: train first (mloop run)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logs), "--host",
+               args.host, "--port", str(args.port)]  # fmt: skip
+    print(f"mloop: TensorBoard over {logs} on http://{args.host}:{args.port} (Ctrl-C stops it)",
+          flush=True)  # fmt: skip
+    return subprocess.call(command)
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -657,6 +672,11 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=cmd_ui)
 
+    tb = sub.add_parser("tensorboard", help="open TensorBoard over the workspace's training logs")
+    tb.add_argument("--host", default="127.0.0.1")
+    tb.add_argument("--port", type=int, default=6006)
+    tb.set_defaults(func=cmd_tensorboard)
+
     serve = sub.add_parser(
         "serve", help="serve the packaged Bento on loopback; restart on a new champion's Bento"
     )
@@ -707,7 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that start servers or workers: their processes stop when mloop does.
-STARTS_PROCESSES = frozenset({"run", "run-many", "sweep", "monitor", "deploy", "ui", "serve"})
+STARTS_PROCESSES = frozenset(
+    {"run", "run-many", "sweep", "monitor", "deploy", "ui", "tensorboard", "serve"}
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from components.core import process_family
 from components.core.config import load_params
 from components.core.paths import Workspace
-from components.serve import inference_log, traffic
+from components.serve import inference_log, supervisor, traffic
 from tests.helpers import REPO, free_port
 
 pytestmark = pytest.mark.slow
@@ -24,12 +25,13 @@ pytestmark = pytest.mark.slow
 SMS = REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
 
 
-def _params(ws: Workspace, data: str) -> None:
+def _params(ws: Workspace, data: str, **train) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"] = {"source": "text", "text": {"path": data}}
     raw["train"].update(model="transformer", width=32, depth=2, heads=2, epochs=2,
                         batch_size=32, learning_rate=0.002, dropout=0.1, baseline="none",
                         pretrain_epochs=1)  # fmt: skip
+    raw["train"].update(train)
     raw["register"]["model_name"] = "sms-spam"
     raw["package"]["service_name"] = "sms_spam"
     raw["compress"].update(latency_repeats=20, variants=["dynamic-int8", "onnx", "onnx-int8"])
@@ -47,6 +49,20 @@ def _post(port: int, path: str, body: dict) -> tuple[int, dict]:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"{}")
+
+
+def _serve(ws: Workspace) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "serve",
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        start_new_session=True, cwd=REPO,
+    )  # fmt: skip
+    for line in server.stdout:  # "mloop: ready" once the Bento answers
+        if b"ready" in line or server.poll() is not None:
+            break
+    return server, port
 
 
 def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path, monkeypatch):
@@ -81,17 +97,8 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
     compression = result.compression
     assert {v.name for v in compression.variants} == {"fp32", "dynamic-int8", "onnx", "onnx-int8"}
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "serve",
-         "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
-        start_new_session=True, cwd=REPO,
-    )  # fmt: skip
+    server, port = _serve(ws)
     try:
-        for line in server.stdout:  # "mloop: ready" once the Bento answers
-            if b"ready" in line or server.poll() is not None:
-                break
         status, one = _post(port, "predict_text", {"texts": "WINNER!! Claim your prize now"})
         assert status == 200, one
         assert one["model_version"] == result.bento.model_version
@@ -123,6 +130,60 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
         check = monitor(params_file=str(ws.params), workspace=str(ws.root))
         assert check.drift.drifted, check.summary()
         assert {"non_letter", "digits"} <= set(check.drift.drifted_columns)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+    # TensorBoard beside MLflow: `mloop tensorboard` lists the training run, and stops whole
+    port = free_port()
+    board = supervisor.start_process(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "tensorboard",
+         "--port", str(port)],
+    )  # fmt: skip
+    try:
+        supervisor.wait_http(f"http://127.0.0.1:{port}/data/runs", board, timeout_s=120)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=30) as answer:
+            runs = json.loads(answer.read())
+        assert f"train-transformer-{result.train.run_id[:8]}" in runs, runs
+    finally:
+        supervisor.stop(board)
+    assert process_family.members(board.family) == []
+
+
+def test_a_better_tfidf_baseline_is_what_the_gate_promotes_and_the_bento_serves(
+    tmp_path, monkeypatch
+):
+    """The TF-IDF baseline is a challenger like any other: against a barely trained encoder
+    (five batches) it wins the gate, nothing is compressed, and /predict_text answers with it
+    through the same tokenizer."""
+    from flows.retrain import retrain
+
+    ws = Workspace(tmp_path / "ws")
+    ws.root.mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.mlflow_db}")
+    monkeypatch.setenv("MLOOP_INFERENCE_LOG", "off")
+    _params(ws, str(SMS), epochs=1, limit_batches=5, pretrain_epochs=0, baseline="auto")
+    result = retrain(params_file=str(ws.params), workspace=str(ws.root))
+    champion = mlflow.MlflowClient().get_model_version_by_alias("sms-spam", "champion")
+    assert champion.tags["mloop.family"] == "tfidf", champion.tags
+    run = mlflow.MlflowClient().get_run(champion.run_id)
+    assert run.info.run_name == "baseline-tfidf" and run.data.tags["mloop.kind"] == "baseline"
+    assert result.compression.skipped and result.bento.model_version == str(champion.version)
+    server, port = _serve(ws)
+    try:
+        status, answer = _post(
+            port,
+            "predict_text",
+            {
+                "texts": [
+                    "URGENT! You have won a"
+                    " 1 week FREE membership in our prize draw. Txt WIN to 80086"
+                ]
+            },
+        )
+        assert status == 200, answer
+        assert answer["model_version"] == str(champion.version)
+        assert answer["predictions"][0]["class"] == "spam"
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=60)
