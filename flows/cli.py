@@ -687,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a non-loopback --host without MLOOP_API_TOKEN")  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
-    tf = sub.add_parser("traffic", help="send test images to the service at a fixed rate")
+    tf = sub.add_parser("traffic", help="send test images or texts to the service at a fixed rate")
     tf.add_argument("--drift", choices=("none", "noise", "shift", "invert"), default="none",
                     help="change the test images: noise, a shift, or invert them (a change of"
                          " domain)")  # fmt: skip

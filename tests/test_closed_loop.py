@@ -33,7 +33,7 @@ from components.package.inputs import EXAMPLE_INPUT
 from components.prepare.splits import load_split
 from components.prepare.stage import reference_file
 from components.serve import traffic
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, mloop_serve
 
 pytestmark = pytest.mark.slow
 
@@ -102,17 +102,7 @@ def test_the_loop_learns_from_labelled_production_traffic(tmp_path, monkeypatch)
     served = first.bento.model_version
     client = mlflow.MlflowClient()
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "serve",
-         "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
-        start_new_session=True, cwd=REPO,
-    )  # fmt: skip
-    try:
-        for line in server.stdout:  # "mloop: ready" once the Bento answers
-            if b"ready" in line or server.poll() is not None:
-                break
+    with mloop_serve(ws.root) as port:
         assert _served_version(port) == served
 
         # (b) the traffic changes domain: inverted digits (the train split's images, which
@@ -189,9 +179,6 @@ def test_the_loop_learns_from_labelled_production_traffic(tmp_path, monkeypatch)
             summary = json.loads((ws.reports / "production_drift.json").read_text())
             assert "labels are needed" in summary["alert"]
         assert len(client.search_model_versions("name='digits-classifier'")) == versions
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
 
 
 def test_deploy_serves_the_schedules_and_the_monitor_runs_on_its_interval(tmp_path):

@@ -3,8 +3,6 @@ registry, compression, Bento, ``mloop serve`` answering /predict_text, ``mloop t
 with texts, and the production monitor on the logged text descriptors."""
 
 import json
-import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -18,7 +16,7 @@ from components.core import process_family
 from components.core.config import load_params
 from components.core.paths import Workspace
 from components.serve import inference_log, supervisor, traffic
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, mloop_serve, post
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +28,7 @@ def _params(ws: Workspace, data: str, **train) -> None:
     raw["data"] = {"source": "text", "text": {"path": data}}
     raw["train"].update(model="transformer", width=32, depth=2, heads=2, epochs=2,
                         batch_size=32, learning_rate=0.002, dropout=0.1, baseline="none",
-                        pretrain_epochs=1)  # fmt: skip
+                        pretrain_epochs=1, pretrain_report=True)  # fmt: skip
     raw["train"].update(train)
     raw["register"]["model_name"] = "sms-spam"
     raw["package"]["service_name"] = "sms_spam"
@@ -40,29 +38,7 @@ def _params(ws: Workspace, data: str, **train) -> None:
 
 
 def _post(port: int, path: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/{path}", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
-def _serve(ws: Workspace) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "serve",
-         "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
-        start_new_session=True, cwd=REPO,
-    )  # fmt: skip
-    for line in server.stdout:  # "mloop: ready" once the Bento answers
-        if b"ready" in line or server.poll() is not None:
-            break
-    return server, port
+    return post(port, json.dumps(body).encode(), path)
 
 
 def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path, monkeypatch):
@@ -91,14 +67,19 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
     client = mlflow.MlflowClient()
     train_run = client.get_run(result.train.run_id)
     assert "pretrain/train/loss" in train_run.data.metrics  # the MLM step ran and was tracked
+    bought = json.loads((ws.reports / "pretraining.json").read_text())  # and what it bought
+    assert set(bought) == {"pretrain_epochs", "with", "without", "gain"}
+    assert bought["gain"]["val_macro_f1"] == pytest.approx(
+        bought["with"]["val_macro_f1"] - bought["without"]["val_macro_f1"]
+    )
+    assert "pretraining.gain.val_macro_f1" in train_run.data.metrics
     logged = {a.path for a in client.list_artifacts(result.train.run_id, "tokenizer")}
     assert logged == {"tokenizer/tokenizer.json"}
     assert any((ws.state / "tensorboard").glob("train-transformer-*/events.out.tfevents.*"))
     compression = result.compression
     assert {v.name for v in compression.variants} == {"fp32", "dynamic-int8", "onnx", "onnx-int8"}
 
-    server, port = _serve(ws)
-    try:
+    with mloop_serve(ws.root) as port:
         status, one = _post(port, "predict_text", {"texts": "WINNER!! Claim your prize now"})
         assert status == 200, one
         assert one["model_version"] == result.bento.model_version
@@ -130,9 +111,6 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
         check = monitor(params_file=str(ws.params), workspace=str(ws.root))
         assert check.drift.drifted, check.summary()
         assert {"non_letter", "digits"} <= set(check.drift.drifted_columns)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
 
     # TensorBoard beside MLflow: `mloop tensorboard` lists the training run, and stops whole
     port = free_port()
@@ -169,8 +147,7 @@ def test_a_better_tfidf_baseline_is_what_the_gate_promotes_and_the_bento_serves(
     run = mlflow.MlflowClient().get_run(champion.run_id)
     assert run.info.run_name == "baseline-tfidf" and run.data.tags["mloop.kind"] == "baseline"
     assert result.compression.skipped and result.bento.model_version == str(champion.version)
-    server, port = _serve(ws)
-    try:
+    with mloop_serve(ws.root) as port:
         status, answer = _post(
             port,
             "predict_text",
@@ -184,6 +161,3 @@ def test_a_better_tfidf_baseline_is_what_the_gate_promotes_and_the_bento_serves(
         assert status == 200, answer
         assert answer["model_version"] == str(champion.version)
         assert answer["predictions"][0]["class"] == "spam"
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)

@@ -202,6 +202,9 @@ class TrainConfig(_Section):
     # Masked-language-model pre-training epochs before fine-tuning (BERT's recipe), on the
     # training texts and data.text.unlabelled; 0: none
     pretrain_epochs: int = Field(0, ge=0)
+    # Also fine-tune the same encoder from the same start without pre-training, and report
+    # what pre-training bought on the val split (reports/pretraining.json; a second training)
+    pretrain_report: bool = False
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(20, ge=1)
     # Cap on the batches of each epoch (training and validation): smoke runs, benchmarks.

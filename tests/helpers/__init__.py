@@ -126,6 +126,29 @@ def post(port: int, body: bytes, path: str = "predict", token: str | None = None
 
 
 @contextlib.contextmanager
+def mloop_serve(root: Path):
+    """``mloop serve`` of workspace ``root`` on a free loopback port, as a user starts it
+    (the environment as it is); yields the port once it says it is ready, stops it after."""
+    import sys
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(root), "serve", "--port",
+         str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        start_new_session=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        for line in server.stdout:  # "mloop: ready" once the Bento answers
+            if b"ready" in line or server.poll() is not None:
+                break
+        yield port
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+@contextlib.contextmanager
 def served(tag: str, log: Path, **env):
     """``bentoml serve TAG`` on a free loopback port, logging to ``log``; yields the port."""
     port = free_port()
