@@ -356,3 +356,59 @@ def test_the_drop_folder_reads_new_items_once_and_follows_no_link(gated, tmp_pat
     again = ingest_incoming(params, gated)
     assert again.results == [] and again.skipped == 1
     assert [b.id for b in list_batches(gated.batches)] == ["batch-0001"]
+
+
+def test_texts_join_as_batches_from_files_and_from_labelled_traffic(workspace, monkeypatch):
+    """A text data set takes batches too: a file of new messages through the text gate
+    (``mloop ingest``), and labelled texts from the inference log (``mloop harvest``). A
+    batch text that repeats an earlier one never joins twice, and the frozen test split
+    stays as it was."""
+    import pandas as pd
+
+    from components.core.text import logged_text_statistics
+
+    sms = pd.read_csv(REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv", dtype=str,
+                      keep_default_na=False).drop_duplicates(ignore_index=True)  # fmt: skip
+    sms.iloc[:3000].to_csv(workspace.root / "sms.csv", index=False)
+    params = small_params(data={"source": "text", "text": {"path": "sms.csv"}})
+    prepare_stage(params, workspace)
+    validate_stage(params, workspace)  # the text profile: batches are gated against it
+    test_before = pd.read_parquet(workspace.prepared / "test_rows.parquet")
+
+    newer = sms.iloc[3000:3600]
+    batch_file = workspace.root / "march.csv"
+    pd.concat([newer, sms.iloc[:20]]).to_csv(batch_file, index=False)  # 20 old ones again
+    before = checksums(batch_file)
+    accepted = ingest(batch_file, params, workspace)
+    assert accepted.accepted and accepted.batch.rows == 620, accepted.reason
+    assert checksums(batch_file) == before
+    census = workspace.root / "census.csv"  # texts of another source: the gate refuses them
+    rows = [f"age {30 + i % 40}, workclass Private, 40 hours/week, {i}" for i in range(200)]
+    pd.DataFrame({"text": rows, "label": "ham"}).to_csv(census, index=False)
+    refused = ingest(census, params, workspace)
+    assert not refused.accepted and "mean" in refused.reason, refused.reason
+
+    # labelled texts from the service's log: each text's statistics and the text itself
+    monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(workspace.inference_log))
+    log = InferenceLog(workspace.inference_log)
+    served = sms.iloc[3600:3800]
+    for i, (text, label) in enumerate(zip(served["text"], served["label"], strict=True)):
+        stats = logged_text_statistics([text], [0.0])
+        log.append_many([(f"t{i:04d}", "1", np.zeros((1, 8), np.int32), [label], np.ones(1),
+                          stats, [text.encode()])])  # fmt: skip
+        log.attach_labels(f"t{i:04d}", [label])
+    log.close()
+    harvested = harvest(params, workspace)
+    assert harvested.batch is not None and harvested.batch.rows == 200, harvested.summary()
+    rows = pd.read_parquet(harvested.batch.folder / "rows.parquet")
+    assert rows["text"].tolist() == served["text"].tolist()
+
+    prepared = prepare_stage(params, workspace)
+    assert prepared.batches == ("batch-0001", "batch-0002")
+    meta = load_meta(workspace.prepared)
+    assert sum(meta["counts"].values()) == 3000 + 600 + 200  # the 20 repeats left out
+    dropped = pd.read_parquet(workspace.prepared / "dropped_rows.parquet")
+    assert len(dropped) == 20 and dropped["text"].isin(sms["text"].iloc[:20]).all()
+    assert meta["counts"][RECENT] == 60  # 0.3 of the newest batch
+    assert pd.read_parquet(workspace.prepared / "test_rows.parquet").equals(test_before)
+    validate_stage(params, workspace)  # the joined texts pass the gate

@@ -15,6 +15,9 @@ import yaml
 from components.core import process_family
 from components.core.config import load_params
 from components.core.paths import Workspace
+from components.ingest.harvest import harvest
+from components.prepare.tokenizer import load as load_tokenizer
+from components.prepare.tokenizer import saved_length
 from components.serve import inference_log, supervisor, traffic
 from tests.helpers import REPO, free_port, mloop_serve, post
 
@@ -59,9 +62,13 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
     assert data.read_bytes() == before  # raw data only ever read
     meta = json.loads((ws.prepared / "meta.json").read_text())
     assert meta["kind"] == "text" and meta["counts"]["test"] == 1035  # the 80/20 reference split
-    assert 8 <= meta["text"]["max_length"] <= 512 and (ws.prepared / "tokenizer.json").is_file()
+    assert 8 <= meta["text"]["max_length"] <= 512
+    tokenizer = load_tokenizer(ws.prepared / "tokenizer.json")  # the length travels with it
+    assert saved_length(tokenizer) == meta["text"]["max_length"]
     dropped = pd.read_parquet(ws.prepared / "dropped_rows.parquet")
     assert len(dropped) == 403 and dropped["_reason"].str.contains("duplicate").all()
+    kept = ws.state / "references" / f"{meta['version']}.texts.parquet"  # the drift reference
+    assert len(pd.read_parquet(kept)) == meta["counts"]["train"]
     assert result.registration.decision.promote
     assert result.evaluation.scores.accuracy > 0.9  # two short epochs of a tiny encoder
     client = mlflow.MlflowClient()
@@ -103,6 +110,8 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
         rows = inference_log.labelled(ws.inference_log)
         assert len(rows) == 300 and (rows["size"] > 0).all()
         assert set(rows["inputs"].map(bytes.decode)) <= set(texts.texts)
+        harvested = harvest(params, ws)  # the labelled texts become a batch, through the gate
+        assert harvested.batch is not None and harvested.batch.rows == 300, harvested.summary()
         # a change of source: the same texts with letters turned into digits and symbols
         noisy, _ = traffic.test_images(params, ws, "noise")
         changed = traffic.run(f"http://127.0.0.1:{port}", noisy, labels, rate=100,

@@ -107,6 +107,17 @@ def _rows_from_encoding(x: np.ndarray, labels: np.ndarray, meta: dict, columns: 
     return pd.DataFrame(data)[columns]
 
 
+def text_rows(inputs, labels: np.ndarray, meta: dict, origin: Path) -> RawData:
+    """Logged texts (UTF-8) and their labels as a text batch, in the data set's columns."""
+    import pandas as pd
+
+    column, label = meta["text"]["column"], meta["text"]["label"]
+    frame = pd.DataFrame({column: [bytes(b).decode("utf-8", "replace") for b in inputs],
+                          label: labels.astype(str)})  # fmt: skip
+    return RawData(kind="text", labels=labels.astype(str), frame=frame, label_column=label,
+                   text_column=column, origin=origin)  # fmt: skip
+
+
 def harvest(params: Params, ws: Workspace) -> HarvestResult:
     """Gate the labelled predictions not harvested yet; accepted, they are the next batch."""
     import json
@@ -124,13 +135,11 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
         meta = load_meta(ws.prepared)
     except FileNotFoundError:
         return HarvestResult(None, "no prepared data yet: run the loop once (mloop run)")
-    if meta["kind"] == "text":  # the log keeps texts; batches of texts do not join yet
-        return HarvestResult(None, f"{len(rows)} labelled texts wait: harvesting texts into"
-                                   " batches is not supported yet")  # fmt: skip
     shape = tuple(meta["input_shape"])
     size = rows["size"].to_numpy()
     blind = size == 0
-    other = ~blind & (size != int(np.prod(shape)) * 4)
+    text = meta["kind"] == "text"  # the log keeps each text as UTF-8, of any length
+    other = np.zeros(len(rows), bool) if text else ~blind & (size != int(np.prod(shape)) * 4)
     usable = rows[~blind & ~other].reset_index(drop=True)
     counts = dict(labelled=len(rows), without_inputs=int(blind.sum()), other_shape=int(other.sum()))
     if not len(usable):
@@ -140,9 +149,12 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
         return HarvestResult(None, f"waiting: {len(usable)} labelled predictions with inputs,"
                                    f" validate.min_rows {params.gate.min_rows} make a batch",
                              **counts)  # fmt: skip
-    x = np.frombuffer(b"".join(usable["inputs"]), np.float32).reshape(len(usable), *shape)
     labels = _labels(usable["label"], meta["classes"])
-    if meta["kind"] == "image":
+    if not text:
+        x = np.frombuffer(b"".join(usable["inputs"]), np.float32).reshape(len(usable), *shape)
+    if text:
+        raw = text_rows(usable["inputs"], labels, meta, path)
+    elif meta["kind"] == "image":
         raw = RawData(kind="image", labels=labels, images=x.copy(), pixel_max=meta["pixel_max"],
                       origin=path)  # fmt: skip
     else:

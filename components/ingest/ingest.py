@@ -68,8 +68,10 @@ def _kind_fits(raw: RawData, params: Params, path: Path) -> None:
     source = params.data.source
     wanted = "tabular" if source == "tabular" or (
         source == "synthetic" and params.data.synthetic.kind == "tabular") else "image"  # fmt: skip
+    wanted = "text" if source == "text" else wanted
     if raw.kind != wanted:
-        what = {"tabular": "a CSV or Parquet table", "image": "images"}
+        what = {"tabular": "a CSV or Parquet table", "image": "images",
+                "text": "a CSV or Parquet file of texts"}  # fmt: skip
         raise IngestError(
             f"{path}: holds {what[raw.kind]}; data.source {source} takes {what[wanted]}"
         )

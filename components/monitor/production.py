@@ -78,9 +78,10 @@ class ProductionCheck:
         return "\n".join(lines)
 
 
-def champion_reference(name: str, ws: Workspace):
-    """The champion's training data (a sample of it): what drift is measured against, so
-    a retrain that was not promoted, or a rollback, does not move the reference."""
+def champion_reference_file(name: str, ws: Workspace) -> Path | None:
+    """Where the sample of the champion's training data is kept (None: it is not): what
+    drift is measured against, so a retrain that was not promoted, or a rollback, does not
+    move the reference."""
     import mlflow  # heavy (~10 s): loaded by the check that needs it
 
     client = mlflow.MlflowClient()
@@ -88,10 +89,16 @@ def champion_reference(name: str, ws: Workspace):
     data = client.get_run(version.run_id).data.tags.get("mloop.data_content")
     path = reference_file(ws, data) if data else None
     if path is not None and path.is_file():
-        return np.load(path, allow_pickle=False)
+        return path
     logger.warning(f"[monitor] no kept training data of {name} version {version.version}"
                    f" (data {data}): measuring drift against the prepared train split")  # fmt: skip
-    return load_split(ws.prepared, "train").x
+    return None
+
+
+def champion_reference(name: str, ws: Workspace):
+    """The champion's training data (a sample of it; ``champion_reference_file``)."""
+    path = champion_reference_file(name, ws)
+    return np.load(path, allow_pickle=False) if path else load_split(ws.prepared, "train").x
 
 
 def learnable_rows(ws: Workspace) -> int:
@@ -144,7 +151,8 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
     if meta["kind"] == "text":  # the logged descriptors against the training texts'
         from components.monitor.texts import logged_text_table, text_reference
 
-        reference, current = text_reference(ws, meta, predict), logged_text_table(table)
+        path = champion_reference_file(params.registry.model_name, ws)
+        reference, current = text_reference(ws, meta, predict, path), logged_text_table(table)
     else:
         train_x = champion_reference(params.registry.model_name, ws)
         reference = feature_table(train_x, predict, classes=meta["classes"])

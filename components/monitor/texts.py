@@ -54,14 +54,22 @@ def text_features(texts: list[str], tokenizer, max_length: int,
     return text_feature_table(texts, unknown, predictions)
 
 
-def text_reference(ws, meta: dict, predict):
-    """The drift reference of a text data set: its training texts' descriptors, and the
-    champion's predicted class names for them."""
-    from components.prepare.splits import load_rows, load_split
+def text_reference(ws, meta: dict, predict, kept=None):
+    """The drift reference of a text data set: the champion's training texts' descriptors
+    (``kept``: the sample of them prepare kept, with their ids; else the prepared train
+    split), and the champion's predicted class names for them."""
+    import pandas as pd
+
+    from components.prepare.splits import load_rows, load_split, reference_texts
     from components.prepare.tokenizer import SPECIAL, UNK
 
-    texts = load_rows(ws.prepared, "train")[meta["text"]["column"]].tolist()
-    ids = np.asarray(load_split(ws.prepared, "train").x)
+    column = meta["text"]["column"]
+    if kept is not None and reference_texts(kept).is_file():
+        texts = pd.read_parquet(reference_texts(kept))[column].tolist()
+        ids = np.load(kept, allow_pickle=False)
+    else:
+        texts = load_rows(ws.prepared, "train")[column].tolist()
+        ids = np.asarray(load_split(ws.prepared, "train").x)
     words = np.maximum((ids > 0).sum(axis=1) - 2, 1)  # less [CLS] and [SEP]
     unknown = (ids == SPECIAL.index(UNK)).sum(axis=1) / words
     names = np.asarray(meta["classes"], dtype=object)[predict(ids).argmax(axis=1)]

@@ -65,7 +65,7 @@ from components.package.inputs import (
     to_texts,
 )
 from components.prepare.tokenizer import FILE as TOKENIZER
-from components.prepare.tokenizer import encode
+from components.prepare.tokenizer import encode, saved_length
 from components.prepare.tokenizer import load as load_tokenizer
 from components.serve.inference_log import GroupCommit, InferenceLog, new_request_id
 
@@ -112,9 +112,10 @@ class Classifier:
         self.classes = list(meta.get("classes", range(10)))
         self.schema = meta.get("schema")
         self.image_files = meta.get("image_files")  # size and colour of the training files
-        self.text = meta.get("text")  # texts: max_length, max_chars
-        if self.kind == "text":
+        self.text = meta.get("text")  # texts: max_chars
+        if self.kind == "text":  # the model's own tokenizer, and the length it reads
             self.tokenizer = load_tokenizer(Path(self.model_ref.path_of(TOKENIZER)))
+            self.max_length = saved_length(self.tokenizer)
         RequestGate.body_limit = body_limit(dict(meta), SETTINGS.max_file_bytes)
         self.log: InferenceLog | None = None
         self.writer: GroupCommit | None = None
@@ -267,7 +268,7 @@ class Classifier:
         The log keeps each text's statistics, and the text only with MLOOP_LOG_INPUTS."""
         self._only("text")
         texts = to_texts(texts, int(self.text["max_chars"]))
-        ids, unknown = encode(self.tokenizer, texts, int(self.text["max_length"]))
+        ids, unknown = encode(self.tokenizer, texts, self.max_length)
         stats = logged_text_statistics(texts, unknown)
         return await self._answer(ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
 

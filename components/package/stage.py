@@ -98,10 +98,9 @@ def image_files(params: Params) -> dict | None:
 
 
 def text_limits(params: Params, meta: dict) -> dict | None:
-    """What /predict_text needs: the token length the model reads, the longest text taken."""
-    if meta["kind"] != "text":
-        return None
-    return {"max_length": meta["text"]["max_length"], "max_chars": params.gate.max_text_chars}
+    """What /predict_text takes: the longest text (the token length the model reads comes
+    with its tokenizer)."""
+    return {"max_chars": params.gate.max_text_chars} if meta["kind"] == "text" else None
 
 
 def package_stage(params: Params, ws: Workspace) -> PackageResult:

@@ -409,6 +409,8 @@ def source_pixel_max(cfg: DataConfig) -> float:
 def read_batch(batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
     """An accepted batch (``prepare.batches.Batch``), read as its reference data was."""
     folder = batch.folder
+    if batch.format == "table" and reference.kind == "text":
+        return read_text_table(folder / batch.data[0], cfg.text.text, cfg.text.label)
     if batch.format == "table":
         if reference.kind != "tabular":
             raise DataError(f"batch {batch.id} is a table; the data set holds images", folder)
@@ -474,7 +476,7 @@ def read_source(
 
 def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
     """Any file or folder, for ``mloop validate --data`` and ``mloop ingest``: a folder of
-    images, a table, or a ``.npz`` of image arrays (digits, synthetic images)."""
+    images, a table (of texts, for a text data set), or a ``.npz`` of image arrays."""
     path = Path(path)
     if path.is_dir():
         size, color = (cfg.images.size, cfg.images.color) if cfg.images else ((32, 32), "grayscale")
@@ -485,6 +487,8 @@ def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
         raise DataError("not a regular file or folder", path)
     if path.suffix.lower() == ".npz":
         return read_arrays(path, source_pixel_max(cfg))
+    if cfg.source == "text" and cfg.text is not None:  # a batch of the data set's texts
+        return read_text_table(path, cfg.text.text, label or cfg.text.label)
     label = label or (cfg.tabular.label if cfg.tabular else None)
     if label is None:
         raise DataError("a table needs its label column: pass --label or set data.tabular", path)

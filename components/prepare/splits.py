@@ -152,6 +152,12 @@ def load_rows(folder: Path, name: str):
     return pd.read_parquet(Path(folder) / f"{name}_rows.parquet")
 
 
+def reference_texts(path: Path) -> Path:
+    """Beside a text data set's drift reference sample (its token ids, ``path``): the same
+    rows' texts."""
+    return Path(path).with_suffix(".texts.parquet")
+
+
 def split_names(meta: dict) -> list[str]:
     """The splits a prepared data set has: train, val, test, and recent where batches joined."""
     return list(meta["counts"])

@@ -22,7 +22,9 @@ from components.prepare.splits import (
     RECENT,
     RowFile,
     batch_split_indices,
+    load_rows,
     npy_header,
+    reference_texts,
     split_indices,
     write_rows,
 )
@@ -200,8 +202,9 @@ def join_batches(raw: RawData, batches: list[RawData], ids: list[str], scratch: 
         pixel_max=raw.pixel_max, origin=raw.origin, scratch=[raw.scratch, *(b.scratch for b in
                                                                             batches)],
     )  # fmt: skip
-    if raw.kind == "tabular":
+    if raw.kind in ("tabular", "text"):
         joined.frame = pd.concat([raw.frame, *(b.frame for b in batches)], ignore_index=True)
+        joined.text_column = raw.text_column
     else:
         joined.images = _concat_images([raw.images, *(b.images for b in batches)], scratch)
     return joined
@@ -252,12 +255,14 @@ def prepare(
     if raw.kind == "tabular":
         left_out = [d for d in (drop_missing(r) for r in [raw, *parts]) if d is not None]
         dropped = _concat_frames(left_out)
-    elif raw.kind == "text":
-        texts.check_not_batched(chosen)
-        dropped = texts.drop_duplicates(raw, cfg.text)
     n_ref, sizes = len(raw), [len(p) for p in parts]
     if parts:
         raw = join_batches(raw, parts, [b.id for b in chosen], out_dir / f".joined{DECODED}")
+    if raw.kind == "text":  # a repeat of an earlier text, in a batch too, never joins twice
+        dropped, kept = texts.drop_duplicates(raw, cfg.text)
+        bounds = np.cumsum([0, n_ref, *sizes])
+        n_ref, *sizes = [int(kept[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:],
+                                                               strict=True)]  # fmt: skip
     classes = class_names(raw.labels)
     index = {c: i for i, c in enumerate(classes)}
     y = np.asarray([index[c] for c in raw.labels.tolist()], dtype=np.int64)
@@ -374,6 +379,9 @@ def keep_reference(ws, prepared: PreparedData, seed: int) -> Path:
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.permutation(len(rows))[:REFERENCE_ROWS])
         path.parent.mkdir(parents=True, exist_ok=True)
+        if prepared.kind == "text":  # the texts first: the ids file marks the sample complete
+            texts = load_rows(prepared.folder, "train").iloc[pick].reset_index(drop=True)
+            texts.to_parquet(reference_texts(path), index=False)
         np.save(path.with_suffix(".tmp.npy"), rows.take(pick))
         path.with_suffix(".tmp.npy").replace(path)
     return path

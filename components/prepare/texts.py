@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.prepare.sources import DataError, RawData
-from components.prepare.splits import DROPPED
+from components.prepare.sources import RawData
 from components.prepare.tokenizer import FILE
 
 if TYPE_CHECKING:  # types only
@@ -42,21 +41,21 @@ class Encoded:
 
 def drop_duplicates(raw: RawData, cfg: TextSource):
     """Under ``duplicates: drop``, leave out every repeat of a (text, label) pair but the
-    first; returns the rows left out with their reason, or None."""
-    if cfg.duplicates != "drop":
-        return None
+    first (the reference data's rows come first: a batch never displaces them). Returns
+    the rows left out with their reason (or None), and which rows were kept."""
     frame = raw.frame
     repeat = frame.duplicated(subset=[cfg.text, cfg.label], keep="first").to_numpy()
-    if not repeat.any():
-        return None
+    if cfg.duplicates != "drop" or not repeat.any():
+        return None, np.ones(len(frame), bool)
     first = frame.groupby([cfg.text, cfg.label], sort=False).ngroup()
     first_row = first.drop_duplicates().reset_index().set_index(0)["index"]
-    reasons = [f"exact duplicate of row {int(first_row[g])} (data.text.duplicates: drop)"
+    reasons = [f"exact duplicate of row {int(first_row[g])} (data.text.duplicates: drop; rows"
+               " count the reference data, then each batch)"
                for g in first[repeat]]  # fmt: skip
     dropped = frame[repeat].assign(_reason=reasons).reset_index(drop=True)
     raw.frame = frame[~repeat].reset_index(drop=True)
     raw.labels = raw.labels[~repeat]
-    return dropped
+    return dropped, ~repeat
 
 
 def texts_digest(texts, vocab_size: int) -> str:
@@ -80,11 +79,11 @@ def tokenize(raw: RawData, train_idx: np.ndarray, cfg: TextSource, out_dir: Path
         log.info(f"  tokenizer: reusing {file.name} (same training texts)")
     else:
         tokenizer = tok.train_tokenizer(train_texts, cfg.vocab_size)
-        tok.save(tokenizer, file)
     counts = tok.token_counts(tokenizer, train_texts)
     auto = cfg.max_length == "auto"
     max_length = tok.default_max_length(counts) if auto else cfg.max_length
     ids, unknown = tok.encode(tokenizer, texts, max_length)
+    tok.save(tokenizer, file)  # with its truncation and padding: the length the model reads
     cut = float(np.mean(counts > max_length)) if len(counts) else 0.0
     info = {
         "column": raw.text_column,
@@ -102,19 +101,3 @@ def tokenize(raw: RawData, train_idx: np.ndarray, cfg: TextSource, out_dir: Path
         f" {float(unknown[train_idx].mean()):.4f} on train"
     )
     return Encoded(ids, unknown, info)
-
-
-def check_not_batched(chosen: list) -> None:
-    if chosen:
-        raise DataError(
-            f"{len(chosen)} accepted batch(es) in data/batches, but batches of texts do not join"
-            " a text data set yet: move them out of data/batches or use data.batches.window"
-        )
-
-
-def dropped_rows(dropped, out_dir: Path) -> int:
-    """Write the rows a rule left out (``dropped_rows.parquet``); how many there are."""
-    if dropped is None or dropped.empty:
-        return 0
-    dropped.to_parquet(out_dir / f"{DROPPED}_rows.parquet", index=False)
-    return len(dropped)

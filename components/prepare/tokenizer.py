@@ -91,3 +91,11 @@ def save(tokenizer: Tokenizer, path: Path) -> Path:
 
 def load(path: Path) -> Tokenizer:
     return Tokenizer.from_file(str(path))
+
+
+def saved_length(tokenizer: Tokenizer) -> int:
+    """The ``max_length`` a tokenizer was saved with (prepare saves it after encoding): the
+    length of the token ids the models trained with it read."""
+    if not tokenizer.truncation:
+        raise ValueError("this tokenizer was saved without its max_length (no truncation)")
+    return int(tokenizer.truncation["max_length"])
