@@ -212,8 +212,6 @@ def test_deploy_serves_the_schedules_and_the_monitor_runs_on_its_interval(tmp_pa
             if "retrain/scheduled" in listed and "COMPLETED" in runs:
                 break
             time.sleep(3)
-        assert "retrain/scheduled" in listed and "monitor/drift-check" in listed, listed
-        assert "COMPLETED" in runs  # the monitor ran on its schedule (no log yet: it waits)
     finally:
         os.killpg(deploy.pid, 2)  # Ctrl-C: the command stops its Prefect server too
         try:  # on 2 busy cores the runner and the server take their time to shut down
@@ -222,6 +220,9 @@ def test_deploy_serves_the_schedules_and_the_monitor_runs_on_its_interval(tmp_pa
             os.killpg(deploy.pid, 9)
             out = deploy.communicate()[0].decode()
             pytest.fail(f"Ctrl-C did not stop mloop deploy within 180 s:\n{out[-4000:]}")
+    # after the stop, so that a failure shows what the command printed
+    assert "retrain/scheduled" in listed and "monitor/drift-check" in listed, listed + out[-4000:]
+    assert "COMPLETED" in runs, out[-4000:]  # the monitor ran on its schedule (no log: it waits)
     assert "starting a Prefect server" in out
     assert deploy.returncode == 0 and "mloop: SIGINT: stopping the runner" in out, out[-4000:]
     assert "mloop: stopped" in out
