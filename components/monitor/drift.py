@@ -61,7 +61,7 @@ def feature_table(
     return table
 
 
-# Texts are compared through descriptors of each text (issue 20, part 7; not yet in the
+# Texts are compared through descriptors of each text (components/monitor/texts.py; the
 # production monitor): length, share of non-letters, of digits, of unknown tokens.
 TEXT_FEATURES = ["chars", "non_letter", "digits", "unknown"]
 

@@ -122,22 +122,23 @@ def _logged(result: DriftResult) -> DriftResult:
 
 
 def text_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[DriftResult]:
-    """The detector on texts: training texts against test texts, clean, noisy, longer."""
-    from components.monitor.texts import changed_texts, text_features
+    """The detector on texts: the training texts (as the production monitor sees them)
+    against test texts, clean, noisy, shifted."""
+    from components.monitor.texts import changed_texts, text_features, text_reference
     from components.prepare import tokenizer as tok
     from components.prepare.splits import load_rows
 
-    cfg, column = params.monitor, meta["text"]["column"]
+    cfg, column, classes = params.monitor, meta["text"]["column"], meta["classes"]
     tokenizer = tok.load(ws.prepared / meta["text"]["tokenizer"])
     length = meta["text"]["max_length"]
-    reference = text_features(load_rows(ws.prepared, "train")[column].tolist(), tokenizer,
-                              length, predict)  # fmt: skip
+    reference = text_reference(ws, meta, predict)
     test = load_rows(ws.prepared, "test")[column].tolist()
     results = []
     for i, kind in enumerate(BATCHES):
         rng = np.random.default_rng(params.seed + i)
         picked = [test[j] for j in rng.choice(len(test), min(cfg.batch_size, len(test)), False)]
-        current = text_features(changed_texts(picked, kind, rng), tokenizer, length, predict)
+        current = text_features(changed_texts(picked, kind, rng), tokenizer, length, classes,
+                                predict)  # fmt: skip
         report = ws.report(f"drift_{kind}.html")
         results.append(_logged(check_drift(reference, current, cfg, report, kind)))
     return results

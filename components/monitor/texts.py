@@ -4,9 +4,8 @@ The service logs the same descriptors for every text it answers (``core.text``),
 the production monitor compares logged traffic with the training texts; the drift
 self-test compares simulated batches. Simulated changes of texts: ``noise`` replaces
 a share of the letters with digits and symbols (typing noise, a broken encoder
-upstream), ``shift`` makes every text three times as long (the same text repeated:
-``shift`` appends a phone number and a code to every text (another kind of sender),
-``invert`` swaps upper and lower case (a new source whose texts look unlike the
+upstream), ``shift`` appends a phone number and a code to every text (another kind of
+sender), ``invert`` swaps upper and lower case (a new source whose texts look unlike the
 training ones).
 """
 
@@ -43,15 +42,21 @@ def changed_texts(texts: list[str], kind: str, rng: np.random.Generator) -> list
     return out
 
 
-def text_features(texts: list[str], tokenizer, max_length: int,
+def text_features(texts: list[str], tokenizer, max_length: int, classes: list,
                   predict: Callable[[np.ndarray], np.ndarray] | None = None):  # fmt: skip
     """The drift table of ``texts``: descriptors (the unknown-token share from
-    ``tokenizer``) and, with ``predict`` (over token ids), the predicted class index."""
+    ``tokenizer``) and, with ``predict`` (over token ids), the predicted class name."""
     from components.prepare.tokenizer import encode
 
     ids, unknown = encode(tokenizer, texts, max_length)
-    predictions = predict(ids).argmax(axis=1) if predict is not None and len(ids) else None
-    return text_feature_table(texts, unknown, predictions)
+    return text_feature_table(texts, unknown, class_names(predict, ids, classes))
+
+
+def class_names(predict, ids: np.ndarray, classes: list):
+    """The predicted class of each row of token ids, by name (as the service logs it)."""
+    if predict is None or not len(ids):
+        return None
+    return np.asarray(classes, dtype=object)[predict(ids).argmax(axis=1)]
 
 
 def text_reference(ws, meta: dict, predict, kept=None):
@@ -61,7 +66,7 @@ def text_reference(ws, meta: dict, predict, kept=None):
     import pandas as pd
 
     from components.prepare.splits import load_rows, load_split, reference_texts
-    from components.prepare.tokenizer import SPECIAL, UNK
+    from components.prepare.tokenizer import unknown_share
 
     column = meta["text"]["column"]
     if kept is not None and reference_texts(kept).is_file():
@@ -70,10 +75,7 @@ def text_reference(ws, meta: dict, predict, kept=None):
     else:
         texts = load_rows(ws.prepared, "train")[column].tolist()
         ids = np.asarray(load_split(ws.prepared, "train").x)
-    words = np.maximum((ids > 0).sum(axis=1) - 2, 1)  # less [CLS] and [SEP]
-    unknown = (ids == SPECIAL.index(UNK)).sum(axis=1) / words
-    names = np.asarray(meta["classes"], dtype=object)[predict(ids).argmax(axis=1)]
-    return text_feature_table(texts, unknown, names)
+    return text_feature_table(texts, unknown_share(ids), class_names(predict, ids, meta["classes"]))
 
 
 def logged_text_table(table):

@@ -1,4 +1,4 @@
-"""The subword tokenizer of a text data set (issue 20, part 2): WordPiece, trained here.
+"""The subword tokenizer of a text data set: WordPiece, trained here.
 
 Nothing is downloaded: the vocabulary is learnt from the training split's texts
 (Hugging Face ``tokenizers``), so a model never meets a token its tokenizer was not
@@ -78,9 +78,13 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int):
     tokenizer.enable_padding(pad_id=0, pad_token=PAD, length=max_length)
     encodings = tokenizer.encode_batch(list(texts))
     ids = np.asarray([e.ids for e in encodings], dtype=np.int32).reshape(len(encodings), max_length)
-    unk = tokenizer.token_to_id(UNK)
-    words = np.maximum((ids > 0).sum(axis=1) - 2, 1)  # less [CLS] and [SEP]
-    return ids, (ids == unk).sum(axis=1) / words
+    return ids, unknown_share(ids)
+
+
+def unknown_share(ids: np.ndarray) -> np.ndarray:
+    """Each row's share of [UNK] tokens among its own (padding, [CLS] and [SEP] aside)."""
+    words = np.maximum((ids > 0).sum(axis=1) - 2, 1)
+    return (ids == SPECIAL.index(UNK)).sum(axis=1) / words
 
 
 def save(tokenizer: Tokenizer, path: Path) -> Path:
