@@ -7,8 +7,8 @@
 - ``export_onnx`` / ``onnx_int8``: ONNX export of the network (probabilities out)
   and ONNX Runtime's static QDQ int8 quantization, calibrated the same way;
   ``net_to_onnx_int8`` does both for a torch network. A text encoder exports with its
-  sequence length free too, and ``onnx_dynamic_int8`` quantizes it as BERT is
-  (issue 20, part 5; not yet a variant of the compression stage).
+  sequence length free too, and ``net_to_onnx_int8`` quantizes it as BERT is
+  (``onnx_dynamic_int8``: no calibration).
 
 Every variant comes back as a ``ShippedVariant``: a CPU predictor plus the file it ships as.
 """
@@ -173,10 +173,16 @@ def onnx_int8(source: Path, calibration: np.ndarray, file: Path) -> Path:
 
 
 def net_to_onnx_int8(net, calibration: np.ndarray, file: Path) -> Path:
-    """``net`` exported (``export_onnx``) and quantized (``onnx_int8``) to ``file``; the
-    float export in between is removed."""
+    """``net`` exported (``export_onnx``) and quantized to ``file``: static int8
+    (``onnx_int8``), or for a text encoder BERT's dynamic int8 (``onnx_dynamic_int8``:
+    weights int8, activations quantized per batch as they come). The float export in
+    between is removed."""
+    from components.train.models import TextEncoder
+
     exported = export_onnx(net, calibration, file.with_suffix(".fp32.onnx"))
     try:
+        if isinstance(net, TextEncoder):
+            return onnx_dynamic_int8(exported, file)
         return onnx_int8(exported, calibration, file)
     finally:
         exported.unlink()

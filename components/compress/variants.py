@@ -153,13 +153,7 @@ def build_variants(
             sources.append((students.distilled, "distilled+onnx-int8"))
     for source, name in sources:
         clock[0] = time.perf_counter()  # each ONNX int8 build on its own (not the students)
-        file = folder / f"{name}.onnx"
-        if text:  # BERT's int8: weights int8, activations quantized per batch as they come
-            fp32 = quantization.export_onnx(source, calibration, file.with_suffix(".fp32.onnx"))
-            quantization.onnx_dynamic_int8(fp32, file)
-            fp32.unlink()
-        else:
-            quantization.net_to_onnx_int8(source, calibration, file)
+        file = quantization.net_to_onnx_int8(source, calibration, folder / f"{name}.onnx")
         add_onnx(name, file, source)
     return out
 
