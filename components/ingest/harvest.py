@@ -150,20 +150,21 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
                                    f" validate.min_rows {params.gate.min_rows} make a batch",
                              **counts)  # fmt: skip
     labels = _labels(usable["label"], meta["classes"])
-    if not text:
-        x = np.frombuffer(b"".join(usable["inputs"]), np.float32).reshape(len(usable), *shape)
     if text:
         raw = text_rows(usable["inputs"], labels, meta, path)
-    elif meta["kind"] == "image":
-        raw = RawData(kind="image", labels=labels, images=x.copy(), pixel_max=meta["pixel_max"],
-                      origin=path)  # fmt: skip
     else:
-        columns = json.loads(profile_path(ws, params).read_text())["columns"]
-        frame = _rows_from_encoding(x, labels, meta, columns)
-        raw = RawData(kind="tabular", labels=labels.astype(str), frame=frame,
-                      label_column=meta["schema"]["label"], numeric=meta["schema"]["numeric"],
-                      categorical=list(meta["schema"]["categorical"]),
-                      missing=meta["schema"].get("missing", {}), origin=path)  # fmt: skip
+        x = np.frombuffer(b"".join(usable["inputs"]), np.float32).reshape(len(usable), *shape)
+        if meta["kind"] == "image":
+            raw = RawData(kind="image", labels=labels, images=x.copy(),
+                          pixel_max=meta["pixel_max"], origin=path)  # fmt: skip
+        else:
+            columns = json.loads(profile_path(ws, params).read_text())["columns"]
+            frame = _rows_from_encoding(x, labels, meta, columns)
+            raw = RawData(kind="tabular", labels=labels.astype(str), frame=frame,
+                          label_column=meta["schema"]["label"],
+                          numeric=meta["schema"]["numeric"],
+                          categorical=list(meta["schema"]["categorical"]),
+                          missing=meta["schema"].get("missing", {}), origin=path)  # fmt: skip
     ids = sorted(set(usable["request_id"]))
     listing = "".join(f"{i}\n" for i in ids)
     try:

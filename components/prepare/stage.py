@@ -22,6 +22,7 @@ from components.prepare.splits import (
     RECENT,
     RowFile,
     batch_split_indices,
+    load_meta,
     load_rows,
     npy_header,
     reference_texts,
@@ -275,8 +276,7 @@ def prepare(
     if raw.kind == "tabular":
         x, schema = encode_table(raw, splits["train"])
     elif raw.kind == "text":
-        previous = json.loads((out_dir / "meta.json").read_text()).get("text") if (
-            out_dir / "meta.json").is_file() else None  # fmt: skip
+        previous = load_meta(out_dir).get("text") if (out_dir / "meta.json").is_file() else None
         encoded = texts.tokenize(raw, splits["train"], cfg.text, out_dir, previous)
         x, text_info = encoded.ids, encoded.info
     else:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.prepare import tokenizer as tok
 from components.prepare.sources import RawData
 from components.prepare.tokenizer import FILE
 
@@ -68,8 +69,6 @@ def texts_digest(texts, vocab_size: int) -> str:
 def tokenize(raw: RawData, train_idx: np.ndarray, cfg: TextSource, out_dir: Path,
              previous: dict | None) -> Encoded:  # fmt: skip
     """Learn (or reuse) the tokenizer on the training texts and encode every text."""
-    from components.prepare import tokenizer as tok
-
     texts = raw.frame[raw.text_column].astype(str).tolist()
     train_texts = [texts[i] for i in train_idx]
     digest = texts_digest(train_texts, cfg.vocab_size)
