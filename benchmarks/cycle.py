@@ -52,6 +52,7 @@ def one_round(root: Path, epochs: int | None, port: int) -> dict:
     import yaml
 
     from components.core.config import load_params
+    from components.core.credentials import first_token
     from components.core.paths import Workspace
     from components.monitor.stage import drifted
     from components.prepare.splits import load_split
@@ -83,7 +84,8 @@ def one_round(root: Path, epochs: int | None, port: int) -> dict:
         train = load_split(ws.prepared, "train")
         images = drifted(train.x, "invert", params.monitor, 16.0, np.random.default_rng(0))
         sent = traffic.run(f"http://127.0.0.1:{port}", images, train.y, rate=150,
-                           duration_s=len(images) / 150, drift="invert", feedback=1.0)  # fmt: skip
+                           duration_s=len(images) / 150, drift="invert", feedback=1.0,
+                           labeller_token=first_token(ws.labellers))  # fmt: skip
 
         start = time.perf_counter()  # the monitor flow as `mloop monitor` runs it
         check = subprocess.run([*cli, "monitor"], cwd=REPO, env=env, capture_output=True,

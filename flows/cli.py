@@ -127,6 +127,9 @@ def cmd_harvest(args: argparse.Namespace) -> int:
     params = _params_or_exit(ws.params)
     from components.ingest.harvest import harvest
 
+    if args.source:  # only these labellers' labels, this once
+        chosen = params.ingest.model_copy(update={"harvest_sources": args.source})
+        params = params.model_copy(update={"ingest": chosen})
     result = harvest(params, ws)
     print(f"mloop {result.summary()}", file=sys.stdout if result.batch else sys.stderr)
     return 0 if result.batch else 1
@@ -446,6 +449,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
     log_file = ws.state / "serve.log"
     print(f"mloop: inference log {settings().inference_log}; server log {log_file}")
+    from components.core.credentials import CredentialError, ensure_labeller_file
+
+    labellers = settings().labeller_tokens
+    try:
+        if labellers is not None:
+            made = ensure_labeller_file(labellers)
+            print(f"mloop: POST /feedback wants a labeller token: {'written to' if made else 'in'}"
+                  f" {labellers} (mode 0600), sent as 'Authorization: Bearer <token>'")  # fmt: skip
+    except (CredentialError, OSError) as err:
+        print(f"mloop serve: {err}", file=sys.stderr)
+        return 1
     server = None
     try:
         with supervisor.stop_signals_raise():
@@ -459,7 +473,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 return code or 1
             following = supervisor.Supervisor(
                 ws.report("bento.json"), args.host, args.port, log_file,
-                say=lambda line: print(f"mloop: {line}", flush=True),
+                say=lambda line: print(f"mloop: {line}", flush=True), pointer=ws.model_pointer,
             )  # fmt: skip
             return following.run()
     except (FileNotFoundError, RuntimeError, TimeoutError) as err:
@@ -490,9 +504,18 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     url = args.url or f"http://127.0.0.1:{args.port}"
     print(f"mloop: {args.rate:g} requests/s for {args.duration:g} s to {url} ({args.drift})",
           flush=True)  # fmt: skip
+    from components.core.credentials import first_token
+
+    labeller = first_token(settings().labeller_tokens, settings().labeller_token)
+    if args.feedback and labeller is None:
+        print("mloop traffic: --feedback needs a labeller token: none in"
+              f" {settings().labeller_tokens} (mloop serve writes it) nor MLOOP_LABELLER_TOKEN",
+              file=sys.stderr)  # fmt: skip
+        return 1
     result = traffic.run(
         url, images, labels, args.rate, args.duration, args.drift, args.feedback,
         settings().api_token, params.seed, retries=max(args.retries, 0),
+        labeller_token=labeller,
     )  # fmt: skip
     print(f"mloop: {result.summary()}")
     from components.core.records import write_json
@@ -616,6 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     har = sub.add_parser("harvest", help="labelled production traffic (POST /feedback) becomes"
                                          " a batch, through the data gate")  # fmt: skip
+    har.add_argument(
+        "--source",
+        action="append",
+        metavar="LABELLER",
+        help="take only this labeller's labels (a name in .mloop/labellers.json;"
+        " repeat for more; default: ingest.harvest_sources; empty: all)",
+    )
     har.set_defaults(func=cmd_harvest)
 
     bat = sub.add_parser("batches", help="the accepted batches and the training window")
@@ -734,6 +764,8 @@ STARTS_PROCESSES = frozenset(
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:  # every command's logging set-up reads it (settings().verbose)
+        os.environ["MLOOP_VERBOSE"] = "1"
     if args.command in STARTS_PROCESSES:
         from components.core import process_family
 

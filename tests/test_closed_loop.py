@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from components.core.config import load_params
+from components.core.credentials import first_token
 from components.core.paths import Workspace
 from components.monitor.production import champion_reference
 from components.monitor.stage import drifted
@@ -56,13 +57,14 @@ def _served_version(port: int) -> str:
         return json.loads(answer.read())["model_version"]
 
 
-def _send(port: int, images, labels, feedback: float) -> traffic.TrafficResult:
+def _send(port: int, images, labels, feedback: float, ws=None) -> traffic.TrafficResult:
     """Each image once, at 150 requests/s; ``feedback``: share of answers labelled. A request
     the service turns away at capacity (503, Retry-After: a stall of this shared machine) is
     sent again, as the labelling client of a real service would."""
     result = traffic.run(f"http://127.0.0.1:{port}", images, labels, rate=150,
                          duration_s=len(images) / 150, drift="invert",
-                         feedback=feedback, retries=5)  # fmt: skip
+                         feedback=feedback, retries=5,
+                         labeller_token=first_token(ws.labellers) if ws else None)  # fmt: skip
     assert result.ok == len(images) and not result.errors, result.summary()
     return result
 
@@ -108,7 +110,7 @@ def test_the_loop_learns_from_labelled_production_traffic(tmp_path, monkeypatch)
         # (b) the traffic changes domain: inverted digits (the train split's images, which
         # the champion saw only upright), every answer labelled through /feedback
         images, labels = _inverted(ws, "train")
-        before = _send(port, images, labels, feedback=1.0)
+        before = _send(port, images, labels, feedback=1.0, ws=ws)
         assert before.labelled == len(images)
         old_on_changed = before.accuracy
         assert old_on_changed <= frozen_before - 0.10, (old_on_changed, frozen_before)

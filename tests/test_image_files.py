@@ -12,7 +12,7 @@ from PIL import Image
 
 from components.prepare.splits import load_split
 from components.serve import traffic
-from tests.helpers import looped, post, repo_params, served
+from tests.helpers import labeller, looped, post, repo_params, served
 from tests.helpers.data import make_jpegs
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -137,6 +137,7 @@ def test_mloop_traffic_uploads_files(jpegs, tmp_path):
     assert len(images) == 50 and set(labels) <= {f"c{k}" for k in range(10)}
     with served(state.result().bento.bento_tag, tmp_path / "log.sqlite") as (port, _):
         result = traffic.run(f"http://127.0.0.1:{port}", images, labels, rate=40,
-                             duration_s=1.0, feedback=1.0)  # fmt: skip
+                             duration_s=1.0, feedback=1.0,
+                             labeller_token=labeller(tmp_path / "log.sqlite"))  # fmt: skip
     assert result.ok == result.sent == 40 and not result.errors, result.summary()
     assert result.labelled == 40  # class-folder names are the model's classes

@@ -26,6 +26,7 @@ from tests.helpers import (
     chromium,
     free_port,
     hpa_metric,
+    labeller,
     looped,
     raw_post,
     render,
@@ -189,11 +190,11 @@ def test_bento_is_in_the_store_and_serves_over_http(loop, tmp_path):
 
         # Feedback: true labels attach to a logged request; wrong ones are refused.
         feedback = {"request_id": body["request_id"], "labels": [0, 0, 6]}
-        assert _post(port, json.dumps(feedback).encode(), "feedback") == (
+        assert _post(port, json.dumps(feedback).encode(), "feedback", labeller(log)) == (
             200, {"request_id": body["request_id"], "labelled": 3, "overwritten": 0})  # fmt: skip
         for bad in ({"request_id": "nope", "labels": [0]}, {**feedback, "labels": [0]},
                     {**feedback, "labels": [0, 0, 42]}):  # fmt: skip
-            status, answer = _post(port, json.dumps(bad).encode(), "feedback")
+            status, answer = _post(port, json.dumps(bad).encode(), "feedback", labeller(log))
             assert 400 <= status < 500, (bad, answer)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             exposed = r.read().decode()
@@ -384,7 +385,7 @@ def test_endpoints_are_bounded(loop, tmp_path):
         assert _post(port, body.replace(b"13", b"1e39", 1))[0] == 400  # past float32
         long_id = "a" * 100_000
         status, answer = _post(port, json.dumps({"request_id": long_id, "labels": [0]}).encode(),
-                               "feedback")  # fmt: skip
+                               "feedback", labeller(log))  # fmt: skip
         assert status == 400 and len(json.dumps(answer)) < 2000
         assert long_id not in log.with_suffix(".out").read_text()
 
@@ -392,16 +393,16 @@ def test_endpoints_are_bounded(loop, tmp_path):
         request_id = _post(port, body)[1]["request_id"]
         for wrong in (True, 0.0, "0", None, [0]):
             status, _ = _post(port, json.dumps({"request_id": request_id, "labels": [wrong]})
-                              .encode(), "feedback")  # fmt: skip
+                              .encode(), "feedback", labeller(log))  # fmt: skip
             assert status == 400, wrong
         first = {"request_id": request_id, "labels": [0]}
-        assert _post(port, json.dumps(first).encode(), "feedback")[0] == 200
+        assert _post(port, json.dumps(first).encode(), "feedback", labeller(log))[0] == 200
         again = {"request_id": request_id, "labels": [6]}
-        assert _post(port, json.dumps(again).encode(), "feedback")[0] == 409
+        assert _post(port, json.dumps(again).encode(), "feedback", labeller(log))[0] == 409
         assert (
-            _post(port, json.dumps({**again, "overwrite": True}).encode(), "feedback")[1][
-                "overwritten"
-            ]
+            _post(
+                port, json.dumps({**again, "overwrite": True}).encode(), "feedback", labeller(log)
+            )[1]["overwritten"]
             == 1
         )
     table = inference_log.read(log).table
@@ -664,14 +665,18 @@ def test_packaging_again_reuses_the_imported_model(loop):
 
 def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
     """mloop promote --force and mloop rollback move champion-compressed with the champion
-    and rebuild the Bento; a running mloop serve answers with the new version.
+    and rebuild the Bento; a running mloop serve answers with the new version within 10 s,
+    and traffic at 200 requests/s through both changes loses no request.
 
     Leaves the registry as it found it: champion 1, champion-compressed its variant.
     """
+    import threading
+
     import mlflow
 
     from components.core.config import load_params
     from components.register.stage import register_stage
+    from components.serve import traffic
 
     ws, state = loop
     compressed = state.result().bento.model_version  # champion 1's variant
@@ -682,16 +687,23 @@ def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
     served = _mloop(ws, "serve", "--port", str(port), log=log,
                     MLOOP_INFERENCE_LOG=str(tmp_path / "log.sqlite"))  # fmt: skip
     body = json.dumps({"images": EXAMPLE_INPUT}).encode()
+    images, labels = traffic.test_images(load_params(ws.params), ws, "none")
+    results, stop = [], threading.Event()
 
-    def answered_by(version: str, alias: str, timeout_s: float = 180) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+    def load() -> None:  # 200 requests/s, in one-second rounds, until told to stop
+        while not stop.is_set():
+            results.append(traffic.run(f"http://127.0.0.1:{port}", images, labels, rate=200,
+                                       duration_s=1.0))  # fmt: skip
+
+    def answered_by(version: str, alias: str, timeout_s: float = 180) -> float:
+        start = time.monotonic()
+        while time.monotonic() < start + timeout_s:
             with contextlib.suppress(OSError):
                 status, answer = _post(port, body)
                 if status == 200 and answer["model_version"] == version:
                     assert answer["model_alias"] == alias
-                    return
-            time.sleep(0.5)
+                    return time.monotonic() - start
+            time.sleep(0.2)
         raise AssertionError(f"still not version {version} after {timeout_s} s:\n{log.read_text()}")
 
     def mloop(*args: str) -> str:
@@ -700,25 +712,36 @@ def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    sender = threading.Thread(target=load, daemon=True)
     try:
         _wait_for(log, "mloop: ready", served)
         answered_by(compressed, "champion-compressed")
+        sender.start()
         said = mloop("promote", again.version, "--force")
         assert f"version {again.version} (champion)" in said  # it has no variant: served itself
         client = mlflow.MlflowClient()
         with pytest.raises(mlflow.exceptions.MlflowException):
             client.get_model_version_by_alias("digits-classifier", "champion-compressed")
-        answered_by(again.version, "champion")
+        assert answered_by(again.version, "champion", timeout_s=10) < 10
         assert f"served: version {again.version} (champion)" in mloop("models")
 
         said = mloop("rollback")
         assert f"version {again.version} -> 1" in said
         version = client.get_model_version_by_alias("digits-classifier", "champion-compressed")
         assert str(version.version) == compressed
-        answered_by(compressed, "champion-compressed")
+        assert answered_by(compressed, "champion-compressed", timeout_s=10) < 10
         assert f"served: version {compressed} (champion-compressed)" in mloop("models")
+        time.sleep(1.0)
     finally:
+        stop.set()
+        sender.join(timeout=30)
         supervisor.stop(served)
+    sent = sum(r.sent for r in results)
+    failed = {k: v for r in results for k, v in r.errors.items()}
+    versions = {v for r in results for v in r.versions}
+    assert sent >= 2000 and sum(r.ok for r in results) == sent, (sent, failed)
+    assert versions == {compressed, again.version}  # the traffic saw both models answer
+    assert "restarting" not in log.read_text()  # swapped in the workers, never restarted
 
 
 @contextlib.contextmanager

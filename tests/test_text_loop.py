@@ -14,6 +14,7 @@ import yaml
 
 from components.core import process_family
 from components.core.config import load_params
+from components.core.credentials import first_token
 from components.core.paths import Workspace
 from components.ingest.harvest import harvest
 from components.prepare.tokenizer import load as load_tokenizer
@@ -101,7 +102,8 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
         params = load_params(ws.params)
         texts, labels = traffic.test_images(params, ws, "none")
         clean = traffic.run(f"http://127.0.0.1:{port}", texts, labels, rate=100,
-                            duration_s=3.0, feedback=1.0, retries=5)  # fmt: skip
+                            duration_s=3.0, feedback=1.0, retries=5,
+                            labeller_token=first_token(ws.labellers))  # fmt: skip
         assert clean.ok == clean.sent == 300 and not clean.errors, clean.summary()
         assert clean.accuracy > 0.9
         check = monitor(params_file=str(ws.params), workspace=str(ws.root))

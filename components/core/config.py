@@ -66,6 +66,10 @@ class TabularSource(_Section):
     na_values: list[str] = ["?"]
     thousands: str | None = Field(None, min_length=1, max_length=1)  # ",": 1,234 reads 1234
     missing: MissingPolicy = MissingPolicy()
+    # Rows with the same features under different labels: keep them (label noise is part
+    # of a table), fail, drop every such row, or keep the majority label (a tie: dropped).
+    # Rows dropped or relabelled go, with their reason, into dropped_rows.parquet.
+    conflicts: Literal["keep", "fail", "drop", "majority"] = "keep"
 
     @model_validator(mode="after")
     def _columns(self) -> TabularSource:
@@ -97,6 +101,10 @@ class TextSource(_Section):
     # in dropped_rows.parquet, counted by the gate) or fail the gate. The same text under
     # two labels always fails.
     duplicates: Literal["drop", "fail"] = "drop"
+    # The same text under different labels (crowd labels): fail, drop every such row, or
+    # keep the label most rows give it (a tie: dropped); those rows go, with their reason,
+    # into dropped_rows.parquet.
+    conflicts: Literal["fail", "drop", "majority"] = "fail"
     # Unlabelled texts (a file with the same text column) for masked-language-model
     # pre-training only (train.pretrain_epochs); never in a split, never gated as labelled.
     unlabelled: str | None = None
@@ -132,6 +140,23 @@ class BatchesConfig(_Section):
     # out from training; the gate scores challenger and champion on it.
     recent_fraction: float = Field(0.3, gt=0, lt=1)
     recent_batches: int = Field(1, ge=1)
+
+
+class IngestConfig(_Section):
+    """New batches (``mloop ingest``, the drop folder, ``mloop harvest``)."""
+
+    # reject_rows: a table or text batch whose faults are single rows (a value out of
+    # range, a broken text, a label not seen before) is accepted without those rows, which
+    # go to quarantine with their reasons, as long as they are at most max_rejected_share
+    # of it; reject_batch: any failed check refuses the whole batch.
+    row_policy: Literal["reject_rows", "reject_batch"] = "reject_rows"
+    max_rejected_share: float = Field(0.05, ge=0, le=1)
+    # The labellers (names in .mloop/labellers.json) whose labels harvest takes; empty: all.
+    harvest_sources: list[str] = []
+    # Caps on what one batch may be before it is read: a table file's bytes, and the
+    # decompressed bytes of a .npz's arrays (read from the zip's directory, before loading).
+    max_table_bytes: int = Field(2 * 2**30, ge=1)
+    max_npz_bytes: int = Field(2 * 2**30, ge=1)
 
 
 class DataConfig(_Section):
@@ -179,6 +204,13 @@ class ValidateConfig(_Section):
     # mean, beyond the sampling noise of the batch (4 standard errors)
     max_text_chars: int = Field(5000, ge=1)
     max_text_shift: float = Field(0.15, ge=0)
+    # A batch is judged as a distribution: at least range_mostly of each numeric column's
+    # values within the reference range widened by range_margin of its span on each side,
+    # and its mean within max_mean_shift reference standard deviations of the reference
+    # mean, beyond the sampling noise of the batch (4 standard errors).
+    range_mostly: float = Field(0.995, gt=0, le=1)
+    range_margin: float = Field(0.1, ge=0)
+    max_mean_shift: float = Field(0.5, ge=0)
 
     @model_validator(mode="after")
     def _range(self) -> ValidateConfig:
@@ -382,6 +414,7 @@ class Params(_Section):
     # In params.yaml `validate` and `register`; in code `gate` and `registry` (pydantic
     # models have methods of the yaml names).
     gate: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    ingest: IngestConfig = IngestConfig()
     train: TrainConfig = TrainConfig()
     registry: RegisterConfig = Field(RegisterConfig(), alias="register")
     compress: CompressConfig = CompressConfig()

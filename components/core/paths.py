@@ -103,6 +103,16 @@ class Workspace:
         return self.state / "inference.sqlite"
 
     @property
+    def labellers(self) -> Path:
+        """The labeller tokens POST /feedback asks for (mode 0600; core/credentials.py)."""
+        return self.state / "labellers.json"
+
+    @property
+    def model_pointer(self) -> Path:
+        """The model ``mloop serve``'s workers serve and follow (``package/served_model.py``)."""
+        return self.state / "served_model.json"
+
+    @property
     def monitor_state(self) -> Path:
         """Where the monitor left off in the inference log, and its last retrain."""
         return self.state / "monitor.json"
@@ -125,6 +135,7 @@ def configure_environment(ws: Workspace) -> None:
         "MLFLOW_TRACKING_URI": f"sqlite:///{ws.mlflow_db}",
         "BENTOML_HOME": str(ws.bentoml_home),
         "MLOOP_INFERENCE_LOG": str(ws.inference_log),
+        "MLOOP_LABELLER_TOKENS": str(ws.labellers),
         "PREFECT_HOME": str(ws.prefect_home),
         # The first start of Prefect's temporary server runs its migrations (~40 s here).
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",

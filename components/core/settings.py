@@ -23,15 +23,26 @@ class Settings(BaseSettings):
     log_inputs: bool = True  # keep each request's inputs in the log (mloop harvest needs them)
     api_token: str | None = None  # bearer token for every endpoint but the probes
     metrics_token: str | None = None  # bearer token that may read /metrics only
+    # POST /feedback wants a labeller's token (components/core/credentials.py): the
+    # workspace's file {name: token} (mloop serve writes it), and/or one token here
+    labeller_tokens: Path | None = None
+    labeller_token: str | None = None
+    # Host names the service answers besides loopback names and its bound address
+    # (comma-separated; "*" for any): a page on another name (DNS rebinding) gets 421
+    allowed_hosts: str = ""
     max_body_bytes: PositiveInt | None = None  # default: the largest legal batch
     service_workers: PositiveInt = 2  # Bento server worker processes
     ort_threads: PositiveInt = 1  # ONNX Runtime intra-op threads per worker
     max_in_flight: PositiveInt = 64  # requests per worker at once; beyond: 503, Retry-After
     max_file_bytes: PositiveInt = 10 * 2**20  # an uploaded image file; beyond: 413
     max_image_pixels: PositiveInt = 25_000_000  # an uploaded image's width x height; beyond: 422
+    max_request_pixels: PositiveInt = 50_000_000  # all images of one upload request; beyond: 413
     tracing: bool = False  # BentoML's OpenTelemetry spans (configure an exporter for them)
     access_log: bool = False  # BentoML's access log
     bento_model: str | None = None  # the BentoML model tag to serve (set by the build)
+    # mloop serve: the file naming the model to serve; each worker follows it, and swaps
+    # in a new version without a dropped request (components/package/served_model.py)
+    model_pointer: Path | None = None
     # Registry and orchestration
     registry_lock: Path | None = None  # gate-decision lock file (default: beside the store)
     dask_address: str | None = None  # a running Dask scheduler for sweeps and run-many

@@ -7,7 +7,9 @@ an earlier harvest took (each harvested batch, and each quarantined harvest, kee
 are gated against the reference profile like any batch: accepted, they become the next
 batch of ``data/batches``; rejected, they go to quarantine with the reason. Inputs are
 in the log only while ``MLOOP_LOG_INPUTS`` is on; labelled predictions without them are
-counted and named, never turned into an empty batch.
+counted and named, never turned into an empty batch. Each label names its labeller
+(the token's name, ``core/credentials.py``); ``ingest.harvest_sources`` takes only
+the chosen labellers' labels.
 """
 
 from __future__ import annotations
@@ -129,8 +131,12 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
     rows = pending(ws)
     if rows is None:
         return HarvestResult(None, f"no inference log at {path} yet (mloop serve writes it)")
+    sources = params.ingest.harvest_sources
+    if sources and len(rows):  # only the chosen labellers' labels (the others wait)
+        rows = rows[rows["label_source"].isin(sources)].reset_index(drop=True)
     if not len(rows):
-        return HarvestResult(None, "no labelled predictions since the last harvest")
+        only = f" from labellers {sources} (ingest.harvest_sources)" if sources else ""
+        return HarvestResult(None, f"no labelled predictions{only} since the last harvest")
     try:
         meta = load_meta(ws.prepared)
     except FileNotFoundError:

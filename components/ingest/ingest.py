@@ -4,8 +4,14 @@ The batch (a CSV/Parquet file, an image folder, or a ``.npz`` of image arrays fo
 built-in digits) is read under the data set's rules and gated against its reference
 profile (``reports/profile-<name>.json``, written by the first run to pass). A bad
 batch goes to ``quarantine/`` with its reason and nothing else changes; a good one
-becomes the next batch of ``data/batches`` (``prepare.batches``), copied: the input
-itself is only ever read. The drop folder ``data/incoming/`` is the unattended form:
+becomes the next batch of ``data/batches`` (``prepare.batches``). The input is copied
+first, into a scratch folder beside the batches (no symbolic link followed, a link refused
+by name), and the copy is what is read, gated, hashed and renamed into place: a file
+still being written when it was picked up cannot be stored with bytes the gate never
+saw. The input itself is only ever read. Under ``ingest.row_policy: reject_rows`` a
+table or text batch whose only faults are a few single rows is accepted without them
+(their row numbers in ``batch.json``, the rows with reasons in quarantine). The drop
+folder ``data/incoming/`` is the unattended form:
 ``ingest_incoming`` gates each file or folder put there that it has not seen before
 (by content hash, in ``.mloop/incoming.json``), so a retrain starts from what arrived.
 """
@@ -14,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +32,14 @@ from components.core.config import Params
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.prepare.batches import Batch, BatchError, add_batch, content_hash
-from components.prepare.sources import DataError, RawData, read_path
+from components.prepare.sources import (
+    IMAGE_SUFFIXES,
+    DataError,
+    RawData,
+    read_path,
+    refuse_link,
+    refuse_oversize,
+)
 from components.validate.profile import load_profile, profile_path
 from components.validate.quarantine import quarantine_unreadable
 from components.validate.stage import run_gate
@@ -54,8 +69,10 @@ class IngestResult:
     def summary(self) -> str:
         if self.batch is not None:
             b = self.batch
+            less = (f"; {len(b.rejected):,} faulty rows rejected, held in {self.quarantine}"
+                    if b.rejected else "")  # fmt: skip
             return (f"{self.path}: ACCEPTED as {b.id} ({b.rows:,} rows, sha256 {b.sha256[:12]},"
-                    f" arrived {b.arrived_iso}) in {self.seconds:.1f}s")  # fmt: skip
+                    f" arrived {b.arrived_iso}) in {self.seconds:.1f}s{less}")  # fmt: skip
         held = f"; quarantined in {self.quarantine}" if self.quarantine else ""
         return f"{self.path}: REJECTED: {self.reason}{held}"
 
@@ -85,9 +102,15 @@ def _safe_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).stem)[:60] or "batch"
 
 
+def conflict_policy(params: Params) -> str:
+    """data.text.conflicts for texts; tables settle theirs in prepare (or keep them)."""
+    return params.data.text.conflicts if params.data.text is not None else "fail"
+
+
 def gate_batch(raw: RawData, name: str, params: Params, ws: Workspace):
-    """The data gate on one batch, against the data set's reference profile."""
-    gate = gate_input(raw, name)
+    """The data gate on one batch, against the data set's reference profile, under the
+    ``ingest`` row policy."""
+    gate = gate_input(raw, name, conflicts=conflict_policy(params))
     reference = load_profile(profile_path(ws, params), gate)
     if reference is None:
         raise IngestError(
@@ -95,7 +118,52 @@ def gate_batch(raw: RawData, name: str, params: Params, ws: Workspace):
             " batches are gated against it"
         )
     reports = ws.reports / "ingest" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}"
-    return run_gate(gate, params.gate, reference, reports, ws.quarantine)
+    return run_gate(gate, params.gate, reference, reports, ws.quarantine, params.ingest)
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    """Copy one regular file, never through a link (O_NOFOLLOW: a link swapped in after
+    the check is refused by the kernel, not read)."""
+    import stat
+
+    try:  # O_NONBLOCK: a pipe put in the link's place does not hang the open
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        raise DataError(f"cannot be read without following a link: {err.strerror}", src) from None
+    with os.fdopen(fd, "rb") as source:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DataError("not a regular file", src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with open(dst, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 22)
+
+
+def stage(path: Path, into: Path, params: Params) -> Path:
+    """A copy of ``path`` under ``into``, what the gate reads and the batch stores: a file
+    as it is, or an image folder's class folders of images. A link is refused by name."""
+    refuse_link(path)
+    target = into / path.name
+    if not path.is_dir():
+        if not path.is_file():
+            raise DataError("no such file or folder" if not path.exists() else
+                            "not a regular file or folder", path)  # fmt: skip
+        cap = max(params.ingest.max_table_bytes, params.ingest.max_npz_bytes)
+        refuse_oversize(path, path.stat().st_size, cap, "ingest.max_table_bytes")
+        _copy_file(path, target)
+        return target
+    target.mkdir()
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        refuse_link(entry)
+        if not entry.is_dir():
+            continue  # loose files are no class's: the read names what it expects
+        (target / entry.name).mkdir()
+        for file in sorted(entry.iterdir()):
+            refuse_link(file)
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                _copy_file(file, target / entry.name / file.name)
+    return target
 
 
 def ingest(path: Path, params: Params, ws: Workspace) -> IngestResult:
@@ -103,39 +171,58 @@ def ingest(path: Path, params: Params, ws: Workspace) -> IngestResult:
     start = time.perf_counter()
     path = Path(path)
     name = _safe_name(path)
+    ws.batches.parent.mkdir(parents=True, exist_ok=True)
+    # Beside the batches (one file system: the rename below is whole), not inside them.
+    scratch = Path(tempfile.mkdtemp(prefix=".ingest-", dir=ws.batches.parent))
     try:
-        raw = read_path(path, params.data)
-    except DataError as err:
-        held = quarantine_unreadable(err, ws.quarantine)
-        return IngestResult(path, False, str(err), quarantine=held)
-    _kind_fits(raw, params, path)
-    result = gate_batch(raw, name, params, ws)
-    if not result.passed:
-        reason = "; ".join(f.describe() for f in result.failures[:5])
-        if len(result.failures) > 5:
-            reason += f"; and {len(result.failures) - 5} more"
-        return IngestResult(path, False, reason, len(raw), quarantine=result.quarantine,
-                            report=result.html_report)  # fmt: skip
+        try:
+            copy = stage(path, scratch, params)
+            raw = read_path(copy, params.data, limits=params.ingest)
+        except DataError as err:
+            if err.path is not None and scratch in Path(err.path).parents:
+                err = DataError(str(err).replace(str(scratch / path.name), str(path)), path)
+            held = quarantine_unreadable(err, ws.quarantine)
+            return IngestResult(path, False, str(err), quarantine=held)
+        raw.origin = copy
+        _kind_fits(raw, params, path)
+        result = gate_batch(raw, name, params, ws)
+        if not result.passed:
+            reason = "; ".join(f.describe() for f in result.failures[:5])
+            if len(result.failures) > 5:
+                reason += f"; and {len(result.failures) - 5} more"
+            return IngestResult(path, False, reason, len(raw), quarantine=result.quarantine,
+                                report=result.html_report)  # fmt: skip
+        return _store(path, copy, raw, result, ws, start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _store(path: Path, copy: Path, raw: RawData, result, ws: Workspace, start: float):
+    """The gated copy, renamed into the next batch folder (the same bytes: no second copy)."""
+    import numpy as np
 
     def write(folder: Path) -> list[str]:
-        if path.is_dir():  # an image folder: the files the read took, each copied
-            for file in raw.files:
-                (folder / "files" / file).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path / file, folder / "files" / file)
+        if copy.is_dir():  # an image folder: the files the read took
+            os.rename(copy, folder / "files")
             return [f"files/{f}" for f in raw.files]
         target = ("data" if raw.kind == "image" else "rows") + path.suffix.lower()
-        shutil.copyfile(path, folder / target)  # the file as given
+        os.rename(copy, folder / target)
         return [target]
 
-    fmt = "images" if path.is_dir() else ("arrays" if raw.kind == "image" else "table")
+    left_out = result.rejected_rows
+    labels = np.delete(np.asarray(raw.labels, dtype=object), list(left_out)) if left_out else (
+        raw.labels)  # fmt: skip
+    fmt = "images" if copy.is_dir() else ("arrays" if raw.kind == "image" else "table")
     try:
         batch = add_batch(ws.batches, batch_lock(ws), write, format=fmt, source="ingest",
-                          origin=str(path.resolve()), labels=list(raw.labels))  # fmt: skip
+                          origin=str(path.resolve()), labels=list(labels),
+                          rejected=left_out)  # fmt: skip
     except BatchError as err:
         return IngestResult(path, False, str(err), len(raw), report=result.html_report)
     log.info(f"ingest: {path} accepted as {batch.id} ({batch.rows:,} rows)")
     return IngestResult(path, True, "passed the data gate", batch.rows, batch,
-                        report=result.html_report, seconds=time.perf_counter() - start)  # fmt: skip
+                        quarantine=result.quarantine, report=result.html_report,
+                        seconds=time.perf_counter() - start)  # fmt: skip
 
 
 # ---------------------------------------------------------------- the drop folder

@@ -1,4 +1,5 @@
-"""The ASGI middleware in front of the service: token, load, content type and body size.
+"""The ASGI middleware in front of the service: names, origins, tokens, load, content type
+and body size.
 
 All are checked before BentoML parses anything.
 """
@@ -6,6 +7,7 @@ All are checked before BentoML parses anything.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
@@ -13,6 +15,9 @@ import json
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # probes answer without a token
 METRICS_PATH = "/metrics"
 UPLOAD_PATH = "/predict_files"  # the one route that takes multipart/form-data (image files)
+FEEDBACK_PATH = "/feedback"  # a write path into training data: a labeller's token only
+LABELLER_HEADER = b"x-mloop-labeller"  # the labeller's name, set here for the service
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 RETRY_AFTER_S = 1  # what a shed request is told to wait
 
 
@@ -23,6 +28,13 @@ class TooLarge(Exception):
 class RequestGate:
     """ASGI middleware in front of the APIs.
 
+    A request whose ``Host`` is not a loopback name or address, the address it came in
+    on, or one of ``allowed_hosts`` gets 421: a page on a rebinding domain (its name
+    resolved to 127.0.0.1 after it loaded) sends its own name, and never reaches the
+    service. A POST whose ``Origin`` (a browser's) is not the service's own gets 403.
+    POST /feedback wants a labeller's token (``labellers``: token -> name) as its
+    bearer, even on loopback, and passes the labeller's name on to the service in
+    ``x-mloop-labeller`` (a client's own header of that name is dropped).
     POSTs must say they are JSON: another or a missing content type gets 415 here
     (BentoML would try to parse it, and a page could post into the service
     with a "simple" cross-origin request). The exception is multipart/form-data to
@@ -49,8 +61,14 @@ class RequestGate:
         metrics_token: str | None = None,
         max_body: int | None = None,
         max_in_flight: int = 64,
+        allowed_hosts: str = "",
+        labellers: dict[str, str] | None = None,
     ) -> None:
         self.app = app
+        names = {h.strip().lower().rstrip(".") for h in allowed_hosts.split(",") if h.strip()}
+        self.any_host = "*" in names
+        self.allowed_hosts = frozenset(names - {"*"})
+        self.labellers = [(t.encode(), name.encode()) for t, name in (labellers or {}).items()]
         self.max_in_flight = max_in_flight  # MLOOP_MAX_IN_FLIGHT
         self.in_flight = 0  # POSTs under way in this worker (one event loop)
         self.expected = f"Bearer {token}".encode() if token else None
@@ -71,12 +89,63 @@ class RequestGate:
             and hmac.compare_digest(given, self.metrics)
         )
 
+    def _host_allowed(self, scope, host: bytes) -> bool:
+        """A loopback name or address, the address the request came in on, or allowed."""
+        if self.any_host or not host:  # no Host: no browser sent it (HTTP/1.0)
+            return True
+        name = _hostname(host.decode("latin-1"))
+        if name in LOOPBACK_NAMES or name in self.allowed_hosts:
+            return True
+        server = scope.get("server")
+        if server and name == str(server[0]).lower():
+            return True
+        try:
+            return ipaddress.ip_address(name).is_loopback
+        except ValueError:
+            return False
+
+    def _labeller(self, given: bytes) -> bytes | None:
+        """The name of the labeller whose token ``given`` (``Bearer <token>``) is."""
+        for token, name in self.labellers:
+            if hmac.compare_digest(given, b"Bearer " + token):
+                return name
+        return None
+
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        if not self._authorised(scope["path"], headers.get(b"authorization", b"")):
+        host = headers.get(b"host", b"")
+        if not self._host_allowed(scope, host):
+            shown = host.decode("latin-1")[:80]
+            await _refuse(send, 421, f"this service does not answer for host {shown!r}: use a"
+                                     " loopback name or its address, or list the name in"
+                                     " MLOOP_ALLOWED_HOSTS")  # fmt: skip
+            return
+        if scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        origin = headers.get(b"origin")
+        if scope["method"] == "POST" and origin is not None and not _same_origin(origin, host):
+            await _refuse(send, 403, f"cross-origin POST from {origin.decode('latin-1')[:80]!r}"
+                                     " refused: only the service's own pages may post")  # fmt: skip
+            return
+        given = headers.get(b"authorization", b"")
+        if scope["path"] == FEEDBACK_PATH:
+            labeller = self._labeller(given)
+            if labeller is None:
+                why = ("no labeller token is configured (MLOOP_LABELLER_TOKENS or"
+                       " MLOOP_LABELLER_TOKEN)") if not self.labellers else (
+                       "missing or wrong labeller token")  # fmt: skip
+                await _refuse(send, 401, f"/feedback feeds training: {why}; send"
+                                         " 'Authorization: Bearer <labeller token>' (mloop"
+                                         " serve says where the workspace's is)",
+                              [(b"www-authenticate", b"Bearer")])  # fmt: skip
+                return
+            kept = [(k, v) for k, v in scope["headers"] if k.lower() != LABELLER_HEADER]
+            scope = {**scope, "headers": [*kept, (LABELLER_HEADER, labeller)]}
+        elif not self._authorised(scope["path"], given):
             await _refuse(send, 401, "missing or wrong bearer token (Authorization header)",
                           [(b"www-authenticate", b"Bearer")])  # fmt: skip
             return
@@ -131,6 +200,22 @@ class RequestGate:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, _with_reason(send))
+
+
+def _hostname(host: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:3000`` -> ``::1``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name.rstrip(".")
+
+
+def _same_origin(origin: bytes, host: bytes) -> bool:
+    """``Origin`` names the page's scheme, host and port: the service's own is its Host."""
+    text = origin.decode("latin-1").strip().lower()
+    own = host.decode("latin-1").strip().lower()
+    return bool(own) and text in (f"http://{own}", f"https://{own}")
 
 
 def _with_reason(send):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import math
 from http import HTTPStatus
 from pathlib import Path
@@ -106,19 +107,42 @@ def encode_rows(rows: Any, schema: dict) -> np.ndarray:
     return out
 
 
-def decode_uploads(files: list, image: dict, max_bytes: int, max_pixels: int) -> np.ndarray:
+def upload_pixels(files: list, max_bytes: int, max_request_pixels: int) -> int:
+    """The pixels a request's image files declare in their headers (nothing decoded yet):
+    413 past ``max_bytes`` for one file or ``max_request_pixels`` (MLOOP_MAX_REQUEST_PIXELS)
+    for the request; 422 for what is no image."""
+    from PIL import Image, UnidentifiedImageError
+
+    _check_batch(len(files))
+    total = 0
+    for i, item in enumerate(files):
+        size = len(item) if isinstance(item, bytes) else Path(item).stat().st_size
+        if size > max_bytes:
+            raise TooLarge(f"file {i}: {size:,} bytes is over the {max_bytes:,} accepted"
+                           " (MLOOP_MAX_FILE_BYTES)")  # fmt: skip
+        try:
+            with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as img:
+                width, height = img.size  # from the header: Image.open decodes nothing
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise Unprocessable(f"file {i}: corrupt or unreadable image: not a PNG or JPEG"
+                                " file") from None  # fmt: skip
+        total += width * height
+        if total > max_request_pixels:
+            raise TooLarge(f"the files of this request declare more than {max_request_pixels:,}"
+                           " pixels together (MLOOP_MAX_REQUEST_PIXELS): send fewer or smaller"
+                           " images a request")  # fmt: skip
+    return total
+
+
+def decode_uploads(files: list, image: dict, max_pixels: int) -> np.ndarray:
     """Image files (paths of uploads, or bytes) as the model's input, decoded exactly as the
     prepare stage decoded the training folder (``components.prepare.images.decode``)."""
     from components.prepare.images import ImageRejected, decode
 
-    _check_batch(len(files))
     size, color = tuple(image["size"]), image["color"]
     out = []
     for i, item in enumerate(files):
         data = item if isinstance(item, bytes) else Path(item).read_bytes()
-        if len(data) > max_bytes:
-            raise TooLarge(f"file {i}: {len(data):,} bytes is over the {max_bytes:,} accepted"
-                           " (MLOOP_MAX_FILE_BYTES)")  # fmt: skip
         try:
             out.append(decode(data, size, color, max_pixels=max_pixels))
         except ImageRejected as err:

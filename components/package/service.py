@@ -45,10 +45,10 @@ import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
 from pydantic import Field
 
-from components.core.predict import served_predictor
+from components.core.credentials import labeller_tokens
 from components.core.settings import settings
 from components.core.text import logged_text_statistics
-from components.package.http_gate import RequestGate
+from components.package.http_gate import LABELLER_HEADER, RequestGate
 from components.package.inputs import (
     EXAMPLE_INPUT,
     MAX_BATCH,
@@ -56,17 +56,16 @@ from components.package.inputs import (
     Answer,
     Labelled,
     Prediction,
-    body_limit,
     check_labels,
     decode_uploads,
     encode_rows,
     from_base64,
     to_batch,
     to_texts,
+    upload_pixels,
 )
-from components.prepare.tokenizer import FILE as TOKENIZER
-from components.prepare.tokenizer import encode, saved_length
-from components.prepare.tokenizer import load as load_tokenizer
+from components.package.served_model import Follower, ServedModel, load_served, read_pointer
+from components.prepare.tokenizer import encode
 from components.serve.inference_log import GroupCommit, InferenceLog, new_request_id
 
 ENDPOINTS = {"image": "/predict", "tabular": "/predict_rows", "text": "/predict_text"}
@@ -78,7 +77,9 @@ MODEL_TAG = SETTINGS.bento_model or (
     json.loads(_PINNED.read_text())["tag"] if _PINNED.is_file() else "digits-classifier:latest"
 )
 LOG_PATH = SETTINGS.inference_log or "inference.sqlite"
-UPLOAD_ON_LOOP_BYTES = 256 * 1024  # uploads larger in all decode in a thread
+# Uploads that declare more pixels in all decode in a thread (a few small images decode
+# faster than a hand-off to one); a small file can declare many pixels, so pixels decide.
+UPLOAD_ON_LOOP_PIXELS = 256 * 256
 # Without an exporter configured, BentoML's OpenTelemetry middleware makes spans that
 # go nowhere: every path is excluded from it unless MLOOP_TRACING asks for spans.
 TRACING = {} if SETTINGS.tracing else {"tracing": {"excluded_urls": ["."]}}
@@ -99,24 +100,12 @@ class Classifier:
     model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
-        folder = self.model_ref.path_of("mlflow_model")  # the stored model, once running
-        self.predict_proba = served_predictor(folder, SETTINGS.ort_threads)
-        info = self.model_ref.info
-        self.version = str(info.labels.get("model_version", "unknown"))
-        self.model_name = str(info.labels.get("model_name", "unknown"))
-        self.alias = str(info.labels.get("alias", "unknown"))
-        meta = info.metadata
-        self.kind = meta.get("kind", "image")
-        self.shape = tuple(meta.get("input_shape", (8, 8)))
-        self.pixel_max = float(meta.get("pixel_max") or 16.0)
-        self.classes = list(meta.get("classes", range(10)))
-        self.schema = meta.get("schema")
-        self.image_files = meta.get("image_files")  # size and colour of the training files
-        self.text = meta.get("text")  # texts: max_chars
-        if self.kind == "text":  # the model's own tokenizer, and the length it reads
-            self.tokenizer = load_tokenizer(Path(self.model_ref.path_of(TOKENIZER)))
-            self.max_length = saved_length(self.tokenizer)
-        RequestGate.body_limit = body_limit(dict(meta), SETTINGS.max_file_bytes)
+        pointer = SETTINGS.model_pointer  # mloop serve: the model it names, followed
+        wanted = read_pointer(pointer) if pointer else None
+        self.m = self._load(wanted) if wanted else self._load_own()
+        RequestGate.body_limit = self.m.body_limit
+        if pointer:
+            Follower(pointer, self.m.tag, self._load, self._swap)
         self.log: InferenceLog | None = None
         self.writer: GroupCommit | None = None
         self.log_error: str | None = None  # why the log cannot be written, while it cannot
@@ -127,6 +116,22 @@ class Classifier:
         # ~100 ms mid-load when they walked it all.
         gc.collect()
         gc.freeze()
+
+    def _load_own(self) -> ServedModel:
+        """The model the Bento was built around (the stored model, once running)."""
+        return load_served(self.model_ref, SETTINGS.ort_threads, SETTINGS.max_file_bytes)
+
+    def _load(self, tag: str) -> ServedModel:
+        """A model version of the BentoML store (what ``mloop serve`` follows)."""
+        if tag == str(self.model_ref.tag):
+            return self._load_own()
+        model = bentoml.models.get(tag)
+        return load_served(model, SETTINGS.ort_threads, SETTINGS.max_file_bytes)
+
+    def _swap(self, model: ServedModel) -> None:
+        """Serve ``model`` from the next request on; requests under way keep theirs."""
+        RequestGate.body_limit = model.body_limit
+        self.m = model
 
     def _open_log(self) -> InferenceLog | None:
         """The inference log, opened now if it could not be before (a fixed folder)."""
@@ -167,25 +172,28 @@ class Classifier:
             self._unwritable(None)
         return result
 
-    def _only(self, kind: str) -> None:
-        """400 naming the right endpoint unless this model reads ``kind`` data."""
-        if self.kind != kind:
-            raise InvalidArgument(f"this model reads {self.kind} data: POST it to"
-                                  f" {ENDPOINTS.get(self.kind, '/predict')}")  # fmt: skip
+    def _only(self, kind: str) -> ServedModel:
+        """The model this request is answered by (taken once: a swap does not reach a
+        request under way); 400 naming the right endpoint unless it reads ``kind`` data."""
+        m = self.m
+        if m.kind != kind:
+            raise InvalidArgument(f"this model reads {m.kind} data: POST it to"
+                                  f" {ENDPOINTS.get(m.kind, '/predict')}")  # fmt: skip
+        return m
 
-    async def _answer(self, x: np.ndarray, logged: tuple = ()) -> Answer:
+    async def _answer(self, m: ServedModel, x: np.ndarray, logged: tuple = ()) -> Answer:
         """Predict, log (``logged``: a text request's statistics and texts), answer."""
-        proba = self.predict_proba(x)
+        proba = m.predict_proba(x)
         request_id = new_request_id()
-        classes = [self.classes[i] for i in proba.argmax(1).tolist()]
+        classes = [m.classes[i] for i in proba.argmax(1).tolist()]
         if LOG_PATH != "off":  # committed before the answer leaves
-            record = (request_id, self.version, x, classes, proba.max(1), *logged)
+            record = (request_id, m.version, x, classes, proba.max(1), *logged)
             await self._logged(lambda: self.writer.append(record))
         return Answer(
             request_id=request_id,
-            model_name=self.model_name,
-            model_version=self.version,
-            model_alias=self.alias,
+            model_name=m.model_name,
+            model_version=m.version,
+            model_alias=m.alias,
             predictions=[
                 Prediction(class_=c, probabilities=p.round(6).tolist())
                 for c, p in zip(classes, proba, strict=True)
@@ -204,8 +212,8 @@ class Classifier:
         ],
     ) -> Answer:
         """Classify one image or a batch of images given as raw pixel values."""
-        self._only("image")
-        return await self._answer(to_batch(images, self.shape, self.pixel_max))
+        m = self._only("image")
+        return await self._answer(m, to_batch(images, m.shape, m.pixel_max))
 
     @bentoml.api
     async def predict_files(
@@ -221,7 +229,8 @@ class Classifier:
     ) -> Answer:
         """Classify image files, uploaded as multipart/form-data: each decoded, resized and
         converted exactly as the prepare stage did with the training folder."""
-        return await self._answer(await self._uploads(files))
+        m = self._only("image")
+        return await self._answer(m, await self._uploads(m, files))
 
     @bentoml.api
     async def predict_base64(
@@ -232,18 +241,18 @@ class Classifier:
         ],
     ) -> Answer:
         """Classify image files sent in JSON as base64 strings (as /predict_files)."""
-        return await self._answer(await self._uploads(from_base64(files)))
+        m = self._only("image")
+        return await self._answer(m, await self._uploads(m, from_base64(files)))
 
-    async def _uploads(self, files: list) -> np.ndarray:
-        self._only("image")
-        if not self.image_files:
+    async def _uploads(self, m: ServedModel, files: list) -> np.ndarray:
+        if not m.image_files:
             raise InvalidArgument("this model was not trained on image files: POST pixel values"
                                   " to /predict")  # fmt: skip
-        decode = functools.partial(decode_uploads, files, self.image_files,
-                                   SETTINGS.max_file_bytes, SETTINGS.max_image_pixels)  # fmt: skip
-        big = sum(len(f) if isinstance(f, bytes) else Path(f).stat().st_size for f in files)
-        # Small files decode faster than a hand-off to a thread; big ones would stall the loop.
-        return await asyncio.to_thread(decode) if big > UPLOAD_ON_LOOP_BYTES else decode()
+        pixels = upload_pixels(files, SETTINGS.max_file_bytes, SETTINGS.max_request_pixels)
+        decode = functools.partial(decode_uploads, files, m.image_files,
+                                   SETTINGS.max_image_pixels)  # fmt: skip
+        # Many pixels would stall the event loop, and every request of this worker with it.
+        return await asyncio.to_thread(decode) if pixels > UPLOAD_ON_LOOP_PIXELS else decode()
 
     @bentoml.api
     async def predict_rows(
@@ -253,8 +262,8 @@ class Classifier:
         ],
     ) -> Answer:
         """Classify table rows given as objects of column values, as in the training file."""
-        self._only("tabular")
-        return await self._answer(encode_rows(rows, self.schema))
+        m = self._only("tabular")
+        return await self._answer(m, encode_rows(rows, m.schema))
 
     @bentoml.api
     async def predict_text(
@@ -266,11 +275,11 @@ class Classifier:
     ) -> Answer:
         """Classify one text or a list of texts, tokenized here with the model's tokenizer.
         The log keeps each text's statistics, and the text only with MLOOP_LOG_INPUTS."""
-        self._only("text")
-        texts = to_texts(texts, int(self.text["max_chars"]))
-        ids, unknown = encode(self.tokenizer, texts, self.max_length)
+        m = self._only("text")
+        texts = to_texts(texts, int(m.text["max_chars"]))
+        ids, unknown = encode(m.tokenizer, texts, m.max_length)
         stats = logged_text_statistics(texts, unknown)
-        return await self._answer(ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
+        return await self._answer(m, ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
 
     @bentoml.api
     async def feedback(
@@ -294,15 +303,22 @@ class Classifier:
         overwrite: Annotated[
             bool, Field(description="replace labels given before (else 409 Conflict)")
         ] = False,
+        ctx: bentoml.Context = None,
     ) -> Labelled:
-        """Attach the true labels to a logged request (for quality monitoring)."""
+        """Attach the true labels to a logged request (for quality monitoring and the next
+        training data). Wants a labeller's token; the label records the labeller's name."""
+        source = ctx.request.headers.get(LABELLER_HEADER.decode(), "") if ctx else ""
         if LOG_PATH == "off":
             raise NotFound("the inference log is off (MLOOP_INFERENCE_LOG=off)")
-        check_labels(labels, self.classes)
+        check_labels(labels, self.m.classes)
         try:
             updated, replaced = await self._logged(
                 lambda: asyncio.to_thread(
-                    self.log.attach_labels, request_id, labels, overwrite=overwrite
+                    self.log.attach_labels,
+                    request_id,
+                    labels,
+                    overwrite=overwrite,
+                    source=source,
                 )
             )
         except LookupError as err:
@@ -320,4 +336,6 @@ Classifier.add_asgi_middleware(
     metrics_token=SETTINGS.metrics_token,
     max_body=SETTINGS.max_body_bytes,
     max_in_flight=SETTINGS.max_in_flight,
+    allowed_hosts=SETTINGS.allowed_hosts,
+    labellers=labeller_tokens(SETTINGS.labeller_tokens, SETTINGS.labeller_token),
 )

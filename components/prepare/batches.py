@@ -56,6 +56,9 @@ class Batch:
     data: tuple[str, ...]  # the data files, relative to the folder
     classes: dict[str, int]  # label -> rows
     folder: Path
+    # Rows of the data file (from 0) the gate left out (ingest.row_policy: reject_rows),
+    # held in quarantine with their reasons; prepare reads the batch without them.
+    rejected: tuple[int, ...] = ()
 
     @property
     def arrived_iso(self) -> str:
@@ -65,6 +68,7 @@ class Batch:
         out = asdict(self)
         out.pop("folder")
         out["data"] = list(self.data)
+        out["rejected"] = list(self.rejected)
         out["arrived_iso"] = self.arrived_iso
         return out
 
@@ -86,6 +90,7 @@ def read_record(folder: Path) -> Batch:
         raw = json.loads(path.read_text())
         raw.pop("arrived_iso", None)
         raw["data"] = tuple(raw["data"])
+        raw["rejected"] = tuple(raw.get("rejected", ()))
         batch = Batch(**raw, folder=Path(folder))
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise BatchError(f"{path}: not a readable batch record ({err})") from None
@@ -135,11 +140,13 @@ def add_batch(
     origin: str,
     labels: list,
     extra: Callable[[Path], None] | None = None,
+    rejected: tuple[int, ...] = (),
 ) -> Batch:
     """Write a new batch: ``write(folder)`` puts the data files in and returns their names.
 
     Raises ``BatchError`` when a batch with the same content exists already.
-    ``extra(folder)`` adds files that are no data (harvested request ids).
+    ``extra(folder)`` adds files that are no data (harvested request ids); ``labels`` are
+    the rows kept, ``rejected`` the rows of the data files the gate left out.
     """
     from collections import Counter
 
@@ -165,7 +172,7 @@ def add_batch(
                 id=f"batch-{number:04d}", arrived=time.time(), rows=len(labels), sha256=sha,
                 format=format, source=source, origin=origin, data=tuple(sorted(files)),
                 classes={str(k): int(v) for k, v in sorted(Counter(map(str, labels)).items())},
-                folder=root / f"batch-{number:04d}",
+                folder=root / f"batch-{number:04d}", rejected=tuple(rejected),
             )  # fmt: skip
             (scratch / RECORD).write_text(json.dumps(batch.record(), indent=2) + "\n")
             root.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """Reading the data sources: built-in digits, a CSV/Parquet table, an image folder, synthetic.
 
-Readers only read: raw input is never modified. Faults that make a whole file
+Readers only read: raw input is never modified, and no symbolic link is followed: a link
+where data is read (the file, the folder, a class folder, an image) is refused, naming
+it, since it could name anything on the machine. Faults that make a whole file
 unusable (empty, header only, truncated, not UTF-8, no label column, no class
 folders) raise ``DataError`` naming the fault. Faults of single images
 (corrupt, zero bytes, wrong channel count) are returned as rejections, for the
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
-    from components.core.config import DataConfig, SyntheticSource, TabularSource
+    from components.core.config import DataConfig, IngestConfig, SyntheticSource, TabularSource
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -62,6 +64,21 @@ class RawData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def refuse_link(path: Path) -> None:
+    """Raise ``DataError`` if ``path`` is a symbolic link: data is never read through one."""
+    if Path(path).is_symlink():
+        raise DataError(
+            f"a symbolic link (to {os.readlink(path)}): links are never followed where data is"
+            " read; copy the data in",
+            Path(path),
+        )
+
+
+def refuse_oversize(path: Path, size: int, max_bytes: int | None, setting: str) -> None:
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(f"{size:,} bytes, over the {max_bytes:,} that {setting} accepts", path)
 
 
 # ---------------------------------------------------------------- built-in and synthetic
@@ -146,15 +163,19 @@ def _decode_csv(path: Path) -> str:
     return text
 
 
-def _table_suffix(path: Path) -> str:
-    """The suffix of a table file that exists, is not empty and is CSV or Parquet."""
+def _table_suffix(path: Path, max_bytes: int | None = None) -> str:
+    """The suffix of a table file that exists, is no link, is not empty, is CSV or Parquet
+    and holds at most ``max_bytes`` (ingest.max_table_bytes: it is read whole)."""
+    refuse_link(path)
     if not path.is_file():
         raise DataError("no such file", path)
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataError(f"unknown table format {suffix!r}; expected .csv or .parquet", path)
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DataError("empty file: 0 bytes", path)
+    refuse_oversize(path, size, max_bytes, "ingest.max_table_bytes")
     return suffix
 
 
@@ -174,6 +195,7 @@ def read_table(
     categorical=(),
     source: TabularSource | None = None,
     batch: bool = False,
+    max_bytes: int | None = None,
 ) -> RawData:
     """Read a CSV or Parquet table. Columns keep the types the file gives them.
 
@@ -187,7 +209,7 @@ def read_table(
     import pandas as pd
 
     path = Path(path)
-    suffix = _table_suffix(path)
+    suffix = _table_suffix(path, max_bytes)
     na_values = list(source.na_values) if source else ["?"]
     if suffix == ".csv":
         text = _decode_csv(path)
@@ -295,17 +317,32 @@ def read_image_folder(
     from components.prepare.images import Progress, decode_files, pixel_shape
 
     path = Path(path)
+    refuse_link(path)
     if not path.is_dir():
         raise DataError("no such folder", path)
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = [p for p in sorted(path.iterdir()) if not p.name.startswith(".")]
+    for entry in entries:
+        refuse_link(entry)  # a class folder linked elsewhere is never read
+    classes = [p.name for p in entries if p.is_dir()]
     if not classes:
         raise DataError("no class sub-folders: expected one folder of images per class", path)
     files, labels = [], []
     for label in classes:
+        found = 0
         for entry in sorted(os.scandir(path / label), key=lambda e: e.name):
-            if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and not entry.is_dir():
+            if Path(entry.name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            # A linked image is listed and rejected by the decoder, never opened.
+            if not entry.is_dir(follow_symlinks=False):
                 files.append(f"{label}/{entry.name}")
                 labels.append(label)
+                found += 1
+        if not found:
+            raise DataError(
+                f"class folder {label!r} holds no {'/'.join(sorted(IMAGE_SUFFIXES))} image:"
+                " every class needs images (remove the folder, or add its images)",
+                path,
+            )
     if not files:
         raise DataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in the class folders", path)
     scratch = None
@@ -332,12 +369,12 @@ def read_image_folder(
 # ---------------------------------------------------------------- texts
 
 
-def _text_frame(path: Path):
+def _text_frame(path: Path, max_bytes: int | None = None):
     """A CSV (UTF-8 as a whole, every cell as text: "NA" or "null" is a message, not a
     gap) or Parquet file of texts, as read."""
     import pandas as pd
 
-    if _table_suffix(path) != ".csv":
+    if _table_suffix(path, max_bytes) != ".csv":
         return _read_parquet(path)
     try:
         return pd.read_csv(io.StringIO(_decode_csv(path)), dtype=str, keep_default_na=False)
@@ -345,7 +382,7 @@ def _text_frame(path: Path):
         raise DataError(f"malformed CSV: {err}", path) from None
 
 
-def read_text_table(path: Path, text: str, label: str) -> RawData:
+def read_text_table(path: Path, text: str, label: str, max_bytes: int | None = None) -> RawData:
     """A CSV or Parquet file of texts: a text column and a label column, as read.
 
     A CSV must be UTF-8 as a whole (else it is refused, naming the first bad byte);
@@ -353,7 +390,7 @@ def read_text_table(path: Path, text: str, label: str) -> RawData:
     characters are left for the gate, which rejects them row by row.
     """
     path = Path(path)
-    frame = _text_frame(path)
+    frame = _text_frame(path, max_bytes)
     missing = [c for c in (text, label) if c not in frame.columns]
     if missing:
         raise DataError(f"column(s) {missing} missing; columns are {list(frame.columns)}", path)
@@ -379,15 +416,48 @@ def read_unlabelled(path: Path, text: str) -> list[str]:
 # ---------------------------------------------------------------- arrays
 
 
-def read_arrays(path: Path, pixel_max: float) -> RawData:
+def npz_bytes(path: Path) -> int:
+    """What a ``.npz``'s arrays take once loaded, from the zip's directory and each array's
+    header, before any array is read: the larger of the entry's stated size and the bytes
+    its header's shape asks numpy to allocate (a small file can claim a huge array)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            declared = 0
+            with archive.open(info) as entry:
+                fmt = np.lib.format
+                try:
+                    version = fmt.read_magic(entry)
+                except ValueError:  # no .npy entry: np.load refuses it
+                    version = None
+                if version is not None:
+                    read = {(1, 0): fmt.read_array_header_1_0,
+                            (2, 0): fmt.read_array_header_2_0}.get(version)  # fmt: skip
+                    if read is None:
+                        raise DataError(f"{info.filename}: .npy format {version} is not read"
+                                        " here (1.0 and 2.0 are)", Path(path))  # fmt: skip
+                    shape, _, dtype = read(entry)
+                    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            total += max(info.file_size, declared)
+    return total
+
+
+def read_arrays(path: Path, pixel_max: float, max_bytes: int | None = None) -> RawData:
     """A ``.npz`` file of images ``x`` (N x H x W or N x C x H x W, on the source's pixel
-    scale) and labels ``y``: a batch of the built-in digits or of synthetic images."""
+    scale) and labels ``y``: a batch of the built-in digits or of synthetic images.
+    ``max_bytes`` (ingest.max_npz_bytes) caps its arrays' size, checked before loading."""
     path = Path(path)
+    refuse_link(path)
     try:
+        if max_bytes is not None:
+            refuse_oversize(path, npz_bytes(path), max_bytes,
+                            "ingest.max_npz_bytes (decompressed)")  # fmt: skip
         with np.load(path, allow_pickle=False) as npz:
             if not {"x", "y"} <= set(npz.files):
                 raise DataError(f"expected arrays x and y, found {sorted(npz.files)}", path)
             x, y = npz["x"], npz["y"]
+    except DataError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # pickled objects too
         raise DataError(f"not a readable .npz of arrays x and y: {err}", path) from None
     if x.ndim not in (3, 4) or not np.issubdtype(x.dtype, np.number):
@@ -407,7 +477,18 @@ def source_pixel_max(cfg: DataConfig) -> float:
 
 
 def read_batch(batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
-    """An accepted batch (``prepare.batches.Batch``), read as its reference data was."""
+    """An accepted batch (``prepare.batches.Batch``), read as its reference data was, less
+    the rows its gate left out (``batch.rejected``)."""
+    raw = _read_batch(batch, cfg, reference, images_out)
+    if batch.rejected and raw.frame is not None:
+        keep = np.ones(len(raw.frame), bool)
+        keep[list(batch.rejected)] = False
+        raw.frame = raw.frame[keep].reset_index(drop=True)
+        raw.labels = np.asarray(raw.labels)[keep]
+    return raw
+
+
+def _read_batch(batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
     folder = batch.folder
     if batch.format == "table" and reference.kind == "text":
         return read_text_table(folder / batch.data[0], cfg.text.text, cfg.text.label)
@@ -474,10 +555,15 @@ def read_source(
     return read_image_folder(Path(root) / images.path, images.size, images.color, images_out)
 
 
-def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
+def read_path(
+    path: Path, cfg: DataConfig, label: str | None = None, limits: IngestConfig | None = None
+) -> RawData:
     """Any file or folder, for ``mloop validate --data`` and ``mloop ingest``: a folder of
-    images, a table (of texts, for a text data set), or a ``.npz`` of image arrays."""
+    images, a table (of texts, for a text data set), or a ``.npz`` of image arrays.
+    ``limits``: the caps on a batch's size (``ingest``)."""
     path = Path(path)
+    refuse_link(path)
+    tables = limits.max_table_bytes if limits else None
     if path.is_dir():
         size, color = (cfg.images.size, cfg.images.color) if cfg.images else ((32, 32), "grayscale")
         return read_image_folder(path, size, color)
@@ -486,14 +572,14 @@ def read_path(path: Path, cfg: DataConfig, label: str | None = None) -> RawData:
     if not path.is_file():  # a device, a pipe, a socket: never read, never copied
         raise DataError("not a regular file or folder", path)
     if path.suffix.lower() == ".npz":
-        return read_arrays(path, source_pixel_max(cfg))
+        return read_arrays(path, source_pixel_max(cfg), limits.max_npz_bytes if limits else None)
     if cfg.source == "text" and cfg.text is not None:  # a batch of the data set's texts
-        return read_text_table(path, cfg.text.text, label or cfg.text.label)
+        return read_text_table(path, cfg.text.text, label or cfg.text.label, tables)
     label = label or (cfg.tabular.label if cfg.tabular else None)
     if label is None:
         raise DataError("a table needs its label column: pass --label or set data.tabular", path)
     t = cfg.tabular
     declared = t is not None and t.label == label  # a batch of the configured data set
     if not declared:
-        return read_table(path, label)
-    return read_table(path, label, t.numeric, t.categorical, t)
+        return read_table(path, label, max_bytes=tables)
+    return read_table(path, label, t.numeric, t.categorical, t, max_bytes=tables)

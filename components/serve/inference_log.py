@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     prediction TEXT NOT NULL,
     confidence REAL NOT NULL,
     label TEXT,
+    label_source TEXT,
     UNIQUE (request_id, item)
 );
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, ts REAL NOT NULL);
@@ -154,7 +155,7 @@ class InferenceLog:
             )
 
     def attach_labels(
-        self, request_id: str, labels: list, overwrite: bool = False
+        self, request_id: str, labels: list, overwrite: bool = False, source: str = ""
     ) -> tuple[int, int]:
         """Set the true labels of a logged request, in batch order.
 
@@ -180,8 +181,9 @@ class InferenceLog:
                     " send overwrite: true to replace its labels"
                 )
             db.executemany(
-                "UPDATE predictions SET label = ? WHERE request_id = ? AND item = ?",
-                [(str(label), request_id, i) for i, label in enumerate(labels)],
+                "UPDATE predictions SET label = ?, label_source = ? WHERE request_id = ?"
+                " AND item = ?",
+                [(str(label), source or None, request_id, i) for i, label in enumerate(labels)],
             )
         return count, labelled
 
@@ -247,6 +249,10 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
     db.executescript(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
+    if "label_source" not in columns:  # a log written before labels named their labeller
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+            db.execute("ALTER TABLE predictions ADD COLUMN label_source TEXT")
     return db
 
 
@@ -279,8 +285,8 @@ def labelled(path: Path | str, exclude: set[str] = frozenset(), inputs: bool = T
     db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30)
     try:
         table = pd.read_sql_query(
-            "SELECT id, request_id, item, model_version, label, length(inputs) AS size"
-            " FROM predictions WHERE label IS NOT NULL ORDER BY id",
+            "SELECT id, request_id, item, model_version, label, label_source,"
+            " length(inputs) AS size FROM predictions WHERE label IS NOT NULL ORDER BY id",
             db,
         )
         if exclude:

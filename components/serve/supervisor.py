@@ -2,8 +2,11 @@
 
 ``Supervisor`` is what ``mloop serve`` runs: it serves the Bento the package stage
 last built (``reports/bento.json``) and, when a later run packages another model
-version (a promotion), stops the old server and starts the new one on the same
-port, so the served model follows the champion without anyone restarting it.
+version (a gate decision, promote, rollback), names it in the model pointer: every
+worker loads it beside the one serving and swaps it in (``package/served_model.py``),
+so the served model follows the champion with no request refused or reset and none
+answered by a half-loaded model. Only when the workers cannot load it does it fall
+back to a restart of the server.
 """
 
 from __future__ import annotations
@@ -104,11 +107,23 @@ def _rotate(log_file: Path) -> None:
     log_file.replace(log_file.with_name(f"{log_file.name}.1"))
 
 
-def start(tag: str, host: str, port: int, log_file: Path | None = None) -> subprocess.Popen:
-    """``bentoml serve TAG`` on ``host:port``; refuses a port something else listens on."""
+def start(
+    tag: str, host: str, port: int, log_file: Path | None = None, pointer: Path | None = None
+) -> subprocess.Popen:
+    """``bentoml serve TAG`` on ``host:port``; refuses a port something else listens on.
+    With ``pointer``, its workers serve the model the pointer names, and follow it. A
+    labeller file (MLOOP_LABELLER_TOKENS) is written first if there is none."""
+    from components.core.credentials import ensure_labeller_file
+    from components.core.settings import settings
+
     check_port_free(host, port)
+    if settings().labeller_tokens is not None:
+        ensure_labeller_file(settings().labeller_tokens)
     command = [sys.executable, "-m", "bentoml", "serve", tag, "--host", host, "--port", str(port)]
-    return start_process(command, log_file)
+    env = os.environ.copy()
+    if pointer is not None:
+        env["MLOOP_MODEL_POINTER"] = str(pointer)
+    return start_process(command, log_file, env)
 
 
 def wait_http(url: str, server: subprocess.Popen, timeout_s: float = 180, log_file=None) -> None:
@@ -195,7 +210,7 @@ def stop_signals_raise():
 
 
 class Supervisor:
-    """Serve the packaged Bento; restart on the next one when the served model changes."""
+    """Serve the packaged Bento; swap its workers onto the next model when it changes."""
 
     def __init__(
         self,
@@ -204,9 +219,13 @@ class Supervisor:
         port: int,
         log_file: Path | None = None,
         say: Callable[[str], None] = print,
+        pointer: Path | None = None,
+        swap_timeout_s: float = 120,
     ) -> None:
         self.record, self.host, self.port = record, host, port
         self.log_file, self.say = log_file, say
+        self.pointer = pointer or Path(record).parent / ".served_model.json"
+        self.swap_timeout_s = swap_timeout_s
         self.server: subprocess.Popen | None = None
         self.serving: dict | None = None
 
@@ -220,19 +239,53 @@ class Supervisor:
             f" {bento['model_version']} ({bento['alias']}) on http://{self.host}:{self.port}"
         )
         self.server = None
-        self.server = start(bento["bento_tag"], self.host, self.port, self.log_file)
+        import shutil
+
+        from components.package.served_model import ack_folder, write_pointer
+
+        shutil.rmtree(ack_folder(self.pointer), ignore_errors=True)  # an earlier server's
+        write_pointer(self.pointer, bento["model_tag"])
+        self.server = start(bento["bento_tag"], self.host, self.port, self.log_file, self.pointer)
         wait_ready(self.host, self.port, self.server, log_file=self.log_file)
         self.serving = bento
         self.say("ready")
 
+    def swap(self, bento: dict) -> bool:
+        """Name ``bento``'s model in the pointer and wait until every worker serves it;
+        False (the pointer set back) if one cannot load it or they do not say in time."""
+        from components.core.settings import settings
+        from components.package.served_model import acknowledged, write_pointer
+
+        tag, workers = bento["model_tag"], settings().service_workers
+        write_pointer(self.pointer, tag)
+        deadline = time.monotonic() + self.swap_timeout_s
+        while time.monotonic() < deadline and self.server.poll() is None:
+            said = acknowledged(self.pointer).values()
+            failed = [s["error"] for s in said if s.get("error")]
+            if failed:
+                self.say(f"a worker cannot load version {bento['model_version']}: {failed[0]}")
+                break
+            if len(said) >= workers and all(s["model_tag"] == tag for s in said):
+                return True
+            time.sleep(0.2)
+        write_pointer(self.pointer, self.serving["model_tag"])
+        return False
+
     def poll(self) -> None:
-        """Restart on the packaged Bento if it serves another model than the running one."""
+        """Follow the packaged Bento: swap the workers onto its model if it is another one
+        than they serve (a restart of the server only if they cannot)."""
         try:
             bento = self.packaged()
         except (FileNotFoundError, ValueError):
             return  # a package stage is writing it: look again next time
         if bento["model_tag"] != self.serving["model_tag"]:
-            self.say(f"new model packaged (version {bento['model_version']}): restarting")
+            version = bento["model_version"]
+            self.say(f"new model packaged (version {version}): loading it in the workers")
+            if self.swap(bento):
+                self.serving = bento
+                self.say(f"serving {bento['model_name']} version {version} ({bento['alias']})")
+                return
+            self.say("the workers did not take the new model: restarting the server")
             stop(self.server)
             self.launch(bento)
 

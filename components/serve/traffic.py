@@ -83,10 +83,11 @@ def run(
     seed: int = 0,
     batch: int = 1,
     retries: int = 0,
+    labeller_token: str | None = None,
 ) -> TrafficResult:
     """Send ``rate`` requests per second for ``duration_s`` seconds to ``url`` (the service),
     each of one image, or of ``batch`` images; a 503 with Retry-After is retried up to
-    ``retries`` times."""
+    ``retries`` times. Labels go to /feedback with ``labeller_token``."""
     return asyncio.run(
         _run(
             url.rstrip("/"),
@@ -100,12 +101,13 @@ def run(
             seed,
             batch,
             retries,
+            labeller_token,
         )  # fmt: skip
     )
 
 
 async def _run(url, images, labels, rate, duration_s, drift, feedback, token, seed, batch,
-               retries):  # fmt: skip
+               retries, labeller_token):  # fmt: skip
     import aiohttp
 
     rng = np.random.default_rng(seed)
@@ -162,6 +164,8 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
                 {"request_id": reply["request_id"], "labels": [plain(labels[j]) for j in groups[i]]}
             )
             json_headers = {**headers, "Content-Type": "application/json"}
+            if labeller_token:
+                json_headers["Authorization"] = f"Bearer {labeller_token}"
             async with session.post(f"{url}/feedback", data=label, headers=json_headers) as answer:
                 labelled += answer.status == 200
 

@@ -41,6 +41,8 @@ def profile(gate: GateInput) -> dict:
     prof["label_column"] = gate.label_column
     finite = {c: t[c][np.isfinite(t[c])] for c in gate.numeric}
     prof["numeric"] = {c: [float(v.min()), float(v.max())] for c, v in finite.items()}
+    prof["numeric_stats"] = {c: {"mean": float(v.mean()), "std": float(v.std(ddof=0))}
+                             for c, v in finite.items() if len(v)}  # fmt: skip
     prof["categorical"] = gate.categorical
     return prof
 

@@ -21,8 +21,14 @@ from components.validate.tables import GateInput
 # ---------------------------------------------------------------- quarantine and reports
 
 
-def rejected_rows(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
-    """Rows that break a row-level rule, with the reasons, as a DataFrame."""
+def rejected_rows(
+    gate: GateInput, cfg: ValidateConfig, reference: dict | None, faults_only: bool = False
+):
+    """Rows that break a row-level rule: a mask, and the reasons of the rows it marks.
+
+    ``faults_only``: only what is wrong with a row by itself (a value out of range, a
+    broken text, a label not allowed), not what it shares with others (duplicates,
+    conflicting labels): the rows ``ingest.row_policy: reject_rows`` may leave out."""
     import pandas as pd
 
     t = gate.table
@@ -36,19 +42,22 @@ def rejected_rows(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
         out_of_range = (t["min"] < cfg.pixel_min) | (t["max"] > pixel_max_of(gate, cfg))
         flag(~t["finite"], "NaN or infinite pixel")
         flag(out_of_range, "pixel value out of range")
-        flag(t["digest"].duplicated(), "duplicate image")
+        if not faults_only:
+            flag(t["digest"].duplicated(), "duplicate image")
         label = "label"
     elif gate.kind == "text":
         flag(t["blank"], "empty or whitespace-only text")
         flag(t["bad_encoding"], "characters of a broken encoding")
         flag(t["chars"] > cfg.max_text_chars, f"longer than {cfg.max_text_chars} characters")
-        flag(t["_digest"].duplicated() & ~t["_conflict"], "duplicate text")
-        flag(t["_conflict"], "the same text with another label elsewhere")
+        if not faults_only:
+            flag(t["_digest"].duplicated() & ~t["_conflict"], "duplicate text")
+            flag(t["_conflict"], "the same text with another label elsewhere")
         flag(t["_label"].isna(), "no label")
         label = "_label"
     else:
         flag(~t["_finite"], "infinite value")
-        flag(t["_digest"].duplicated(), "duplicate row")
+        if not faults_only:
+            flag(t["_digest"].duplicated(), "duplicate row")
         numeric = numeric_columns(gate, reference)
         for col in [c for c in t.columns if not c.startswith("_")]:
             if not gate.may_miss(col):  # a rule that drops or imputes makes a gap no fault
@@ -98,6 +107,25 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
     return folder
 
 
+def quarantine_rows(gate: GateInput, mask, reasons, root: Path) -> Path:
+    """Hold the rows a batch was accepted without (``ingest.row_policy: reject_rows``)."""
+    folder = _new_folder(root, f"{gate.name}-rows")
+    t = gate.table
+    if gate.kind == "text":
+        rows = t.loc[mask, ["_text", "_label"]].rename(
+            columns={"_text": gate.text_column, "_label": gate.label_column})  # fmt: skip
+    else:
+        rows = t[mask].drop(columns=["_split", "_finite", "_digest", "_label"], errors="ignore")
+    rows.assign(_row=np.flatnonzero(mask), _reason=reasons.to_numpy()).to_csv(
+        folder / "rejected_rows.csv", index=False)  # fmt: skip
+    (folder / "reason.txt").write_text(
+        f"source: {gate.origin or gate.name}\naccepted without {int(np.sum(mask))} of"
+        f" {len(t)} rows (ingest.row_policy: reject_rows): rejected_rows.csv holds them,"
+        " with the reason of each and its row number in the batch (from 0)\n"
+    )
+    return folder
+
+
 def quarantine_unreadable(err: DataError, root: Path) -> Path | None:
     """Hold what could not be read at all, with the reason.
 
@@ -109,7 +137,9 @@ def quarantine_unreadable(err: DataError, root: Path) -> Path | None:
     if path is None or not path.exists():
         return None
     folder = _new_folder(root, path.stem or "data")
-    if path.is_dir():
+    if path.is_symlink():  # what a link names is never read, not even to hold it
+        pass
+    elif path.is_dir():
         for file in path.iterdir():
             if file.suffix.lower() in IMAGE_SUFFIXES:
                 _copy_into(file, folder / "files" / file.name)

@@ -17,8 +17,11 @@ class Failure:
     unexpected_count: int | None
     observed: object
     examples: list = field(default_factory=list)
+    hint: str | None = None  # the failure in the data's own terms, where GX's are not
 
     def describe(self) -> str:
+        if self.hint:
+            return self.hint
         where = f"{self.table}.{self.column}" if self.column else self.table
         details = []
         if self.unexpected_count is not None:
@@ -64,8 +67,16 @@ class ValidationResult:
     html_report: Path
     quarantine: Path | None = None
     checks: list[Check] = field(default_factory=list)  # every expectation, passed ones too
+    # ingest.row_policy reject_rows: the rows (from 0) the batch passed without, held in
+    # ``quarantine`` with their reasons
+    rejected_rows: tuple[int, ...] = ()
 
     def summary(self) -> str:
+        if self.passed and self.rejected_rows:
+            return (
+                f"all {self.expectations} expectations passed on {self.rows} rows, less"
+                f" {len(self.rejected_rows)} faulty rows held in {self.quarantine}"
+            )
         if self.passed:
             return f"all {self.expectations} expectations passed on {self.rows} rows"
         return f"{len(self.failures)} of {self.expectations} expectations failed"

@@ -16,17 +16,25 @@ Raw input is only ever read.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 
-from components.core.config import Params, ValidateConfig
+import numpy as np
+
+from components.core.config import IngestConfig, Params, ValidateConfig
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.prepare.sources import DataError
 from components.prepare.splits import DROPPED
 from components.validate.profile import load_profile, profile, profile_path
-from components.validate.quarantine import quarantine_batch, quarantine_unreadable
+from components.validate.quarantine import (
+    quarantine_batch,
+    quarantine_rows,
+    quarantine_unreadable,
+    rejected_rows,
+)
 from components.validate.report import (
     Check,
     DataValidationError,
@@ -117,11 +125,8 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def run_gate(
-    gate: GateInput, cfg: ValidateConfig, reference: dict | None, reports: Path, quarantine: Path
-) -> ValidationResult:
-    """Validate ``gate``; write the JSON and HTML reports; quarantine what was rejected."""
-    start = time.perf_counter()
+def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
+    """Every check's outcome on ``gate``: (checks, failures, warnings)."""
     t = gate.table
     warnings = []
     if gate.kind == "image":
@@ -158,23 +163,75 @@ def run_gate(
     for file, reason in gate.rejected:
         checks.append(Check("files", "readable_image", file, False, "", reason))
         failures.append(Failure("files", "readable_image", file, 1, reason))
+    return checks, [_in_human_terms(f, gate) for f in failures], warnings
+
+
+def _in_human_terms(failure: Failure, gate: GateInput) -> Failure:
+    """A failure named by the rows behind it where its check's own words do not say."""
+    if failure.column != "_conflict":
+        return failure
+    t = gate.table
+    clash = t[t["_conflict"]]
+    texts = clash.groupby("_digest", sort=False)
+    first = next(iter(texts))[1]
+    shown = first["_text"].iloc[0]
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    labels = " and ".join(sorted(first["_label"].dropna().astype(str).unique()))
+    hint = (
+        f"{texts.ngroups} texts appear under two or more labels ({len(clash)} rows), e.g."
+        f" {shown!r} as {labels}; declare data.text.conflicts: drop or majority"
+    )
+    return dataclasses.replace(failure, hint=hint)
+
+
+def run_gate(
+    gate: GateInput,
+    cfg: ValidateConfig,
+    reference: dict | None,
+    reports: Path,
+    quarantine: Path,
+    rows: IngestConfig | None = None,
+) -> ValidationResult:
+    """Validate ``gate``; write the JSON and HTML reports; quarantine what was rejected.
+
+    ``rows`` (a batch's ``ingest`` settings): under ``row_policy: reject_rows`` a table or
+    text batch with at most ``max_rejected_share`` faulty rows is judged without them,
+    and passes with them held in quarantine; its distribution checks still decide.
+    """
+    start = time.perf_counter()
+    faulty = None
+    if rows is not None and rows.row_policy == "reject_rows" and reference is not None \
+            and gate.kind in ("tabular", "text") and len(gate.table):  # fmt: skip
+        faulty, reasons = rejected_rows(gate, cfg, reference, faults_only=True)
+        if not faulty.any() or faulty.mean() > rows.max_rejected_share:
+            faulty = None
+    judged = gate if faulty is None else dataclasses.replace(gate, table=gate.table[~faulty])
+    checks, failures, warnings = _judge(judged, cfg, reference)
     for w in warnings:
         log.warning(f"  warning: {w}")
 
-    held = None
+    held, left_out = None, ()
     if failures:
         held = quarantine_batch(gate, failures, cfg, reference, quarantine)
+    elif faulty is not None:
+        held, left_out = quarantine_rows(gate, faulty, reasons, quarantine), tuple(
+            int(i) for i in np.flatnonzero(faulty))  # fmt: skip
+        log.warning(
+            f"  {len(left_out)} of {len(gate.table)} rows rejected (ingest.row_policy:"
+            f" reject_rows), the rest accepted; the rows and reasons: {held}"
+        )
     result = ValidationResult(
         passed=not failures,
         expectations=len(checks),
         failures=failures,
         warnings=warnings,
-        rows=len(t),
+        rows=len(gate.table),
         seconds=time.perf_counter() - start,
         report=reports / "validation.json",
         html_report=reports / "validation.html",
         quarantine=held,
         checks=checks,
+        rejected_rows=left_out,
     )
     write_json(result.report, result)
     write_html(result, gate, reference)

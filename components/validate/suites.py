@@ -13,14 +13,14 @@ from components.validate.tables import (
 
 NUMERIC_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
                  "float16", "float32", "float64"]  # fmt: skip
-RANGE_MARGIN = 0.1  # profile ranges are widened by this share of their span on each side
 
 
 # ---------------------------------------------------------------- the suites
 
 
-def _widen(low: float, high: float) -> tuple[float, float]:
-    margin = RANGE_MARGIN * max(high - low, abs(high), 1e-9)
+def _widen(low: float, high: float, share: float) -> tuple[float, float]:
+    """The range widened by ``share`` of its span (validate.range_margin) on each side."""
+    margin = share * max(high - low, abs(high), 1e-9)
     return low - margin, high + margin
 
 
@@ -38,8 +38,16 @@ def column_bounds(
     if col in cfg.ranges:
         return cfg.ranges[col]
     if reference and col in reference["numeric"]:
-        return _widen(*reference["numeric"][col])
+        return _widen(*reference["numeric"][col], cfg.range_margin)
     return None
+
+
+def mean_band(stat: dict, rows: int, shift: float) -> tuple[float, float]:
+    """Where a batch's mean may lie: the reference mean, give or take 4 standard errors of
+    a batch of ``rows`` and ``shift`` reference standard deviations (or ``shift`` of the
+    mean, for texts' statistics: ``max_text_shift``)."""
+    margin = 4 * stat["std"] / max(rows, 1) ** 0.5 + shift
+    return stat["mean"] - margin, stat["mean"] + margin
 
 
 def pixel_max_of(gate: GateInput, cfg: ValidateConfig) -> float:
@@ -110,9 +118,14 @@ def table_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | N
             continue
         exps.append(E.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMERIC_TYPES))
         bounds = column_bounds(col, cfg, reference)
-        if bounds:
+        if bounds:  # a distribution check: mostly within range (single rows: row_policy)
             low, high = bounds
-            exps.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=low, max_value=high))
+            exps.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=low, max_value=high,
+                                                        mostly=cfg.range_mostly))  # fmt: skip
+        stat = (reference or {}).get("numeric_stats", {}).get(col)
+        if stat and len(t) and col not in gate.categorical:
+            low, high = mean_band(stat, len(t), cfg.max_mean_shift * stat["std"])
+            exps.append(E.ExpectColumnMeanToBeBetween(column=col, min_value=low, max_value=high))
     labels = expected_labels(cfg, reference)
     if labels:
         exps.append(E.ExpectColumnValuesToBeInSet(column="_label", value_set=labels))
@@ -121,13 +134,6 @@ def table_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | N
 
 TEXT_COLUMNS = ["_split", "_label", *TEXT_STATISTICS, "blank", "bad_encoding", "_digest",
                 "_conflict", "_text"]  # fmt: skip
-
-
-def text_band(stat: dict, rows: int, cfg: ValidateConfig) -> tuple[float, float]:
-    """Where a batch's mean of a text statistic may lie: the reference mean, give or take
-    4 standard errors of a batch of ``rows`` and ``max_text_shift`` of the mean."""
-    margin = 4 * stat["std"] / max(rows, 1) ** 0.5 + cfg.max_text_shift * abs(stat["mean"])
-    return stat["mean"] - margin, stat["mean"] + margin
 
 
 def text_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
@@ -145,11 +151,13 @@ def text_expectations(gate: GateInput, cfg: ValidateConfig, reference: dict | No
         E.ExpectColumnProportionOfUniqueValuesToBeBetween(
             column="_digest", min_value=1.0 - cfg.max_duplicate_share
         ),
-        E.ExpectColumnValuesToBeInSet(column="_conflict", value_set=[False]),
     ]
+    if gate.conflicts == "fail":  # else prepare settles them by the declared policy
+        exps.append(E.ExpectColumnValuesToBeInSet(column="_conflict", value_set=[False]))
     if reference:
         for col in TEXT_DRIFTING:
-            low, high = text_band(reference["text_stats"][col], len(gate.table), cfg)
+            stat = reference["text_stats"][col]
+            low, high = mean_band(stat, len(gate.table), cfg.max_text_shift * abs(stat["mean"]))
             exps.append(E.ExpectColumnMeanToBeBetween(column=col, min_value=low, max_value=high))
     labels = expected_labels(cfg, reference)
     if labels:

@@ -42,6 +42,7 @@ class GateInput:
     name: str = "data"
     missing: dict[str, dict] = field(default_factory=dict)  # tables: each column's rule
     text_column: str | None = None  # texts: the column of the texts
+    conflicts: str = "fail"  # data.text.conflicts: the same text under two labels fails
 
     def may_miss(self, column: str) -> float:
         """The share of empty cells the column may hold: 0 unless its rule drops or imputes."""
@@ -156,12 +157,14 @@ def class_table(table, label_column: str, split_column: str, classes: list[str])
 # ---------------------------------------------------------------- entry points
 
 
-def gate_input(raw: RawData, name: str, splits=None) -> GateInput:
+def gate_input(raw: RawData, name: str, splits=None, conflicts: str = "fail") -> GateInput:
+    """What the gate checks of ``raw``; ``conflicts``: data.text.conflicts (any other
+    policy than fail lets prepare settle the same text under two labels)."""
     if raw.kind == "text":
         return GateInput(
             kind="text", table=text_table(raw.frame, raw.text_column, raw.label_column, splits),
             label_column=raw.label_column, text_column=raw.text_column, origin=raw.origin,
-            name=name,
+            name=name, conflicts=conflicts,
         )  # fmt: skip
     if raw.kind == "image":
         table = image_table(raw.images, raw.labels, splits)

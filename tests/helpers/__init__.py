@@ -148,12 +148,24 @@ def mloop_serve(root: Path):
         server.wait(timeout=60)
 
 
+def labeller(log: Path) -> str:
+    """The labeller token of a service ``served`` with the inference log ``log``."""
+    from components.core.credentials import first_token
+
+    return first_token(log.with_name("labellers.json"))
+
+
 @contextlib.contextmanager
 def served(tag: str, log: Path, **env):
-    """``bentoml serve TAG`` on a free loopback port, logging to ``log``; yields the port."""
+    """``bentoml serve TAG`` on a free loopback port, logging to ``log``; yields the port.
+    Its labeller file is beside the log (``labeller(log)``: the token /feedback wants)."""
+    from components.core.credentials import ensure_labeller_file
+
     port = free_port()
+    ensure_labeller_file(log.with_name("labellers.json"))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLOOP_INFERENCE_LOG", str(log))
+        mp.setenv("MLOOP_LABELLER_TOKENS", str(log.with_name("labellers.json")))
         for key, value in env.items():
             mp.setenv(key, value)
         server = supervisor.start(tag, "127.0.0.1", port, log.with_suffix(".out"))

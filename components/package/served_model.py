@@ -1,0 +1,160 @@
+"""The model a service worker answers with, and how it changes without a dropped request.
+
+``ServedModel`` is everything a request needs of one model version: its predictor,
+its names, and its inputs' rules. A worker holds one and each request takes it once at
+its start, so a request in flight finishes on the model it started with. ``mloop serve``
+(``serve/supervisor.py``) names the model to serve in a pointer file
+(``MLOOP_MODEL_POINTER``); each worker's ``Follower`` thread reads it every
+``POLL_S``, loads a new version from the BentoML store beside the one serving, swaps it
+in (one attribute: atomic), and acknowledges (``<pointer>.ack/<pid>``), as Triton and
+TF Serving poll their model repositories. A model that cannot be loaded leaves the one
+serving in place, and says why in the acknowledgement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.core.predict import served_predictor
+from components.package.inputs import body_limit
+from components.prepare.tokenizer import FILE as TOKENIZER
+from components.prepare.tokenizer import load as load_tokenizer
+from components.prepare.tokenizer import saved_length
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5  # how often a worker reads the pointer
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    tag: str
+    predict_proba: Callable
+    version: str
+    model_name: str
+    alias: str
+    kind: str
+    shape: tuple
+    pixel_max: float
+    classes: list
+    schema: dict | None
+    image_files: dict | None  # size and colour of the training files
+    text: dict | None  # texts: max_chars
+    tokenizer: object | None  # texts: the model's own tokenizer
+    max_length: int | None  # ...and the length it reads
+    body_limit: int
+
+
+def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
+    """A BentoML model (the Bento's own, or one of the store) ready to answer."""
+    info = model.info
+    meta = dict(info.metadata)
+    kind = meta.get("kind", "image")
+    tokenizer = max_length = None
+    if kind == "text":
+        tokenizer = load_tokenizer(Path(model.path_of(TOKENIZER)))
+        max_length = saved_length(tokenizer)
+    return ServedModel(
+        tag=str(info.tag),
+        predict_proba=served_predictor(model.path_of("mlflow_model"), ort_threads),
+        version=str(info.labels.get("model_version", "unknown")),
+        model_name=str(info.labels.get("model_name", "unknown")),
+        alias=str(info.labels.get("alias", "unknown")),
+        kind=kind,
+        shape=tuple(meta.get("input_shape", (8, 8))),
+        pixel_max=float(meta.get("pixel_max") or 16.0),
+        classes=list(meta.get("classes", range(10))),
+        schema=meta.get("schema"),
+        image_files=meta.get("image_files"),
+        text=meta.get("text"),
+        tokenizer=tokenizer,
+        max_length=max_length,
+        body_limit=body_limit(meta, max_file_bytes),
+    )
+
+
+# ---------------------------------------------------------------- the pointer
+
+
+def write_pointer(path: Path, tag: str) -> None:
+    """Name the model every worker should serve (written whole: a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{os.getpid()}")
+    scratch.write_text(json.dumps({"model_tag": tag}) + "\n")
+    os.replace(scratch, path)
+
+
+def read_pointer(path: Path) -> str | None:
+    try:
+        return str(json.loads(Path(path).read_text())["model_tag"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ack_folder(pointer: Path) -> Path:
+    return Path(pointer).with_name(Path(pointer).name + ".ack")
+
+
+def acknowledged(pointer: Path) -> dict[int, dict]:
+    """What each worker said it serves: ``{pid: {"model_tag": ..., "error": ...}}``, of
+    live workers only."""
+    out = {}
+    folder = ack_folder(pointer)
+    for file in folder.glob("*") if folder.is_dir() else ():
+        try:
+            pid, said = int(file.name), json.loads(file.read_text())
+            os.kill(pid, 0)  # a worker that is gone says nothing any more
+        except (ValueError, OSError):
+            continue
+        out[pid] = said
+    return out
+
+
+def _acknowledge(pointer: Path, tag: str, error: str | None = None) -> None:
+    folder = ack_folder(pointer)
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = folder / f".{os.getpid()}"
+    scratch.write_text(json.dumps({"model_tag": tag, "error": error}))
+    os.replace(scratch, folder / str(os.getpid()))
+
+
+class Follower:
+    """A worker's thread that serves what the pointer names (``on_change(new model)``)."""
+
+    def __init__(self, pointer: Path, current: str, load: Callable[[str], ServedModel],
+                 on_change: Callable[[ServedModel], None]) -> None:  # fmt: skip
+        self.pointer, self.current, self.load, self.on_change = (
+            Path(pointer),
+            current,
+            load,
+            on_change,
+        )
+        _acknowledge(self.pointer, current)
+        threading.Thread(target=self._follow, daemon=True, name="mloop-model-follower").start()
+
+    def _follow(self) -> None:
+        failed: str | None = None
+        while True:
+            time.sleep(POLL_S)
+            wanted = read_pointer(self.pointer)
+            if wanted is None or wanted in (self.current, failed):
+                continue
+            try:
+                model = self.load(wanted)
+            except Exception as err:  # noqa: BLE001 (any load fault keeps the old model)
+                failed = wanted
+                log.error(f"cannot load {wanted}: {type(err).__name__}: {err}; still serving"
+                          f" {self.current}")  # fmt: skip
+                _acknowledge(self.pointer, self.current, f"cannot load {wanted}: {err}")
+                continue
+            self.on_change(model)
+            self.current, failed = wanted, None
+            _acknowledge(self.pointer, wanted)
+            log.info(f"now serving {wanted}")
