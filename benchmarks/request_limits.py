@@ -36,10 +36,11 @@ def main() -> None:
     configure_environment(ws)
     import os
 
+    from components.core.process_family import rss_mb
     from components.core.records import read_json
     from components.package.inputs import EXAMPLE_INPUT
     from components.serve import supervisor
-    from tests.helpers import raw_post, rss_mb
+    from tests.helpers import raw_post
 
     bento = read_json(ws.report("bento.json"), "package")
     port = _free_port()

@@ -123,9 +123,10 @@ def test_int8_paths_shrink_and_agree(net_and_test, tmp_path):
     assert (proba.argmax(1) == net(torch.from_numpy(x)).argmax(1).numpy()).mean() > 0.97
 
 
-def _variant(name, drop, speedup, budget=0.005):
-    return Variant(name, "onnx", 0.98 - drop, drop, 1000, 10, 0.0, {"b1_p50": 1 / speedup},
-                   speedup, drop <= budget)  # fmt: skip
+def _variant(name, drop, speedup, budget=0.005, test_drop=0.0):
+    """A variant that loses ``drop`` on validation (what decides) and ``test_drop`` on test."""
+    return Variant(name, "onnx", 0.98 - test_drop, test_drop, 0.97 - drop, drop, 1000, 10, 0.0,
+                   {"b1_p50": 1 / speedup}, speedup, drop <= budget)  # fmt: skip
 
 
 def test_choice_is_the_fastest_within_budget_and_never_fp32():
@@ -137,6 +138,12 @@ def test_choice_is_the_fastest_within_budget_and_never_fp32():
     assert choose([fp32, dataclasses.replace(ok, speedup=0.9)]) is None  # slower ships nothing
     tiny = dataclasses.replace(okfaster, name="d", speedup=2.8, size_bytes=100)
     assert choose([fp32, ok, okfaster, tiny]).name == "d"  # as fast, within noise, and smaller
+    assert choose([fp32, ok, okfaster, tiny], "fastest").name == "c"  # the rule as set
+    # the test split decides nothing: a variant that loses on test but not on validation
+    # ships, one that loses on validation does not, whatever its test score
+    test_only = _variant("e", 0.0, 4.0, test_drop=0.05)
+    val_loss = _variant("f", 0.02, 6.0, test_drop=0.0)
+    assert choose([fp32, test_only, val_loss], "fastest").name == "e"
 
 
 def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
@@ -149,20 +156,20 @@ def test_every_variant_is_built_scored_and_timed(trained_ws, tmp_path):
                            "structured+static-int8", "onnx", "distilled", "student-baseline",
                            "onnx-int8", "structured+onnx-int8",
                            "distilled+onnx-int8"]  # fmt: skip
-    test = load_split(ws.prepared, "test")
-    variants = measure(built, params.compress, test.x, test.y, list(range(10)))
+    test, val = load_split(ws.prepared, "test"), load_split(ws.prepared, "val")
+    variants = measure(built, params.compress, val, test, list(range(10)))
     by = {v.name: v for v in variants}
     assert by["fp32"].accuracy_drop == 0 and by["fp32"].speedup == 1.0
     assert by["pruned"].sparsity == pytest.approx(0.5, abs=0.01)
     assert by["structured"].parameters < by["fp32"].parameters
     assert by["structured+onnx-int8"].size_bytes < by["fp32"].size_bytes / 4
     for v in variants:
-        assert v.within_budget == (v.accuracy_drop <= 0.005 + 1e-9)
+        assert v.within_budget == (v.val_drop <= 0.005 + 1e-9)  # decided on validation
         assert v.latency_ms["b64_p50"] > 0 and v.latency_ms["b1_p50"] > 0  # no race: noisy
         assert v.latency_ms["b1_p95"] >= v.latency_ms["b1_p50"]
     assert all(v.build_seconds > 0 for v in variants)  # the report says what each one cost
     assert by["distilled"].build_seconds > by["structured+dynamic-int8"].build_seconds
-    assert "| build s |" in table(variants, None)
+    assert "| build s |" in table(variants, None) and "| val drop |" in table(variants, None)
 
 
 def test_by_default_the_compression_epochs_follow_the_training_run():

@@ -129,6 +129,13 @@ def test_uploaded_files_get_the_predictions_of_the_prepared_arrays(jpegs, tmp_pa
     ):  # fmt: skip
         status, body = _upload(port, files[:1])
         assert status == 413 and "MLOOP_MAX_FILE_BYTES" in json.dumps(body)
+    limits = {"MLOOP_MAX_IMAGE_PIXELS": "300", "MLOOP_MAX_REQUEST_PIXELS": str(3 * SIZE * SIZE)}
+    with served(bento.bento_tag, tmp_path / "log3.sqlite", **limits) as (port, _):
+        assert _upload(port, files[:3])[0] == 200  # 768 pixels: the request's budget
+        status, body = _upload(port, files[:4])  # one image more: over it, nothing decoded
+        assert status == 413 and "MLOOP_MAX_REQUEST_PIXELS" in json.dumps(body), body
+        status, body = _upload(port, [("big.png", _png(Image.new("RGB", (20, 20))))])
+        assert status == 422 and "more than the 300 accepted" in json.dumps(body), body
 
 
 def test_mloop_traffic_uploads_files(jpegs, tmp_path):

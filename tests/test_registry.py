@@ -37,7 +37,9 @@ def test_on_log_loss_the_lower_challenger_wins(challenger, champion, promote):
 
 
 def test_gate_on_the_registry(trained_copy):
-    """Worse challenger: champion stays. Better one: champion moves. Both are recorded."""
+    """The gate scores challenger and champion itself, by the same code on the same rows: a
+    claimed score in metrics.json moves nothing. A challenger no better stays challenger;
+    one that clears the margin becomes champion. Both are recorded."""
     ws, params = trained_copy
     client = mlflow.MlflowClient()
     name = params.registry.model_name
@@ -47,22 +49,25 @@ def test_gate_on_the_registry(trained_copy):
     assert first.decision.promote and CHAMPION in first.aliases
     champion_score = first.decision.challenger_score
 
-    # The challenger's claimed score comes from metrics.json; the champion is rescored now.
-    ws.metrics.write_text(json.dumps({**true_metrics, "test_accuracy": champion_score - 0.05}))
-    worse = register_stage(params, ws)
-    assert not worse.decision.promote
+    # The same weights again, claiming a better score: scored here, they tie and stay out
+    ws.metrics.write_text(json.dumps({**true_metrics, "test_accuracy": champion_score + 0.05}))
+    claimed = register_stage(params, ws)
+    assert not claimed.decision.promote
+    assert claimed.decision.challenger_score == pytest.approx(champion_score)
+    assert claimed.decision.champion_score == pytest.approx(champion_score)
     assert alias_version(client, name, CHAMPION) == first.version
-    assert alias_version(client, name, "challenger") == worse.version
-    assert worse.decision.champion_score == pytest.approx(champion_score)
-    tags = client.get_model_version(name, worse.version).tags
+    assert alias_version(client, name, "challenger") == claimed.version
+    tags = client.get_model_version(name, claimed.version).tags
     assert tags["mloop.gate.decision"] == "rejected"
+    ws.metrics.write_text(json.dumps(true_metrics))
 
-    ws.metrics.write_text(json.dumps({**true_metrics, "test_accuracy": champion_score + 0.01}))
-    better = register_stage(params, ws)
+    # A margin a tie clears: the challenger moves up
+    lenient = params.model_copy(update={"registry": params.registry.model_copy(
+        update={"min_improvement": -0.01})})  # fmt: skip
+    better = register_stage(lenient, ws)
     assert better.decision.promote
     assert alias_version(client, name, CHAMPION) == better.version
     assert client.get_model_version(name, better.version).tags["mloop.gate.decision"] == "promoted"
-    ws.metrics.write_text(json.dumps(true_metrics))
 
 
 def test_latency_and_size_limits_stop_a_better_challenger():

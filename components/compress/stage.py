@@ -54,7 +54,8 @@ class CompressionResult:
         base, best = self.variants[0], self.variant(self.chosen)
         return (
             f"{best.name} ships as version {self.registered_version} ({COMPRESSED}):"
-            f" accuracy {best.accuracy:.4f} (fp32 {base.accuracy:.4f}),"
+            f" val accuracy {best.val_accuracy:.4f} (fp32 {base.val_accuracy:.4f}), test"
+            f" {best.accuracy:.4f} (fp32 {base.accuracy:.4f}),"
             f" {base.size_bytes / best.size_bytes:.1f}x smaller, {best.speedup:.2f}x faster;"
             f" report {self.table}"
         )
@@ -106,8 +107,9 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
                 yield child
 
         built = build_variants(net, spec, params, ws, ws.compressed_dir, student_run)
-        variants = measure(built, params.compress, test.x, test.y, classes)
-        best = choose(variants)
+        val = load_split(ws.prepared, "val")  # decides; the test split is only reported
+        variants = measure(built, params.compress, val, test, classes)
+        best = choose(variants, params.compress.choose, params.compress.speed_tolerance)
         chosen = best.name if best else None
         markdown = table(variants, chosen)
         log.info(markdown)
@@ -120,6 +122,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
             run.log_metrics(
                 {
                     f"{prefix}.accuracy": v.accuracy,
+                    f"{prefix}.val_accuracy": v.val_accuracy,
                     f"{prefix}.size_bytes": v.size_bytes,
                     f"{prefix}.speedup": v.speedup,
                 }

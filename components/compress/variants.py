@@ -3,9 +3,11 @@
 Variants (``compress.variants``): global magnitude pruning and structured pruning
 (each fine-tuned), torch dynamic and static int8, the ONNX export and its ONNX
 Runtime int8, and a distilled student with its ONNX Runtime int8. Each is scored
-on the test split and timed on the CPU at batch 1 and 64; ``choose`` takes the
-fastest within the accuracy budget. The student's baseline (same net, no teacher)
-is measured for reference and never ships.
+on the validation split, which decides (the accuracy budget), and on the test split,
+which is only reported; each is timed on the CPU at batch 1 and 64. ``choose`` applies
+``compress.choose``: ``fastest``, or ``smallest`` among those within
+``compress.speed_tolerance`` of the fastest (timing noise). The student's baseline
+(same net, no teacher) is measured for reference and never ships.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ NOT_FOR_TRANSFORMERS = {
 class Variant:
     name: str
     format: str  # torch or onnx: what ships
-    accuracy: float
+    accuracy: float  # on the test split: reported, never deciding
     accuracy_drop: float  # against fp32, on the test split
+    val_accuracy: float  # on the validation split: what the budget is held to
+    val_drop: float  # against fp32, on the validation split
     size_bytes: int  # the shipped file
     parameters: int
     sparsity: float
@@ -158,8 +162,10 @@ def build_variants(
     return out
 
 
-def measure(built: dict[str, tuple], cfg: CompressConfig, x, y, classes) -> list[Variant]:
-    """Score every variant on the test split and time it, the variants taking turns."""
+def measure(built: dict[str, tuple], cfg: CompressConfig, val, test, classes) -> list[Variant]:
+    """Score every variant on the validation split (deciding) and the test split (reported)
+    and time it, the variants taking turns."""
+    x = test.x
     batches = sorted({1, 64, cfg.latency_batch})
     timings: dict[str, dict[str, float]] = {name: {} for name in built}
     for batch in batches:
@@ -174,36 +180,42 @@ def measure(built: dict[str, tuple], cfg: CompressConfig, x, y, classes) -> list
     key = f"b{cfg.latency_batch}_p50"
     variants, base = [], None
     for name, (runner, parameters, sparsity, seconds) in built.items():
-        acc = float(np.mean(runner.predict(x).argmax(axis=1) == y))  # only accuracy budgets
-        base = base or (acc, timings[name][key])
-        drop = base[0] - acc
+        acc = float(np.mean(runner.predict(test.x).argmax(axis=1) == test.y))
+        val_acc = float(np.mean(runner.predict(val.x).argmax(axis=1) == val.y))
+        base = base or (acc, timings[name][key], val_acc)
+        drop, val_drop = base[0] - acc, base[2] - val_acc
         variants.append(
             Variant(
                 name=name,
                 format=runner.format,
                 accuracy=acc,
                 accuracy_drop=drop,
+                val_accuracy=val_acc,
+                val_drop=val_drop,
                 size_bytes=runner.file.stat().st_size,
                 parameters=parameters,
                 sparsity=sparsity,
                 latency_ms=timings[name],
                 speedup=base[1] / timings[name][key],
-                within_budget=drop <= cfg.max_accuracy_drop + 1e-9,
+                within_budget=val_drop <= cfg.max_accuracy_drop + 1e-9,
                 build_seconds=seconds,
             )
         )
     return variants
 
 
-def choose(variants: list[Variant], tolerance: float = 0.1) -> Variant | None:
-    """The fastest variant within budget, if it beats fp32 (the first) at all; among those
-    within ``tolerance`` of the fastest (timing noise), the smallest."""
+def choose(variants: list[Variant], rule: str = "smallest", tolerance: float = 0.1):
+    """Among the variants within budget (on validation) that beat fp32 (the first) at all:
+    the fastest (``rule`` fastest), or the smallest of those within ``tolerance`` of the
+    fastest (``rule`` smallest: timing noise decides nothing). None if none fits."""
     fp32, *others = variants
     fit = [v for v in others if v.within_budget and v.speedup > 1.0 and v.name not in REFERENCES]
     if not fit:
         return None
-    fastest = max(v.speedup for v in fit)
-    return min((v for v in fit if v.speedup >= fastest * (1 - tolerance)),
+    fastest = max(fit, key=lambda v: v.speedup)
+    if rule == "fastest":
+        return fastest
+    return min((v for v in fit if v.speedup >= fastest.speedup * (1 - tolerance)),
                key=lambda v: v.size_bytes)  # fmt: skip
 
 
@@ -211,16 +223,18 @@ def table(variants: list[Variant], chosen: str | None) -> str:
     """The compression report as a Markdown table."""
     base = variants[0]
     rows = [
-        "| variant | format | accuracy | drop | size KiB | smaller | params | sparsity |"
-        " b1 p50 ms | b1 p95 ms | b64 p50 ms | b64 p95 ms | speedup | build s | |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | format | val accuracy | val drop | test accuracy | test drop | size KiB"
+        " | smaller | params | sparsity | b1 p50 ms | b1 p95 ms | b64 p50 ms | b64 p95 ms"
+        " | speedup | build s | |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         ms = v.latency_ms
         note = "shipped" if v.name == chosen else ("" if v.within_budget else "over budget")
         note = "reference (no teacher)" if v.name in REFERENCES else note
         rows.append(
-            f"| {v.name} | {v.format} | {v.accuracy:.4f} | {v.accuracy_drop * 100:+.2f} pt"
+            f"| {v.name} | {v.format} | {v.val_accuracy:.4f} | {v.val_drop * 100:+.2f} pt"
+            f" | {v.accuracy:.4f} | {v.accuracy_drop * 100:+.2f} pt"
             f" | {v.size_bytes / 1024:.1f} | {base.size_bytes / v.size_bytes:.1f}x"
             f" | {v.parameters:,} | {v.sparsity:.2f} | {ms['b1_p50']:.3f} | {ms['b1_p95']:.3f}"
             f" | {ms['b64_p50']:.3f} | {ms['b64_p95']:.3f} | {v.speedup:.2f}x"

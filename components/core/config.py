@@ -329,8 +329,12 @@ class CompressConfig(_Section):
     finetune_epochs: int | Literal["auto"] = "auto"
     finetune_learning_rate: float = Field(0.002, gt=0)
     calibration_samples: int = Field(512, ge=16)  # training samples for static int8
-    max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the test split
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the validation split
     latency_batch: int = Field(1, ge=1)  # "fastest" means lowest p50 at this batch size
+    # Which variant within budget ships: the fastest, or the smallest of those within
+    # speed_tolerance of the fastest (a tenth: timing noise decides nothing)
+    choose: Literal["fastest", "smallest"] = "smallest"
+    speed_tolerance: float = Field(0.1, ge=0, lt=1)
     latency_repeats: int = Field(200, ge=5)
     distill: DistillConfig = DistillConfig()
     # Measurement-only work (the student trained without its teacher, a reference row):
@@ -350,7 +354,8 @@ class CompressConfig(_Section):
 
 
 class PackageConfig(_Section):
-    service_name: str = Field("digits_classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    # The Bento's name; null: the registered model's name (register.model_name)
+    service_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 class MonitorConfig(_Section):

@@ -64,11 +64,10 @@ from components.package.inputs import (
     to_texts,
     upload_pixels,
 )
+from components.package.routes import ENDPOINTS
 from components.package.served_model import Follower, ServedModel, load_served, read_pointer
 from components.prepare.tokenizer import encode
 from components.serve.inference_log import GroupCommit, InferenceLog, new_request_id
-
-ENDPOINTS = {"image": "/predict", "tabular": "/predict_rows", "text": "/predict_text"}
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 _PINNED = Path(__file__).with_name("bento_model.json")

@@ -163,7 +163,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
         try:
             bento = bentoml.bentos.build(
                 SERVICE,
-                name=params.package.service_name,
+                name=params.package.service_name or params.registry.model_name,
                 labels={"model_name": name, "model_version": str(version), "alias": alias},
                 description=f"{name} version {version} ({alias}), built by mloop",
                 include=["components/**/*.py", PINNED],

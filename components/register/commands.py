@@ -17,7 +17,7 @@ from components.register.aliases import (
     history,
     set_history,
 )
-from components.register.gate import Decision, judge, registry_lock, score_registered
+from components.register.gate import Decision, judge, registry_lock
 
 if TYPE_CHECKING:  # types only
     from components.core.config import Params
@@ -42,7 +42,6 @@ def promote(params: Params, ws: Workspace, version: str, force: bool = False) ->
     )
     return judge(
         client, params, ws, version=version,
-        challenger_score=lambda: score_registered(cfg.model_name, version, params, ws),
         limits=limits, force=force,
     )  # fmt: skip
 

@@ -15,7 +15,7 @@ tags and ``reports/gate.json``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -151,25 +151,19 @@ def registered_scores(
     return scores
 
 
-def score_registered(name: str, version: str, params: Params, ws: Workspace) -> float:
-    """A registered version's ``register.metric`` on the current frozen test split."""
-    return registered_scores(name, version, params, ws, ("test",))["test"]
-
-
 def judge(
     client,
     params: Params,
     ws: Workspace,
     *,
     version: str,
-    challenger_score: Callable[[], float],
     limits: tuple[float | None, float | None] = (None, None),
     force: bool = False,
 ) -> Decision:
-    """Lock, score the champion, decide, move the aliases on a yes, record: the gate, once.
-
-    ``challenger_score`` is called under the lock; ``limits`` are the challenger's
-    latency p95 (ms) and size (MB); ``force`` turns a no into a recorded yes.
+    """Lock, score challenger and champion, decide, move the aliases on a yes, record: the
+    gate, once. Both are scored under the lock by the same code (``registered_scores``)
+    on the same rows; ``limits`` are the challenger's latency p95 (ms) and size (MB);
+    ``force`` turns a no into a recorded yes.
     """
     cfg = params.registry
     with registry_lock(ws):
@@ -181,14 +175,11 @@ def judge(
         splits = ("test", RECENT) if recent_rows else ("test",)
         theirs = (registered_scores(cfg.model_name, champion, params, ws, splits) if champion
                   else {})  # fmt: skip
-        mine = challenger_score()
-        recent = None
-        if recent_rows:
-            mine_recent = registered_scores(cfg.model_name, version, params, ws, (RECENT,))
-            recent = (mine_recent[RECENT], theirs.get(RECENT), recent_rows)
+        mine = registered_scores(cfg.model_name, version, params, ws, splits)
+        recent = (mine[RECENT], theirs.get(RECENT), recent_rows) if recent_rows else None
         decision = decide(
-            mine, theirs.get("test"), cfg, champion_version=champion, latency_p95_ms=limits[0],
-            size_mb=limits[1], recent=recent,
+            mine["test"], theirs.get("test"), cfg, champion_version=champion,
+            latency_p95_ms=limits[0], size_mb=limits[1], recent=recent,
         )  # fmt: skip
         if force and not decision.promote:
             decision = replace(

@@ -135,7 +135,6 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     client.set_registered_model_alias(cfg.model_name, CHALLENGER, version)
     decision = judge(
         client, params, ws, version=version,
-        challenger_score=lambda: float(pick.metrics[cfg.metric]),
         limits=(pick.latency_p95_ms, pick.size_mb),
     )  # fmt: skip
     aliases = sorted(client.get_model_version(cfg.model_name, version).aliases)
