@@ -54,14 +54,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("  (Prefect's local server starts first; its first start takes up to a minute)")
             from flows.retrain import retrain
 
+            if not settings().verbose:
+                from components.core.logs import hide_run_failures_on_console
+
+                hide_run_failures_on_console()
             start = time.perf_counter()
             trigger = "schedule" if args.if_new_data else "manual"
             try:
                 summary = retrain(params_file=str(params_file), workspace=str(ws.root),
                                   trigger=trigger)  # fmt: skip
             except Exception as err:  # a failed stage: the flow run FAILED, nothing promoted
-                print(f"mloop: the retrain flow failed: {err}", file=sys.stderr)
-                return 1
+                return _flow_failed(err)
     except WorkspaceBusy as err:
         print(f"mloop run: {err}", file=sys.stderr)
         return 1
@@ -72,6 +75,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     print_summary(summary, ws, time.perf_counter() - start)
     return 0
+
+
+def _flow_failed(err: Exception) -> int:
+    """A failed flow in one line (and where its report is); the traceback with --verbose."""
+    result = getattr(err, "result", None)  # a data validation failure carries its verdict
+    failures = getattr(result, "failures", None)
+    if failures:
+        said = "; ".join(f.describe() for f in failures[:3])
+        more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+        line = f"data validation failed: {said}{more}"
+    else:
+        line = str(err)
+    print(f"mloop: the retrain flow failed: {_one_line(line, 800)}", file=sys.stderr)
+    if getattr(result, "html_report", None):
+        print(f"  report: {result.html_report}", file=sys.stderr)
+    if settings().verbose:
+        import traceback
+
+        traceback.print_exception(err)
+    else:
+        print("  (--verbose shows the traceback and the libraries' logs)", file=sys.stderr)
+    return 1
 
 
 def _missing_source(params, ws: Workspace) -> str | None:

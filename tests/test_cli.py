@@ -212,3 +212,36 @@ def test_killing_mloop_run_stops_its_prefect_server(tmp_path):
         assert left == [], left
     finally:
         supervisor.stop(run)
+
+
+def test_a_data_error_in_run_ends_on_one_line_and_verbose_shows_the_traceback(tmp_path):
+    """Crowd labels in conflict stop the run on one line naming a text and the setting to
+    declare; the orchestrator's tracebacks stay off the terminal unless --verbose."""
+    import pandas as pd
+    import yaml
+
+    texts = [f"message number {i} about {'rain' if i % 2 else 'sun'}" for i in range(200)]
+    labels = ["a" if i % 2 else "b" for i in range(200)]
+    texts += ["@united thanks!"] * 2
+    labels += ["positive", "neutral"]
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "t.csv", index=False)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"].update(source="text", text={"path": "t.csv", "vocab_size": 200})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "PREFECT_", "BENTOML_", "MLOOP_"))}  # fmt: skip
+    cli = [sys.executable, "-m", "flows.cli", "--workspace", str(tmp_path)]
+    quiet = subprocess.run([*cli, "run"], capture_output=True, text=True, cwd=REPO, env=env,
+                           timeout=600)  # fmt: skip
+    said = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 1, said
+    assert "Traceback" not in said, said
+    (failed,) = [line for line in said.splitlines() if "the retrain flow failed" in line]
+    assert (
+        "1 text appears under two or more labels (2 rows), e.g. '@united thanks!' as"
+        " neutral and positive; declare data.text.conflicts: drop or majority" in failed
+    )
+    assert len(said.splitlines()) <= 6, said
+    loud = subprocess.run([*cli, "--verbose", "run"], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=600)  # fmt: skip
+    assert loud.returncode == 1 and "Traceback" in loud.stdout + loud.stderr

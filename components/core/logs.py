@@ -82,3 +82,23 @@ def setup_logging(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")  # the orchestrator's run records
+
+
+class _NoRunFailures(logging.Filter):
+    """Drops a flow or task run's failure records (tracebacks of our own stage errors)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith(RUN_LOGGERS) and record.levelno >= logging.ERROR)
+
+
+def hide_run_failures_on_console() -> None:
+    """Keep the orchestrator's failure tracebacks off the terminal (not off its UI: its API
+    handler still records them): the command says what failed in one line, and
+    ``--verbose`` shows the traceback. Call once the orchestrator has set up its logging;
+    its API handler is told apart by class name, so nothing here imports it."""
+    for handler in logging.getLogger().handlers:  # ours and the orchestrator's console
+        if "API" not in type(handler).__name__:
+            handler.addFilter(_NoRunFailures())

@@ -31,6 +31,7 @@ from components.prepare.splits import (
     write_rows,
 )
 from components.validate.quarantine import quarantine_unreadable
+from components.validate.report import appear
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import DataConfig
@@ -116,15 +117,15 @@ def settle_conflicts(raw: RawData, policy: str, key: list[str]):
     clash = per_group > 1
     if not clash.any():
         return None, kept
-    what = "texts" if len(key) == 1 else "rows of the same features"
+    what = "text" if len(key) == 1 else "set of features"
     setting = "data.text.conflicts" if len(key) == 1 else "data.tabular.conflicts"
     if policy == "fail":
         first = frame[clash].iloc[0]
         shown = (repr(str(first[key[0]])[:60]) if len(key) == 1 else
                  ", ".join(f"{c}={str(first[c])[:40]!r}" for c in key[:4]))  # fmt: skip
         given = sorted(labels[group == group[np.flatnonzero(clash)[0]]].unique())
-        raise DataError(f"{len(np.unique(group[clash]))} {what} appear under two or more labels"
-                        f" ({int(clash.sum())} rows), e.g. {shown} as {' and '.join(given)};"
+        raise DataError(f"{appear(len(np.unique(group[clash])), what)} under two or more"
+                        f" labels ({int(clash.sum())} rows), e.g. {shown} as {' and '.join(given)};"
                         f" declare {setting}: drop or majority", raw.origin)  # fmt: skip
     reasons = np.full(len(frame), "", dtype=object)
     if policy == "drop":

@@ -9,6 +9,12 @@ from pathlib import Path
 from components.validate.tables import GateInput
 
 
+def appear(n: int, what: str) -> str:
+    """How many rows a fault names, in words: "1 text appears", "25 texts appear"."""
+    plural = what.replace("set of", "sets of") if what.startswith("set of") else f"{what}s"
+    return f"1 {what} appears" if n == 1 else f"{n} {plural} appear"
+
+
 @dataclass(frozen=True)
 class Failure:
     table: str

@@ -40,6 +40,7 @@ from components.validate.report import (
     DataValidationError,
     Failure,
     ValidationResult,
+    appear,
     write_html,
 )
 from components.validate.suites import (
@@ -178,7 +179,7 @@ def _in_human_terms(failure: Failure, gate: GateInput) -> Failure:
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     labels = " and ".join(sorted(first["_label"].dropna().astype(str).unique()))
     hint = (
-        f"{texts.ngroups} texts appear under two or more labels ({len(clash)} rows), e.g."
+        f"{appear(texts.ngroups, 'text')} under two or more labels ({len(clash)} rows), e.g."
         f" {shown!r} as {labels}; declare data.text.conflicts: drop or majority"
     )
     return dataclasses.replace(failure, hint=hint)
