@@ -123,6 +123,8 @@ def upload_pixels(files: list, max_bytes: int, max_request_pixels: int) -> int:
         try:
             with Image.open(io.BytesIO(item) if isinstance(item, bytes) else item) as img:
                 width, height = img.size  # from the header: Image.open decodes nothing
+        except Image.DecompressionBombError as err:  # PIL's own limit, checked at open
+            raise Unprocessable(f"file {i}: refused as a decompression bomb: {err}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             raise Unprocessable(f"file {i}: corrupt or unreadable image: not a PNG or JPEG"
                                 " file") from None  # fmt: skip

@@ -29,7 +29,7 @@ from components.prepare.tokenizer import load as load_tokenizer
 from components.prepare.tokenizer import saved_length
 
 log = logging.getLogger(__name__)
-POLL_S = 0.5  # how often a worker reads the pointer
+POLL_S = 0.2  # how often a worker reads the pointer (a stat and a small read)
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,18 @@ def _acknowledge(pointer: Path, tag: str, error: str | None = None) -> None:
     os.replace(scratch, folder / str(os.getpid()))
 
 
+def _warm() -> None:
+    """Import what loading either format of model needs, once, in this thread: a worker
+    serving ONNX would otherwise import MLflow and torch (seconds, under traffic) only when
+    a network in torch format is swapped in."""
+    try:
+        import mlflow.pyfunc  # noqa: F401 (heavy: imported here, off the request path)
+        import onnxruntime  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:  # a service image without one of them serves the other format
+        pass
+
+
 class Follower:
     """A worker's thread that serves what the pointer names (``on_change(new model)``)."""
 
@@ -141,11 +153,13 @@ class Follower:
 
     def _follow(self) -> None:
         failed: str | None = None
+        _warm()
         while True:
             time.sleep(POLL_S)
             wanted = read_pointer(self.pointer)
             if wanted is None or wanted in (self.current, failed):
                 continue
+            start = time.perf_counter()
             try:
                 model = self.load(wanted)
             except Exception as err:  # noqa: BLE001 (any load fault keeps the old model)
@@ -157,4 +171,4 @@ class Follower:
             self.on_change(model)
             self.current, failed = wanted, None
             _acknowledge(self.pointer, wanted)
-            log.info(f"now serving {wanted}")
+            log.info(f"now serving {wanted} (loaded in {time.perf_counter() - start:.1f} s)")

@@ -279,17 +279,20 @@ class Supervisor:
         except (FileNotFoundError, ValueError):
             return  # a package stage is writing it: look again next time
         if bento["model_tag"] != self.serving["model_tag"]:
-            version = bento["model_version"]
+            version, start = bento["model_version"], time.perf_counter()
             self.say(f"new model packaged (version {version}): loading it in the workers")
             if self.swap(bento):
                 self.serving = bento
-                self.say(f"serving {bento['model_name']} version {version} ({bento['alias']})")
+                self.say(
+                    f"serving {bento['model_name']} version {version} ({bento['alias']}):"
+                    f" every worker swapped in {time.perf_counter() - start:.1f} s"
+                )
                 return
             self.say("the workers did not take the new model: restarting the server")
             stop(self.server)
             self.launch(bento)
 
-    def run(self, interval_s: float = 1.0) -> int:
+    def run(self, interval_s: float = 0.25) -> int:
         """Serve until the server exits (its exit code) or a signal stops ``mloop serve``."""
         try:
             self.launch(self.packaged())
