@@ -152,6 +152,11 @@ def test_the_loop_learns_from_labelled_production_traffic(tmp_path, monkeypatch)
         fresh_images, fresh_labels = _inverted(ws, "test")  # never trained on, in any form
         after = _send(port, fresh_images, fresh_labels, feedback=0.0)
         assert after.versions == {new: len(fresh_images)}
+        # then traffic nobody labels drifts again (shifted pixels): for the alert below
+        rows = load_split(ws.prepared, "train")
+        shifted = drifted(rows.x, "shift", load_params(ws.params).monitor, 16.0,
+                          np.random.default_rng(1))  # fmt: skip
+        assert _send(port, shifted, rows.y, feedback=0.0).labelled == 0
         lost = frozen_before - old_on_changed
         assert after.accuracy >= old_on_changed + lost / 2, (after.accuracy, old_on_changed)
         figures = {
@@ -176,10 +181,10 @@ def test_the_loop_learns_from_labelled_production_traffic(tmp_path, monkeypatch)
 
         # drift with no labels to learn from: no retrain, the alert says labels are needed
         unlabelled = monitor(params_file=str(ws.params), workspace=str(ws.root))
-        if unlabelled.drift.drifted:
-            assert not unlabelled.retrain and "labels are needed" in unlabelled.alert
-            summary = json.loads((ws.reports / "production_drift.json").read_text())
-            assert "labels are needed" in summary["alert"]
+        assert unlabelled.drift.drifted, unlabelled.summary()
+        assert not unlabelled.retrain and "labels are needed" in unlabelled.alert
+        summary = json.loads((ws.reports / "production_drift.json").read_text())
+        assert "labels are needed" in summary["alert"]
         assert len(client.search_model_versions("name='digits-classifier'")) == versions
 
 

@@ -21,9 +21,20 @@ def test_prepare_writes_every_digit_once(tmp_path):
     assert prepared.input_shape == (8, 8) and prepared.kind == "image"
     assert prepared.classes == list(range(10))
     splits = [load_split(tmp_path / "p", name) for name in SPLITS]
-    # Every image lands in exactly one split.
+    # Every image lands in exactly one split: the splits hold the source's rows, each as
+    # often as the source does (no row in two splits, none lost), not just their number.
+    from sklearn.datasets import load_digits
+
     all_rows = np.concatenate([s.x.reshape(len(s), -1) for s in splits])
+    source = load_digits().images.reshape(1797, -1).astype(np.float32)
     assert len(all_rows) == 1797
+    mine, theirs = (np.unique(a, axis=0, return_counts=True) for a in (all_rows, source))
+    assert np.array_equal(mine[0], theirs[0]) and np.array_equal(mine[1], theirs[1])
+    seen = [{r.tobytes() for r in s.x.reshape(len(s), -1)} for s in splits]
+    repeated = {r.tobytes() for r, n in zip(*theirs, strict=True) if n > 1}
+    for i, a in enumerate(seen):  # two splits share a row only if the source repeats it
+        for b in seen[i + 1 :]:
+            assert (a & b) <= repeated
     for split in splits:
         assert split.x.dtype == np.float32 and split.y.dtype == np.int64
         # Stratified: every class in every split, shares close to the whole set's.

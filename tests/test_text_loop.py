@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from components.core.config import load_params
 from components.core.credentials import first_token
 from components.core.paths import Workspace
 from components.ingest.harvest import harvest
+from components.prepare.splits import load_split
 from components.prepare.tokenizer import load as load_tokenizer
 from components.prepare.tokenizer import saved_length
 from components.serve import inference_log, supervisor, traffic
@@ -71,7 +73,13 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
     kept = ws.state / "references" / f"{meta['version']}.texts.parquet"  # the drift reference
     assert len(pd.read_parquet(kept)) == meta["counts"]["train"]
     assert result.registration.decision.promote
-    assert result.evaluation.scores.accuracy > 0.9  # two short epochs of a tiny encoder
+    # two short epochs of a tiny encoder, held above what always saying "ham" scores
+    # (accuracy 0.873, macro F1 0.466 on this test split)
+    test_labels = load_split(ws.prepared, "test").y
+    majority = np.bincount(test_labels).max() / len(test_labels)
+    scores = result.evaluation.scores
+    assert majority == pytest.approx(0.873, abs=0.002)
+    assert scores.accuracy > max(0.9, majority + 0.03) and scores.macro_f1 > 0.7, scores
     client = mlflow.MlflowClient()
     train_run = client.get_run(result.train.run_id)
     assert "pretrain/train/loss" in train_run.data.metrics  # the MLM step ran and was tracked
@@ -105,7 +113,7 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
                             duration_s=3.0, feedback=1.0, retries=5,
                             labeller_token=first_token(ws.labellers))  # fmt: skip
         assert clean.ok == clean.sent == 300 and not clean.errors, clean.summary()
-        assert clean.accuracy > 0.9
+        assert clean.accuracy > max(0.9, majority + 0.03)
         check = monitor(params_file=str(ws.params), workspace=str(ws.root))
         assert check.drift is not None and not check.drift.drifted, check.summary()
         # the log holds each text's descriptors, and the text itself (MLOOP_LOG_INPUTS)
