@@ -228,11 +228,16 @@ def print_summary(summary, ws: Workspace, seconds: float) -> None:
     print("\nlook closer:")
     print(f"  {tracking.ui_hint(ws)}")
     print(f"  BENTOML_HOME={os.environ['BENTOML_HOME']} bentoml list")
+    print(serve_hint(ws))
+
+
+def serve_hint(ws: Workspace) -> str:
+    """The closing hint: the route that takes this workspace's kind of data."""
     from components.package.routes import ENDPOINTS
     from components.prepare.splits import load_meta
 
     route = ENDPOINTS.get(load_meta(ws.prepared)["kind"], "/predict")
-    print(f"  mloop serve   (then POST to http://127.0.0.1:3000{route})")
+    return f"  mloop serve   (then POST to http://127.0.0.1:3000{route})"
 
 
 def _champion_version(reg) -> str:

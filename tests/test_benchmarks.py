@@ -49,3 +49,24 @@ def test_gpu_check_runs_with_only_the_gpu_machines_packages(tmp_path):
     assert "text fsdp: skipped, no GPU" in out.stdout  # the CPU here; a GPU runs it
     final = [line for line in out.stdout.splitlines() if "final: test accuracy" in line]
     assert final and float(final[0].split()[3]) >= 0.97
+
+
+def test_every_name_a_benchmark_imports_from_the_project_exists():
+    """Benchmarks import inside their functions (fast --help); a name that moved fails only
+    when the benchmark runs (benchmarks/request_limits.py imported rss_mb from tests.helpers).
+    Every ``from components... / tests... import name`` of every benchmark is checked."""
+    import ast
+    import importlib
+
+    missing = []
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
+                "components", "tests", "benchmarks", "flows", "pipelines"
+            ):  # fmt: skip
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    name = f"{node.module}.{alias.name}"
+                    if not hasattr(module, alias.name) and importlib.util.find_spec(name) is None:
+                        missing.append(f"{path.name}: {name}")
+    assert not missing, missing

@@ -245,3 +245,19 @@ def test_a_data_error_in_run_ends_on_one_line_and_verbose_shows_the_traceback(tm
     loud = subprocess.run([*cli, "--verbose", "run"], capture_output=True, text=True, cwd=REPO,
                           env=env, timeout=600)  # fmt: skip
     assert loud.returncode == 1 and "Traceback" in loud.stdout + loud.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "route"),
+    [("image", "/predict"), ("tabular", "/predict_rows"), ("text", "/predict_text")],
+)
+def test_the_closing_hint_names_the_route_of_the_data_kind(tmp_path, kind, route):
+    import json
+
+    from components.core.paths import Workspace
+    from flows.cli import serve_hint
+
+    ws = Workspace(tmp_path)
+    ws.prepared.mkdir(parents=True)
+    (ws.prepared / "meta.json").write_text(json.dumps({"kind": kind}))
+    assert serve_hint(ws).endswith(f"http://127.0.0.1:3000{route})")

@@ -36,8 +36,7 @@ def _params(ws: Workspace, data: str, **train) -> None:
                         batch_size=32, learning_rate=0.002, dropout=0.1, baseline="none",
                         pretrain_epochs=1, pretrain_report=True)  # fmt: skip
     raw["train"].update(train)
-    raw["register"]["model_name"] = "sms-spam"
-    raw["package"]["service_name"] = "sms_spam"
+    raw["register"]["model_name"] = "sms-spam"  # and so the Bento's name (package.service_name)
     raw["compress"].update(latency_repeats=20, variants=["dynamic-int8", "onnx", "onnx-int8"])
     raw["monitor"].update(min_rows=200, cooldown_minutes=60, retrain_on_drift=False)
     ws.params.write_text(yaml.safe_dump(raw))
@@ -94,6 +93,7 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
     assert any((ws.state / "tensorboard").glob("train-transformer-*/events.out.tfevents.*"))
     compression = result.compression
     assert {v.name for v in compression.variants} == {"fp32", "dynamic-int8", "onnx", "onnx-int8"}
+    assert result.bento.bento_tag.startswith("sms-spam:")  # named after the registered model
 
     with mloop_serve(ws.root) as port:
         status, one = _post(port, "predict_text", {"texts": "WINNER!! Claim your prize now"})
