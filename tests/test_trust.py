@@ -22,7 +22,7 @@ from components.prepare.splits import DROPPED, load_meta
 from components.prepare.stage import prepare_stage
 from components.serve.inference_log import InferenceLog, labelled
 from components.validate.stage import validate_path, validate_stage
-from tests.helpers import small_params
+from tests.helpers import REPO, small_params
 from tests.helpers.data import checksums
 
 # ---------------------------------------------------------------- honest and shifted batches
@@ -361,3 +361,31 @@ def test_harvest_takes_only_the_chosen_labellers(tmp_path):
     rows = labelled(path)
     assert list(rows[rows["label_source"].isin(["expert"])]["request_id"]) == ["r1"]
     assert os.path.getsize(path) > 0
+
+
+ADULT = REPO.parent / "shared" / "data" / "adult"
+
+
+@pytest.mark.skipif(not ADULT.is_dir(), reason=f"{ADULT} is absent (../shared/data/adult)")
+def test_batches_of_the_held_out_adult_file_pass_and_a_shifted_one_does_not(workspace, tmp_path):
+    """UCI Adult, nobody here wrote it: its training file is the data set, rows of its test
+    file come as batches. An honest batch passes whole; one with age moved by 3 standard
+    deviations, or hours per week given in minutes, is refused naming the column."""
+    train = pd.read_csv(ADULT / "adult_train.csv")
+    test = pd.read_csv(ADULT / "adult_test.csv")
+    train.to_csv(workspace.root / "adult.csv", index=False)
+    gappy = dict.fromkeys(("workclass", "occupation", "native_country"), "impute")
+    params = small_params(data={"source": "tabular", "tabular": {
+        "path": "adult.csv", "label": "income", "missing": {"columns": gappy}}})  # fmt: skip
+    prepare_stage(params, workspace)
+    validate_stage(params, workspace)
+    test.iloc[:2000].to_csv(tmp_path / "honest.csv", index=False)
+    honest = ingest(tmp_path / "honest.csv", params, workspace)
+    assert honest.accepted and not honest.batch.rejected, honest.reason
+    for column, change in (("age", lambda v: v + 3 * train["age"].std()),
+                           ("hours_per_week", lambda v: v * 60)):  # fmt: skip
+        bad = test.iloc[2000:4000].copy()
+        bad[column] = change(bad[column])
+        bad.to_csv(tmp_path / f"{column}.csv", index=False)
+        refused = ingest(tmp_path / f"{column}.csv", params, workspace)
+        assert not refused.accepted and f"samples.{column}" in refused.reason, refused.reason
