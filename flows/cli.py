@@ -452,7 +452,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_tensorboard(args: argparse.Namespace) -> int:
     ws = _workspace(args)
-    logs = ws.state / "tensorboard"  # components.train.stage.tensorboard_dir
+    logs = ws.tensorboard
     if not logs.is_dir():
         print(f"mloop tensorboard: no training logs in {logs} yet: train first (mloop run)",
               file=sys.stderr)  # fmt: skip
@@ -481,7 +481,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         print(f"mloop: WARNING: serving on {args.host} with no MLOOP_API_TOKEN (--insecure)",
               file=sys.stderr)  # fmt: skip
-    log_file = ws.state / "serve.log"
+    log_file = ws.serve_log
     print(f"mloop: inference log {settings().inference_log}; server log {log_file}")
     from components.core.credentials import CredentialError, ensure_labeller_file
 
@@ -584,7 +584,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print("mloop: --pool needs a Prefect server that the workers see: set"
                   " PREFECT_API_URL (e.g. http://prefect:4200/api)", file=sys.stderr)  # fmt: skip
             return 2
-        log_file = ws.state / "prefect-server.log"
+        log_file = ws.prefect_server_log
         print(f"mloop: starting a Prefect server on 127.0.0.1:{args.prefect_port} (log"
               f" {log_file})", flush=True)  # fmt: skip
         try:

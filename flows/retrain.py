@@ -145,7 +145,7 @@ def retrain(
 @task(name="retrain-workspace", cache_policy=NO_CACHE, retries=0)
 def retrain_workspace(workspace: str, env: dict[str, str]) -> str:
     """``mloop run`` in one workspace, in a process of its own (its own embedded stores)."""
-    log_file = Workspace(Path(workspace)).state / "retrain.log"
+    log_file = Workspace(Path(workspace)).retrain_log
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as out:
         done = subprocess.run(

@@ -68,3 +68,19 @@ def test_every_mloop_variable_is_read_through_the_settings_object_and_documented
     readme = (REPO / "README.md").read_text()
     for field in Settings.model_fields:
         assert f"`MLOOP_{field.upper()}`" in readme, f"MLOOP_{field.upper()} is not in the README"
+
+
+def test_every_workspace_state_path_comes_from_core_paths():
+    """``.mloop/...`` files are named once, in ``components/core/paths.py``: no module
+    joins a name onto the state folder itself."""
+    import re
+
+    joined = re.compile(r"\.state\s*/")
+    found = []
+    for folder in ("components", "flows", "pipelines"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path.relative_to(REPO).as_posix() == "components/core/paths.py":
+                continue
+            lines = enumerate(path.read_text().splitlines(), 1)
+            found += [f"{path.relative_to(REPO)}:{n}" for n, line in lines if joined.search(line)]
+    assert found == [], found

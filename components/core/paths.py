@@ -103,6 +103,60 @@ class Workspace:
         return self.state / "inference.sqlite"
 
     @property
+    def registry_lock(self) -> Path:
+        """Gate decisions' lock where the store gives none (MLOOP_REGISTRY_LOCK overrides)."""
+        return self.state / "registry.lock"
+
+    @property
+    def run_lock(self) -> Path:
+        """One run of the loop at a time in this workspace (``core/workspace_lock.py``)."""
+        return self.state / "run.lock"
+
+    @property
+    def run_lock_holder(self) -> Path:
+        return self.state / "run.lock.json"
+
+    @property
+    def batch_lock(self) -> Path:
+        """Batches are numbered and renamed into place under it (``prepare/batches.py``)."""
+        return self.state / "batches.lock"
+
+    @property
+    def incoming_ledger(self) -> Path:
+        """The drop folder's items seen before, by content hash."""
+        return self.state / "incoming.json"
+
+    @property
+    def references(self) -> Path:
+        """A sample of each data version's train split: the drift reference of its models."""
+        return self.state / "references"
+
+    @property
+    def tensorboard(self) -> Path:
+        """Lightning's TensorBoard logs, one folder per training run (``mloop tensorboard``)."""
+        return self.state / "tensorboard"
+
+    @property
+    def optuna(self) -> Path:
+        """Optuna's journal files, one per ``mloop sweep``."""
+        return self.state / "optuna"
+
+    @property
+    def serve_log(self) -> Path:
+        """``mloop serve``'s server output (rotated)."""
+        return self.state / "serve.log"
+
+    @property
+    def prefect_server_log(self) -> Path:
+        """The output of the Prefect server ``mloop deploy`` starts."""
+        return self.state / "prefect-server.log"
+
+    @property
+    def retrain_log(self) -> Path:
+        """A workspace's ``mloop run`` output under ``mloop run-many``."""
+        return self.state / "retrain.log"
+
+    @property
     def labellers(self) -> Path:
         """The labeller tokens POST /feedback asks for (mode 0600; core/credentials.py)."""
         return self.state / "labellers.json"

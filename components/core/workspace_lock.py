@@ -42,8 +42,8 @@ def workspace_lock(ws: Workspace, what: str) -> Iterator[None]:
         yield
         return
     ws.state.mkdir(parents=True, exist_ok=True)
-    path = str(ws.state / "run.lock")
-    holder = ws.state / "run.lock.json"
+    path = str(ws.run_lock)
+    holder = ws.run_lock_holder
     with _guard:
         lock, depth = _held.get(path, (None, 0))
         if lock is None:

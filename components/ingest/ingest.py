@@ -78,7 +78,7 @@ class IngestResult:
 
 
 def batch_lock(ws: Workspace) -> Path:
-    return ws.state / "batches.lock"
+    return ws.batch_lock
 
 
 def _kind_fits(raw: RawData, params: Params, path: Path) -> None:
@@ -269,7 +269,7 @@ def ingest_incoming(params: Params, ws: Workspace) -> IncomingResult:
             if items
             else None
         )
-    ledger_file = ws.state / "incoming.json"
+    ledger_file = ws.incoming_ledger
     ledger = json.loads(ledger_file.read_text()) if ledger_file.is_file() else {}
     results, skipped = [], 0
     for item in sorted(folder.iterdir()):

@@ -444,7 +444,7 @@ REFERENCE_ROWS = 10_000  # the drift reference kept of each prepared version's t
 def reference_file(ws, version: str) -> Path:
     """Where a sample of data version ``version``'s train split is kept: the reference the
     monitor measures drift against while a model trained on it is champion."""
-    return ws.state / "references" / f"{version}.npy"
+    return ws.references / f"{version}.npy"
 
 
 def keep_reference(ws, prepared: PreparedData, seed: int) -> Path:

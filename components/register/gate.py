@@ -132,7 +132,7 @@ def registry_lock(ws: Workspace, timeout: float = 600) -> Iterator[None]:
     uri = tracking_uri()
     if not path and uri.startswith("sqlite:///"):
         path = uri.removeprefix("sqlite:///") + ".registry.lock"
-    path = path or str(ws.state / "registry.lock")
+    path = path or str(ws.registry_lock)
     with FileLock(path, timeout=timeout):
         yield
 

@@ -162,7 +162,7 @@ def report_pretraining(spec, start: dict, pretrained, params: Params, ws: Worksp
 
 def tensorboard_dir(ws: Workspace, name: str, run_id: str) -> Path:
     """Where Lightning's TensorBoard logger writes a training run (``mloop tensorboard``)."""
-    return ws.state / "tensorboard" / f"{name}-{run_id[:8]}"
+    return ws.tensorboard / f"{name}-{run_id[:8]}"
 
 
 def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, logs) -> None:

@@ -125,7 +125,7 @@ def open_sweep(
                        "sweep.space": sorted(params.sweep.space)})  # fmt: skip
     study = Study(
         name=f"sweep-{parent.run_id}",
-        journal=ws.state / "optuna" / f"{parent.run_id}.journal",
+        journal=ws.optuna / f"{parent.run_id}.journal",
         parent_run_id=parent.run_id,
         trials=n_trials,
         threads=max(1, (os.cpu_count() or 1) // max(1, parallel)),
