@@ -128,14 +128,19 @@ def post(port: int, body: bytes, path: str = "predict", token: str | None = None
 @contextlib.contextmanager
 def mloop_serve(root: Path):
     """``mloop serve`` of workspace ``root`` on a free loopback port, as a user starts it
-    (the environment as it is); yields the port once it says it is ready, stops it after."""
+    (the environment as it is, but for the workspace's own labeller file); yields the port
+    once it says it is ready, stops it after."""
     import sys
 
+    from components.core.paths import Workspace
+
     port = free_port()
+    # its own labeller file: an earlier test's workspace may be in this process's environment
+    env = {**os.environ, "MLOOP_LABELLER_TOKENS": str(Workspace(Path(root)).labellers)}
     server = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "--workspace", str(root), "serve", "--port",
          str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
         start_new_session=True, cwd=REPO,
     )  # fmt: skip
     try:
