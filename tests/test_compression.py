@@ -257,3 +257,22 @@ def test_labels_of_variants_that_sit_close_together_do_not_overlap():
     assert offsets[3] == 3.0  # far away: in place
     lifted = [200.0 + dy * 1.5 for dy in offsets[:3]]
     assert min(abs(a - b) for i, a in enumerate(lifted) for b in lifted[i + 1 :]) >= 9 * 1.5 - 1
+
+
+def test_a_torch_int8_variant_registers_and_loads_back_through_mlflow(workspace, tmp_path):
+    """A traced (TorchScript) int8 variant is what ships when it wins; MLflow 3's default
+    pt2 format refuses TorchScript, so it is logged pickled, and loads back as it predicted."""
+    from components.core import tracking
+    from components.core.predict import served_predictor
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    example = np.random.default_rng(0).uniform(0, 16, (4, 8, 8)).astype(np.float32)
+    runner = quantization.torch_runner(quantization.dynamic_int8(net), tmp_path / "q.pt", example)
+    with tracking.start_run(workspace, "int8", run_name="compress") as run:
+        uri = run.log_served_model(runner, example)
+    import mlflow
+
+    folder = mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "model"))
+    np.testing.assert_allclose(served_predictor(folder)(example), runner.predict(example),
+                               atol=1e-6)  # fmt: skip

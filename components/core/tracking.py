@@ -189,6 +189,9 @@ class Run:
                 input_example=example,
                 pip_requirements=requirements,
                 code_paths=[str(Path(__file__).parents[1])],  # components/, whole
+                # MLflow 3 defaults to pt2 (torch.export), which refuses a TorchScript
+                # module (the traced dynamic-int8 encoder): it failed whenever that shipped
+                serialization_format="pickle",
             )
         return info.model_uri
 
