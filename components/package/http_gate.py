@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+from dataclasses import dataclass
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 
@@ -23,6 +24,16 @@ RETRY_AFTER_S = 1  # what a shed request is told to wait
 
 class TooLarge(Exception):
     pass
+
+
+@dataclass
+class ServiceState:
+    """What the service tells its gate while it runs (given to the gate's constructor):
+    the body limit of the model it serves, and why it cannot answer now (its log)."""
+
+    body_limit: int | None = None  # the largest legal batch of the model being served
+    # BentoML hides a 5xx's message, so the gate puts this reason into the 503 answers
+    unavailable: str | None = None
 
 
 class RequestGate:
@@ -49,11 +60,6 @@ class RequestGate:
     request into a timeout, and the probes, never shed, stay fast.
     """
 
-    body_limit: int | None = None  # set by the service once it knows its model
-    # Why the service cannot answer now (its log): BentoML hides a 5xx's message, so
-    # the gate puts this reason into the 503 answers on their way out.
-    unavailable: str | None = None
-
     def __init__(
         self,
         app,
@@ -63,8 +69,10 @@ class RequestGate:
         max_in_flight: int = 64,
         allowed_hosts: str = "",
         labellers: dict[str, str] | None = None,
+        state: ServiceState | None = None,
     ) -> None:
         self.app = app
+        self.state = state or ServiceState()  # the service's, updated as it runs
         names = {h.strip().lower().rstrip(".") for h in allowed_hosts.split(",") if h.strip()}
         self.any_host = "*" in names
         self.allowed_hosts = frozenset(names - {"*"})
@@ -76,7 +84,7 @@ class RequestGate:
         self.max_body = max_body  # MLOOP_MAX_BODY_BYTES; None: the model's largest batch
 
     def limit(self) -> int:
-        return self.max_body or RequestGate.body_limit or 8 * 2**20
+        return self.max_body or self.state.body_limit or 8 * 2**20
 
     def _authorised(self, path: str, given: bytes) -> bool:
         if self.expected is None:
@@ -199,7 +207,7 @@ class RequestGate:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, _with_reason(send))
+        await self.app(scope, replay, _with_reason(send, self.state))
 
 
 def _hostname(host: str) -> str:
@@ -218,15 +226,15 @@ def _same_origin(origin: bytes, host: bytes) -> bool:
     return bool(own) and text in (f"http://{own}", f"https://{own}")
 
 
-def _with_reason(send):
-    """``send`` that replaces the body of a 503 with ``RequestGate.unavailable``."""
+def _with_reason(send, state: ServiceState):
+    """``send`` that replaces the body of a 503 with ``state.unavailable``."""
     reason: bytes | None = None
 
     async def sending(message) -> None:
         nonlocal reason
         if message["type"] == "http.response.start" and message["status"] == 503:
-            if RequestGate.unavailable:
-                reason = json.dumps({"error": RequestGate.unavailable}).encode()
+            if state.unavailable:
+                reason = json.dumps({"error": state.unavailable}).encode()
                 kept = [(k, v) for k, v in message["headers"]
                         if k.lower() not in (b"content-length", b"content-type")]  # fmt: skip
                 message = {**message, "headers": [*kept, (b"content-type", b"application/json"),

@@ -48,7 +48,7 @@ from pydantic import Field
 from components.core.credentials import labeller_tokens
 from components.core.settings import settings
 from components.core.text import logged_text_statistics
-from components.package.http_gate import LABELLER_HEADER, RequestGate
+from components.package.http_gate import LABELLER_HEADER, RequestGate, ServiceState
 from components.package.inputs import (
     EXAMPLE_INPUT,
     MAX_BATCH,
@@ -82,6 +82,7 @@ UPLOAD_ON_LOOP_PIXELS = 256 * 256
 # Without an exporter configured, BentoML's OpenTelemetry middleware makes spans that
 # go nowhere: every path is excluded from it unless MLOOP_TRACING asks for spans.
 TRACING = {} if SETTINGS.tracing else {"tracing": {"excluded_urls": ["."]}}
+GATE = ServiceState()  # what this worker tells its gate: the model's body limit, the log's state
 
 
 class Conflict(BentoMLException):
@@ -102,7 +103,7 @@ class Classifier:
         pointer = SETTINGS.model_pointer  # mloop serve: the model it names, followed
         wanted = read_pointer(pointer) if pointer else None
         self.m = self._load(wanted) if wanted else self._load_own()
-        RequestGate.body_limit = self.m.body_limit
+        GATE.body_limit = self.m.body_limit
         if pointer:
             Follower(pointer, self.m.tag, self._load, self._swap)
         self.log: InferenceLog | None = None
@@ -129,7 +130,7 @@ class Classifier:
 
     def _swap(self, model: ServedModel) -> None:
         """Serve ``model`` from the next request on; requests under way keep theirs."""
-        RequestGate.body_limit = model.body_limit
+        GATE.body_limit = model.body_limit
         self.m = model
 
     def _open_log(self) -> InferenceLog | None:
@@ -145,7 +146,7 @@ class Classifier:
     def _unwritable(self, reason: str | None) -> None:
         """Why the log cannot be written now (None: it can); the gate quotes it in 503s."""
         self.log_error = reason
-        RequestGate.unavailable = reason and f"{reason}; nothing was answered"
+        GATE.unavailable = reason and f"{reason}; nothing was answered"
 
     async def __is_ready__(self) -> bool:
         """/readyz: 503 while the inference log cannot be written (retried at each probe)."""
@@ -161,12 +162,12 @@ class Classifier:
         """Await a log write (``write()`` makes the awaitable once the log is open); a
         failure makes the service not ready and answers 503."""
         if self._open_log() is None:
-            raise ServiceUnavailable(RequestGate.unavailable)
+            raise ServiceUnavailable(GATE.unavailable)
         try:
             result = await write()
         except sqlite3.Error as err:
             self._unwritable(f"cannot write the inference log {LOG_PATH}: {err}")
-            raise ServiceUnavailable(RequestGate.unavailable) from None
+            raise ServiceUnavailable(GATE.unavailable) from None
         if self.log_error is not None:
             self._unwritable(None)
         return result
@@ -337,4 +338,5 @@ Classifier.add_asgi_middleware(
     max_in_flight=SETTINGS.max_in_flight,
     allowed_hosts=SETTINGS.allowed_hosts,
     labellers=labeller_tokens(SETTINGS.labeller_tokens, SETTINGS.labeller_token),
+    state=GATE,
 )
