@@ -158,9 +158,19 @@ def retrain_workspace(workspace: str, env: dict[str, str]) -> str:
             f"{workspace}: retrain failed (exit {done.returncode}); log {log_file}:\n"
             f"{output[-2000:]}"
         )
-    accuracy = [line for line in output.splitlines() if line.startswith("  champion test_")]
-    log.info(f"[{workspace}] {accuracy[-1].strip() if accuracy else 'done'}")
+    log.info(f"[{workspace}] {_gate_record(Workspace(Path(workspace)))}")
     return workspace
+
+
+def _gate_record(ws: Workspace) -> str:
+    """What a workspace's run decided, from the register stage's record (not its output)."""
+    from components.register.stage import read_registration
+
+    record = read_registration(ws)
+    decision = record["decision"]
+    said = "promoted" if decision["promote"] else "not promoted"
+    return (f"{record['model_name']} version {record['version']} {said}:"
+            f" {decision['metric']} {decision['challenger_score']:.4f}")  # fmt: skip
 
 
 @dataclass(frozen=True)
