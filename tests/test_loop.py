@@ -760,19 +760,20 @@ def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
         _wait_for(log, "mloop: ready", served)
         answered_by(compressed, "champion-compressed")
         sender.start()
+        switched = {}
         said = mloop("promote", again.version, "--force")
         assert f"version {again.version} (champion)" in said  # it has no variant: served itself
         client = mlflow.MlflowClient()
         with pytest.raises(mlflow.exceptions.MlflowException):
             client.get_model_version_by_alias("digits-classifier", "champion-compressed")
-        answered_by(again.version, "champion", timeout_s=10)  # raises, with the log, past 10 s
+        switched["promote"] = answered_by(again.version, "champion", timeout_s=10)  # else raises
         assert f"served: version {again.version} (champion)" in mloop("models")
 
         said = mloop("rollback")
         assert f"version {again.version} -> 1" in said
         version = client.get_model_version_by_alias("digits-classifier", "champion-compressed")
         assert str(version.version) == compressed
-        answered_by(compressed, "champion-compressed", timeout_s=10)
+        switched["rollback"] = answered_by(compressed, "champion-compressed", timeout_s=10)
         assert f"served: version {compressed} (champion-compressed)" in mloop("models")
         time.sleep(1.0)
     finally:
@@ -782,6 +783,10 @@ def test_promote_and_rollback_change_what_is_served(loop, tmp_path):
     sent = sum(r.sent for r in results)
     failed = {k: v for r in results for k, v in r.errors.items()}
     versions = {v for r in results for v in r.versions}
+    print(
+        f"\nmodel change under load: {sent} sent at 200/s, {sent - sum(r.ok for r in results)}"
+        f" failed {failed}; answers switched {switched} s after the command returned"
+    )
     assert sent >= 2000 and sum(r.ok for r in results) == sent, (sent, failed)
     assert versions == {compressed, again.version}  # the traffic saw both models answer
     said = log.read_text()
