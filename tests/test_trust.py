@@ -170,11 +170,15 @@ def test_a_folder_in_the_drop_folder_that_holds_a_link_is_quarantined_not_follow
     assert not list_batches(workspace.batches)
 
 
-def test_an_empty_class_folder_is_refused_naming_it(tmp_path):
+def test_an_empty_class_folder_is_refused_naming_it(workspace, tmp_path):
     folder = _image_folder(tmp_path / "imgs")
     (folder / "empty").mkdir()
     with pytest.raises(DataError, match="class folder 'empty' holds no"):
         read_path(folder, small_params().data)
+    # ingest reads its scratch copy, but names the folder given, once
+    result = ingest(folder, small_params(), workspace)
+    assert result.reason.startswith(f"{folder}: class folder 'empty' holds no"), result.reason
+    assert "ingest-" not in result.reason and result.reason.count(str(folder)) == 1
 
 
 def test_a_zip_bomb_npz_and_an_oversized_table_are_refused_before_they_are_read(tmp_path):

@@ -179,8 +179,7 @@ def ingest(path: Path, params: Params, ws: Workspace) -> IngestResult:
             copy = stage(path, scratch, params)
             raw = read_path(copy, params.data, limits=params.ingest)
         except DataError as err:
-            if err.path is not None and scratch in Path(err.path).parents:
-                err = DataError(str(err).replace(str(scratch / path.name), str(path)), path)
+            err = _named_as_given(err, scratch / path.name, path)
             held = quarantine_unreadable(err, ws.quarantine)
             return IngestResult(path, False, str(err), quarantine=held)
         raw.origin = copy
@@ -195,6 +194,14 @@ def ingest(path: Path, params: Params, ws: Workspace) -> IngestResult:
         return _store(path, copy, raw, result, ws, start)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _named_as_given(err: DataError, copy: Path, path: Path) -> DataError:
+    """``err`` about the scratch copy, said of the input the user gave instead."""
+    if err.path is None or not Path(err.path).is_relative_to(copy):
+        return err
+    where = path / Path(err.path).relative_to(copy)
+    return DataError(err.message.replace(str(copy), str(path)), where)
 
 
 def _store(path: Path, copy: Path, raw: RawData, result, ws: Workspace, start: float):

@@ -35,6 +35,7 @@ class DataError(ValueError):
 
     def __init__(self, message: str, path: Path | None = None) -> None:
         self.path = path
+        self.message = message  # without the path
         self.quarantine: Path | None = None  # where a copy of the rejected input was put
         super().__init__(f"{path}: {message}" if path else message)
 
