@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from components.prepare.sources import DataError, RawData
-from components.validate.report import appear
+from components.validate.report import conflict_message
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,14 @@ def settle_conflicts(raw: RawData, policy: str, key: list[str]):
     clash = per_group > 1
     if not clash.any():
         return None, kept
-    what = "text" if len(key) == 1 else "set of features"
     setting = "data.text.conflicts" if len(key) == 1 else "data.tabular.conflicts"
     if policy == "fail":
         first = frame[clash].iloc[0]
         shown = (repr(str(first[key[0]])[:60]) if len(key) == 1 else
                  ", ".join(f"{c}={str(first[c])[:40]!r}" for c in key[:4]))  # fmt: skip
         given = sorted(labels[group == group[np.flatnonzero(clash)[0]]].unique())
-        raise DataError(f"{appear(len(np.unique(group[clash])), what)} under two or more"
-                        f" labels ({int(clash.sum())} rows), e.g. {shown} as {' and '.join(given)};"
-                        f" declare {setting}: drop or majority", raw.origin)  # fmt: skip
+        raise DataError(conflict_message(len(np.unique(group[clash])), int(clash.sum()), shown,
+                                         given, text=len(key) == 1), raw.origin)  # fmt: skip
     reasons = np.full(len(frame), "", dtype=object)
     if policy == "drop":
         kept = ~clash

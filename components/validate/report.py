@@ -15,6 +15,15 @@ def appear(n: int, what: str) -> str:
     return f"1 {what} appears" if n == 1 else f"{n} {plural} appear"
 
 
+def conflict_message(groups: int, rows: int, shown: str, labels: list[str], text: bool) -> str:
+    """The same features under two labels, said with one example and the setting to declare."""
+    what, setting = ("text", "data.text") if text else ("set of features", "data.tabular")
+    return (
+        f"{appear(groups, what)} under two or more labels ({rows} rows), e.g. {shown} as"
+        f" {' and '.join(labels)}; declare {setting}.conflicts: drop or majority"
+    )
+
+
 @dataclass(frozen=True)
 class Failure:
     table: str

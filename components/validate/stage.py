@@ -40,7 +40,7 @@ from components.validate.report import (
     DataValidationError,
     Failure,
     ValidationResult,
-    appear,
+    conflict_message,
     write_html,
 )
 from components.validate.suites import (
@@ -177,11 +177,8 @@ def _in_human_terms(failure: Failure, gate: GateInput) -> Failure:
     first = next(iter(texts))[1]
     shown = first["_text"].iloc[0]
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    labels = " and ".join(sorted(first["_label"].dropna().astype(str).unique()))
-    hint = (
-        f"{appear(texts.ngroups, 'text')} under two or more labels ({len(clash)} rows), e.g."
-        f" {shown!r} as {labels}; declare data.text.conflicts: drop or majority"
-    )
+    labels = sorted(first["_label"].dropna().astype(str).unique())
+    hint = conflict_message(texts.ngroups, len(clash), repr(shown), labels, text=True)
     return dataclasses.replace(failure, hint=hint)
 
 
