@@ -83,16 +83,11 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
     lines += [f"  - {f.describe()}" for f in failures]
     mask, reasons = rejected_rows(gate, cfg, reference) if len(gate.table) else ([], [])
     whole_file = not any(mask) and gate.origin is not None and gate.origin.is_file()
-    if gate.kind == "tabular" and any(mask):  # texts: below
-        rows = gate.table[mask].drop(columns=["_split", "_finite", "_digest"], errors="ignore")
-        rows = rows.drop(columns=["_label"]).assign(_reason=reasons.to_numpy())
+    if gate.kind in ("tabular", "text") and any(mask):
+        rows = _as_given(gate, mask).assign(_reason=reasons.to_numpy())
         rows.to_csv(folder / "rejected_rows.csv", index=False)
-        lines.append(f"rejected rows: {int(np.sum(mask))} (rejected_rows.csv, reason per row)")
-    elif gate.kind == "text" and any(mask):
-        rows = gate.table.loc[mask, ["_text", "_label"]]
-        rows = rows.rename(columns={"_text": gate.text_column, "_label": gate.label_column})
-        rows.assign(_reason=reasons.to_numpy()).to_csv(folder / "rejected_rows.csv", index=False)
-        lines.append(f"rejected texts: {int(np.sum(mask))} (rejected_rows.csv, reason per row)")
+        what = "texts" if gate.kind == "text" else "rows"
+        lines.append(f"rejected {what}: {int(np.sum(mask))} (rejected_rows.csv, reason per row)")
     elif gate.kind == "image" and gate.files and any(mask):
         for file, why in zip(np.asarray(gate.files)[mask], reasons, strict=True):
             _copy_into(gate.origin / file, folder / "files" / file)
@@ -107,20 +102,24 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
     return folder
 
 
+def _as_given(gate: GateInput, mask):
+    """The rows of a table or text batch that ``mask`` marks, in the columns it came with
+    (the gate's helper columns left out)."""
+    t = gate.table
+    if gate.kind == "text":
+        rows = t.loc[mask, ["_text", "_label"]]
+        return rows.rename(columns={"_text": gate.text_column, "_label": gate.label_column})
+    return t[mask].drop(columns=["_split", "_finite", "_digest", "_label"], errors="ignore")
+
+
 def quarantine_rows(gate: GateInput, mask, reasons, root: Path) -> Path:
     """Hold the rows a batch was accepted without (``ingest.row_policy: reject_rows``)."""
     folder = _new_folder(root, f"{gate.name}-rows")
-    t = gate.table
-    if gate.kind == "text":
-        rows = t.loc[mask, ["_text", "_label"]].rename(
-            columns={"_text": gate.text_column, "_label": gate.label_column})  # fmt: skip
-    else:
-        rows = t[mask].drop(columns=["_split", "_finite", "_digest", "_label"], errors="ignore")
-    rows.assign(_row=np.flatnonzero(mask), _reason=reasons.to_numpy()).to_csv(
-        folder / "rejected_rows.csv", index=False)  # fmt: skip
+    rows = _as_given(gate, mask).assign(_row=np.flatnonzero(mask), _reason=reasons.to_numpy())
+    rows.to_csv(folder / "rejected_rows.csv", index=False)
     (folder / "reason.txt").write_text(
         f"source: {gate.origin or gate.name}\naccepted without {int(np.sum(mask))} of"
-        f" {len(t)} rows (ingest.row_policy: reject_rows): rejected_rows.csv holds them,"
+        f" {len(gate.table)} rows (ingest.row_policy: reject_rows): rejected_rows.csv holds them,"
         " with the reason of each and its row number in the batch (from 0)\n"
     )
     return folder
