@@ -79,17 +79,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _flow_failed(err: Exception) -> int:
     """A failed flow in one line (and where its report is); the traceback with --verbose."""
-    result = getattr(err, "result", None)  # a data validation failure carries its verdict
-    failures = getattr(result, "failures", None)
-    if failures:
-        said = "; ".join(f.describe() for f in failures[:3])
-        more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
-        line = f"data validation failed: {said}{more}"
-    else:
-        line = str(err)
+    from components.validate.report import DataValidationError
+
+    line = (f"data validation failed: {err.result.in_brief(3)}"
+            if isinstance(err, DataValidationError) else str(err))  # fmt: skip
     print(f"mloop: the retrain flow failed: {_one_line(line, 800)}", file=sys.stderr)
-    if getattr(result, "html_report", None):
-        print(f"  report: {result.html_report}", file=sys.stderr)
+    if isinstance(err, DataValidationError):
+        print(f"  report: {err.result.html_report}", file=sys.stderr)
     if settings().verbose:
         import traceback
 

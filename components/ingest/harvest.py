@@ -179,9 +179,9 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
         return HarvestResult(None, str(err), **counts)
     if not result.passed:
         (result.quarantine / REQUEST_IDS).write_text(listing)  # taken: not harvested again
-        reason = "; ".join(f.describe() for f in result.failures[:5])
-        return HarvestResult(None, f"rejected by the data gate: {reason}", requests=len(ids),
-                             quarantine=result.quarantine, **counts)  # fmt: skip
+        return HarvestResult(None, f"rejected by the data gate: {result.in_brief()}",
+                             requests=len(ids), quarantine=result.quarantine,
+                             **counts)  # fmt: skip
 
     def write(folder: Path) -> list[str]:
         if raw.kind == "image":

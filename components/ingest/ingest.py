@@ -186,10 +186,8 @@ def ingest(path: Path, params: Params, ws: Workspace) -> IngestResult:
         _kind_fits(raw, params, path)
         result = gate_batch(raw, name, params, ws)
         if not result.passed:
-            reason = "; ".join(f.describe() for f in result.failures[:5])
-            if len(result.failures) > 5:
-                reason += f"; and {len(result.failures) - 5} more"
-            return IngestResult(path, False, reason, len(raw), quarantine=result.quarantine,
+            return IngestResult(path, False, result.in_brief(), len(raw),
+                                quarantine=result.quarantine,
                                 report=result.html_report)  # fmt: skip
         return _store(path, copy, raw, result, ws, start)
     finally:

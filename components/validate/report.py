@@ -86,6 +86,12 @@ class ValidationResult:
     # ``quarantine`` with their reasons
     rejected_rows: tuple[int, ...] = ()
 
+    def in_brief(self, limit: int = 5) -> str:
+        """The first ``limit`` failures in one line, and how many more there are."""
+        said = "; ".join(f.describe() for f in self.failures[:limit])
+        more = len(self.failures) - limit
+        return said + (f"; and {more} more" if more > 0 else "")
+
     def summary(self) -> str:
         if self.passed and self.rejected_rows:
             return (
