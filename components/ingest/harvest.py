@@ -24,7 +24,7 @@ import numpy as np
 from components.core.config import Params
 from components.core.paths import Workspace
 from components.core.settings import settings
-from components.ingest.ingest import IngestError, batch_lock, gate_batch
+from components.ingest.ingest import IngestError, gate_batch
 from components.prepare.batches import (
     REQUEST_IDS,
     Batch,
@@ -192,7 +192,7 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
 
     try:
         batch = add_batch(
-            ws.batches, batch_lock(ws), write, format="arrays" if raw.kind == "image" else "table",
+            ws.batches, ws.batch_lock, write, format="arrays" if raw.kind == "image" else "table",
             source="harvest", origin=str(path), labels=list(labels),
             extra=lambda folder: (folder / REQUEST_IDS).write_text(listing),
         )  # fmt: skip

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -77,10 +78,6 @@ class IngestResult:
         return f"{self.path}: REJECTED: {self.reason}{held}"
 
 
-def batch_lock(ws: Workspace) -> Path:
-    return ws.batch_lock
-
-
 def _kind_fits(raw: RawData, params: Params, path: Path) -> None:
     source = params.data.source
     wanted = "tabular" if source == "tabular" or (
@@ -124,8 +121,6 @@ def gate_batch(raw: RawData, name: str, params: Params, ws: Workspace):
 def _copy_file(src: Path, dst: Path) -> None:
     """Copy one regular file, never through a link (O_NOFOLLOW: a link swapped in after
     the check is refused by the kernel, not read)."""
-    import stat
-
     try:  # O_NONBLOCK: a pipe put in the link's place does not hang the open
         fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as err:
@@ -219,7 +214,7 @@ def _store(path: Path, copy: Path, raw: RawData, result, ws: Workspace, start: f
         raw.labels)  # fmt: skip
     fmt = "images" if copy.is_dir() else ("arrays" if raw.kind == "image" else "table")
     try:
-        batch = add_batch(ws.batches, batch_lock(ws), write, format=fmt, source="ingest",
+        batch = add_batch(ws.batches, ws.batch_lock, write, format=fmt, source="ingest",
                           origin=str(path.resolve()), labels=list(labels),
                           rejected=left_out)  # fmt: skip
     except BatchError as err:

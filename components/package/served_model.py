@@ -142,12 +142,8 @@ class Follower:
 
     def __init__(self, pointer: Path, current: str, load: Callable[[str], ServedModel],
                  on_change: Callable[[ServedModel], None]) -> None:  # fmt: skip
-        self.pointer, self.current, self.load, self.on_change = (
-            Path(pointer),
-            current,
-            load,
-            on_change,
-        )
+        self.pointer, self.current = Path(pointer), current
+        self.load, self.on_change = load, on_change
         _acknowledge(self.pointer, current)
         threading.Thread(target=self._follow, daemon=True, name="mloop-model-follower").start()
 

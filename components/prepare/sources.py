@@ -344,8 +344,6 @@ def read_image_folder(
                 " every class needs images (remove the folder, or add its images)",
                 path,
             )
-    if not files:
-        raise DataError(f"no {'/'.join(sorted(IMAGE_SUFFIXES))} images in the class folders", path)
     scratch = None
     if out is None:
         scratch = tempfile.TemporaryDirectory(prefix="mloop-images-")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,14 +112,8 @@ def start(
     tag: str, host: str, port: int, log_file: Path | None = None, pointer: Path | None = None
 ) -> subprocess.Popen:
     """``bentoml serve TAG`` on ``host:port``; refuses a port something else listens on.
-    With ``pointer``, its workers serve the model the pointer names, and follow it. A
-    labeller file (MLOOP_LABELLER_TOKENS) is written first if there is none."""
-    from components.core.credentials import ensure_labeller_file
-    from components.core.settings import settings
-
+    With ``pointer``, its workers serve the model the pointer names, and follow it."""
     check_port_free(host, port)
-    if settings().labeller_tokens is not None:
-        ensure_labeller_file(settings().labeller_tokens)
     command = [sys.executable, "-m", "bentoml", "serve", tag, "--host", host, "--port", str(port)]
     env = os.environ.copy()
     if pointer is not None:
@@ -239,8 +234,6 @@ class Supervisor:
             f" {bento['model_version']} ({bento['alias']}) on http://{self.host}:{self.port}"
         )
         self.server = None
-        import shutil
-
         from components.package.served_model import ack_folder, write_pointer
 
         shutil.rmtree(ack_folder(self.pointer), ignore_errors=True)  # an earlier server's
