@@ -142,8 +142,10 @@ def stage(path: Path, into: Path, params: Params) -> Path:
         if not path.is_file():
             raise DataError("no such file or folder" if not path.exists() else
                             "not a regular file or folder", path)  # fmt: skip
-        cap = max(params.ingest.max_table_bytes, params.ingest.max_npz_bytes)
-        refuse_oversize(path, path.stat().st_size, cap, "ingest.max_table_bytes")
+        # Not copied past its cap (the read checks it again, a .npz's unpacked size too)
+        setting = "max_npz_bytes" if path.suffix.lower() == ".npz" else "max_table_bytes"
+        cap = getattr(params.ingest, setting)
+        refuse_oversize(path, path.stat().st_size, cap, f"ingest.{setting}")
         _copy_file(path, target)
         return target
     target.mkdir()
