@@ -54,10 +54,11 @@ def test_the_loop_passes_and_the_champion_reaches_the_targets(adult):
 
 def test_models_lists_both_and_the_trees_skip_compression_with_a_reason(adult):
     ws, state = adult
-    out = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), "models"],
+    out, grouped = (subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--workspace", str(ws.root), *command],
         capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    ).stdout for command in (["models"], ["model", "ls"]))  # fmt: skip
+    assert grouped == out  # the old flat name is an alias of `mloop model ls`
     lines = out.splitlines()
     assert "family" in lines[0] and "test_roc_auc" in lines[0]
     assert any("network" in line and "not chosen" in line for line in lines)

@@ -22,7 +22,7 @@ def test_help_lists_the_commands():
 
 def test_help_imports_no_heavy_library():
     code = (
-        "import sys; import flows.cli as c\n"
+        "import sys; import flows.cli.app as c\n"
         "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
@@ -30,18 +30,42 @@ def test_help_imports_no_heavy_library():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_run_refuses_a_bad_key_naming_it(tmp_path):
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_run_refuses_a_bad_key_naming_it(tmp_path, where):
+    """The root's options work before the command and after it."""
     bad = tmp_path / "params.yaml"
     bad.write_text("train:\n  epochz: 3\n")
+    option = ["--workspace", str(tmp_path)]
+    args = [*option, "run"] if where == "before" else ["run", *option]
     out = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--workspace", str(tmp_path), "run"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=REPO
     )
-    assert out.returncode == 2
+    assert out.returncode == 2, out.stderr
     assert "train.epochz: unknown key" in out.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_version_groups_aliases_and_help_with_defaults():
+    from importlib.metadata import version
+
+    assert _mloop("--version").stdout.strip() == f"mloop {version('mloop')}"
+    grouped = _mloop("data", "--help").stdout
+    for command in ("ingest", "harvest", "batches", "validate"):
+        assert command in grouped
+    assert all(c in _mloop("model", "--help").stdout for c in ("ls", "promote", "rollback"))
+    help_ = _mloop("traffic", "--help", env_extra={"COLUMNS": "200"}).stdout
+    assert "[default: 50.0]" in help_ and "requests per second" in help_
+    old = _mloop("lineage", "--help").stdout  # the flat name of a release ago
+    assert "NAME@ALIAS" in old
+    wrong = _mloop("rnu")
+    assert wrong.returncode == 2 and "No such command 'rnu'" in wrong.stderr
+
+
+def test_params_given_after_the_command_is_the_file_read(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text("data:\n  sourze: digits\n")
+    out = _mloop("--workspace", str(tmp_path), "data", "batches", "--params", str(other))
+    assert out.returncode == 2 and "data.sourze: unknown key" in out.stderr
 
 
 def test_env_points_tools_at_the_workspace(tmp_path):
@@ -57,10 +81,12 @@ def test_env_points_tools_at_the_workspace(tmp_path):
     assert f"export MLFLOW_TRACKING_URI=sqlite:///{tmp_path}/.mloop/mlflow.db" in out.stdout
 
 
-def _mloop(*args, cwd=REPO):
+def _mloop(*args, cwd=REPO, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd
-    )
+        [sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=cwd,
+        env=env,
+    )  # fmt: skip
 
 
 def test_validate_command_passes_good_data_and_names_faults(tmp_path):
@@ -255,7 +281,7 @@ def test_the_closing_hint_names_the_route_of_the_data_kind(tmp_path, kind, route
     import json
 
     from components.core.paths import Workspace
-    from flows.cli import serve_hint
+    from flows.cli.loop import serve_hint
 
     ws = Workspace(tmp_path)
     ws.prepared.mkdir(parents=True)

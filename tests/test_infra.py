@@ -118,12 +118,16 @@ def test_compose_services_ports_and_settings_agree():
     assert _option(worker, "--pool") == env["MLOOP_WORK_POOL"]
     assert '; mloop deploy"' in services["deploy"]["command"]  # the pool comes from env
 
-    from flows.cli import build_parser
+    import typer.main
+
+    from flows.cli.app import app
 
     serve = services["bento"]["command"]
     port = _option(serve, "--port")
     assert f"127.0.0.1:{port}:{port}" in services["bento"]["ports"]
-    assert build_parser().parse_args(["serve"]).port == int(port)
+    (default,) = [p.default for p in typer.main.get_command(app).commands["serve"].params
+                  if p.name == "port"]  # fmt: skip
+    assert default == int(port)
     assert env["MLOOP_INFERENCE_LOG"].startswith(env["MLOOP_WORKSPACE"] + "/")
     for image in ("mlflow", "psycopg2-binary", "boto3"):  # the server's image: the lock's pins
         assert f"{image}=={version(image)}" in (INFRA / "mlflow.Dockerfile").read_text()

@@ -1,0 +1,5 @@
+import sys
+
+from flows.cli.app import main
+
+sys.exit(main())
