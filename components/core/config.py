@@ -1,6 +1,7 @@
 """Typed parameters of the loop, loaded once from ``params.yaml``.
 
-Every section of the file has one pydantic model here. Unknown keys and wrong
+Every section of the file has one pydantic model, here or (the data sections) in
+``components.core.data_config``. Unknown keys and wrong
 values fail at load time with the dotted name of the key, so a typo in
 ``params.yaml`` never silently falls back to a default.
 """
@@ -13,213 +14,26 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MissingRule(_Section):
-    """What a column's empty cells mean: ``fail`` the data, ``drop`` the row, or ``impute``."""
-
-    policy: Literal["fail", "drop", "impute"] = "fail"
-    # auto: the median of a numeric column, the most frequent value of a categorical one
-    impute: Literal["auto", "median", "most_frequent", "constant"] = "auto"
-    value: float | str | None = None  # the constant of impute: constant
-    max_share: float = Field(0.1, ge=0, le=1)  # the gate refuses a column missing more often
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, raw: object) -> object:
-        return {"policy": raw} if isinstance(raw, str) else raw  # `age: impute`
-
-    @model_validator(mode="after")
-    def _constant(self) -> MissingRule:
-        if self.impute == "constant" and self.value is None:
-            raise ValueError("impute: constant needs a value")
-        return self
-
-
-class MissingPolicy(_Section):
-    default: MissingRule = MissingRule()
-    columns: dict[str, MissingRule] = {}  # per column, over the default
-
-    def rule(self, column: str) -> MissingRule:
-        return self.columns.get(column, self.default)
-
-
-class TabularSource(_Section):
-    path: str
-    label: str = Field(..., min_length=1)
-    # A held-out file of the same columns (Adult's adult_test.csv): the test split is its
-    # rows, read under the same rules; without one, test_fraction of `path` is held out.
-    test_path: str | None = None
-    # Feature columns by type; empty lists mean "infer from the file" (numbers are
-    # numeric, anything else categorical).
-    numeric: list[str] = []
-    categorical: list[str] = []
-    drop: list[str] = []  # columns the loop ignores
-    # Columns with a distinct value in every row (ids) are refused as features unless listed.
-    keep_ids: list[str] = []
-    # Cells read as missing, besides empty ones and pandas' NA spellings (NA, N/A, NaN, null).
-    na_values: list[str] = ["?"]
-    thousands: str | None = Field(None, min_length=1, max_length=1)  # ",": 1,234 reads 1234
-    missing: MissingPolicy = MissingPolicy()
-    # Rows with the same features under different labels: keep them (label noise is part
-    # of a table), fail, drop every such row, or keep the majority label (a tie: dropped).
-    # Rows dropped or relabelled go, with their reason, into dropped_rows.parquet.
-    conflicts: Literal["keep", "fail", "drop", "majority"] = "keep"
-
-    @model_validator(mode="after")
-    def _columns(self) -> TabularSource:
-        if self.label in self.drop:
-            raise ValueError(f"the label column {self.label!r} cannot be dropped")
-        if self.label in self.missing.columns:
-            raise ValueError(f"missing: a row without its label {self.label!r} always fails")
-        return self
-
-
-class ImageSource(_Section):
-    path: str
-    size: tuple[int, int] = (32, 32)
-    color: Literal["grayscale", "rgb"] = "grayscale"
-
-
-class TextSource(_Section):
-    """A CSV or Parquet file of texts: a text column and a label column."""
-
-    path: str
-    text: str = Field("text", min_length=1)  # the column holding each text
-    label: str = Field("label", min_length=1)
-    # The WordPiece tokenizer learnt on the training split: at most this many tokens, and
-    # texts cut (or padded) to max_length tokens, [CLS] and [SEP] included; auto: the
-    # length that 99% of the training texts fit in, within 8..512.
-    vocab_size: int = Field(8000, ge=105, le=200_000)
-    max_length: int | Literal["auto"] = "auto"
-    # Exact duplicates (the same text under the same label): drop all but the first (kept
-    # in dropped_rows.parquet, counted by the gate) or fail the gate. The same text under
-    # two labels always fails.
-    duplicates: Literal["drop", "fail"] = "drop"
-    # The same text under different labels (crowd labels): fail, drop every such row, or
-    # keep the label most rows give it (a tie: dropped); those rows go, with their reason,
-    # into dropped_rows.parquet.
-    conflicts: Literal["fail", "drop", "majority"] = "fail"
-    # Unlabelled texts (a file with the same text column) for masked-language-model
-    # pre-training only (train.pretrain_epochs); never in a split, never gated as labelled.
-    unlabelled: str | None = None
-
-    @model_validator(mode="after")
-    def _columns(self) -> TextSource:
-        if self.text == self.label:
-            raise ValueError(f"text and label are the same column {self.text!r}")
-        if self.max_length != "auto" and not 8 <= self.max_length <= 512:
-            raise ValueError("max_length must be within 8..512, or auto")
-        return self
-
-
-class SyntheticSource(_Section):
-    kind: Literal["tabular", "images"] = "tabular"
-    samples: int = Field(5000, ge=20)
-    features: int = Field(20, ge=1, le=4096)  # tabular columns
-    image_size: int = Field(8, ge=4, le=256)  # images are image_size x image_size, grayscale
-    classes: int = Field(4, ge=2, le=1000)
-    noise: float = Field(25.0, ge=0)  # images: std of the gaussian pixel noise (0-255 scale)
-    shift: float = 0.0  # added to every feature or pixel: a drifted copy of the same task
-
-
-class BatchesConfig(_Section):
-    """Accepted batches (``mloop ingest``, ``mloop harvest``): which join the reference data."""
-
-    # all: every batch; last: the newest `last` batches; days: those that arrived in the
-    # last `days` days. The reference data (data.source) always counts.
-    window: Literal["all", "last", "days"] = "all"
-    last: int = Field(5, ge=1)
-    days: float = Field(30.0, gt=0)
-    # The recent test slice: this share of the newest `recent_batches` batches' rows, held
-    # out from training; the gate scores challenger and champion on it.
-    recent_fraction: float = Field(0.3, gt=0, lt=1)
-    recent_batches: int = Field(1, ge=1)
-
-
-class IngestConfig(_Section):
-    """New batches (``mloop ingest``, the drop folder, ``mloop harvest``)."""
-
-    # reject_rows: a table or text batch whose faults are single rows (a value out of
-    # range, a broken text, a label not seen before) is accepted without those rows, which
-    # go to quarantine with their reasons, as long as they are at most max_rejected_share
-    # of it; reject_batch: any failed check refuses the whole batch.
-    row_policy: Literal["reject_rows", "reject_batch"] = "reject_rows"
-    max_rejected_share: float = Field(0.05, ge=0, le=1)
-    # The labellers (names in .mloop/labellers.json) whose labels harvest takes; empty: all.
-    harvest_sources: list[str] = []
-    # Caps on what one batch may be before it is read: a table file's bytes, and the
-    # decompressed bytes of a .npz's arrays (read from the zip's directory, before loading).
-    max_table_bytes: int = Field(2 * 2**30, ge=1)
-    max_npz_bytes: int = Field(2 * 2**30, ge=1)
-
-
-class DataConfig(_Section):
-    source: Literal["digits", "tabular", "images", "text", "synthetic"] = "digits"
-    tabular: TabularSource | None = None
-    images: ImageSource | None = None
-    text: TextSource | None = None
-    synthetic: SyntheticSource = SyntheticSource()
-    batches: BatchesConfig = BatchesConfig()
-    val_fraction: float = Field(0.15, gt=0, lt=0.5)
-    test_fraction: float = Field(0.2, gt=0, lt=0.5)
-
-    @model_validator(mode="after")
-    def _source_settings(self) -> DataConfig:
-        if self.source in ("tabular", "images", "text") and getattr(self, self.source) is None:
-            raise ValueError(f"data.source is {self.source!r} but data.{self.source} is not set")
-        return self
-
-    @property
-    def name(self) -> str:
-        """The data set's name: the MLflow experiment its runs go to."""
-        if self.source == "tabular":
-            return f"tabular-{Path(self.tabular.path).stem}"
-        if self.source == "images":
-            return f"images-{Path(self.images.path).name}"
-        if self.source == "text":
-            return f"text-{Path(self.text.path).stem}"
-        if self.source == "synthetic":
-            return f"synthetic-{self.synthetic.kind}"
-        return self.source
-
-
-class ValidateConfig(_Section):
-    min_rows: int = Field(100, ge=1)
-    pixel_min: float = 0.0
-    pixel_max: float | None = None  # default: the source's scale (digits 16, image files 255)
-    max_duplicate_share: float = Field(0.05, ge=0, le=1)
-    min_class_share: float = Field(0.03, ge=0, le=1)
-    allowed_labels: list[str] = []  # empty: the reference profile's labels
-    extra_columns: Literal["fail", "warn"] = "fail"
-    # Explicit numeric ranges, e.g. {age: [0, 120]}; other columns get the reference profile's.
-    ranges: dict[str, tuple[float, float]] = {}
-    # Texts: the longest text accepted (characters), and how far the mean length and mean
-    # non-letter share may move from the reference profile's, as a share of the reference
-    # mean, beyond the sampling noise of the batch (4 standard errors)
-    max_text_chars: int = Field(5000, ge=1)
-    max_text_shift: float = Field(0.15, ge=0)
-    # A batch is judged as a distribution: at least range_mostly of each numeric column's
-    # values within the reference range widened by range_margin of its span on each side,
-    # and its mean within max_mean_shift reference standard deviations of the reference
-    # mean, beyond the sampling noise of the batch (4 standard errors).
-    range_mostly: float = Field(0.995, gt=0, le=1)
-    range_margin: float = Field(0.1, ge=0)
-    max_mean_shift: float = Field(0.5, ge=0)
-
-    @model_validator(mode="after")
-    def _range(self) -> ValidateConfig:
-        if self.pixel_max is not None and self.pixel_min >= self.pixel_max:
-            raise ValueError("pixel_min must be below pixel_max")
-        return self
+from components.core.data_config import (  # noqa: F401 -- re-exported: the data sections
+    BatchesConfig,
+    DataConfig,
+    ImageSource,
+    IngestConfig,
+    MissingPolicy,
+    MissingRule,
+    SyntheticSource,
+    TabularSource,
+    TextSource,
+    ValidateConfig,
+)
+from components.core.sections import Section as _Section
 
 
 class TrainConfig(_Section):
+    """The network (PyTorch Lightning), its baseline, and where it trains."""
+
     # auto: CNN for images, MLP for tables, transformer for texts
     model: Literal["auto", "cnn", "mlp", "resnet", "transformer"] = "auto"
     width: int = Field(32, ge=1, le=1024)  # the transformer's width too
@@ -273,6 +87,9 @@ class TrainConfig(_Section):
 
 
 class RegisterConfig(_Section):
+    """The MLflow registry and its promotion gate."""
+
+    # the registered model (and, by default, the Bento's name)
     model_name: str = Field("digits-classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     # What the gate compares (components/evaluate/metrics.py GATEABLE; log loss: lower wins).
     metric: Literal[
@@ -300,8 +117,8 @@ class DistillConfig(_Section):
     width: int = Field(16, ge=1, le=1024)  # conv channels of a CNN/ResNet student
     hidden: int = Field(48, ge=1, le=8192)  # dense layer of a CNN student
     mlp_layers: list[int] = Field([64], min_length=1)  # an MLP student's layers
-    dropout: float = Field(0.1, ge=0, lt=1)
-    temperature: float = Field(4.0, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)  # the student's
+    temperature: float = Field(4.0, gt=0)  # softens both outputs in the distillation loss
     alpha: float = Field(0.7, ge=0, le=1)  # share of the loss on the teacher's outputs
     # auto: a third of the training run's epochs (the student is smaller: the stage stays
     # within what training cost)
@@ -319,6 +136,8 @@ class DistillConfig(_Section):
 
 
 class CompressConfig(_Section):
+    """Pruning, int8 and distillation of the champion, under an accuracy budget."""
+
     # Which variants to build beside the fp32 champion; the int8 ones start from the
     # structured-pruned net where there is one (CNN, MLP), else from the champion.
     variants: list[Literal[VARIANTS]] = list(VARIANTS)  # type: ignore[valid-type]
@@ -354,13 +173,19 @@ class CompressConfig(_Section):
 
 
 class PackageConfig(_Section):
+    """The Bento (BentoML) around the served model."""
+
     # The Bento's name; null: the registered model's name (register.model_name)
     service_name: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 class MonitorConfig(_Section):
-    drift_threshold: float = Field(0.4, gt=0, le=1)
-    stattest_threshold: float = Field(0.05, gt=0, lt=1)
+    """Drift (Evidently) on the logged traffic, and what drift does."""
+
+    drift_threshold: float = Field(0.4, gt=0, le=1)  # share of drifted columns that is drift
+    stattest_threshold: float = Field(0.05, gt=0, lt=1)  # a column's test p-value for drift
+    # the drift self-test of mloop run: batches of this size, clean, noisy (noise_std of
+    # gaussian noise on the pixel scale) and shifted (intensity_shift added)
     batch_size: int = Field(300, ge=30)
     noise_std: float = Field(4.0, ge=0)
     intensity_shift: float = 3.0
@@ -394,10 +219,12 @@ class SweepRange(_Section):
 
 
 class SweepConfig(_Section):
-    trials: int = Field(8, ge=1)
+    """``mloop sweep``: an Optuna search, each trial a Prefect task."""
+
+    trials: int = Field(8, ge=1)  # trials in all
     parallel: int = Field(1, ge=1, le=64)  # trials at a time, each a Prefect task on Dask
     warmup_epochs: int = Field(2, ge=0)  # no pruning before this many epochs
-    space: dict[str, SweepRange] = {
+    space: dict[str, SweepRange] = {  # train.* keys and the range each is searched in
         "train.learning_rate": SweepRange(low=3e-4, high=1e-2, log=True),
         "train.width": SweepRange(choices=[16, 32, 64]),
         "train.dropout": SweepRange(low=0.0, high=0.5),
@@ -414,7 +241,7 @@ class SweepConfig(_Section):
 
 
 class Params(_Section):
-    seed: int = 42
+    seed: int = 42  # every split, initialisation and sample is seeded from it
     data: DataConfig = DataConfig()
     # In params.yaml `validate` and `register`; in code `gate` and `registry` (pydantic
     # models have methods of the yaml names).
