@@ -61,7 +61,7 @@ def trained(overrides: dict, root: Path, seed: int | None = None):
 
     from components.core.config import load_params
     from components.core.paths import Workspace
-    from components.prepare.splits import load_meta, load_split
+    from components.core.splits import load_meta, load_split
     from components.prepare.stage import prepare
     from components.train.models import build_net
     from components.train.sweep import with_values
@@ -122,7 +122,7 @@ def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
     from components.compress.distillation import train_students
     from components.compress.pruning import parameter_count
     from components.core.predict import torch_predictor
-    from components.prepare.splits import load_split
+    from components.core.splits import load_split
 
     print(f"\ndistillation check: {data} CNN teacher, {seeds} seeds")
     rows = []
@@ -174,8 +174,8 @@ def run_model(label: str, overrides: dict, args, root: Path) -> None:
     import torch
 
     from components.compress.variants import build_variants, choose, measure
+    from components.core.splits import load_meta
     from components.core.timing import latency_ms
-    from components.prepare.splits import load_meta
 
     params, ws, test, net, spec = trained(overrides, root / label)
     meta = load_meta(ws.prepared)

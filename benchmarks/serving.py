@@ -94,7 +94,7 @@ def packaged(workspace: str):
     configure_environment(ws)
     from components.core import process_family
     from components.core.records import read_json
-    from components.prepare.splits import load_split
+    from components.core.splits import load_split
 
     process_family.guard()
     return read_json(ws.report("bento.json"), "package"), load_split(ws.prepared, "test")

@@ -51,7 +51,7 @@ def main() -> None:
     )
     from components.core.config import parse_params
     from components.core.logs import setup_logging
-    from components.prepare.splits import Split
+    from components.core.splits import Split
     from components.prepare.tokenizer import (
         default_max_length,
         encode,

@@ -51,7 +51,7 @@ def main() -> None:
 
     import torch
 
-    from components.prepare.splits import Split
+    from components.core.splits import Split
     from components.train.lightning_module import resolve_precision
     from components.train.models import NetSpec, build_net
     from components.train.trainer import fit

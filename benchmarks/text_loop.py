@@ -65,7 +65,7 @@ def f1_table(root: Path) -> list[tuple[str, float]]:
 
     from components.core.paths import Workspace
     from components.core.predict import load_registered
-    from components.prepare.splits import load_meta, load_rows, load_split
+    from components.core.splits import load_meta, load_rows, load_split
     from components.train.baseline import text_pipeline
 
     ws = Workspace(root)

@@ -45,7 +45,7 @@ def main() -> int:
     from components.core.config import parse_params
     from components.core.paths import Workspace
     from components.core.predict import torch_predictor
-    from components.prepare.splits import Split, load_meta, load_split
+    from components.core.splits import Split, load_meta, load_split
     from components.prepare.stage import prepare_stage
     from components.train.models import build_net
     from components.train.trainer import Masking, fit, net_spec, pretrain

@@ -132,7 +132,7 @@ def main() -> None:
     import torch
 
     from components.core.logs import setup_logging
-    from components.prepare.splits import Split
+    from components.core.splits import Split
     from components.train.lightning_module import resolve_precision
     from components.train.models import NetSpec, build_net
     from components.train.trainer import fit
@@ -201,8 +201,8 @@ def time_to_accuracy() -> float:
     from sklearn.datasets import load_digits
 
     from components.core.predict import torch_predictor
+    from components.core.splits import Split, split_indices
     from components.evaluate.metrics import score
-    from components.prepare.splits import Split, split_indices
     from components.train.models import build_net
     from components.train.trainer import fit, net_spec
 

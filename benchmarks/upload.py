@@ -64,7 +64,7 @@ def main() -> None:
     ws = Path(args.workspace).resolve()
     make_workspace(ws)
 
-    from components.prepare.images import decode
+    from components.core.kinds.decode import decode
     from components.serve import supervisor, traffic
 
     bento, _ = serving.packaged(str(ws))

@@ -26,8 +26,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from components.core.config import SyntheticSource, ValidateConfig
+    from components.core.kinds.sources import synthetic
     from components.core.logs import setup_logging
-    from components.prepare.sources import synthetic
     from components.validate.stage import run_gate
     from components.validate.tables import gate_input
 

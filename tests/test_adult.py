@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.prepare.splits import load_split
+from components.core.splits import load_split
 from tests.helpers import ADULT, looped, post, repo_params, served
 
 pytestmark = [

@@ -1,5 +1,7 @@
 """The code's shape: no import circles, one package per stage, heavy imports where used."""
 
+import re
+
 from tests.helpers.imports import REPO, closure, cycles, imports_of, project_modules
 
 STAGE_PACKAGES = ("ingest", "prepare", "validate", "train", "evaluate", "register", "compress",
@@ -84,3 +86,27 @@ def test_every_workspace_state_path_comes_from_core_paths():
             lines = enumerate(path.read_text().splitlines(), 1)
             found += [f"{path.relative_to(REPO)}:{n}" for n, line in lines if joined.search(line)]
     assert found == [], found
+
+
+KIND_COMPARISONS_ALLOWED = 76
+KIND_COMPARISON = re.compile(
+    r"""(kind|source)\s*[!=]=|[!=]=\s*["'](image|images|tabular|text|digits|synthetic)["']"""
+    r"""|\bin\s*\(\s*["'](image|images|tabular|text)["']"""
+)
+
+
+def test_kind_strings_are_compared_no_more_often_than_today():
+    """Stages ask the data kind (``components/core/kinds``) instead of comparing its name.
+
+    A ratchet on the way to issue 27's target (fewer than 5 outside the kinds' package):
+    a change may lower the count, never raise it (76 when the kinds package arrived).
+    """
+    found = []
+    for folder in ("components", "flows", "pipelines"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if "kinds" in path.relative_to(REPO).parts:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if KIND_COMPARISON.search(line.split("#")[0]):
+                    found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert len(found) <= KIND_COMPARISONS_ALLOWED, "\n".join(found)

@@ -16,7 +16,7 @@ from components.compress.pruning import (
     structured_prune,
 )
 from components.compress.variants import Variant, build_variants, choose, measure, table
-from components.prepare.splits import load_split
+from components.core.splits import load_split
 from components.train.models import NetSpec, build_net, load_net
 from components.train.stage import read_train_record
 from tests.helpers import small_params

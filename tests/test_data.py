@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from components.prepare.splits import SPLITS, load_meta, load_split
+from components.core.splits import SPLITS, load_meta, load_split
 from components.prepare.stage import prepare
 from tests.helpers import small_params
 
@@ -62,7 +62,7 @@ def test_missing_split_names_the_stage(tmp_path):
 
 def test_synthetic_images_noise_sets_how_far_images_stray_from_their_class_pattern():
     from components.core.config import SyntheticSource
-    from components.prepare.sources import synthetic
+    from components.core.kinds.sources import synthetic
 
     def spread(noise: float) -> float:
         data = synthetic(SyntheticSource(kind="images", samples=400, noise=noise), seed=0)

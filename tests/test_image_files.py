@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.prepare.splits import load_split
+from components.core.splits import load_split
 from components.serve import traffic
 from tests.helpers import labeller, looped, post, repo_params, served
 from tests.helpers.data import make_jpegs

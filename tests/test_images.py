@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.prepare.images import ImageRejected, decode, decode_files
-from components.prepare.splits import SPLITS, load_meta, load_split
+from components.core.kinds.decode import ImageRejected, decode, decode_files
+from components.core.splits import SPLITS, load_meta, load_split
 from components.prepare.stage import DECODED, prepare_stage
 from components.validate.stage import validate_stage
 from tests.helpers import small_params

@@ -12,10 +12,10 @@ import pytest
 from sklearn.datasets import load_digits
 
 from components.core.paths import Workspace
+from components.core.splits import RECENT, load_meta, load_split
 from components.ingest.harvest import harvest
 from components.ingest.ingest import IngestError, ingest, ingest_incoming
 from components.prepare.batches import BatchError, list_batches, verify
-from components.prepare.splits import RECENT, load_meta, load_split
 from components.prepare.stage import prepare_stage
 from components.register.gate import decide
 from components.serve.inference_log import InferenceLog
@@ -285,8 +285,8 @@ def load_params_of(ws):
 
 
 def test_table_rows_come_back_from_the_encoded_inputs_the_log_keeps(tmp_path):
+    from components.core.kinds.tables import read_table
     from components.ingest.harvest import _rows_from_encoding
-    from components.prepare.sources import read_table
     from components.prepare.stage import encode_table
 
     frame = make_table(120)

@@ -18,8 +18,8 @@ import pytest
 from components.compress.variants import REFERENCES
 from components.core import process_family
 from components.core.paths import Workspace
+from components.core.splits import load_split
 from components.package.inputs import EXAMPLE_INPUT
-from components.prepare.splits import load_split
 from components.serve import inference_log, supervisor, traffic
 from tests.helpers import (
     REPO,

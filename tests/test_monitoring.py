@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from components.core.config import MonitorConfig
+from components.core.splits import load_split
 from components.monitor.drift import FEATURES, check_drift, feature_table
 from components.monitor.stage import simulate_batch
-from components.prepare.splits import load_split
 
 
 @pytest.fixture(scope="module")

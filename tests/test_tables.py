@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from bentoml.exceptions import InvalidArgument
 
+from components.core.rawdata import DataError
+from components.core.splits import DROPPED, load_meta, load_rows, load_split
 from components.package.inputs import encode_rows
-from components.prepare.sources import DataError
-from components.prepare.splits import DROPPED, load_meta, load_rows, load_split
 from components.prepare.stage import prepare_stage
 from components.validate.report import DataValidationError
 from components.validate.stage import validate_stage

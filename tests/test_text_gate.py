@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from components.core.config import parse_params
-from components.prepare.sources import read_text_table
+from components.core.kinds.texts import read_text_table
 from components.validate.profile import profile
 from components.validate.stage import run_gate
 from components.validate.tables import gate_input

@@ -17,8 +17,8 @@ from components.core import process_family
 from components.core.config import load_params
 from components.core.credentials import first_token
 from components.core.paths import Workspace
+from components.core.splits import load_split
 from components.ingest.harvest import harvest
-from components.prepare.splits import load_split
 from components.prepare.tokenizer import load as load_tokenizer
 from components.prepare.tokenizer import saved_length
 from components.serve import inference_log, supervisor, traffic

@@ -57,7 +57,7 @@ def test_it_learns_sms_spam_from_scratch_through_the_training_loop():
     from sklearn.model_selection import train_test_split
 
     from components.core.config import parse_params
-    from components.prepare.splits import Split
+    from components.core.splits import Split
     from components.prepare.tokenizer import (
         default_max_length,
         encode,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from components.core.splits import load_split
 from components.core.tracking import dvc_hash
-from components.prepare.splits import load_split
 from components.train.models import NetSpec, Probabilities, build_net, load_net
 from components.train.stage import read_train_record
 from components.train.trainer import fit
@@ -110,7 +110,7 @@ def test_balanced_class_weights_weigh_a_rare_class_up_as_scikit_learn_does():
 
 def test_fit_with_balanced_weights_finds_more_of_a_rare_class():
     """A rare class that overlaps a common one: balanced weights trade accuracy for its recall."""
-    from components.prepare.splits import Split
+    from components.core.splits import Split
 
     rng = np.random.default_rng(0)
     n = 2000

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from components.core.credentials import ensure_labeller_file, labeller_tokens, read_labellers
+from components.core.kinds.sources import read_path
+from components.core.rawdata import DataError
+from components.core.splits import DROPPED, load_meta
 from components.ingest import ingest as ingest_module
 from components.ingest.ingest import ingest, ingest_incoming
 from components.prepare.batches import list_batches, verify
-from components.prepare.sources import DataError, read_path
-from components.prepare.splits import DROPPED, load_meta
 from components.prepare.stage import prepare_stage
 from components.serve.inference_log import InferenceLog, labelled
 from components.validate.stage import validate_path, validate_stage

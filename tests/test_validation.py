@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from components.prepare.sources import DataError, RawData
+from components.core.rawdata import DataError, RawData
 from components.prepare.stage import prepare_stage
 from components.validate.report import DataValidationError
 from components.validate.stage import run_gate, validate_path, validate_stage

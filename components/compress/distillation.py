@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.prepare.splits import Split
+from components.core.splits import Split
 from components.train.trainer import Teacher
 
 if TYPE_CHECKING:  # types only

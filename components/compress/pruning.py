@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # types only
     from components.core.config import TrainConfig
-    from components.prepare.splits import Split
+    from components.core.splits import Split
 
 
 def prunable(net) -> list:

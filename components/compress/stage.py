@@ -18,7 +18,7 @@ import numpy as np
 
 from components.core.paths import Workspace
 from components.core.records import write_json
-from components.prepare.splits import load_meta, load_split
+from components.core.splits import load_meta, load_split
 from components.register.aliases import (
     COMPRESSED,
     champion_version,

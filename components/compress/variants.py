@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.core.paths import Workspace
+from components.core.splits import load_split
 from components.core.timing import latency_ms
-from components.prepare.splits import load_split
 
 if TYPE_CHECKING:  # types only
     from components.core.config import CompressConfig, Params

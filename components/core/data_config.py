@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -175,22 +174,16 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _source_settings(self) -> DataConfig:
-        if self.source in ("tabular", "images", "text") and getattr(self, self.source) is None:
+        if getattr(self, self.source, False) is None:  # a source with a section must set it
             raise ValueError(f"data.source is {self.source!r} but data.{self.source} is not set")
         return self
 
     @property
     def name(self) -> str:
         """The data set's name: the MLflow experiment its runs go to."""
-        if self.source == "tabular":
-            return f"tabular-{Path(self.tabular.path).stem}"
-        if self.source == "images":
-            return f"images-{Path(self.images.path).name}"
-        if self.source == "text":
-            return f"text-{Path(self.text.path).stem}"
-        if self.source == "synthetic":
-            return f"synthetic-{self.synthetic.kind}"
-        return self.source
+        from components.core.kinds.sources import source_of  # the sources import the readers
+
+        return source_of(self).title(self)
 
 
 class ValidateConfig(_Section):

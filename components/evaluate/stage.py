@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from components.core.paths import Workspace
 from components.core.predict import torch_predictor
 from components.core.records import write_json
-from components.prepare.splits import load_meta, load_split
+from components.core.splits import load_meta, load_split
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params

@@ -23,7 +23,9 @@ import numpy as np
 
 from components.core.config import Params
 from components.core.paths import Workspace
+from components.core.rawdata import RawData
 from components.core.settings import settings
+from components.core.splits import load_meta
 from components.ingest.ingest import IngestError, gate_batch
 from components.prepare.batches import (
     REQUEST_IDS,
@@ -32,8 +34,6 @@ from components.prepare.batches import (
     add_batch,
     harvested_requests,
 )
-from components.prepare.sources import RawData
-from components.prepare.splits import load_meta
 from components.serve import inference_log
 from components.validate.profile import profile_path
 

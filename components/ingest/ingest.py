@@ -30,17 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.core.config import Params
+from components.core.kinds.images import IMAGE_SUFFIXES
+from components.core.kinds.sources import read_path
 from components.core.paths import Workspace
+from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
 from components.core.records import write_json
 from components.prepare.batches import Batch, BatchError, add_batch, content_hash
-from components.prepare.sources import (
-    IMAGE_SUFFIXES,
-    DataError,
-    RawData,
-    read_path,
-    refuse_link,
-    refuse_oversize,
-)
 from components.validate.profile import load_profile, profile_path
 from components.validate.quarantine import quarantine_unreadable
 from components.validate.stage import run_gate

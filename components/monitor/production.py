@@ -17,6 +17,7 @@ import numpy as np
 from components.core.config import Params
 from components.core.paths import Workspace
 from components.core.records import write_json
+from components.core.splits import load_meta, load_split
 from components.ingest.harvest import log_file, pending
 from components.monitor.drift import (
     FEATURES,
@@ -26,7 +27,6 @@ from components.monitor.drift import (
     check_drift,
     feature_table,
 )
-from components.prepare.splits import load_meta, load_split
 from components.prepare.stage import reference_file
 from components.serve import inference_log
 

@@ -16,8 +16,8 @@ import numpy as np
 from components.core.config import MonitorConfig, Params
 from components.core.paths import Workspace
 from components.core.records import write_json
+from components.core.splits import load_meta, load_split, pixel_scale
 from components.monitor.drift import DriftResult, champion_predictor, check_drift, feature_table
-from components.prepare.splits import load_meta, load_split, pixel_scale
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ def _logged(result: DriftResult) -> DriftResult:
 def text_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[DriftResult]:
     """The detector on texts: the training texts (as the production monitor sees them)
     against test texts, clean, noisy, shifted."""
+    from components.core.splits import load_rows
     from components.monitor.texts import changed_texts, text_features, text_reference
     from components.prepare import tokenizer as tok
-    from components.prepare.splits import load_rows
 
     cfg, column, classes = params.monitor, meta["text"]["column"], meta["classes"]
     tokenizer = tok.load(ws.prepared / meta["text"]["tokenizer"])

@@ -65,7 +65,7 @@ def text_reference(ws, meta: dict, predict, kept=None):
     split), and the champion's predicted class names for them."""
     import pandas as pd
 
-    from components.prepare.splits import load_rows, load_split, reference_texts
+    from components.core.splits import load_rows, load_split, reference_texts
     from components.prepare.tokenizer import unknown_share
 
     column = meta["text"]["column"]

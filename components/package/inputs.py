@@ -138,8 +138,8 @@ def upload_pixels(files: list, max_bytes: int, max_request_pixels: int) -> int:
 
 def decode_uploads(files: list, image: dict, max_pixels: int) -> np.ndarray:
     """Image files (paths of uploads, or bytes) as the model's input, decoded exactly as the
-    prepare stage decoded the training folder (``components.prepare.images.decode``)."""
-    from components.prepare.images import ImageRejected, decode
+    prepare stage decoded the training folder (``components.core.kinds.decode.decode``)."""
+    from components.core.kinds.decode import ImageRejected, decode
 
     size, color = tuple(image["size"]), image["color"]
     out = []

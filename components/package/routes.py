@@ -1,3 +1,5 @@
 """Which route of the service takes which data kind (light: the CLI's hints import it)."""
 
-ENDPOINTS = {"image": "/predict", "tabular": "/predict_rows", "text": "/predict_text"}
+from components.core.kinds import KINDS
+
+ENDPOINTS = {name: kind.route for name, kind in KINDS.items()}

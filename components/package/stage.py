@@ -19,8 +19,8 @@ from pathlib import Path
 from components.core.config import Params
 from components.core.paths import Workspace
 from components.core.records import write_json
+from components.core.splits import load_meta, pixel_scale
 from components.core.tracking import pinned
-from components.prepare.splits import load_meta, pixel_scale
 from components.prepare.tokenizer import ARTIFACT_FOLDER as TOKENIZER_FOLDER
 from components.prepare.tokenizer import FILE as TOKENIZER
 from components.register.aliases import (

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from components.prepare.sources import DataError, RawData
+from components.core.rawdata import DataError, RawData
 from components.validate.report import conflict_message
 
 log = logging.getLogger(__name__)

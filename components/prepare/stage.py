@@ -14,11 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.prepare import texts
-from components.prepare.batches import BatchError, in_window, list_batches, verify
-from components.prepare.conflicts import kept_counts, settle_conflicts
-from components.prepare.sources import DataError, RawData, read_batch, read_source
-from components.prepare.splits import (
+from components.core.kinds.sources import read_batch, read_source
+from components.core.rawdata import DataError, RawData
+from components.core.splits import (
     DROPPED,
     RECENT,
     RowFile,
@@ -30,6 +28,9 @@ from components.prepare.splits import (
     split_indices,
     write_rows,
 )
+from components.prepare import texts
+from components.prepare.batches import BatchError, in_window, list_batches, verify
+from components.prepare.conflicts import kept_counts, settle_conflicts
 from components.validate.quarantine import quarantine_unreadable
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic

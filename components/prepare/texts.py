@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core.rawdata import RawData
 from components.prepare import tokenizer as tok
-from components.prepare.sources import RawData
 from components.prepare.tokenizer import FILE
 
 if TYPE_CHECKING:  # types only

@@ -25,8 +25,8 @@ from components.core.paths import Workspace
 from components.core.predict import load_registered
 from components.core.records import write_json
 from components.core.settings import settings
+from components.core.splits import RECENT, load_meta, load_split
 from components.evaluate.metrics import LOWER_IS_BETTER, better, score
-from components.prepare.splits import RECENT, load_meta, load_split
 from components.register.aliases import CHAMPION, alias_version, crown
 
 if TYPE_CHECKING:  # types only

@@ -15,9 +15,9 @@ from components.core.config import Params
 from components.core.paths import Workspace
 from components.core.predict import torch_predictor
 from components.core.records import read_json, write_json
+from components.core.splits import load_meta, load_split
 from components.core.timing import latency_ms
 from components.evaluate.metrics import GATEABLE, better, score
-from components.prepare.splits import load_meta, load_split
 from components.register.aliases import CHALLENGER
 from components.register.gate import Decision, judge
 from components.train.models import load_net

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core.splits import load_meta, load_split, pixel_scale
 from components.monitor.stage import drifted
-from components.prepare.splits import load_meta, load_split, pixel_scale
 
 MAX_IN_FLIGHT = 512  # requests not yet answered; beyond it the sender counts a skip
 
@@ -256,7 +256,7 @@ def multipart(files: list[tuple[str, bytes]], field: str = "files") -> bytes:
 def folder_files(folder: Path, limit: int = 2000, seed: int = 0) -> tuple[Files, np.ndarray]:
     """Up to ``limit`` PNG/JPEG files of ``folder`` (a class folder's name is the label;
     loose files have none), drawn at random, read into memory once."""
-    from components.prepare.sources import IMAGE_SUFFIXES
+    from components.core.kinds.images import IMAGE_SUFFIXES
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -286,8 +286,8 @@ class Texts:
 def test_texts(params, ws, meta: dict, drift: str):
     """The test split's texts, clean or changed (``monitor.texts.changed_texts``), and their
     labels (class names, as the service answers them)."""
+    from components.core.splits import load_rows
     from components.monitor.texts import changed_texts
-    from components.prepare.splits import load_rows
 
     rows = load_rows(ws.prepared, "test")
     kind = "clean" if drift == "none" else drift

@@ -24,7 +24,7 @@ import numpy as np
 
 from components.core.paths import Workspace
 from components.core.records import read_json, write_json
-from components.prepare.splits import load_meta, load_split
+from components.core.splits import load_meta, load_split
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params

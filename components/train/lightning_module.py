@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from components.prepare.splits import RowFile
+from components.core.splits import RowFile
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import TrainConfig

@@ -11,7 +11,7 @@ import numpy as np
 
 from components.core.paths import Workspace
 from components.core.records import read_json, write_json
-from components.prepare.splits import load_meta, load_split
+from components.core.splits import load_meta, load_split
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params
@@ -172,8 +172,8 @@ def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, lo
     epochs = params.train.pretrain_epochs
     if spec.kind != "transformer" or not epochs:
         return
+    from components.core.kinds.texts import read_unlabelled
     from components.prepare import tokenizer as tok
-    from components.prepare.sources import read_unlabelled
     from components.train.trainer import Masking, pretrain
 
     meta = load_meta(ws.prepared)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from components.core.config import Params, SweepRange
 from components.core.paths import Workspace
-from components.prepare.splits import load_meta, load_split
+from components.core.splits import load_meta, load_split
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.prepare.splits import Split, pixel_scale
+from components.core.splits import Split, pixel_scale
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params, TrainConfig

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import ValidateConfig
-from components.prepare.sources import IMAGE_SUFFIXES, DataError
+from components.core.kinds.images import IMAGE_SUFFIXES
+from components.core.rawdata import DataError
 from components.validate.suites import (
     column_bounds,
     expected_labels,

@@ -25,9 +25,9 @@ import numpy as np
 
 from components.core.config import IngestConfig, Params, ValidateConfig
 from components.core.paths import Workspace
+from components.core.rawdata import DataError
 from components.core.records import write_json
-from components.prepare.sources import DataError
-from components.prepare.splits import DROPPED
+from components.core.splits import DROPPED
 from components.validate.profile import load_profile, profile, profile_path
 from components.validate.quarantine import (
     quarantine_batch,
@@ -262,7 +262,8 @@ def validate_path(
 ):
     """Gate any file or folder (``mloop validate --data``) against the data set's profile;
     with ``text`` (its text column), a file of texts."""
-    from components.prepare.sources import read_path, read_text_table
+    from components.core.kinds.sources import read_path
+    from components.core.kinds.texts import read_text_table
 
     try:
         if text:

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from components.core.paths import Workspace
-from components.core.text import text_statistics
-from components.prepare.sources import RawData
-from components.prepare.splits import (
+from components.core.rawdata import RawData
+from components.core.splits import (
     DROPPED,
     RowFile,
     load_meta,
@@ -19,6 +18,7 @@ from components.prepare.splits import (
     load_split,
     split_names,
 )
+from components.core.text import text_statistics
 
 IMAGE_COLUMNS = [
     "split", "label", "height", "width", "channels",

@@ -78,7 +78,7 @@ def validate(s: Session, data: Path, label: str | None, text: str | None) -> int
     except ParamsError as err:
         print(f"mloop: {err}", file=sys.stderr)
         return 2
-    from components.prepare.sources import DataError
+    from components.core.rawdata import DataError
     from components.validate.report import DataValidationError
     from components.validate.stage import validate_path
 

@@ -71,15 +71,17 @@ def _flow_failed(err: Exception) -> int:
 
 def _missing_source(params, ws: Workspace) -> str | None:
     """Why the configured data cannot be read at all (no such file or folder), if so."""
-    source = params.data.source
-    if source not in ("tabular", "images"):
+    from components.core.kinds.sources import source_of
+
+    where = source_of(params.data).path(params.data)
+    if where is None:  # built in, or generated
         return None
-    path = ws.root / getattr(params.data, source).path
-    kind = "file" if source == "tabular" else "folder"
+    path, is_file = ws.root / where[0], where[1]
+    kind = "file" if is_file else "folder"
     if not path.exists():
-        return f"data.{source}.path: no such {kind}: {path}"
-    if (source == "tabular") != path.is_file():
-        return f"data.{source}.path: not a {kind}: {path}"
+        return f"data.{params.data.source}.path: no such {kind}: {path}"
+    if is_file != path.is_file():
+        return f"data.{params.data.source}.path: not a {kind}: {path}"
     return None
 
 
@@ -111,8 +113,8 @@ def print_summary(summary, ws: Workspace, seconds: float) -> None:
 
 def serve_hint(ws: Workspace) -> str:
     """The closing hint: the route that takes this workspace's kind of data."""
+    from components.core.splits import load_meta
     from components.package.routes import ENDPOINTS
-    from components.prepare.splits import load_meta
 
     route = ENDPOINTS.get(load_meta(ws.prepared)["kind"], "/predict")
     return f"  mloop serve   (then POST to http://127.0.0.1:3000{route})"

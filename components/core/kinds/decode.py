@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.prepare.splits import RowFile, npy_header
+from components.core.splits import RowFile, npy_header
 
 COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}
 WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "F"}  # single-channel modes beyond 8 bits

@@ -1,0 +1,32 @@
+"""The data-kind protocol: what differs between images, tables and texts, asked of one object.
+
+A stage asks the kind of its data (``components.core.kinds.kind(name)`` for a prepared data set's
+``meta["kind"]`` or a ``RawData.kind``; ``components.core.kinds.source_of(cfg)`` for params) in
+place of comparing its name. The kinds are ``IMAGES``, ``TABLES`` and ``TEXTS`` in
+``components/core/kinds/{images,tables,texts}.py``; a source (``components/core/kinds/sources.py``)
+says how one configured source is read and which kind it yields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from components.core.config import DataConfig
+    from components.core.rawdata import RawData
+
+
+class DataKind:
+    name: ClassVar[str]  # what meta.json, RawData and the gate record: image, tabular, text
+    noun: ClassVar[str]  # what one sample is called in messages: images, rows, texts
+    route: ClassVar[str]  # the service's endpoint that takes it
+    batch_format: ClassVar[str]  # how an accepted batch of it is stored: arrays or table
+    row_table: ClassVar[bool]  # its samples are the rows of a table (a frame to gate by row)
+
+    def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
+        """An accepted batch's data, read as the reference data of this kind was."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<data kind {self.name}>"

@@ -1,0 +1,70 @@
+"""The text kind: a CSV or Parquet file of texts and labels."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from components.core.kinds.base import DataKind
+from components.core.kinds.tables import _decode_csv, _read_parquet, _table_suffix
+from components.core.rawdata import DataError, RawData
+
+if TYPE_CHECKING:  # types only: the training path runs without pydantic
+    from components.core.config import DataConfig
+
+
+def _text_frame(path: Path, max_bytes: int | None = None):
+    """A CSV (UTF-8 as a whole, every cell as text: "NA" or "null" is a message, not a
+    gap) or Parquet file of texts, as read."""
+    import pandas as pd
+
+    if _table_suffix(path, max_bytes) != ".csv":
+        return _read_parquet(path)
+    try:
+        return pd.read_csv(io.StringIO(_decode_csv(path)), dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as err:
+        raise DataError(f"malformed CSV: {err}", path) from None
+
+
+def read_text_table(path: Path, text: str, label: str, max_bytes: int | None = None) -> RawData:
+    """A CSV or Parquet file of texts: a text column and a label column, as read.
+
+    A CSV must be UTF-8 as a whole (else it is refused, naming the first bad byte);
+    single texts that hold replacement characters, lone surrogates or control
+    characters are left for the gate, which rejects them row by row.
+    """
+    path = Path(path)
+    frame = _text_frame(path, max_bytes)
+    missing = [c for c in (text, label) if c not in frame.columns]
+    if missing:
+        raise DataError(f"column(s) {missing} missing; columns are {list(frame.columns)}", path)
+    if text == label:
+        raise DataError(f"the text and the label are the same column {text!r}", path)
+    frame = frame[[text, label]]
+    labels = frame[label].astype(str).where(frame[label].notna(), None).to_numpy()
+    return RawData(kind="text", labels=labels, frame=frame, label_column=label,
+                   text_column=text, origin=path)  # fmt: skip
+
+
+def read_unlabelled(path: Path, text: str) -> list[str]:
+    """The texts of column ``text`` of a CSV or Parquet file with no labels (pre-training
+    texts); blank ones are left out."""
+    path = Path(path)
+    frame = _text_frame(path)
+    if text not in frame.columns:
+        raise DataError(f"no text column {text!r}; columns are {list(frame.columns)}", path)
+    texts = frame[text].dropna().astype(str)
+    return texts[texts.str.strip() != ""].tolist()
+
+
+class Texts(DataKind):
+    name, noun, route, batch_format, row_table = "text", "texts", "/predict_text", "table", True
+
+    def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
+        if batch.format != "table":
+            raise DataError(f"batch {batch.id} holds images; the data set is texts", batch.folder)
+        return read_text_table(batch.folder / batch.data[0], cfg.text.text, cfg.text.label)
+
+
+TEXTS = Texts()
