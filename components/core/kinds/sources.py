@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core.kinds import kind
 from components.core.kinds.base import DataKind
 from components.core.kinds.images import (
     IMAGES,
@@ -107,8 +108,6 @@ def read_source(
 def read_batch(batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
     """An accepted batch (``prepare.batches.Batch``), read as its reference data was, less
     the rows its gate left out (``batch.rejected``)."""
-    from components.core.kinds import kind
-
     raw = kind(reference.kind).read_batch(batch, cfg, reference, images_out)
     if batch.rejected and raw.frame is not None:
         keep = np.ones(len(raw.frame), bool)
