@@ -48,7 +48,7 @@ NOISY_IMAGES = {
 KD_DATA = {"digits": {}, "noisy-images": NOISY_IMAGES}
 MLP_300_100 = {
     "train.model": "mlp",
-    "train.mlp_layers": [300, 100],
+    "train.mlp.layers": [300, 100],
     "compress.prune_amount": 0.9,
     "compress.prune_steps": 3,
     "compress.finetune_epochs": 30,
@@ -121,6 +121,7 @@ def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
     from components.compress import quantization
     from components.compress.distillation import train_students
     from components.compress.pruning import parameter_count
+    from components.core import families
     from components.core.predict import torch_predictor
     from components.core.splits import load_split
 
@@ -134,7 +135,9 @@ def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
             students = train_students(net, spec, params, train, val)
         calibration = train.x[: params.compress.calibration_samples].astype("float32")
-        int8 = quantization.net_to_onnx_int8(students.distilled, calibration, ws.root / "s8.onnx")
+        int8 = quantization.net_to_onnx_int8(
+            students.distilled, calibration, ws.root / "s8.onnx", families.get(students.spec.family)
+        )
         rows.append((accuracy(torch_predictor(net), test),
                      accuracy(torch_predictor(students.distilled), test),
                      accuracy(torch_predictor(students.baseline), test),
@@ -142,10 +145,12 @@ def distill_check(seeds: int, root: Path, data: str, overrides: dict) -> None:
         if seed == 0:
             cfg, budget = params.compress.distill, params.compress.max_accuracy_drop * 100
             share = parameter_count(students.distilled) / parameter_count(net)
-            teacher_kib = quantization.export_onnx(net, calibration, ws.root / "t.onnx")
+            teacher_kib = quantization.export_onnx(
+                net, calibration, ws.root / "t.onnx", families.get(spec.family)
+            )
             student = students.spec
-            print(f"{len(test)} test images; student: {student.kind} width {student.conv_width}"
-                  f" hidden {student.hidden}, {parameter_count(students.distilled):,} parameters"
+            print(f"{len(test)} test images; student: {student.family} {student.options},"
+                  f" {parameter_count(students.distilled):,} parameters"
                   f" ({share:.1%} of the teacher's {parameter_count(net):,}); T {cfg.temperature},"
                   f" alpha {cfg.alpha}, {cfg.epochs} epochs; int8 ONNX"
                   f" {int8.stat().st_size / 1024:.1f} KiB, teacher fp32 ONNX"

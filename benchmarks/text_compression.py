@@ -42,14 +42,16 @@ def main() -> None:
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
 
-    from components.compress.distillation import half_depth_start, student_spec, teacher_logits
+    from components.compress.distillation import student_spec, teacher_logits
     from components.compress.quantization import (
         dynamic_int8,
         export_onnx,
         onnx_dynamic_int8,
         onnx_runner,
     )
+    from components.core import families
     from components.core.config import parse_params
+    from components.core.families import DataSpec, NetSpec
     from components.core.logs import setup_logging
     from components.core.splits import Split
     from components.prepare.tokenizer import (
@@ -58,7 +60,8 @@ def main() -> None:
         token_counts,
         train_tokenizer,
     )
-    from components.train.models import NetSpec, Probabilities, build_net
+    from components.train.families.transformer import half_depth_start
+    from components.train.models import Probabilities, build_net
     from components.train.trainer import Teacher, fit
 
     setup_logging()
@@ -72,16 +75,8 @@ def main() -> None:
            (("train", train), ("val", val), ("test", test))}  # fmt: skip
     cfg = parse_params({"train": {"epochs": args.epochs, "batch_size": 32,
                                   "learning_rate": 0.001, "dropout": 0.1}}).train  # fmt: skip
-    spec = NetSpec(
-        kind="transformer",
-        input_shape=(length,),
-        num_classes=2,
-        conv_width=128,
-        vocab_size=tokenizer.get_vocab_size(),
-        depth=4,
-        heads=4,
-        dropout=0.1,
-    )
+    data = DataSpec("text", (length,), 2, vocab_size=tokenizer.get_vocab_size())
+    spec = NetSpec.of("transformer", data, 0.1, width=128, depth=4, heads=4)
     fit_train, fit_val = Split(ids["train"], y[train]), Split(ids["val"], y[val])
     teacher = fit(build_net(spec), cfg, 42, fit_train, fit_val).net
     small = student_spec(spec, parse_params({}).compress.distill)
@@ -94,7 +89,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     folder = Path(tempfile.mkdtemp(prefix="mloop-text-compression-"))
-    exported = export_onnx(teacher, ids["test"], folder / "teacher.onnx")
+    exported = export_onnx(
+        teacher, ids["test"], folder / "teacher.onnx", families.get("transformer")
+    )
     onnx32 = onnx_runner(exported, threads=1)
     onnx8 = onnx_runner(onnx_dynamic_int8(exported, folder / "teacher-int8.onnx"), threads=1)
 

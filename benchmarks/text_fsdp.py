@@ -51,9 +51,10 @@ def main() -> None:
 
     import torch
 
+    from components.core.families import DataSpec, NetSpec
     from components.core.splits import Split
     from components.train.lightning_module import resolve_precision
-    from components.train.models import NetSpec, build_net
+    from components.train.models import build_net
     from components.train.trainer import fit
 
     if not torch.cuda.is_available():
@@ -62,9 +63,8 @@ def main() -> None:
     vocab = 8000
     x, y = tokens(args.samples, args.length, vocab, seed=0)
     val = Split(*tokens(512, args.length, vocab, seed=1))
-    spec = NetSpec(kind="transformer", input_shape=(args.length,), num_classes=2,
-                   conv_width=args.width, vocab_size=vocab, depth=args.depth, heads=8,
-                   dropout=0.1)  # fmt: skip
+    spec = NetSpec.of("transformer", DataSpec("text", (args.length,), 2, vocab_size=vocab),
+                      0.1, width=args.width, depth=args.depth, heads=8)  # fmt: skip
     base = build_net(spec)
     settings = load_settings()
     rates: dict[str, list[float]] = {"fsdp": [], "auto": []}

@@ -44,7 +44,8 @@ def write_params(root: Path, epochs: int, pretrain: int, baseline: str) -> None:
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"] = {"source": "text", "text": {"path": str(SMS)}}
-    raw["train"].update(model="transformer", width=128, depth=4, heads=4, epochs=epochs,
+    raw["train"].update(model="transformer", transformer={"width": 128, "depth": 4, "heads": 4},
+                        epochs=epochs,
                         batch_size=32, learning_rate=0.001, dropout=0.1,
                         pretrain_epochs=pretrain, baseline=baseline)  # fmt: skip
     raw["register"].update(model_name="sms-spam", metric="test_macro_f1")

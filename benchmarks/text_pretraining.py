@@ -52,7 +52,8 @@ def main() -> int:
 
     params = parse_params({
         "data": {"source": "text", "text": {"path": str(SMS)}},
-        "train": {"model": "transformer", "width": args.width, "depth": args.depth, "heads": 4,
+        "train": {"model": "transformer",
+                  "transformer": {"width": args.width, "depth": args.depth, "heads": 4},
                   "epochs": args.epochs, "batch_size": 32, "learning_rate": 0.001,
                   "dropout": 0.1},
     })  # fmt: skip

@@ -131,10 +131,11 @@ def main() -> None:
 
     import torch
 
+    from components.core.families import DataSpec, NetSpec
     from components.core.logs import setup_logging
     from components.core.splits import Split
     from components.train.lightning_module import resolve_precision
-    from components.train.models import NetSpec, build_net
+    from components.train.models import build_net
     from components.train.trainer import fit
 
     setup_logging()
@@ -156,7 +157,7 @@ def main() -> None:
         precision=args.precision, compile=args.compile, dropout=0.0,
     )  # fmt: skip
     cfg = with_train(cfg, precision=resolve_precision(cfg))
-    spec = NetSpec(args.model, tuple(shape), 10, pixel_max=pixel_max, dropout=0.0)
+    spec = NetSpec.of(args.model, DataSpec("image", tuple(shape), 10, pixel_max=pixel_max), 0.0)
     torch.manual_seed(0)
     base = build_net(spec)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -47,6 +47,8 @@ def _stage_task(name: str):
 prepare = _stage_task("prepare")
 validate = _stage_task("validate")
 train = _stage_task("train")
+baseline = _stage_task("baseline")
+pretraining_report = _stage_task("pretraining-report")
 evaluate = _stage_task("evaluate")
 register = _stage_task("register")
 compress = _stage_task("compress")
@@ -133,6 +135,8 @@ def retrain(
         prepare(params, ws)
         validate(params, ws)  # raises on bad data: nothing below runs, nothing is promoted
         trained = train(params, ws)
+        baseline(params, ws)  # trees for tables, TF-IDF for texts: a challenger of its own
+        pretraining_report(params, ws)  # what pre-training bought, where asked for
         evaluation = evaluate(params, ws)
         registration = register(params, ws)
         compression = compress(params, ws)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from components.core.config import ParamsError, load_params
 from components.core.paths import Workspace, configure_environment
 from components.core.settings import settings
-from components.core.stages import stage_function
+from components.core.stages import FOLLOWS, stage_function
 from components.core.workspace_lock import workspace_lock
 
 # Errors that are the user's to fix (bad data, bad params, a stage run out of order).
@@ -26,7 +26,8 @@ def entry_point(name: str) -> Callable[[], object]:
 
 
 def run_stage(name: str, stage=None, ws: Workspace | None = None) -> object:
-    """Run one stage (by default the named one) on the workspace; exit 1 if it fails."""
+    """Run one stage (by default the named one), then the steps that follow it
+    (``FOLLOWS``), on the workspace; exit 1 if one fails."""
     from components.core.logs import setup_logging
 
     ws = ws or Workspace.current()
@@ -38,6 +39,8 @@ def run_stage(name: str, stage=None, ws: Workspace | None = None) -> object:
         with workspace_lock(ws, f"the {name} stage"):  # WorkspaceBusy is a RuntimeError
             params = load_params(ws.params)
             result = (stage or stage_function(name))(params, ws)
+            for step in FOLLOWS.get(name, ()):
+                print(f"[{step}] {stage_function(step)(params, ws).summary()}", flush=True)
     except EXPECTED_ERRORS as err:
         print(f"[{name}] FAILED: {err}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -16,10 +16,14 @@ from components.compress.pruning import (
     structured_prune,
 )
 from components.compress.variants import Variant, build_variants, choose, measure, table
+from components.core import families
+from components.core.families import DataSpec, NetSpec
 from components.core.splits import load_split
-from components.train.models import NetSpec, build_net, load_net
+from components.train.models import build_net, load_net
 from components.train.stage import read_train_record
 from tests.helpers import small_params
+
+DIGITS = DataSpec("image", (8, 8), 10, pixel_max=16.0)
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +104,11 @@ def test_structured_pruning_makes_a_physically_smaller_net(net_and_test):
     assert parameter_count(small) < 0.6 * parameter_count(net)
     assert small(torch.from_numpy(test.x[:3])).shape == (3, 10)
     assert _agreement(net, small, test.x) > 0.8  # before any fine-tuning
-    mlp = build_net(NetSpec("mlp", (20,), 3, mlp_layers=(300, 100))).eval()
+    mlp = build_net(NetSpec.of("mlp", DataSpec("tabular", (20,), 3), layers=(300, 100))).eval()
     assert [m.out_features for m in structured_prune(mlp, 0.5).modules()
             if isinstance(m, nn.Linear)] == [150, 50, 3]  # fmt: skip
     with pytest.raises(ValueError, match="branches"):
-        structured_prune(build_net(NetSpec("resnet", (8, 8), 10, conv_width=4)), 0.5)
+        structured_prune(build_net(NetSpec.of("resnet", DIGITS, width=4)), 0.5)
 
 
 def test_int8_paths_shrink_and_agree(net_and_test, tmp_path):
@@ -114,7 +118,7 @@ def test_int8_paths_shrink_and_agree(net_and_test, tmp_path):
     assert not any(type(m) is nn.Linear for m in dynamic.modules())
     static = quantization.static_int8(net, x[:256])
     assert _agreement(net, static, x) > 0.97
-    fp32 = quantization.export_onnx(net, x, tmp_path / "m.onnx")
+    fp32 = quantization.export_onnx(net, x, tmp_path / "m.onnx", families.get("cnn"))
     int8 = quantization.onnx_int8(fp32, x[:256], tmp_path / "m8.onnx")
     assert int8.stat().st_size < fp32.stat().st_size / 3
     runner = quantization.onnx_runner(int8)
@@ -200,7 +204,7 @@ def test_the_distillation_loss_follows_the_teacher():
     assert hard_only.item() == pytest.approx(nn.functional.cross_entropy(student, labels).item())
 
     # The Lightning module's step reads the teacher's logits from the batch.
-    spec = NetSpec("mlp", (8, 8), 10, mlp_layers=(16,), pixel_max=16.0)
+    spec = NetSpec.of("mlp", DIGITS, layers=(16,))
     torch.manual_seed(0)
     module = Distiller(build_net(spec), small_params().train, temperature=4.0, alpha=0.7)
     x = torch.rand(8, 8, 8, generator=g) * 16
@@ -215,8 +219,7 @@ def test_the_default_student_has_at_most_a_quarter_of_the_default_cnn_teachers_p
     from tests.helpers import REPO
 
     params = load_params(REPO / "params.yaml")
-    cfg = params.train
-    teacher = NetSpec("cnn", (8, 8), 10, conv_width=cfg.width, hidden=cfg.hidden)
+    teacher = NetSpec("cnn", DIGITS, params.train.net("cnn"))
     student = student_spec(teacher, params.compress.distill)
     share = parameter_count(build_net(student)) / parameter_count(build_net(teacher))
     assert 0.1 < share <= 0.25  # 29,914 of 151,306 on the digits
@@ -241,7 +244,7 @@ def test_teacher_logits_are_computed_once_and_match_a_fresh_pass(trained_ws):
     finally:
         hook.remove()
     assert len(calls) == -(-len(train.y) // 1024)  # one pass over the split, not one per epoch
-    assert students.spec.conv_width == 8 and students.spec.hidden == 32
+    assert students.spec.options.width == 8 and students.spec.options.hidden == 32
     assert parameter_count(students.distilled) == parameter_count(students.baseline)
     assert parameter_count(students.distilled) <= parameter_count(teacher) / 4
     x = torch.from_numpy(val.x)

@@ -32,7 +32,8 @@ SMS = REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
 def _params(ws: Workspace, data: str, **train) -> None:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"] = {"source": "text", "text": {"path": data}}
-    raw["train"].update(model="transformer", width=32, depth=2, heads=2, epochs=2,
+    raw["train"].update(model="transformer", transformer={"width": 32, "depth": 2, "heads": 2},
+                        epochs=2,
                         batch_size=32, learning_rate=0.002, dropout=0.1, baseline="none",
                         pretrain_epochs=1, pretrain_report=True)  # fmt: skip
     raw["train"].update(train)

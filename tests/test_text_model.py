@@ -6,16 +6,18 @@ import pandas as pd
 import pytest
 import torch
 
-from components.train.models import NetSpec, build_net, load_net, save_net
+from components.core.families import DataSpec, NetSpec
+from components.train.models import build_net, load_net, save_net
 from tests.helpers import SHARED_DATA
 
 SMS = SHARED_DATA / "sms_spam" / "sms_spam.csv"
 
 
-def _spec(**change) -> NetSpec:
-    values = dict(kind="transformer", input_shape=(16,), num_classes=3, conv_width=32,
-                  vocab_size=50, depth=2, heads=4, dropout=0.1)  # fmt: skip
-    return NetSpec(**{**values, **change})
+def _spec(input_shape=(16,), num_classes=3, vocab_size=50, dropout=0.1, **options) -> NetSpec:
+    data = DataSpec("text", input_shape, num_classes, vocab_size=vocab_size)
+    return NetSpec.of(
+        "transformer", data, dropout, **{"width": 32, "depth": 2, "heads": 4, **options}
+    )
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
@@ -47,7 +49,7 @@ def test_the_mlm_head_is_tied_to_the_token_embedding_and_survives_saving(tmp_pat
     with torch.no_grad():
         assert torch.allclose(again(ids), net(ids))
     with pytest.raises(ValueError, match="multiple of heads"):
-        build_net(_spec(conv_width=30))
+        build_net(_spec(width=30))
 
 
 @pytest.mark.integration  # it trains
@@ -75,7 +77,7 @@ def test_it_learns_sms_spam_from_scratch_through_the_training_loop():
                                                                         length)[0]  # fmt: skip
     cfg = parse_params({"train": {"epochs": 3, "batch_size": 32, "learning_rate": 0.002,
                                   "dropout": 0.1}}).train  # fmt: skip
-    net = build_net(_spec(input_shape=(length,), num_classes=2, conv_width=64,
+    net = build_net(_spec(input_shape=(length,), num_classes=2, width=64,
                           vocab_size=tokenizer.get_vocab_size()))  # fmt: skip
     result = fit(net, cfg, 42, Split(x_train, y[train]), Split(x_test[:300], y[test][:300]))
     with torch.no_grad():
@@ -113,7 +115,7 @@ def test_masked_language_model_pre_training_learns_the_texts():
     ids = encode(tokenizer, texts, 32)[0]
     cfg = parse_params({"train": {"epochs": 3, "batch_size": 32, "learning_rate": 0.002,
                                   "schedule": "constant"}}).train  # fmt: skip
-    net = build_net(_spec(input_shape=(32,), num_classes=2, conv_width=64,
+    net = build_net(_spec(input_shape=(32,), num_classes=2, width=64,
                           vocab_size=tokenizer.get_vocab_size()))  # fmt: skip
     result = pretrain(net, cfg, 42, ids[:1800], ids[1800:], Masking(tokenizer.get_vocab_size()))
     losses = [h["val/loss"] for h in result.history]
@@ -151,11 +153,13 @@ def test_the_encoder_exports_to_onnx_with_free_batch_and_length_and_quantizes(tm
     from components.train.models import Probabilities
 
     torch.manual_seed(0)
-    net = build_net(_spec(input_shape=(32,), conv_width=64, vocab_size=300)).eval()
+    net = build_net(_spec(input_shape=(32,), width=64, vocab_size=300)).eval()
     rng = np.random.default_rng(0)
     ids = rng.integers(5, 300, (7, 32))
     ids[:, 0], ids[3:, 20:] = 2, 0
-    fp32 = onnx_runner(export_onnx(net, ids, tmp_path / "text.onnx"))
+    from components.core import families
+
+    fp32 = onnx_runner(export_onnx(net, ids, tmp_path / "text.onnx", families.get("transformer")))
     int8 = onnx_runner(onnx_dynamic_int8(tmp_path / "text.onnx", tmp_path / "text8.onnx"))
     with torch.no_grad():
         for batch in (ids[:1], ids, ids[:, :12]):  # one text, seven, a shorter length
@@ -176,13 +180,14 @@ def test_the_encoder_exports_to_onnx_with_free_batch_and_length_and_quantizes(tm
 
 
 def test_the_half_depth_student_starts_from_every_other_block_of_its_teacher():
-    from components.compress.distillation import half_depth_start, student_spec
+    from components.compress.distillation import student_spec
+    from components.train.families.transformer import half_depth_start
     from tests.helpers import small_params
 
     teacher_spec = _spec(depth=4, dropout=0.0)
     teacher = build_net(teacher_spec).eval()
     spec = student_spec(teacher_spec, small_params().compress.distill)
-    assert (spec.depth, spec.conv_width, spec.vocab_size) == (2, 32, 50)
+    assert (spec.options.depth, spec.options.width, spec.data.vocab_size) == (2, 32, 50)
     student = build_net(spec)
     student.load_state_dict(half_depth_start(teacher, spec))  # every weight, no leftovers
     for i, j in ((0, 0), (1, 2)):

@@ -12,9 +12,10 @@ import pytest
 import torch
 import yaml
 
+from components.core.families import DataSpec, NetSpec
 from components.core.paths import Workspace
 from components.prepare.stage import prepare_stage
-from components.train.models import NetSpec, build_net
+from components.train.models import build_net
 from tests.helpers import REPO, small_params
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 def test_resnet_takes_gray_and_rgb_images():
     for shape in ((8, 8), (3, 32, 32)):
-        net = build_net(NetSpec("resnet", shape, 10, conv_width=8, resnet_blocks=(1, 1))).eval()
+        data = DataSpec("image", shape, 10)
+        net = build_net(NetSpec.of("resnet", data, width=8, blocks=(1, 1))).eval()
         assert net(torch.rand(2, *shape) * 255).shape == (2, 10)
 
 
@@ -116,8 +118,10 @@ def test_sweep_leaves_nested_trials_and_a_best_params_file(tmp_path, monkeypatch
     states = {r.data.tags["optuna.state"] for r in trials}
     assert states <= {"COMPLETE", "PRUNED"} and "COMPLETE" in states
     best = yaml.safe_load((ws.root / "best_params.yaml").read_text())
-    assert set(best["train"]) == {"learning_rate", "width", "dropout"}
-    assert best["train"]["width"] in (16, 32, 64) and 3e-4 <= best["train"]["learning_rate"] <= 1e-2
+    assert best["train"].keys() == {"learning_rate", "cnn", "dropout"}
+    assert best["train"]["cnn"].keys() == {"width"}
+    assert best["train"]["cnn"]["width"] in (16, 32, 64)
+    assert 3e-4 <= best["train"]["learning_rate"] <= 1e-2
     completed = [r.data.metrics["objective"] for r in trials if "objective" in r.data.metrics]
     assert parent.data.metrics["best_val_acc"] == max(completed)
     assert parent.info.status == "FINISHED" and parent.data.params["sweep.parallel"] == "2"

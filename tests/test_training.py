@@ -4,14 +4,16 @@ import numpy as np
 import pytest
 import torch
 
+from components.core.families import DataSpec, NetSpec
 from components.core.splits import load_split
 from components.core.tracking import dvc_hash
-from components.train.models import NetSpec, Probabilities, build_net, load_net
+from components.train.models import Probabilities, build_net, load_net
 from components.train.stage import read_train_record
 from components.train.trainer import fit
 from tests.helpers import small_params
 
-SPEC = NetSpec("cnn", (8, 8), 10, conv_width=8, hidden=16, dropout=0.0, pixel_max=16.0)
+DIGITS = DataSpec("image", (8, 8), 10, pixel_max=16.0)
+SPEC = NetSpec.of("cnn", DIGITS, dropout=0.0, width=8, hidden=16)
 
 
 def test_cnn_takes_both_image_layouts():
@@ -25,12 +27,12 @@ def test_cnn_takes_both_image_layouts():
 
 def test_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="train.model"):
-        build_net(NetSpec("lstm", (8, 8), 10))
+        build_net(NetSpec("lstm", DIGITS, None))
 
 
 def test_mlp_standardises_table_rows():
-    spec = NetSpec("mlp", (3,), 2, mlp_layers=(4,), dropout=0.0,
-                   feature_mean=(10.0, 0.0, 5.0), feature_std=(2.0, 1.0, 0.5))  # fmt: skip
+    data = DataSpec("tabular", (3,), 2, feature_mean=(10.0, 0.0, 5.0), feature_std=(2.0, 1.0, 0.5))
+    spec = NetSpec.of("mlp", data, dropout=0.0, layers=(4,))
     net = build_net(spec).eval()
     first = net.layers[1]
     x = torch.tensor([[12.0, 1.0, 5.5]])
@@ -41,7 +43,7 @@ def test_mlp_standardises_table_rows():
 
 def test_fit_is_seeded(trained_ws):
     ws, _ = trained_ws
-    params = small_params(train={"epochs": 2, "width": 8, "hidden": 16})
+    params = small_params(train={"epochs": 2, "cnn": {"width": 8, "hidden": 16}})
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
     weights = []
     for _ in range(2):
@@ -62,7 +64,7 @@ def test_trained_model_beats_the_floor_and_resists_noise(trained_ws):
         pred_noisy = net(torch.from_numpy(noisy.astype(np.float32))).argmax(1).numpy()
     assert (pred == test.y).mean() > 0.9  # 6 epochs of the default net
     assert (pred == pred_noisy).mean() > 0.95  # invariance to faint noise
-    assert spec.num_classes == 10
+    assert spec.data.num_classes == 10 and spec.family == "cnn"
 
 
 def test_train_stage_tracks_params_metrics_model_and_lineage(trained_ws, use_store):
@@ -120,7 +122,7 @@ def test_fit_with_balanced_weights_finds_more_of_a_rare_class():
     recall = {}
     for weights in ("none", "balanced"):
         params = small_params(train={"model": "mlp", "epochs": 5, "class_weights": weights})
-        net = build_net(NetSpec("mlp", (4,), 2, mlp_layers=(16,)))
+        net = build_net(NetSpec.of("mlp", DataSpec("tabular", (4,), 2), layers=(16,)))
         fit(net, params.train, 0, train, val)
         with torch.no_grad():
             predicted = net(torch.from_numpy(val.x)).argmax(1).numpy()

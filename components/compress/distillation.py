@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core import families
 from components.core.splits import Split
 from components.train.trainer import Teacher
 
 if TYPE_CHECKING:  # types only
     from components.core.config import DistillConfig, Params
-    from components.train.models import NetSpec
+    from components.core.families import NetSpec
 
 # track(run_name, params) -> a context manager yielding something with log_epoch(epoch,
 # metrics) and log_metrics(metrics), or None: the compress stage passes nested MLflow runs.
@@ -54,31 +55,11 @@ def teacher_logits(teacher, x: np.ndarray, batch_size: int = 1024) -> np.ndarray
     return np.concatenate(out).astype(np.float32)
 
 
-def student_spec(teacher: NetSpec, cfg: DistillConfig) -> NetSpec:
-    """The teacher's network description, made smaller (or an MLP) as ``cfg`` says. A text
-    encoder's student is DistilBERT's: the same width, half the blocks."""
-    common = {"dropout": cfg.dropout, "mlp_layers": tuple(cfg.mlp_layers)}
-    if teacher.kind == "transformer":
-        return dataclasses.replace(teacher, depth=max(1, teacher.depth // 2), dropout=cfg.dropout)
-    if cfg.student == "mlp":
-        return dataclasses.replace(teacher, kind="mlp", **common)
-    return dataclasses.replace(
-        teacher, conv_width=cfg.width, hidden=cfg.hidden,
-        resnet_blocks=tuple(1 for _ in teacher.resnet_blocks), **common,
-    )  # fmt: skip
-
-
-def half_depth_start(teacher, spec: NetSpec) -> dict:
-    """DistilBERT's initialisation of a half-depth student: the teacher's embeddings, final
-    norm and heads, and one block of every two (blocks 0, 2, 4, ...)."""
-    state = {k: v.clone() for k, v in teacher.state_dict().items()
-             if not k.startswith("blocks.")}  # fmt: skip
-    for i in range(spec.depth):
-        prefix = f"blocks.{2 * i}."
-        for key, value in teacher.state_dict().items():
-            if key.startswith(prefix):
-                state[f"blocks.{i}." + key.removeprefix(prefix)] = value.clone()
-    return state
+def student_spec(teacher: NetSpec, cfg: DistillConfig) -> NetSpec | None:
+    """The student of ``teacher``'s family (``Family.student``: smaller, or an MLP as ``cfg``
+    says; a text encoder's is DistilBERT's half depth); None where the family has none."""
+    make = families.get(teacher.family).student
+    return None if make is None else make(teacher, cfg)
 
 
 def train_students(
@@ -95,16 +76,20 @@ def train_students(
 
     cfg = params.compress.distill
     spec = student_spec(teacher_spec, cfg)
+    if spec is None:
+        raise ValueError(f"model family {teacher_spec.family!r} makes no student: leave the"
+                         " distilled variants out of compress.variants")  # fmt: skip
     torch.manual_seed(params.seed)
     start = build_net(spec).state_dict()
-    if spec.kind == "transformer":  # from the teacher's own layers (the baseline too)
-        start = half_depth_start(teacher, spec)
+    from_teacher = families.get(teacher_spec.family).student_start
+    if from_teacher is not None:  # from the teacher's own layers (the baseline too)
+        start = from_teacher(teacher, spec)
     soft = teacher_logits(teacher, train.x)  # once: every epoch reads these
     epochs = cfg.epochs_for(params.train.epochs)
     train_cfg = one_device(params.train, epochs=epochs, learning_rate=cfg.learning_rate)
     logged = {
-        "student.kind": spec.kind, "student.width": spec.conv_width,
-        "student.hidden": spec.hidden, "student.mlp_layers": list(spec.mlp_layers),
+        "student.family": spec.family,
+        **{f"student.{k}": v for k, v in dataclasses.asdict(spec.options).items()},
         "student.parameters": parameter_count(build_net(spec)),
         "teacher.parameters": parameter_count(teacher),
         "temperature": cfg.temperature, "alpha": cfg.alpha, "epochs": epochs,

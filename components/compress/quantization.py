@@ -92,16 +92,17 @@ def static_int8(net, calibration: np.ndarray):
     return convert_fx(prepared)
 
 
-def export_onnx(net, example: np.ndarray, file: Path) -> Path:
-    """The network with a softmax head, batch size left free; a text encoder's sequence
-    length too (token ids, int64, any length up to its ``max_length``)."""
+def export_onnx(net, example: np.ndarray, file: Path, family) -> Path:
+    """The network with a softmax head, batch size left free; for a family that reads token
+    ids (``Family.token_ids``) the sequence length too (int64, any length up to its
+    ``max_length``)."""
     import torch
 
-    from components.train.models import Probabilities, TextEncoder
+    from components.train.models import Probabilities
 
-    text = isinstance(net, TextEncoder)
-    axes = {0: "batch", 1: "sequence"} if text else {0: "batch"}
-    inputs = torch.from_numpy(example[:1].astype(np.int64) if text else example[:1])
+    ids = family.token_ids
+    axes = {0: "batch", 1: "sequence"} if ids else {0: "batch"}
+    inputs = torch.from_numpy(example[:1].astype(np.int64) if ids else example[:1])
     torch.onnx.export(
         Probabilities(copy.deepcopy(net)).eval(),
         (inputs,),
@@ -172,16 +173,14 @@ def onnx_int8(source: Path, calibration: np.ndarray, file: Path) -> Path:
     return file
 
 
-def net_to_onnx_int8(net, calibration: np.ndarray, file: Path) -> Path:
-    """``net`` exported (``export_onnx``) and quantized to ``file``: static int8
-    (``onnx_int8``), or for a text encoder BERT's dynamic int8 (``onnx_dynamic_int8``:
-    weights int8, activations quantized per batch as they come). The float export in
-    between is removed."""
-    from components.train.models import TextEncoder
-
-    exported = export_onnx(net, calibration, file.with_suffix(".fp32.onnx"))
+def net_to_onnx_int8(net, calibration: np.ndarray, file: Path, family) -> Path:
+    """``net`` exported (``export_onnx``) and quantized to ``file`` as its family says
+    (``Family.onnx_int8``): static int8 (``onnx_int8``), or BERT's dynamic int8
+    (``onnx_dynamic_int8``: weights int8, activations quantized per batch as they come;
+    a text encoder's). The float export in between is removed."""
+    exported = export_onnx(net, calibration, file.with_suffix(".fp32.onnx"), family)
     try:
-        if isinstance(net, TextEncoder):
+        if family.onnx_int8 == "dynamic":
             return onnx_dynamic_int8(exported, file)
         return onnx_int8(exported, calibration, file)
     finally:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core import families
 from components.core.paths import Workspace
 from components.core.splits import load_split
 from components.core.timing import latency_ms
@@ -30,14 +31,16 @@ if TYPE_CHECKING:  # types only
 log = logging.getLogger(__name__)
 
 REFERENCES = frozenset({"student-baseline"})  # measured for comparison, never shipped
-# Not built for a text encoder, and why: its weights live in linear layers and embeddings,
-# where BERT's int8 is dynamic (no activation calibration) and its student is half as deep.
-NOT_FOR_TRANSFORMERS = {
-    "pruned": "unstructured pruning of a small encoder's attention and embeddings (not built:"
-              " attention-head pruning is optional in issue 20)",
-    "structured": "removes conv channels and dense neurons; an encoder's heads are not",
-    "static-int8": "calibrates activations per tensor; a transformer's dynamic int8 needs none",
-}  # fmt: skip
+NO_STUDENT = "the model family makes no student (Family.student)"
+
+
+def not_for(family) -> dict[str, str]:
+    """The variants ``family`` does not get, and why (``Family.skips``; no student: no
+    distilled variants)."""
+    skips = dict(family.skips)
+    if family.student is None:
+        skips |= {"distilled": NO_STUDENT, "distilled-int8": NO_STUDENT}
+    return skips
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,11 @@ def build_variants(
     net = net.cpu().eval()
     add_torch("fp32", net)
     base, prefix = net, ""  # what the int8 variants start from
-    text = spec.kind == "transformer"
-    wanted = [v for v in cfg.variants if not (text and v in NOT_FOR_TRANSFORMERS)]
+    family = families.get(spec.family)
+    skips = not_for(family)
+    wanted = [v for v in cfg.variants if v not in skips]
     for skipped in sorted(set(cfg.variants) - set(wanted)):
-        log.info(
-            f"[compress] {skipped} not built for a transformer: {NOT_FOR_TRANSFORMERS[skipped]}"
-        )
+        log.info(f"[compress] {skipped} not built for {family.name}: {skips[skipped]}")
     cfg = cfg.model_copy(update={"variants": wanted})
     if "pruned" in cfg.variants:
         add_torch("pruned", pruning.magnitude_prune(net, cfg.prune_amount, tune, cfg.prune_steps))
@@ -140,10 +142,12 @@ def build_variants(
     if "static-int8" in cfg.variants:
         add_torch(f"{prefix}static-int8", quantization.static_int8(base, calibration), base)
     if "onnx" in cfg.variants:
-        add_onnx("onnx", quantization.export_onnx(net, calibration, folder / "onnx.onnx"), net)
-    sources = []  # (net, name) for ONNX Runtime int8: the serving format
+        exported = quantization.export_onnx(net, calibration, folder / "onnx.onnx", family)
+        add_onnx("onnx", exported, net)
+    sources = []  # (net, its family, name) for ONNX Runtime int8: the serving format
     if "onnx-int8" in cfg.variants:  # from the champion and the smaller net
-        sources += [(net, "onnx-int8")] + ([(base, f"{prefix}onnx-int8")] if prefix else [])
+        sources += [(net, family, "onnx-int8")]
+        sources += [(base, family, f"{prefix}onnx-int8")] if prefix else []
     if {"distilled", "distilled-int8"} & set(cfg.variants):
         val = load_split(ws.prepared, "val")
         students = distillation.train_students(
@@ -154,10 +158,12 @@ def build_variants(
             if students.baseline is not None:
                 add_torch("student-baseline", students.baseline)
         if "distilled-int8" in cfg.variants:
-            sources.append((students.distilled, "distilled+onnx-int8"))
-    for source, name in sources:
+            student_family = families.get(students.spec.family)
+            sources.append((students.distilled, student_family, "distilled+onnx-int8"))
+    for source, source_family, name in sources:
         clock[0] = time.perf_counter()  # each ONNX int8 build on its own (not the students)
-        file = quantization.net_to_onnx_int8(source, calibration, folder / f"{name}.onnx")
+        file = quantization.net_to_onnx_int8(source, calibration, folder / f"{name}.onnx",
+                                             source_family)  # fmt: skip
         add_onnx(name, file, source)
     return out
 

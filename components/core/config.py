@@ -8,14 +8,21 @@ values fail at load time with the dotted name of the key, so a typo in
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
+from components.core import families
 from components.core.data_config import (  # noqa: F401 -- re-exported: the data sections
     BatchesConfig,
     DataConfig,
@@ -29,61 +36,11 @@ from components.core.data_config import (  # noqa: F401 -- re-exported: the data
     ValidateConfig,
 )
 from components.core.sections import Section as _Section
-
-
-class TrainConfig(_Section):
-    """The network (PyTorch Lightning), its baseline, and where it trains."""
-
-    # auto: CNN for images, MLP for tables, transformer for texts
-    model: Literal["auto", "cnn", "mlp", "resnet", "transformer"] = "auto"
-    width: int = Field(32, ge=1, le=1024)  # the transformer's width too
-    hidden: int = Field(128, ge=1, le=8192)
-    mlp_layers: list[int] = Field([256, 128], min_length=1)
-    resnet_blocks: list[int] = Field([2, 2, 2], min_length=1)  # residual blocks per stage
-    # The transformer (texts): encoder blocks, attention heads (width is a multiple of
-    # them), what the classifier reads (the [CLS] token's state or the mean of the tokens')
-    depth: int = Field(2, ge=1, le=48)
-    heads: int = Field(4, ge=1, le=64)
-    pooling: Literal["cls", "mean"] = "cls"
-    # Masked-language-model pre-training epochs before fine-tuning (BERT's recipe), on the
-    # training texts and data.text.unlabelled; 0: none
-    pretrain_epochs: int = Field(0, ge=0)
-    # Also fine-tune the same encoder from the same start without pre-training, and report
-    # what pre-training bought on the val split (reports/pretraining.json; a second training)
-    pretrain_report: bool = False
-    dropout: float = Field(0.25, ge=0, lt=1)
-    epochs: int = Field(20, ge=1)
-    # Cap on the batches of each epoch (training and validation): smoke runs, benchmarks.
-    limit_batches: int | None = Field(None, ge=1)
-    batch_size: int = Field(64, ge=1)
-    # Sum the gradients of this many batches before each optimizer step: an effective
-    # batch of batch_size x this, in the memory of one batch
-    accumulate_grad_batches: int = Field(1, ge=1)
-    learning_rate: float = Field(0.002, gt=0)
-    weight_decay: float = Field(0.0001, ge=0)
-    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
-    gradient_clip: float = Field(1.0, ge=0)  # 0: off
-    # The model a user would pick instead, trained and tracked beside the network, a
-    # challenger like it: auto = gradient-boosted trees for tables, TF-IDF + logistic
-    # regression for texts, none for images.
-    baseline: Literal["auto", "trees", "tfidf", "none"] = "auto"
-    # "balanced": each class's loss weighs n / (classes x its count), for skewed labels
-    class_weights: Literal["none", "balanced"] = "none"
-    early_stopping_patience: int = Field(0, ge=0)  # epochs without val/loss progress; 0: off
-    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
-    compile: bool = False  # torch.compile the network
-    channels_last: bool = True  # memory format of conv nets on the GPU
-    deterministic: bool = False  # deterministic kernels (slower)
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: int | Literal["auto"] = "auto"
-    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
-    num_nodes: int = Field(1, ge=1)
-
-    @model_validator(mode="after")
-    def _heads(self) -> TrainConfig:
-        if self.model == "transformer" and self.width % self.heads:
-            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
-        return self
+from components.core.train_config import (  # noqa: F401 -- re-exported: the train section
+    FamilySectionError,
+    TrainConfig,
+    workspace_root,
+)
 
 
 class RegisterConfig(_Section):
@@ -226,7 +183,7 @@ class SweepConfig(_Section):
     warmup_epochs: int = Field(2, ge=0)  # no pruning before this many epochs
     space: dict[str, SweepRange] = {  # train.* keys and the range each is searched in
         "train.learning_rate": SweepRange(low=3e-4, high=1e-2, log=True),
-        "train.width": SweepRange(choices=[16, 32, 64]),
+        "train.cnn.width": SweepRange(choices=[16, 32, 64]),
         "train.dropout": SweepRange(low=0.0, high=0.5),
     }
 
@@ -234,9 +191,15 @@ class SweepConfig(_Section):
     def _known_keys(self) -> SweepConfig:
         for name in self.space:
             section, _, key = name.partition(".")
-            model = {"train": TrainConfig}.get(section)
-            if model is None or key not in model.model_fields:
-                raise ValueError(f"sweep.space: {name!r} is not a train.* parameter")
+            family, _, option = key.partition(".")
+            known = section == "train" and (
+                key in TrainConfig.model_fields
+                or (family in families.names() and option in
+                    {f.name for f in dataclasses.fields(families.get(family).config)})
+            )  # fmt: skip
+            if not known:
+                raise ValueError(f"sweep.space: {name!r} is not a train.* parameter (nor a"
+                                 " train.<family>.* one)")  # fmt: skip
         return self
 
 
@@ -265,10 +228,14 @@ class Params(_Section):
         """``{"train.epochs": 20, ...}``: the form MLflow params take."""
         flat: dict[str, object] = {}
         for section, values in self.model_dump(by_alias=True, exclude={"sweep"}).items():
-            if isinstance(values, dict):
-                flat.update({f"{section}.{key}": value for key, value in values.items()})
-            else:
+            if not isinstance(values, dict):
                 flat[section] = values
+                continue
+            for key, value in values.items():
+                if section == "train" and isinstance(value, dict):  # train.<family>.<key>
+                    flat.update({f"train.{key}.{k}": v for k, v in value.items()})
+                else:
+                    flat[f"{section}.{key}"] = value
         return flat
 
 
@@ -284,6 +251,11 @@ def parse_params(raw: object, source: str = "params") -> Params:
         raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
+    except FamilySectionError as err:
+        raise ParamsError(
+            f"{source}: invalid parameters\n"
+            + "\n".join(f"  {key}: {msg}" for key, msg in err.lines)
+        ) from None
     except ValidationError as err:
         lines = []
         for e in err.errors():
@@ -308,4 +280,5 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     if raw is None:  # an empty file is more likely a mistake than a wish for every default
         raise ParamsError(f"{path}: empty; write the sections to set, or {{}} for all defaults")
-    return parse_params(raw, source=str(path))
+    with workspace_root(path.resolve().parent):  # train.families import from here
+        return parse_params(raw, source=str(path))

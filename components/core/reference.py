@@ -100,6 +100,24 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str, 
     return out
 
 
+def family_rows() -> list[tuple[str, str, str, str]]:
+    """``train.<family>.*`` for every built-in model family: its config dataclass's fields."""
+    import dataclasses
+
+    from components.core import families
+
+    out = []
+    for name in sorted(families.BUILTIN):
+        family = families.get(name)
+        doc = (sys.modules[family.module].__doc__ or "").strip().split("\n\n")[0]
+        out.append((f"train.{name}", "section", "(section)", " ".join(doc.split())))
+        comments = field_comments(family.config)
+        for f in dataclasses.fields(family.config):
+            out.append((f"train.{name}.{f.name}", str(f.type), f"`{f.default!r}`",
+                        comments.get(f.name, "")))  # fmt: skip
+    return out
+
+
 def _table(entries, head: tuple[str, ...]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
@@ -112,7 +130,10 @@ def _table(entries, head: tuple[str, ...]) -> str:
 def params_reference() -> str:
     from components.core.config import Params
 
-    entries = [(f"`{k}`", f"`{t}`" if t != "section" else t, d, m) for k, t, d, m in rows(Params)]
+    found = rows(Params)
+    after_train = max(i for i, row in enumerate(found) if row[0].startswith("train.")) + 1
+    found[after_train:after_train] = family_rows()
+    entries = [(f"`{k}`", f"`{t}`" if t != "section" else t, d, m) for k, t, d, m in found]
     return (f"# `params.yaml` reference\n\n{GENERATED}\n\nEvery key of `params.yaml`, checked"
             " at load: an unknown key or a wrong value fails naming its dotted key. Relative"
             " paths are relative to the workspace.\n\n"

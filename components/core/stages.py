@@ -19,10 +19,19 @@ STAGES: dict[str, str] = {
     "package": "components.package.stage:package_stage",
     "monitor": "components.monitor.stage:drift_selftest_stage",
 }
+# Steps that follow a stage on its own outputs, each a task of its own in the flow (the
+# Prefect UI shows them); ``dvc repro`` runs them inside the stage they follow.
+STEPS: dict[str, str] = {
+    "baseline": "components.train.stage:baseline_step",
+    "pretraining-report": "components.train.stage:pretraining_report_step",
+}
+FOLLOWS: dict[str, tuple[str, ...]] = {"train": ("baseline", "pretraining-report")}
 
 
 def stage_function(name: str):
-    if name not in STAGES:
+    """The ``(params, workspace) -> result`` function of a stage or a step."""
+    table = {**STAGES, **STEPS}
+    if name not in table:
         raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
-    module, function = STAGES[name].split(":")
+    module, function = table[name].split(":")
     return getattr(import_module(module), function)

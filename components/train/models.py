@@ -8,44 +8,10 @@ served request and a training batch go through exactly the same preprocessing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class NetSpec:
-    """Everything needed to rebuild a network from its saved weights."""
-
-    kind: str  # "cnn", "resnet" (images), "mlp" (table rows, flattened images), "transformer"
-    input_shape: tuple[int, ...]  # (H, W), (C, H, W) or (F,)
-    num_classes: int
-    conv_width: int = 32  # the transformer's width too
-    hidden: int = 128
-    mlp_layers: tuple[int, ...] = (256, 128)
-    resnet_blocks: tuple[int, ...] = (2, 2, 2)
-    dropout: float = 0.25
-    pixel_max: float = 1.0  # images: inputs are divided by this
-    feature_mean: tuple[float, ...] = field(default=())  # tables: standardisation
-    feature_std: tuple[float, ...] = field(default=())
-    feature_fill: tuple[float, ...] = field(default=())  # tables: what a NaN (missing) becomes
-    # Texts (kind "transformer"): token ids in, [PAD] = 0; input_shape is (max_length,)
-    vocab_size: int = 0
-    depth: int = 2  # encoder blocks
-    heads: int = 4
-    pooling: str = "cls"  # "cls": the [CLS] token's state; "mean": the mean of the real tokens
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> NetSpec:
-        tuples = (
-            "input_shape", "mlp_layers", "resnet_blocks", "feature_mean", "feature_std",
-            "feature_fill",
-        )  # fmt: skip
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
+from components.core.families import NetSpec, get
 
 
 class SmallCNN(nn.Module):
@@ -53,11 +19,11 @@ class SmallCNN(nn.Module):
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
-        shape = spec.input_shape
+        shape = spec.data.input_shape
         channels, (height, width) = (1, shape) if len(shape) == 2 else (shape[0], shape[1:])
-        c = spec.conv_width
+        c = spec.options.width
         self.input_chw = (channels, height, width)
-        self.register_buffer("scale", torch.tensor(1.0 / spec.pixel_max), persistent=False)
+        self.register_buffer("scale", torch.tensor(1.0 / spec.data.pixel_max), persistent=False)
         self.features = nn.Sequential(
             nn.Conv2d(channels, c, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -69,10 +35,10 @@ class SmallCNN(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(spec.dropout),
-            nn.Linear(flat, spec.hidden),
+            nn.Linear(flat, spec.options.hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(spec.dropout),
-            nn.Linear(spec.hidden, spec.num_classes),
+            nn.Linear(spec.options.hidden, spec.data.num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,20 +52,21 @@ class MLP(nn.Module):
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
+        data = spec.data
         n_in = 1
-        for d in spec.input_shape:
+        for d in data.input_shape:
             n_in *= d
-        mean = torch.tensor(spec.feature_mean or [0.0] * n_in, dtype=torch.float32)
-        std = torch.tensor(spec.feature_std or [spec.pixel_max] * n_in, dtype=torch.float32)
-        fill = torch.tensor(spec.feature_fill or [0.0] * n_in, dtype=torch.float32)
+        mean = torch.tensor(data.feature_mean or [0.0] * n_in, dtype=torch.float32)
+        std = torch.tensor(data.feature_std or [data.pixel_max] * n_in, dtype=torch.float32)
+        fill = torch.tensor(data.feature_fill or [0.0] * n_in, dtype=torch.float32)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("inv_std", 1.0 / std.clamp_min(1e-6), persistent=False)
         self.register_buffer("fill", fill, persistent=False)
         layers: list[nn.Module] = [nn.Flatten()]
-        for width in spec.mlp_layers:
+        for width in spec.options.layers:
             layers += [nn.Linear(n_in, width), nn.ReLU(inplace=True), nn.Dropout(spec.dropout)]
             n_in = width
-        layers.append(nn.Linear(n_in, spec.num_classes))
+        layers.append(nn.Linear(n_in, data.num_classes))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,22 +100,22 @@ class _Block(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A ResNet-style net: ``len(resnet_blocks)`` stages, width doubling and stride 2 per stage."""
+    """A ResNet-style net: ``len(blocks)`` stages, width doubling and stride 2 per stage."""
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
-        shape = spec.input_shape
+        shape = spec.data.input_shape
         channels = 1 if len(shape) == 2 else shape[0]
         self.input_chw = (channels, *shape[-2:])
-        width = spec.conv_width
-        self.register_buffer("scale", torch.tensor(1.0 / spec.pixel_max), persistent=False)
+        width = spec.options.width
+        self.register_buffer("scale", torch.tensor(1.0 / spec.data.pixel_max), persistent=False)
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 3, padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
         ]
         c_in = width
-        for stage, blocks in enumerate(spec.resnet_blocks):
+        for stage, blocks in enumerate(spec.options.blocks):
             c_out = width * 2**stage
             for i in range(blocks):
                 layers.append(_Block(c_in, c_out, stride=2 if stage > 0 and i == 0 else 1))
@@ -156,7 +123,7 @@ class ResNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(spec.dropout),
-            nn.Linear(c_in, spec.num_classes),
+            nn.Linear(c_in, spec.data.num_classes),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,18 +169,20 @@ class TextEncoder(nn.Module):
 
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
-        (max_length,) = spec.input_shape
-        width = spec.conv_width
-        self.pooling = spec.pooling
-        self.tokens = nn.Embedding(spec.vocab_size, width, padding_idx=0)
+        (max_length,) = spec.data.input_shape
+        shape, vocab = spec.options, spec.data.vocab_size
+        width = shape.width
+        self.pooling = shape.pooling
+        self.tokens = nn.Embedding(vocab, width, padding_idx=0)
         self.positions = nn.Embedding(max_length, width)
         self.drop = nn.Dropout(spec.dropout)
         self.blocks = nn.ModuleList(
-            EncoderBlock(width, spec.heads, spec.dropout) for _ in range(spec.depth)
+            EncoderBlock(width, shape.heads, spec.dropout) for _ in range(shape.depth)
         )
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(width, spec.num_classes))
-        self.mlm_bias = nn.Parameter(torch.zeros(spec.vocab_size))
+        self.head = nn.Sequential(nn.Dropout(spec.dropout),
+                                  nn.Linear(width, spec.data.num_classes))  # fmt: skip
+        self.mlm_bias = nn.Parameter(torch.zeros(vocab))
         # BERT's initialisation: small embeddings, so the tied MLM head starts near uniform
         for table in (self.tokens, self.positions):
             nn.init.normal_(table.weight, std=0.02)
@@ -256,13 +225,9 @@ class Probabilities(nn.Module):
         return torch.softmax(self.net(x), dim=-1)
 
 
-ARCHITECTURES = {"cnn": SmallCNN, "mlp": MLP, "resnet": ResNet, "transformer": TextEncoder}
-
-
 def build_net(spec: NetSpec) -> nn.Module:
-    if spec.kind not in ARCHITECTURES:
-        raise ValueError(f"train.model: unknown architecture {spec.kind!r}")
-    return ARCHITECTURES[spec.kind](spec)
+    """The network of ``spec``, as its family builds it (``components.core.families``)."""
+    return get(spec.family).build(spec)
 
 
 def save_net(net: nn.Module, spec: NetSpec, path) -> None:

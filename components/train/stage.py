@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core import families
 from components.core.paths import Workspace
 from components.core.records import read_json, write_json
 from components.core.splits import load_meta, load_split
@@ -81,20 +82,17 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
     with tracking.start_run(
         ws,
         experiment=params.data.name,
-        run_name=f"train-{spec.kind}",
+        run_name=f"train-{spec.family}",
         tags=tracking.lineage_tags(ws, params, meta),
         run_id=run_id,
         system_metrics=True,
     ) as run:
         write_json(run_file, {"run_id": run.run_id})
-        logs = tensorboard_dir(ws, f"train-{spec.kind}", run.run_id)
-        start = None
+        logs = tensorboard_dir(ws, f"train-{spec.family}", run.run_id)
         if not resume:
             run.log_params(params.flat())
-            if params.train.pretrain_epochs and params.train.pretrain_report:
-                start = {k: v.clone() for k, v in net.state_dict().items()}
             pretrain_texts(net, spec, params, ws, train, val, run, logs)
-        what = f"{spec.kind} on {len(train)} samples for {params.train.epochs} epochs"
+        what = f"{spec.family} on {len(train)} samples for {params.train.epochs} epochs"
         log.info(f"resuming {what} from {last}" if resume else f"training {what}")
         result = fit(
             net, params.train, params.seed, train, val, run.log_epoch, ws.checkpoints, resume_from,
@@ -110,8 +108,6 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
             run.log_artifact(plot_learning_curves(result.history, ws.report("learning_curves.png")))
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
         model_uri = run.log_torch_model(Probabilities(result.net), example)
-        if start is not None:
-            report_pretraining(spec, start, result.net, params, ws, train, val, run)
 
     val_acc = result.history[-1].get("val/acc", float("nan")) if result.history else float("nan")
     record = TrainResult(
@@ -124,23 +120,68 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         device=result.device,
     )
     write_json(ws.train_record, record)
-    train_baseline(params, ws)  # trees for tables, TF-IDF for texts: its own run
     return record
 
 
-def report_pretraining(spec, start: dict, pretrained, params: Params, ws: Workspace, train, val,
-                       run) -> dict:  # fmt: skip
-    """What pre-training bought: the same encoder from the same start fine-tuned without it
-    (same data, epochs and seed), both scored on the val split; ``reports/pretraining.json``
-    and ``pretraining.*`` metrics of the training run."""
+@dataclass(frozen=True)
+class Skipped:
+    """A step with nothing to do here, and why."""
+
+    reason: str
+
+    def summary(self) -> str:
+        return f"skipped: {self.reason}"
+
+
+def baseline_step(params: Params, ws: Workspace):
+    """The model a user would pick instead (trees for tables, TF-IDF for texts), fitted on
+    the same split in its own MLflow run: a challenger like the network."""
+    result = train_baseline(params, ws)
+    return result or Skipped(f"no baseline for {load_meta(ws.prepared)['kind']} data"
+                             f" (train.baseline: {params.train.baseline})")  # fmt: skip
+
+
+def pretraining_report_step(params: Params, ws: Workspace):
+    """With ``train.pretrain_report``: what pre-training bought (``report_pretraining``),
+    logged to the training run."""
+    import torch
+
+    from components.core import tracking
+    from components.train.models import build_net, load_net
+
+    if not (params.train.pretrain_epochs and params.train.pretrain_report):
+        return Skipped("train.pretrain_report is off (or train.pretrain_epochs is 0)")
+    pretrained, spec = load_net(ws.model_file)
+    torch.manual_seed(params.seed)  # the train stage's start, drawn again
+    start = build_net(spec)
+    train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
+    run_id = read_train_record(ws).run_id
+    with tracking.start_run(ws, experiment=params.data.name, run_name=f"train-{spec.family}",
+                            run_id=run_id) as run:  # fmt: skip
+        return report_pretraining(spec, start, pretrained, params, ws, train, val, run)
+
+
+@dataclass(frozen=True)
+class PretrainingReport:
+    gain: dict[str, float]  # with pre-training minus without, on the val split
+    report: Path
+
+    def summary(self) -> str:
+        f1, accuracy = (100 * self.gain[k] for k in ("val_macro_f1", "val_accuracy"))
+        return (f"pre-training bought {f1:+.2f} points of val macro F1 and {accuracy:+.2f} of"
+                f" val accuracy; {self.report}")  # fmt: skip
+
+
+def report_pretraining(spec, twin, pretrained, params: Params, ws: Workspace, train, val,
+                       run) -> PretrainingReport:  # fmt: skip
+    """What pre-training bought: the same encoder from the same start (``twin``) fine-tuned
+    without it (same data, epochs and seed), both scored on the val split;
+    ``reports/pretraining.json`` and ``pretraining.*`` metrics of the training run."""
     from sklearn.metrics import f1_score
 
     from components.core.predict import torch_predictor
-    from components.train.models import build_net
 
-    twin = build_net(spec)
-    twin.load_state_dict(start)
-    log.info(f"pre-training report: fine-tuning the same {spec.kind} without pre-training")
+    log.info(f"pre-training report: fine-tuning the same {spec.family} without pre-training")
     plain = fit(twin, params.train, params.seed, train, val).net
     y, scores = np.asarray(val.y), {}
     for side, net in (("with", pretrained), ("without", plain)):
@@ -157,7 +198,7 @@ def report_pretraining(spec, start: dict, pretrained, params: Params, ws: Worksp
     log.info(f"pre-training bought {100 * gain['val_macro_f1']:+.2f} points of val macro F1"
              f" ({scores['without']['val_macro_f1']:.4f} -> {scores['with']['val_macro_f1']:.4f})"
              f" and {100 * gain['val_accuracy']:+.2f} of val accuracy")  # fmt: skip
-    return report
+    return PretrainingReport(gain, ws.report("pretraining.json"))
 
 
 def tensorboard_dir(ws: Workspace, name: str, run_id: str) -> Path:
@@ -170,7 +211,7 @@ def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, lo
     to fill in masked tokens of the training texts and ``data.text.unlabelled``, no labels
     used; ``run`` (rank zero) tracks it as ``pretrain/*`` metrics."""
     epochs = params.train.pretrain_epochs
-    if spec.kind != "transformer" or not epochs:
+    if not epochs or not families.get(spec.family).masked_lm:
         return
     from components.core.kinds.texts import read_unlabelled
     from components.prepare import tokenizer as tok
@@ -183,7 +224,7 @@ def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, lo
         texts = read_unlabelled(ws.root / extra, params.data.text.text)
         tokenizer = tok.load(ws.prepared / meta["text"]["tokenizer"])
         ids = np.concatenate([ids, tok.encode(tokenizer, texts, meta["text"]["max_length"])[0]])
-    log.info(f"pre-training {spec.kind} as a masked language model on {len(ids)} texts"
+    log.info(f"pre-training {spec.family} as a masked language model on {len(ids)} texts"
              f" ({len(ids) - len(train)} unlabelled) for {epochs} epochs")  # fmt: skip
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -192,7 +233,7 @@ def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, lo
 
     cfg = params.train.model_copy(update={"epochs": epochs, "early_stopping_patience": 0})
     logs = None if logs is None else logs.with_name(logs.name + "-pretrain")
-    done = pretrain(net, cfg, params.seed, ids, np.asarray(val.x), Masking(spec.vocab_size),
+    done = pretrain(net, cfg, params.seed, ids, np.asarray(val.x), Masking(spec.data.vocab_size),
                     on_epoch, logs)  # fmt: skip
     net.load_state_dict(done.net.state_dict())
     if run is not None:

@@ -81,8 +81,8 @@ def with_values(params: Params, values: dict[str, object]) -> Params:
     for dotted, value in values.items():
         *sections, key = dotted.split(".")
         target = raw
-        for section in sections:
-            target = target[section]
+        for section in sections:  # a family section absent from params: its defaults below
+            target = target.setdefault(section, {})
         target[key] = value
     return parse_params(raw, source="sweep")
 
@@ -196,8 +196,11 @@ def close_sweep(params: Params, ws: Workspace, study: Study) -> SweepResult:
     parent.log_params({f"best.{k}": v for k, v in best.params.items()})
     nested: dict[str, dict] = {}
     for dotted, value in best.params.items():
-        section, key = dotted.split(".", 1)
-        nested.setdefault(section, {})[key] = value
+        *sections, key = dotted.split(".")
+        target = nested
+        for section in sections:  # train.cnn.width -> train: {cnn: {width: ...}}
+            target = target.setdefault(section, {})
+        target[key] = value
     best_file = ws.root / "best_params.yaml"
     best_file.write_text(
         f"# Best of {len(done.trials)} trials (val/acc {best.value:.4f});"

@@ -199,45 +199,34 @@ def one_device(cfg: TrainConfig, **update) -> TrainConfig:
 
 
 def net_spec(params: Params, meta: dict, train: Split):
-    """The network for this data: a CNN for images and an MLP for tables, unless params say."""
-    from components.train.models import NetSpec
+    """The network for this data: the family ``train.model`` names (``auto``: the data kind's
+    own), sized by its section ``train.<family>``, fed the data's shape and statistics."""
+    from components.core import families
+    from components.core.kinds import kind as data_kind
 
-    cfg = params.train
-    auto = {"image": "cnn", "tabular": "mlp", "text": "transformer"}[meta["kind"]]
-    kind = cfg.model if cfg.model != "auto" else auto
-    if kind in ("cnn", "resnet") and meta["kind"] != "image":
-        raise ValueError(f"train.model: {kind!r} needs image data; use {auto!r} or 'auto'")
-    if (kind == "transformer") != (meta["kind"] == "text"):
-        raise ValueError(f"train.model: {kind!r} does not read {meta['kind']} data; use {auto!r}"
-                         " or 'auto'")  # fmt: skip
-    pixel_max = pixel_scale(params, meta) or 1.0
-    mean = std = fill = ()
-    if meta["kind"] == "tabular":
+    cfg, data_kind_ = params.train, data_kind(meta["kind"])
+    name = cfg.model if cfg.model != "auto" else data_kind_.family
+    family = families.get(name)
+    if data_kind_.name not in family.reads:
+        raise ValueError(f"train.model: {name!r} reads {' or '.join(family.reads)} data, not"
+                         f" {meta['kind']}; use {data_kind_.family!r} or 'auto'")  # fmt: skip
+    fill = mean = std = ()
+    if meta.get("schema"):  # a table's encoding: the net imputes and standardises itself
         fill = tuple(float(v) for v in meta["schema"].get("feature_fill") or [])
         x = train.x if not fill else np.where(np.isnan(train.x), np.float32(fill), train.x)
         mean = tuple(float(v) for v in np.nanmean(x, axis=0))
         std = tuple(float(v) for v in np.nanstd(x, axis=0))
-    return NetSpec(
-        kind=kind,
+    data = families.DataSpec(
+        kind=meta["kind"],
         input_shape=tuple(meta["input_shape"]),
         num_classes=len(meta["classes"]),
-        conv_width=cfg.width,
-        hidden=cfg.hidden,
-        mlp_layers=tuple(cfg.mlp_layers),
-        resnet_blocks=tuple(cfg.resnet_blocks),
-        dropout=cfg.dropout,
-        pixel_max=float(pixel_max),
+        pixel_max=float(pixel_scale(params, meta) or 1.0),
         feature_mean=mean,
         feature_std=std,
         feature_fill=fill,
-        **(text_sizes(cfg, meta) if kind == "transformer" else {}),
+        vocab_size=int((meta.get("text") or {}).get("vocab_size", 0)),
     )
-
-
-def text_sizes(cfg: TrainConfig, meta: dict) -> dict:
-    """A transformer's NetSpec fields: the tokenizer's vocabulary, depth, heads, pooling."""
-    return {"vocab_size": int(meta["text"]["vocab_size"]), "depth": cfg.depth,
-            "heads": cfg.heads, "pooling": cfg.pooling}  # fmt: skip
+    return families.NetSpec(name, data, cfg.net(name), cfg.dropout)
 
 
 def global_rank() -> int:

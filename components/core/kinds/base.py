@@ -23,6 +23,7 @@ class DataKind:
     route: ClassVar[str]  # the service's endpoint that takes it
     batch_format: ClassVar[str]  # how an accepted batch of it is stored: arrays or table
     row_table: ClassVar[bool]  # its samples are the rows of a table (a frame to gate by row)
+    family: ClassVar[str]  # the model family train.model: auto trains on it
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         """An accepted batch's data, read as the reference data of this kind was."""

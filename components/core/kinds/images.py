@@ -169,6 +169,7 @@ def read_arrays(path: Path, pixel_max: float, max_bytes: int | None = None) -> R
 
 class Images(DataKind):
     name, noun, route, batch_format, row_table = "image", "images", "/predict", "arrays", False
+    family = "cnn"
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         folder = batch.folder

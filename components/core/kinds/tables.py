@@ -211,6 +211,7 @@ def synthetic_rows(cfg: SyntheticSource, seed: int) -> RawData:
 
 class Tables(DataKind):
     name, noun, route, batch_format, row_table = "tabular", "rows", "/predict_rows", "table", True
+    family = "mlp"
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         folder = batch.folder

@@ -60,6 +60,7 @@ def read_unlabelled(path: Path, text: str) -> list[str]:
 
 class Texts(DataKind):
     name, noun, route, batch_format, row_table = "text", "texts", "/predict_text", "table", True
+    family = "transformer"
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         if batch.format != "table":

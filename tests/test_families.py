@@ -1,0 +1,140 @@
+"""Model families as plug-ins: the registry, each family's own section of params.yaml, and a
+family defined in the test folder (``tests/families/tiny.py``) taken through the whole loop
+without a line of ``components/`` knowing it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from components.core import families
+from components.core.config import ParamsError, load_params, parse_params
+from components.core.families import DataSpec, NetSpec
+from components.train.models import build_net, load_net, save_net
+from tests.helpers import REPO, looped, post, repo_params, served
+
+TINY = "tests.families.tiny"
+DIGITS = DataSpec("image", (8, 8), 10, pixel_max=16.0)
+
+
+def test_the_built_in_families_are_known_and_an_unknown_one_is_named_with_them():
+    assert {"cnn", "mlp", "resnet", "transformer"} <= set(families.names())
+    with pytest.raises(ValueError, match="unknown model family 'lstm'; known: cnn, mlp"):
+        families.get("lstm")
+
+
+@pytest.mark.parametrize(
+    ("train", "said"),
+    [
+        ({"families": [TINY], "tiny": {"hidden": 0}}, "train.tiny: hidden 0: each from 1 to 512"),
+        ({"families": [TINY], "tiny": {"hiden": 3}}, "train.tiny.hiden: unknown key"),
+        ({"families": [TINY], "tiny": {"hidden": "many"}}, "train.tiny.hidden: Input should be"),
+        ({"model": "tiny"}, "train.model: unknown model family 'tiny'"),
+        ({"families": ["no.such.module"]}, "train.families: cannot import 'no.such.module'"),
+        ({"families": ["json"]}, "train.families: json declares no FAMILY"),
+        ({"width": 32}, "train.width: moved to train.cnn.width"),
+        ({"transformer": {"width": 30}}, "train.transformer: width 30 is not a multiple of heads"),
+    ],
+)
+def test_a_wrong_family_section_fails_at_load_naming_its_key(train, said):
+    with pytest.raises(ParamsError) as err:
+        parse_params({"train": train})
+    assert said in str(err.value)
+
+
+def test_a_family_section_is_typed_dumped_and_searchable():
+    params = parse_params({"train": {"families": [TINY], "model": "tiny", "tiny": {"hidden": 24},
+                                     "mlp": {"layers": [8, 4]}}})  # fmt: skip
+    assert params.train.net("tiny").hidden == 24
+    assert params.train.net("mlp").layers == (8, 4)  # tuples: frozen, as JSON gives them back
+    assert params.train.net("cnn").width == 32  # a section not written: the family's defaults
+    assert params.flat()["train.tiny.hidden"] == 24  # MLflow's params, one per key
+    dumped = params.model_dump(by_alias=True)
+    assert dumped["train"]["mlp"] == {"layers": [8, 4]}
+    assert parse_params(dumped) == params and parse_params(dumped).digest() == params.digest()
+    other = parse_params({**dumped, "train": {**dumped["train"], "tiny": {"hidden": 25}}})
+    assert other.digest() != params.digest()  # a family's size is part of the run's identity
+
+
+def test_a_family_module_in_the_workspace_folder_is_found_from_its_params_file(tmp_path):
+    source = (REPO / "tests" / "families" / "tiny.py").read_text()
+    (tmp_path / "my_family.py").write_text(source.replace('name="tiny"', 'name="mine"'))
+    (tmp_path / "params.yaml").write_text(
+        "train:\n  families: [my_family]\n  model: mine\n  mine: {hidden: 5}\n"
+    )
+    params = load_params(tmp_path / "params.yaml")
+    assert params.train.model == "mine" and params.train.net("mine").hidden == 5
+    assert families.get("mine").module == "my_family"
+
+
+def test_an_outside_family_builds_saves_and_loads_back_by_its_module(tmp_path):
+    families.load([TINY])
+    spec = NetSpec.of("tiny", DIGITS, dropout=0.0, hidden=12)
+    net = build_net(spec).eval()
+    save_net(net, spec, tmp_path / "model.pt")
+    blob = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert blob["spec"]["module"] == TINY and blob["spec"]["options"] == {"hidden": 12}
+    again, loaded = load_net(tmp_path / "model.pt")
+    assert loaded == spec
+    x = torch.rand(3, 8, 8) * 16
+    with torch.no_grad():
+        assert torch.equal(again(x), net(x))
+
+
+def test_a_weights_file_from_before_families_still_loads(tmp_path):
+    old = {"kind": "cnn", "input_shape": [8, 8], "num_classes": 10, "conv_width": 8,
+           "hidden": 16, "mlp_layers": [256, 128], "resnet_blocks": [2, 2, 2], "dropout": 0.0,
+           "pixel_max": 16.0, "feature_mean": [], "feature_std": [], "feature_fill": [],
+           "vocab_size": 0, "depth": 2, "heads": 4, "pooling": "cls"}  # fmt: skip
+    spec = NetSpec.from_dict(old)
+    assert spec == NetSpec.of("cnn", DIGITS, dropout=0.0, width=8, hidden=16)
+
+
+def test_a_family_that_does_not_read_the_data_kind_is_refused_naming_the_right_one(tmp_path):
+    from components.core.paths import Workspace
+    from components.prepare.stage import prepare_stage
+    from components.train.trainer import net_spec
+    from tests.helpers import small_params
+
+    ws = Workspace(tmp_path)
+    params = small_params(train={"model": "transformer"})
+    prepare_stage(params, ws)
+    meta = json.loads((ws.prepared / "meta.json").read_text())
+    with pytest.raises(ValueError, match="'transformer' reads text data, not image; use 'cnn'"):
+        net_spec(params, meta, None)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_family_from_the_test_folder_goes_through_the_whole_loop(tmp_path):
+    """train, register, compress (ONNX, from the family's own export declaration), package
+    and serve: the served answers are the registered model's."""
+    from components.core.predict import load_registered
+    from components.core.splits import load_split
+
+    raw = repo_params()
+    raw["train"].update(families=[TINY], model="tiny", tiny={"hidden": 32}, epochs=15)
+    raw["compress"].update(variants=["dynamic-int8", "onnx", "onnx-int8"], latency_repeats=20,
+                           choose="fastest")  # fmt: skip
+    raw["register"]["model_name"] = "tiny-digits"
+    with looped(tmp_path / "ws", raw) as (ws, state):
+        assert state.is_completed(), state.message
+        summary = state.result()
+        trained = json.loads(ws.train_record.read_text())
+        assert trained["val_accuracy"] > 0.9  # a real model of the digits, not noise
+        assert summary.registration.family == "network" and summary.registration.decision.promote
+        report = (ws.reports / "compression.md").read_text()
+        assert "| onnx | onnx |" in report and "| onnx-int8 | onnx |" in report
+        assert "distilled" not in report  # the family makes no student: none is built
+        run = load_net(ws.model_file)[1]
+        assert run.family == "tiny" and run.options.hidden == 32
+
+        test = load_split(ws.prepared, "test")
+        bento = summary.bento
+        registered = load_registered(f"models:/{bento.model_name}/{bento.model_version}")
+        with served(bento.bento_tag, tmp_path / "log.sqlite") as (port, _):
+            status, answer = post(port, json.dumps({"images": test.x[:16].tolist()}).encode())
+        assert status == 200, answer
+        served_proba = np.asarray([p["probabilities"] for p in answer["predictions"]])
+        np.testing.assert_allclose(served_proba, registered(test.x[:16]), atol=1e-5)
