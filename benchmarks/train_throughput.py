@@ -38,11 +38,16 @@ def load_settings():
     except ModuleNotFoundError:  # a bare GPU machine
         import yaml
 
+        from components.core import families  # the standard library only
+
         raw = yaml.safe_load((ROOT / "params.yaml").read_text())
         sections = {"gate": raw["validate"], "train": raw["train"], "data": raw["data"]}
-        return SimpleNamespace(seed=raw["seed"], **{
+        settings = SimpleNamespace(seed=raw["seed"], **{
             key: SimpleNamespace(**values) for key, values in sections.items()
         })  # fmt: skip
+        # what TrainConfig.net gives: the family's section of params.yaml, as its config
+        settings.train.net = lambda name: families.get(name).options(raw["train"].get(name))
+        return settings
     return load_params(ROOT / "params.yaml")
 
 
