@@ -65,7 +65,7 @@ def trained(overrides: dict, root: Path, seed: int | None = None):
     from components.prepare.stage import prepare
     from components.train.models import build_net
     from components.train.sweep import with_values
-    from components.train.trainer import fit, net_spec
+    from components.train.trainer import net_spec, train_classifier
 
     repo = Path(__file__).resolve().parent.parent
     # The stage's own timing is replaced by the alternating rounds below: keep it short.
@@ -81,7 +81,7 @@ def trained(overrides: dict, root: Path, seed: int | None = None):
     spec = net_spec(params, meta, train)
     net = build_net(spec)
     with contextlib.redirect_stdout(io.StringIO()):  # epoch lines
-        fit(net, params.train, params.seed, train, val)
+        train_classifier(net, params.train, params.seed, train, val)
     return params, ws, test, net.cpu().eval(), spec
 
 

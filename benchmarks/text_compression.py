@@ -60,9 +60,11 @@ def main() -> None:
         token_counts,
         train_tokenizer,
     )
+    from components.train.data import SplitData
     from components.train.families.transformer import half_depth_start
     from components.train.models import Probabilities, build_net
-    from components.train.trainer import Teacher, fit
+    from components.train.objectives import Distill, Optimizer
+    from components.train.trainer import Fitting, fit, train_classifier
 
     setup_logging()
     frame = pd.read_csv(SMS, dtype=str, keep_default_na=False).drop_duplicates("text")
@@ -78,14 +80,15 @@ def main() -> None:
     data = DataSpec("text", (length,), 2, vocab_size=tokenizer.get_vocab_size())
     spec = NetSpec.of("transformer", data, 0.1, width=128, depth=4, heads=4)
     fit_train, fit_val = Split(ids["train"], y[train]), Split(ids["val"], y[val])
-    teacher = fit(build_net(spec), cfg, 42, fit_train, fit_val).net
+    teacher = train_classifier(build_net(spec), cfg, 42, fit_train, fit_val).net
     small = student_spec(spec, parse_params({}).compress.distill)
     student = build_net(small)
     student.load_state_dict(half_depth_start(teacher, small))
     soft = teacher_logits(teacher, ids["train"])
     student_cfg = cfg.model_copy(update={"epochs": max(1, args.epochs // 3)})
-    student = fit(student, student_cfg, 42, fit_train, fit_val,
-                  teacher=Teacher(soft, 4.0, 0.7)).net  # fmt: skip
+    data = SplitData(fit_train, fit_val, student_cfg.batch_size, 42, extra=soft)
+    student = fit(Distill(student, Optimizer.of(student_cfg), 4.0, 0.7), data,
+                  Fitting(student_cfg, 42)).net  # fmt: skip
 
     torch.set_num_threads(1)
     folder = Path(tempfile.mkdtemp(prefix="mloop-text-compression-"))

@@ -53,9 +53,8 @@ def main() -> None:
 
     from components.core.families import DataSpec, NetSpec
     from components.core.splits import Split
-    from components.train.lightning_module import resolve_precision
     from components.train.models import build_net
-    from components.train.trainer import fit
+    from components.train.trainer import resolve_precision, train_classifier
 
     if not torch.cuda.is_available():
         print("text fsdp: skipped, no GPU (Lightning runs the fsdp strategy on GPUs only)")
@@ -75,7 +74,7 @@ def main() -> None:
                              devices="auto", compile=False)  # fmt: skip
             cfg = with_train(cfg, precision=resolve_precision(cfg))
             start = time.perf_counter()
-            result = fit(copy.deepcopy(base), cfg, 0, Split(x, y), val)
+            result = train_classifier(copy.deepcopy(base), cfg, 0, Split(x, y), val)
             rate = args.samples * args.epochs / (time.perf_counter() - start)
             rates[strategy].append(rate)
             print(

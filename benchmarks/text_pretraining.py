@@ -48,7 +48,8 @@ def main() -> int:
     from components.core.splits import Split, load_meta, load_split
     from components.prepare.stage import prepare_stage
     from components.train.models import build_net
-    from components.train.trainer import Masking, fit, net_spec, pretrain
+    from components.train.objectives import Masking
+    from components.train.trainer import net_spec, pretrain, train_classifier
 
     params = parse_params({
         "data": {"source": "text", "text": {"path": str(SMS)}},
@@ -77,7 +78,7 @@ def main() -> int:
             if side == "with":
                 net = pretrain(net, pre_cfg, seed, np.asarray(train.x), np.asarray(val.x),
                                Masking(spec.vocab_size)).net  # fmt: skip
-            net = fit(net, params.train, seed, labelled, val).net
+            net = train_classifier(net, params.train, seed, labelled, val).net
             seconds = time.perf_counter() - start
             pred = torch_predictor(net)(np.asarray(test.x)).argmax(1)
             f1 = float(f1_score(test.y, pred, pos_label=spam))

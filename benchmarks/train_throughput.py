@@ -139,9 +139,8 @@ def main() -> None:
     from components.core.families import DataSpec, NetSpec
     from components.core.logs import setup_logging
     from components.core.splits import Split
-    from components.train.lightning_module import resolve_precision
     from components.train.models import build_net
-    from components.train.trainer import fit
+    from components.train.trainer import resolve_precision, train_classifier
 
     setup_logging()
     rng = np.random.default_rng(0)
@@ -171,7 +170,7 @@ def main() -> None:
 
     times = {"mloop (Lightning)": [], "plain PyTorch": []}
     for _ in range(args.rounds):  # alternate the sides within every round
-        result = fit(copy.deepcopy(base), cfg, 0, split, tiny)
+        result = train_classifier(copy.deepcopy(base), cfg, 0, split, tiny)
         times["mloop (Lightning)"].append(result.seconds)
         times["plain PyTorch"].append(
             plain_loop(copy.deepcopy(base), cfg, x, y, cfg.epochs, device, 0, tiny)
@@ -210,7 +209,7 @@ def time_to_accuracy() -> float:
     from components.core.splits import Split, split_indices
     from components.evaluate.metrics import score
     from components.train.models import build_net
-    from components.train.trainer import fit, net_spec
+    from components.train.trainer import net_spec, train_classifier
 
     settings = load_settings()
     digits = load_digits()
@@ -228,7 +227,7 @@ def time_to_accuracy() -> float:
         net.train()
         reached.append((epoch, time.perf_counter() - start, acc))
 
-    fit(net, settings.train, settings.seed, train, val, on_epoch=check)
+    train_classifier(net, settings.train, settings.seed, train, val, on_epoch=check)
     first = next(((e, t, a) for e, t, a in reached if a >= 0.98), None)
     final = reached[-1]
     print(f"\ntime-to-accuracy (default digits config, {settings.train.epochs} epochs):")

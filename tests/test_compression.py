@@ -189,7 +189,7 @@ def test_by_default_the_compression_epochs_follow_the_training_run():
 
 
 def test_the_distillation_loss_follows_the_teacher():
-    from components.train.lightning_module import Distiller, distillation_loss
+    from components.train.objectives import Distill, Optimizer, distillation_loss
 
     g = torch.Generator().manual_seed(0)
     student, labels = torch.randn(8, 10, generator=g), torch.randint(0, 10, (8,), generator=g)
@@ -206,7 +206,7 @@ def test_the_distillation_loss_follows_the_teacher():
     # The Lightning module's step reads the teacher's logits from the batch.
     spec = NetSpec.of("mlp", DIGITS, layers=(16,))
     torch.manual_seed(0)
-    module = Distiller(build_net(spec), small_params().train, temperature=4.0, alpha=0.7)
+    module = Distill(build_net(spec), Optimizer(0.01), temperature=4.0, alpha=0.7)
     x = torch.rand(8, 8, 8, generator=g) * 16
     step_a = module.distill_step((x, labels, teacher_a))[1]
     step_b = module.distill_step((x, labels, teacher_b))[1]

@@ -66,7 +66,7 @@ def test_it_learns_sms_spam_from_scratch_through_the_training_loop():
         token_counts,
         train_tokenizer,
     )
-    from components.train.trainer import fit
+    from components.train.trainer import train_classifier
 
     frame = pd.read_csv(SMS, dtype=str, keep_default_na=False).drop_duplicates("text")
     texts, y = frame["text"].to_numpy(), (frame["label"] == "spam").to_numpy().astype(np.int64)
@@ -79,14 +79,15 @@ def test_it_learns_sms_spam_from_scratch_through_the_training_loop():
                                   "dropout": 0.1}}).train  # fmt: skip
     net = build_net(_spec(input_shape=(length,), num_classes=2, width=64,
                           vocab_size=tokenizer.get_vocab_size()))  # fmt: skip
-    result = fit(net, cfg, 42, Split(x_train, y[train]), Split(x_test[:300], y[test][:300]))
+    result = train_classifier(net, cfg, 42, Split(x_train, y[train]),
+                              Split(x_test[:300], y[test][:300]))  # fmt: skip
     with torch.no_grad():
         predicted = result.net(torch.from_numpy(x_test)).argmax(1).numpy()
     assert f1_score(y[test], predicted) > 0.85  # 3 small epochs; the word TF-IDF reference: 0.918
 
 
 def test_bert_masking_touches_only_ordinary_tokens_in_the_right_shares():
-    from components.train.lightning_module import mask_tokens
+    from components.train.objectives import mask_tokens
 
     ids = torch.randint(5, 1000, (400, 64))
     ids[:, 0], ids[:, 40:] = 2, 0  # [CLS] first, padding after 40 tokens
@@ -107,7 +108,8 @@ def test_bert_masking_touches_only_ordinary_tokens_in_the_right_shares():
 def test_masked_language_model_pre_training_learns_the_texts():
     from components.core.config import parse_params
     from components.prepare.tokenizer import encode, train_tokenizer
-    from components.train.trainer import Masking, pretrain
+    from components.train.objectives import Masking
+    from components.train.trainer import pretrain
 
     texts = pd.read_csv(SMS, dtype=str, keep_default_na=False)["text"].drop_duplicates()
     texts = texts.to_numpy()[:2000]
@@ -201,7 +203,7 @@ def test_the_half_depth_student_starts_from_every_other_block_of_its_teacher():
 
 
 def test_text_batches_group_like_lengths_and_cut_the_padding():
-    from components.train.lightning_module import TensorBatches
+    from components.train.data import TensorBatches
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 60, 1000)

@@ -9,7 +9,7 @@ from components.core.splits import load_split
 from components.core.tracking import dvc_hash
 from components.train.models import Probabilities, build_net, load_net
 from components.train.stage import read_train_record
-from components.train.trainer import fit
+from components.train.trainer import train_classifier
 from tests.helpers import small_params
 
 DIGITS = DataSpec("image", (8, 8), 10, pixel_max=16.0)
@@ -48,7 +48,7 @@ def test_fit_is_seeded(trained_ws):
     weights = []
     for _ in range(2):
         torch.manual_seed(params.seed)
-        result = fit(build_net(SPEC), params.train, params.seed, train, val)
+        result = train_classifier(build_net(SPEC), params.train, params.seed, train, val)
         weights.append(result.net.state_dict()["classifier.5.weight"].clone())
         assert len(result.history) == 2 and "val/acc" in result.history[-1]
     assert torch.equal(weights[0], weights[1])
@@ -99,15 +99,16 @@ def test_train_stage_tracks_params_metrics_model_and_lineage(trained_ws, use_sto
 def test_balanced_class_weights_weigh_a_rare_class_up_as_scikit_learn_does():
     from sklearn.utils.class_weight import compute_class_weight
 
-    from components.train.lightning_module import Classifier
+    from components.train.objectives import classify
 
     y = np.array([0] * 90 + [2] * 10)  # class 1 is missing from the training labels
-    module = Classifier(torch.nn.Identity(), small_params().train, np.bincount(y))
+    balanced = small_params(train={"class_weights": "balanced"}).train
+    module = classify(torch.nn.Identity(), balanced, y)
     logits = torch.zeros(4, 3)
     weight = module._class_weight(logits).numpy()
     expected = compute_class_weight("balanced", classes=np.array([0, 2]), y=y)
     assert weight[[0, 2]] == pytest.approx(expected) and weight[1] == 1.0
-    assert Classifier(torch.nn.Identity(), small_params().train)._class_weight(logits) is None
+    assert classify(torch.nn.Identity(), small_params().train, y)._class_weight(logits) is None
 
 
 def test_fit_with_balanced_weights_finds_more_of_a_rare_class():
@@ -123,7 +124,7 @@ def test_fit_with_balanced_weights_finds_more_of_a_rare_class():
     for weights in ("none", "balanced"):
         params = small_params(train={"model": "mlp", "epochs": 5, "class_weights": weights})
         net = build_net(NetSpec.of("mlp", DataSpec("tabular", (4,), 2), layers=(16,)))
-        fit(net, params.train, 0, train, val)
+        train_classifier(net, params.train, 0, train, val)
         with torch.no_grad():
             predicted = net(torch.from_numpy(val.x)).argmax(1).numpy()
         recall[weights] = (predicted[val.y == 1] == 1).mean()

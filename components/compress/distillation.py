@@ -22,7 +22,6 @@ import numpy as np
 
 from components.core import families
 from components.core.splits import Split
-from components.train.trainer import Teacher
 
 if TYPE_CHECKING:  # types only
     from components.core.config import DistillConfig, Params
@@ -71,8 +70,10 @@ def train_students(
     import torch
 
     from components.compress.pruning import parameter_count
+    from components.train.data import SplitData
     from components.train.models import build_net
-    from components.train.trainer import fit, one_device
+    from components.train.objectives import Distill, Optimizer
+    from components.train.trainer import Fitting, fit, one_device, train_classifier
 
     cfg = params.compress.distill
     spec = student_spec(teacher_spec, cfg)
@@ -96,16 +97,22 @@ def train_students(
         "learning_rate": cfg.learning_rate, "seed": params.seed,
     }  # fmt: skip
     nets, vals = {}, {}
-    trainings = [("distill", Teacher(soft, cfg.temperature, cfg.alpha))]
-    trainings += [("student-baseline", None)] if with_baseline else []
-    for name, mentor in trainings:
+    trainings = ["distill"] + (["student-baseline"] if with_baseline else [])
+    for name in trainings:
         net = build_net(spec)
         net.load_state_dict(start)
-        run_params = logged if mentor else {**logged, "alpha": 0.0, "temperature": None}
+        taught = name == "distill"
+        run_params = logged if taught else {**logged, "alpha": 0.0, "temperature": None}
         context = track(name, run_params) if track else contextlib.nullcontext()
         with context as run:
             on_epoch = run.log_epoch if run is not None else None
-            result = fit(net, train_cfg, params.seed, train, val, on_epoch, teacher=mentor)
+            if taught:  # the teacher's logits ride along with each training batch
+                student = Distill(net, Optimizer.of(train_cfg), cfg.temperature, cfg.alpha)
+                data = SplitData(train, val, train_cfg.batch_size, params.seed, extra=soft)
+                result = fit(student, data, Fitting(train_cfg, params.seed, on_epoch))
+            else:
+                result = train_classifier(net, train_cfg, params.seed, train, val,
+                                          on_epoch=on_epoch)  # fmt: skip
             vals[name] = result.history[-1]["val/acc"]
             if run is not None:
                 run.log_metrics({"final_val_acc": vals[name]})

@@ -141,7 +141,7 @@ def fine_tuner(cfg: TrainConfig, seed: int, train: Split, val: Split):
     split as the pruned ones did: fine-tuning a barely-hurt net can make it worse.
     """
     from components.core.predict import torch_predictor
-    from components.train.trainer import fit
+    from components.train.trainer import train_classifier
 
     def val_accuracy(net) -> float:
         return float((torch_predictor(net.eval())(val.x).argmax(1) == val.y).mean())
@@ -151,7 +151,7 @@ def fine_tuner(cfg: TrainConfig, seed: int, train: Split, val: Split):
         if cfg.epochs == 0:
             return
         before, state = val_accuracy(net), copy.deepcopy(net.state_dict())
-        fit(net.train(), cfg, seed, train, val)
+        train_classifier(net.train(), cfg, seed, train, val)
         net.cpu().eval()
         if val_accuracy(net) < before:
             net.load_state_dict(state)

@@ -17,7 +17,9 @@ from components.core.splits import load_meta, load_split
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params
 from components.train.baseline import train_baseline
-from components.train.trainer import fit, global_rank, net_spec
+from components.train.data import SplitData
+from components.train.objectives import classify
+from components.train.trainer import Fitting, fit, global_rank, net_spec, train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,15 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
     if global_rank() != 0:  # a DDP worker: train, and leave tracking and files to rank zero
         if not resume:
             pretrain_texts(net, spec, params, ws, train, val, None, None)
-        result = fit(net, params.train, params.seed, train, val, None, ws.checkpoints, resume_from)
+        result = train_classifier(
+            net,
+            params.train,
+            params.seed,
+            train,
+            val,
+            checkpoint_dir=ws.checkpoints,
+            resume_from=resume_from,
+        )
         return TrainResult(ws.model_file, "", "", float("nan"), result.epochs, result.seconds,
                            result.device)  # fmt: skip
 
@@ -94,10 +104,10 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
             pretrain_texts(net, spec, params, ws, train, val, run, logs)
         what = f"{spec.family} on {len(train)} samples for {params.train.epochs} epochs"
         log.info(f"resuming {what} from {last}" if resume else f"training {what}")
-        result = fit(
-            net, params.train, params.seed, train, val, run.log_epoch, ws.checkpoints, resume_from,
-            log_dir=logs,
-        )  # fmt: skip
+        cfg = params.train
+        run_fit = Fitting(cfg, params.seed, run.log_epoch, ws.checkpoints, resume_from, logs)
+        result = fit(classify(net, cfg, train.y), SplitData(train, val, cfg.batch_size,
+                                                            params.seed), run_fit)  # fmt: skip
         run.set_tags({"device": result.device})
         run.log_metrics({"train_seconds": result.seconds})
         ws.models.mkdir(parents=True, exist_ok=True)
@@ -182,7 +192,7 @@ def report_pretraining(spec, twin, pretrained, params: Params, ws: Workspace, tr
     from components.core.predict import torch_predictor
 
     log.info(f"pre-training report: fine-tuning the same {spec.family} without pre-training")
-    plain = fit(twin, params.train, params.seed, train, val).net
+    plain = train_classifier(twin, params.train, params.seed, train, val).net
     y, scores = np.asarray(val.y), {}
     for side, net in (("with", pretrained), ("without", plain)):
         pred = torch_predictor(net)(np.asarray(val.x)).argmax(1)
@@ -215,7 +225,8 @@ def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, lo
         return
     from components.core.kinds.texts import read_unlabelled
     from components.prepare import tokenizer as tok
-    from components.train.trainer import Masking, pretrain
+    from components.train.objectives import Masking
+    from components.train.trainer import pretrain
 
     meta = load_meta(ws.prepared)
     ids = np.asarray(train.x)

@@ -143,7 +143,7 @@ def run_trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOu
 
     from components.core import tracking
     from components.train.models import build_net
-    from components.train.trainer import fit, net_spec
+    from components.train.trainer import net_spec, train_classifier
 
     torch.set_num_threads(study.threads)
     meta = load_meta(ws.prepared)
@@ -166,7 +166,8 @@ def run_trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOu
         torch.manual_seed(params.seed)
         net = build_net(net_spec(trial_params, meta, train))
         try:
-            result = fit(net, trial_params.train, params.seed, train, val, report)
+            result = train_classifier(net, trial_params.train, params.seed, train, val,
+                                      on_epoch=report)  # fmt: skip
         except optuna.TrialPruned:  # a pruned trial is no failed run
             state = "PRUNED"
         else:

@@ -1,8 +1,10 @@
-"""The training loop: fit a network with PyTorch Lightning.
+"""The training loop: ``fit(objective, data, Fitting)`` with PyTorch Lightning.
 
-``fit`` needs only torch, lightning and numpy, so it runs on a bare GPU machine
-(``benchmarks/gpu_check.sh``); the pruning fine-tuner, the distillation students
-and the sweep trials train through it too.
+The objective (``objectives.py``: classify, distill, masked LM) holds the network and its
+optimizer; the data module (``data.py``) holds the batches; ``Fitting`` says how the run
+goes. ``fit`` needs only torch, lightning and numpy, so it runs on a bare GPU machine
+(``benchmarks/gpu_check.sh``); the pruning fine-tuner, the distillation students and the
+sweep trials train through it too.
 """
 
 from __future__ import annotations
@@ -33,79 +35,44 @@ class FitResult:
 
 
 @dataclass(frozen=True)
-class Teacher:
-    """What a student learns from: the teacher's logits for every training sample,
-    computed once (``components.distillation.teacher_logits``), and the loss mix."""
+class Fitting:
+    """How one fit runs: the trainer's settings in ``cfg`` (epochs, devices, strategy,
+    precision, clipping, accumulation, early stopping, batch caps), the seed, and where the
+    run reports and writes (each epoch's metrics, checkpoints to resume from, TensorBoard)."""
 
-    logits: np.ndarray  # (n_train, classes), float32, in the order of the training split
-    temperature: float
-    alpha: float  # share of the loss on the softened teacher outputs
-
-
-@dataclass(frozen=True)
-class Masking:
-    """Masked-language-model pre-training (BERT's): which tokens, and what masks them."""
-
-    vocab_size: int
-    mask_id: int = 4  # components.prepare.tokenizer: [PAD] [UNK] [CLS] [SEP] [MASK] are 0..4
-    first_token: int = 5  # ids below are special: never masked
-    rate: float = 0.15
+    cfg: TrainConfig
+    seed: int
+    on_epoch: EpochHook | None = None
+    checkpoint_dir: Path | None = None  # last.ckpt, written every epoch
+    resume_from: Path | None = None  # a checkpoint to continue, to the same number of epochs
+    log_dir: Path | None = None  # Lightning's TensorBoard logger writes here (mloop tensorboard)
 
 
-def fit(
-    net,
-    cfg: TrainConfig,
-    seed: int,
-    train: Split,
-    val: Split,
-    on_epoch: EpochHook | None = None,
-    checkpoint_dir: Path | None = None,
-    resume_from: Path | None = None,
-    teacher: Teacher | None = None,
-    masking: Masking | None = None,
-    log_dir: Path | None = None,
-) -> FitResult:
-    """Train ``net`` on ``train``, validating on ``val`` after every epoch.
-
-    With ``checkpoint_dir`` a checkpoint (``last.ckpt``) is written every epoch;
-    ``resume_from`` continues from one, to the same number of epochs. With a
-    ``teacher`` the net is distilled: its training batches carry the teacher's
-    cached logits and the loss mixes them with the labels. With ``masking`` a text
-    encoder is pre-trained instead, as a masked language model (``pretrain``). With
-    ``log_dir`` Lightning's TensorBoard logger writes there too (``mloop tensorboard``).
-    """
+def fit(module, data, run: Fitting) -> FitResult:
+    """Train ``module`` (an objective: ``components.train.objectives``) on ``data`` (a
+    LightningDataModule: ``components.train.data.SplitData``), validating after every epoch."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from components.core.logs import quiet_libraries
-    from components.train import lightning_module as lit
+    from components.train.callbacks import EpochReporter
 
+    cfg = run.cfg
     quiet_libraries()
-    L.seed_everything(seed, workers=True, verbose=False)
+    L.seed_everything(run.seed, workers=True, verbose=False)
     history: list[dict[str, float]] = []
 
     def record(epoch: int, metrics: dict[str, float]) -> None:
         history.append({"epoch": epoch, **metrics})
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
+        if run.on_epoch is not None:
+            run.on_epoch(epoch, metrics)
 
-    callbacks: list = [lit.EpochReporter(cfg.epochs, record)]
-    soft = None if teacher is None else teacher.logits
-    if soft is not None and len(soft) != len(train.y):
-        raise ValueError(f"teacher logits for {len(soft)} samples, training split has"
-                         f" {len(train.y)}")  # fmt: skip
-    if lit.distributed(cfg) or not lit.fits_on_device(train.x, cfg):
-        train_data = lit.loader(train.x, train.y, cfg.batch_size, True, seed, soft)
-        val_data = lit.loader(val.x, val.y, 512, shuffle=False, seed=seed)
-    else:  # the whole split on the device: no loader overhead at all
-        train_data = lit.TensorBatches(train.x, train.y, cfg.batch_size, True, seed, soft)
-        val_data = lit.TensorBatches(val.x, val.y, 512, shuffle=False, seed=seed)
-        callbacks.append(lit.FeedBatches(train_data, val_data))
-    if checkpoint_dir is not None:
+    callbacks: list = [EpochReporter(cfg.epochs, record)]
+    if run.checkpoint_dir is not None:
         callbacks.append(
             ModelCheckpoint(  # overwritten each epoch: the latest state, to resume from
-                dirpath=checkpoint_dir,
+                dirpath=run.checkpoint_dir,
                 filename="last",
                 save_top_k=1,
                 every_n_epochs=1,
@@ -121,12 +88,12 @@ def fit(
         devices=cfg.devices,
         strategy=cfg.strategy,
         num_nodes=cfg.num_nodes,
-        precision=lit.resolve_precision(cfg),
+        precision=resolve_precision(cfg),
         gradient_clip_val=cfg.gradient_clip or None,
         accumulate_grad_batches=cfg.accumulate_grad_batches,
         deterministic=cfg.deterministic,
-        logger=tensorboard_logger(log_dir),
-        enable_checkpointing=checkpoint_dir is not None,
+        logger=tensorboard_logger(run.log_dir),
+        enable_checkpointing=run.checkpoint_dir is not None,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -134,26 +101,38 @@ def fit(
         limit_val_batches=cfg.limit_batches or 1.0,
         callbacks=callbacks,
     )
-    if masking is not None:
-        module = lit.MaskedLM(net, cfg, masking)
-    elif teacher is None:
-        counts = np.bincount(train.y) if cfg.class_weights == "balanced" else None
-        module = lit.Classifier(net, cfg, counts)
-    else:
-        module = lit.Distiller(net, cfg, teacher.temperature, teacher.alpha)
     start = time.perf_counter()
-    trainer.fit(
-        module,
-        train_dataloaders=train_data,
-        val_dataloaders=val_data,
-        ckpt_path=str(resume_from) if resume_from else None,
-    )
+    trainer.fit(module, datamodule=data,
+                ckpt_path=str(run.resume_from) if run.resume_from else None)  # fmt: skip
     seconds = time.perf_counter() - start
     device = str(trainer.strategy.root_device)
     if device.startswith("cuda"):
         device = f"{device} ({torch.cuda.get_device_name(trainer.strategy.root_device)})"
     net = module.net.to(memory_format=torch.contiguous_format).cpu().eval()
     return FitResult(net, history, seconds, device, epochs=trainer.current_epoch)
+
+
+def train_classifier(net, cfg: TrainConfig, seed: int, train: Split, val: Split,
+                     **fitting) -> FitResult:  # fmt: skip
+    """The usual fit: ``net`` classifies (``objectives.classify``: ``cfg``'s optimizer and
+    class weights) on ``train``, validated on ``val``; ``fitting``: ``Fitting``'s fields."""
+    from components.train.data import SplitData
+    from components.train.objectives import classify
+
+    data = SplitData(train, val, cfg.batch_size, seed)
+    return fit(classify(net, cfg, train.y), data, Fitting(cfg, seed, **fitting))
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """bf16-mixed on a GPU that supports it, 32-bit everywhere else, unless params say."""
+    import torch
+
+    if cfg.precision != "auto":
+        return cfg.precision
+    wants_gpu = cfg.accelerator in ("auto", "gpu", "cuda")
+    if wants_gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
 
 
 def tensorboard_logger(log_dir: Path | None):
@@ -174,21 +153,19 @@ def tensorboard_logger(log_dir: Path | None):
 
 
 def pretrain(
-    net,
-    cfg: TrainConfig,
-    seed: int,
-    texts: np.ndarray,
-    val_texts: np.ndarray,
-    masking: Masking,
-    on_epoch: EpochHook | None = None,
-    log_dir: Path | None = None,
-) -> FitResult:
+    net, cfg: TrainConfig, seed: int, texts: np.ndarray, val_texts: np.ndarray, masking,
+    on_epoch: EpochHook | None = None, log_dir: Path | None = None,
+) -> FitResult:  # fmt: skip
     """BERT's first step: ``net`` (a text encoder) learns to fill in masked tokens of
     ``texts`` (token ids: the training texts and any unlabelled ones), no labels needed;
-    fine-tuning on the labels follows with ``fit``."""
-    unlabelled = np.zeros(len(texts), np.int64)
-    return fit(net, cfg, seed, Split(texts, unlabelled), Split(val_texts, np.zeros(len(val_texts),
-               np.int64)), on_epoch=on_epoch, masking=masking, log_dir=log_dir)  # fmt: skip
+    fine-tuning on the labels follows with ``train_classifier``."""
+    from components.train.data import SplitData
+    from components.train.objectives import MaskedLM, Optimizer
+
+    unlabelled = [Split(t, np.zeros(len(t), np.int64)) for t in (texts, val_texts)]
+    data = SplitData(*unlabelled, cfg.batch_size, seed)
+    return fit(MaskedLM(net, Optimizer.of(cfg), masking), data,
+               Fitting(cfg, seed, on_epoch, log_dir=log_dir))  # fmt: skip
 
 
 def one_device(cfg: TrainConfig, **update) -> TrainConfig:
