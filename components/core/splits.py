@@ -140,7 +140,7 @@ def write_rows(path: Path, values, idx: np.ndarray, block: int = 8192) -> None:
 
 def pixel_scale(params, meta: dict) -> float | None:
     """The pixel maximum of image data (``validate.pixel_max`` or the source's); None for tables."""
-    if meta["kind"] != "image":
+    if meta.get("pixel_max") is None:  # prepare records a pixel scale for images alone
         return None
     return float(params.gate.pixel_max or meta["pixel_max"])
 

@@ -144,7 +144,7 @@ class Run:
     def log_tokenizer(self, ws: Workspace, meta: dict) -> None:
         """Version a text data set's tokenizer with the model this run logs (its folder
         ``tokenizer/``, where packaging takes it from); other data have none."""
-        if meta["kind"] == "text":
+        if meta.get("text"):  # prepare records a tokenizer for texts alone
             self.log_artifact(ws.prepared / meta["text"]["tokenizer"], "tokenizer")
 
     def end(self, status: str = "FINISHED") -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import Params
+from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.rawdata import RawData
 from components.core.settings import settings
@@ -144,7 +145,8 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
     shape = tuple(meta["input_shape"])
     size = rows["size"].to_numpy()
     blind = size == 0
-    text = meta["kind"] == "text"  # the log keeps each text as UTF-8, of any length
+    kind = data_kind(meta["kind"])
+    text = kind.tokenized  # the log keeps each text as UTF-8, of any length
     other = np.zeros(len(rows), bool) if text else ~blind & (size != int(np.prod(shape)) * 4)
     usable = rows[~blind & ~other].reset_index(drop=True)
     counts = dict(labelled=len(rows), without_inputs=int(blind.sum()), other_shape=int(other.sum()))
@@ -160,7 +162,7 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
         raw = text_rows(usable["inputs"], labels, meta, path)
     else:
         x = np.frombuffer(b"".join(usable["inputs"]), np.float32).reshape(len(usable), *shape)
-        if meta["kind"] == "image":
+        if kind.pixels:
             raw = RawData(kind="image", labels=labels, images=x.copy(),
                           pixel_max=meta["pixel_max"], origin=path)  # fmt: skip
         else:
@@ -184,7 +186,7 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
                              **counts)  # fmt: skip
 
     def write(folder: Path) -> list[str]:
-        if raw.kind == "image":
+        if kind.batch_format == "arrays":
             np.savez(folder / "data.npz", x=x, y=labels)
             return ["data.npz"]
         raw.frame.to_parquet(folder / "rows.parquet", index=False)
@@ -192,7 +194,7 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
 
     try:
         batch = add_batch(
-            ws.batches, ws.batch_lock, write, format="arrays" if raw.kind == "image" else "table",
+            ws.batches, ws.batch_lock, write, format=kind.batch_format,
             source="harvest", origin=str(path), labels=list(labels),
             extra=lambda folder: (folder / REQUEST_IDS).write_text(listing),
         )  # fmt: skip

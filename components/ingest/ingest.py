@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.core.config import Params
+from components.core.kinds import kind as data_kind
 from components.core.kinds.images import IMAGE_SUFFIXES
-from components.core.kinds.sources import read_path
+from components.core.kinds.sources import kind_of_source, read_path, source_of
 from components.core.paths import Workspace
 from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
 from components.core.records import write_json
@@ -74,19 +75,17 @@ class IngestResult:
 
 
 def _kind_fits(raw: RawData, params: Params, path: Path) -> None:
-    source = params.data.source
-    wanted = "tabular" if source == "tabular" or (
-        source == "synthetic" and params.data.synthetic.kind == "tabular") else "image"  # fmt: skip
-    wanted = "text" if source == "text" else wanted
-    if raw.kind != wanted:
+    source, wanted = params.data.source, kind_of_source(params.data)
+    if data_kind(raw.kind) is not wanted:
         what = {"tabular": "a CSV or Parquet table", "image": "images",
                 "text": "a CSV or Parquet file of texts"}  # fmt: skip
         raise IngestError(
-            f"{path}: holds {what[raw.kind]}; data.source {source} takes {what[wanted]}"
+            f"{path}: holds {what[raw.kind]}; data.source {source} takes {what[wanted.name]}"
         )
-    if source == "images" and not Path(path).is_dir():
-        raise IngestError(f"{path}: data.source images takes a folder of class folders")
-    if source in ("digits", "synthetic") and Path(path).is_dir():
+    batch = source_of(params.data).batch
+    if batch == "folder" and not Path(path).is_dir():
+        raise IngestError(f"{path}: data.source {source} takes a folder of class folders")
+    if batch == "arrays" and Path(path).is_dir():
         raise IngestError(f"{path}: data.source {source} takes a .npz of arrays x and y")
 
 
@@ -202,14 +201,15 @@ def _store(path: Path, copy: Path, raw: RawData, result, ws: Workspace, start: f
         if copy.is_dir():  # an image folder: the files the read took
             os.rename(copy, folder / "files")
             return [f"files/{f}" for f in raw.files]
-        target = ("data" if raw.kind == "image" else "rows") + path.suffix.lower()
+        batch_format = data_kind(raw.kind).batch_format
+        target = ("data" if batch_format == "arrays" else "rows") + path.suffix.lower()
         os.rename(copy, folder / target)
         return [target]
 
     left_out = result.rejected_rows
     labels = np.delete(np.asarray(raw.labels, dtype=object), list(left_out)) if left_out else (
         raw.labels)  # fmt: skip
-    fmt = "images" if copy.is_dir() else ("arrays" if raw.kind == "image" else "table")
+    fmt = "images" if copy.is_dir() else data_kind(raw.kind).batch_format
     try:
         batch = add_batch(ws.batches, ws.batch_lock, write, format=fmt, source="ingest",
                           origin=str(path.resolve()), labels=list(labels),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import Params
+from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, load_split
@@ -148,7 +149,7 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
 
     predict = champion_predictor(params.registry.model_name)
     meta = load_meta(ws.prepared)
-    if meta["kind"] == "text":  # the logged descriptors against the training texts'
+    if data_kind(meta["kind"]).tokenized:  # the logged descriptors against the training texts'
         from components.monitor.texts import logged_text_table, text_reference
 
         path = champion_reference_file(params.registry.model_name, ws)

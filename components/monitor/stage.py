@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import MonitorConfig, Params
+from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, load_split, pixel_scale
@@ -58,7 +59,7 @@ def simulate_batch(
 
 def drifted(
     batch: np.ndarray,
-    kind: str,
+    fault: str,
     cfg: MonitorConfig,
     pixel_max: float | None,
     rng: np.random.Generator,
@@ -72,18 +73,18 @@ def drifted(
     ``reference``, ``batch`` itself by default). ``invert``: images become
     ``pixel_max - x``; table columns are mirrored around the reference mean.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown batch kind {kind!r}; expected one of {KINDS}")
+    if fault not in KINDS:
+        raise ValueError(f"unknown batch kind {fault!r}; expected one of {KINDS}")
     batch = batch.astype(np.float64)
     cols = slice(None) if numeric is None else slice(0, numeric)
     reference = batch if reference is None else reference
     unit = 1.0 if pixel_max is not None else np.nanstd(reference[:, cols], axis=0)
     part = batch[:, cols]
-    if kind == "noise":
+    if fault == "noise":
         part += rng.normal(0.0, 1.0, size=part.shape) * cfg.noise_std * unit
-    elif kind == "shift":
+    elif fault == "shift":
         part += cfg.intensity_shift * unit
-    elif kind == "invert":
+    elif fault == "invert":
         center = pixel_max / 2 if pixel_max is not None else np.nanmean(reference[:, cols], axis=0)
         part[:] = 2 * center - part
     batch[:, cols] = part
@@ -97,7 +98,7 @@ def drift_selftest_stage(params: Params, ws: Workspace) -> DriftSelfTest:
 
     meta = load_meta(ws.prepared)
     predict = champion_predictor(params.registry.model_name)
-    if meta["kind"] == "text":
+    if data_kind(meta["kind"]).tokenized:
         results = text_selftest(params, ws, meta, predict)
     else:
         results = data_selftest(params, ws, meta, predict)
@@ -147,7 +148,7 @@ def text_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[Dr
 def data_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[DriftResult]:
     """The detector on images (their statistics) or tables (their numeric columns)."""
     cfg = params.monitor
-    if meta["kind"] == "image":
+    if data_kind(meta["kind"]).pixels:
         columns, numeric = None, None
         pixel_max = pixel_scale(params, meta)
     else:  # tables: their numeric columns, which come first in the encoding

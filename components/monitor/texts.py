@@ -21,17 +21,17 @@ NOISE_SHARE = 0.3  # of the letters, in a noisy text
 NOISE_CHARACTERS = np.array(list("0123456789#@$%&*+=/"))
 
 
-def changed_texts(texts: list[str], kind: str, rng: np.random.Generator) -> list[str]:
+def changed_texts(texts: list[str], fault: str, rng: np.random.Generator) -> list[str]:
     """``texts`` unchanged (``clean``, ``none``), noisy, shifted or case-swapped."""
-    if kind in ("clean", "none"):
+    if fault in ("clean", "none"):
         return list(texts)
-    if kind == "shift":
+    if fault == "shift":
         return [f"{t} Call +44 7911 {rng.integers(100000, 999999)} #{i}" for i, t in
                 enumerate(texts)]  # fmt: skip
-    if kind == "invert":
+    if fault == "invert":
         return [t.swapcase() for t in texts]
-    if kind != "noise":
-        raise ValueError(f"unknown batch kind {kind!r}")
+    if fault != "noise":
+        raise ValueError(f"unknown batch kind {fault!r}")
     out = []
     for text in texts:
         chars = np.array(list(text))
@@ -80,9 +80,10 @@ def text_reference(ws, meta: dict, predict, kept=None):
 
 def logged_text_table(table):
     """The inference log's rows of a text model as a drift table: its five statistics
-    columns hold ``TEXT_LOGGED`` (``serve.inference_log``)."""
+    columns hold the text kind's ``logged`` statistics (``serve.inference_log``)."""
+    from components.core.kinds.texts import TEXTS
     from components.monitor.drift import PREDICTION, TEXT_FEATURES
-    from components.serve.inference_log import STATISTICS, TEXT_LOGGED
+    from components.serve.inference_log import STATISTICS
 
-    named = table.rename(columns=dict(zip(STATISTICS, TEXT_LOGGED, strict=True)))
+    named = table.rename(columns=dict(zip(STATISTICS, TEXTS.logged, strict=True)))
     return named[[*TEXT_FEATURES, PREDICTION]]

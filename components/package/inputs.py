@@ -183,9 +183,9 @@ def short(value: Any, limit: int = 80) -> str:
 def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
     """The default request-body limit: the largest legal batch of this model's inputs; for a
     model trained on image files, at least one file of ``max_file_bytes`` in base64."""
-    if meta.get("kind") == "text":  # a character takes at most 6 bytes in JSON (\uXXXX)
+    if meta.get("text"):  # a text model: a character takes at most 6 bytes in JSON (\uXXXX)
         return MAX_BATCH * (int(meta["text"]["max_chars"]) * 6 + 8) + BODY_OVERHEAD
-    if meta.get("kind") == "tabular" and meta.get("schema"):
+    if meta.get("schema"):  # a table model: its encoding's columns
         schema = meta["schema"]
         columns = [*schema["numeric"], *schema["categorical"], schema["label"]]
         per_row = sum(len(c) + 8 for c in columns) + BYTES_PER_VALUE * len(columns)

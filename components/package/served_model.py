@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.core.kinds import kind as data_kind
 from components.core.predict import served_predictor
 from components.package.inputs import body_limit
 from components.prepare.tokenizer import FILE as TOKENIZER
@@ -57,7 +58,7 @@ def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
     meta = dict(info.metadata)
     kind = meta.get("kind", "image")
     tokenizer = max_length = None
-    if kind == "text":
+    if data_kind(kind).tokenized:
         tokenizer = load_tokenizer(Path(model.path_of(TOKENIZER)))
         max_length = saved_length(tokenizer)
     return ServedModel(

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.core.config import Params
+from components.core.kinds import kind as data_kind
+from components.core.kinds.sources import source_of
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, pixel_scale
@@ -92,7 +94,7 @@ def imported_model(name: str, version: str, run_id: str):
 def image_files(params: Params) -> dict | None:
     """Size and colour mode of the training images, when they came from files."""
     images = params.data.images
-    if params.data.source != "images" or images is None:
+    if source_of(params.data).batch != "folder" or images is None:
         return None
     return {"size": list(images.size), "color": images.color}
 
@@ -100,7 +102,7 @@ def image_files(params: Params) -> dict | None:
 def text_limits(params: Params, meta: dict) -> dict | None:
     """What /predict_text takes: the longest text (the token length the model reads comes
     with its tokenizer)."""
-    return {"max_chars": params.gate.max_text_chars} if meta["kind"] == "text" else None
+    return {"max_chars": params.gate.max_text_chars} if data_kind(meta["kind"]).tokenized else None
 
 
 def package_stage(params: Params, ws: Workspace) -> PackageResult:
@@ -136,7 +138,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
         },
     )
     model = bentoml.models.get(model.tag)  # the store's copy (import returns a staging one)
-    if meta["kind"] == "text" and not Path(model.path_of(TOKENIZER)).is_file():
+    if data_kind(meta["kind"]).tokenized and not Path(model.path_of(TOKENIZER)).is_file():
         # the tokenizer the model was trained with, versioned with its run, beside it
         try:
             tokenizer = mlflow.artifacts.download_artifacts(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core.kinds import kind as data_kind
 from components.core.kinds.sources import read_batch, read_source
 from components.core.rawdata import DataError, RawData
 from components.core.splits import (
@@ -207,7 +208,7 @@ def join_batches(raw: RawData, batches: list[RawData], ids: list[str], scratch: 
         pixel_max=raw.pixel_max, origin=raw.origin, scratch=[raw.scratch, *(b.scratch for b in
                                                                             batches)],
     )  # fmt: skip
-    if raw.kind in ("tabular", "text"):
+    if data_kind(raw.kind).row_table:
         joined.frame = pd.concat([raw.frame, *(b.frame for b in batches)], ignore_index=True)
         joined.text_column = raw.text_column
     else:
@@ -257,20 +258,21 @@ def prepare(
         raise
     chosen, parts = read_batches(cfg, raw, batches_root, out_dir, now)
     dropped = None
-    if raw.kind == "tabular":
+    kind = data_kind(raw.kind)
+    if kind.features:
         left_out = [d for d in (drop_missing(r) for r in [raw, *parts]) if d is not None]
         dropped = _concat_frames(left_out)
     n_ref, sizes = len(raw), [len(p) for p in parts]
     if parts:
         raw = join_batches(raw, parts, [b.id for b in chosen], out_dir / f".joined{DECODED}")
-    if raw.kind in ("tabular", "text"):  # the same features under two labels
-        policy, key = ((cfg.text.conflicts, [raw.text_column]) if raw.kind == "text" else
+    if kind.row_table:  # the same features under two labels
+        policy, key = ((cfg.text.conflicts, [raw.text_column]) if kind.tokenized else
                        (cfg.tabular.conflicts if cfg.tabular else "keep",
                         [*raw.numeric, *raw.categorical]))  # fmt: skip
         settled, kept = settle_conflicts(raw, policy, key)
         n_ref, sizes = kept_counts(kept, n_ref, sizes)
         dropped = _concat_frames([d for d in (dropped, settled) if d is not None])
-    if raw.kind == "text":  # a repeat of an earlier text, in a batch too, never joins twice
+    if kind.tokenized:  # a repeat of an earlier text, in a batch too, never joins twice
         repeats, kept = texts.drop_duplicates(raw, cfg.text)
         n_ref, sizes = kept_counts(kept, n_ref, sizes)
         dropped = _concat_frames([d for d in (dropped, repeats) if d is not None])
@@ -283,15 +285,15 @@ def prepare(
         for name, idx in extra.items():
             splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
     schema = text_info = None
-    if raw.kind == "tabular":
+    if kind.features:
         x, schema = encode_table(raw, splits["train"])
-    elif raw.kind == "text":
+    elif kind.tokenized:
         previous = load_meta(out_dir).get("text") if (out_dir / "meta.json").is_file() else None
         encoded = texts.tokenize(raw, splits["train"], cfg.text, out_dir, previous)
         x, text_info = encoded.ids, encoded.info
     else:
         x = raw.images
-    if raw.kind != "text":
+    if not kind.tokenized:
         (out_dir / texts.FILE).unlink(missing_ok=True)
 
     for stale in [*out_dir.glob("*_rows.parquet"), *out_dir.glob("*_files.txt"),
@@ -313,7 +315,7 @@ def prepare(
         if raw.files:  # which file each row of an image folder came from
             names = np.asarray(raw.files)[idx]
             (out_dir / f"{name}_files.txt").write_text("".join(f"{f}\n" for f in names))
-        if raw.kind in ("tabular", "text"):
+        if kind.row_table:
             rows = raw.frame.iloc[idx].reset_index(drop=True)
             rows.to_parquet(out_dir / f"{name}_rows.parquet", index=False)
         counts[name] = int(len(idx))
@@ -342,7 +344,7 @@ def prepare(
         "counts": counts,
         "classes": classes,
         "input_shape": list(prepared.input_shape),
-        "pixel_max": raw.pixel_max if raw.kind == "image" else None,
+        "pixel_max": raw.pixel_max if kind.pixels else None,
         "schema": schema,
         "text": text_info,  # texts: the tokenizer and its max_length
         "rejected": [{"file": f, "reason": r} for f, r in raw.rejected],
@@ -389,7 +391,9 @@ def keep_reference(ws, prepared: PreparedData, seed: int) -> Path:
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.permutation(len(rows))[:REFERENCE_ROWS])
         path.parent.mkdir(parents=True, exist_ok=True)
-        if prepared.kind == "text":  # the texts first: the ids file marks the sample complete
+        if data_kind(
+            prepared.kind
+        ).tokenized:  # the texts first: the ids file marks the sample complete
             texts = load_rows(prepared.folder, "train").iloc[pick].reset_index(drop=True)
             texts.to_parquet(reference_texts(path), index=False)
         np.save(path.with_suffix(".tmp.npy"), rows.take(pick))

@@ -33,15 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core.kinds import kind as data_kind
+
+# The log's five statistics columns, as stored; what each holds is the data kind's
+# (``DataKind.logged``: a text model's rows hold its text statistics in them, ``text_row``).
 STATISTICS = ("mean", "std", "min", "max", "ink")
-# A text model's rows hold these in the same five columns, in this order (``text_row``):
-# characters, share of non-letters, share of digits, share of unknown tokens, words.
-TEXT_LOGGED = ("chars", "non_letter", "digits", "unknown", "words")
 
 
 def logged_statistics(kind: str) -> tuple[str, ...]:
     """What the five statistics columns hold for a model of data ``kind``."""
-    return TEXT_LOGGED if kind == "text" else STATISTICS
+    return data_kind(kind).logged
 
 
 _SCHEMA = """

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core.kinds import kind as data_kind
 from components.core.splits import load_meta, load_split, pixel_scale
 from components.monitor.stage import drifted
 
@@ -300,9 +301,10 @@ def test_images(params, ws, drift: str):
     """The test split's images, clean or drifted (``noise``, ``shift``), and their labels;
     for a text data set its texts (``test_texts``)."""
     meta, test = load_meta(ws.prepared), load_split(ws.prepared, "test")
-    if meta["kind"] == "text":
+    kind = data_kind(meta["kind"])
+    if kind.tokenized:
         return test_texts(params, ws, meta, drift)
-    if meta["kind"] != "image":
+    if not kind.pixels:
         raise ValueError("traffic sends images; this workspace's model reads table rows")
     kind = "clean" if drift == "none" else drift
     rng = np.random.default_rng(params.seed)

@@ -107,33 +107,33 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
 
     meta = load_meta(ws.prepared)
     record = baseline_record(ws)
-    kind = baseline_kind(params, meta)
-    if kind is None:
+    choice = baseline_kind(params, meta)
+    if choice is None:
         write_json(record, {"kind": None})  # the stage's output exists either way (DVC)
         return None
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
-    if kind == TREES:
+    if choice == TREES:
         model, what = (
             HistGradientBoostingClassifier(random_state=params.seed),
             "gradient-boosted trees",
         )
     else:
         model, what = text_pipeline(params.seed, id_words), "TF-IDF + logistic regression"
-    log.info(f"training the baseline ({kind}: {what}) on {len(train)} rows")
+    log.info(f"training the baseline ({choice}: {what}) on {len(train)} rows")
     with tracking.start_run(
         ws,
         experiment=params.data.name,
-        run_name=f"baseline-{kind}",
+        run_name=f"baseline-{choice}",
         tags={**tracking.lineage_tags(ws, params, meta), "mloop.kind": "baseline"},
     ) as run:
         start = time.perf_counter()
         model.fit(train.x, train.y)
         seconds = time.perf_counter() - start
         val_accuracy = float(np.mean(model.predict(val.x) == val.y))
-        run.log_params(described(model, kind))
+        run.log_params(described(model, choice))
         run.log_tokenizer(ws, meta)
         run.log_metrics({"val_accuracy": val_accuracy, "train_seconds": seconds})
-        if kind == TREES:
+        if choice == TREES:
             run.log_metrics({"trees.iterations": float(model.n_iter_)})
         else:
             run.log_metrics({"tfidf.terms": float(len(model[1].vocabulary_))})
@@ -147,10 +147,10 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
             pip_requirements=tracking.pinned(("scikit-learn", "mlflow", "numpy", "skops")),
             # skops (MLflow's default, no pickle) trusts no tree nodes, and no function of
             # ours, unless told: these were fitted just above and load only from this store.
-            skops_trusted_types=TRUSTED[kind],
+            skops_trusted_types=TRUSTED[choice],
         )
     result = BaselineResult(
-        kind=kind,
+        kind=choice,
         run_id=run.run_id,
         model_uri=info.model_uri,
         val_accuracy=val_accuracy,
@@ -161,9 +161,9 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
     return result
 
 
-def described(model, kind: str) -> dict[str, object]:
+def described(model, choice: str) -> dict[str, object]:
     """The baseline's settings as MLflow params (``trees.*``, ``tfidf.*``)."""
-    if kind == TREES:
+    if choice == TREES:
         return {f"trees.{k}": v for k, v in model.get_params().items()}
     vectorizer, classifier = model[1], model[2]
     return {"tfidf.ngram_range": vectorizer.ngram_range, "tfidf.words": "token ids",

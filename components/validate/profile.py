@@ -22,17 +22,17 @@ def profile(gate: GateInput) -> dict:
     """What the next batch is held to: columns and types, ranges, categories, labels, and
     the distribution of each column (images: of the per-image statistics) for the report."""
     t = gate.table
-    label = "label" if gate.kind == "image" else "_label"
+    label = gate.of.gate_label
     prof = {"kind": gate.kind, "name": gate.name, "labels": sorted(t[label].dropna().unique())}
     prof["distributions"] = distributions(gate, None)
-    if gate.kind == "image":
+    if gate.of.pixels:
         prof["image"] = {
             "height": int(t["height"].iloc[0]),
             "width": int(t["width"].iloc[0]),
             "channels": int(t["channels"].iloc[0]),
         }
         return prof
-    if gate.kind == "text":
+    if gate.of.tokenized:
         prof["label_column"], prof["text_column"] = gate.label_column, gate.text_column
         prof["text_stats"] = {c: {"mean": float(t[c].mean()), "std": float(t[c].std(ddof=0))}
                               for c in TEXT_DRIFTING}  # fmt: skip
@@ -64,17 +64,17 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
 
     t = gate.table
     ref = (reference or {}).get("distributions", {})
-    if gate.kind == "image":
+    if gate.of.pixels:
         columns = {c: "numeric" for c in IMAGE_STATISTICS}
-    elif gate.kind == "text":
+    elif gate.of.tokenized:
         columns = {c: "numeric" for c in TEXT_STATISTICS}
     else:
         columns = {c: "numeric" if c in gate.numeric else "categorical"
                    for c in t.columns if not c.startswith("_")}  # fmt: skip
     out = {}
-    for col, kind in list(columns.items())[:MAX_COLUMNS]:
+    for col, type_ in list(columns.items())[:MAX_COLUMNS]:
         values = t[col]
-        if kind == "numeric":
+        if type_ == "numeric":
             numbers = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
             finite = numbers[np.isfinite(numbers)]
             edges = ref.get(col, {}).get("edges")
@@ -82,7 +82,7 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
                 low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0, 1)
                 edges = np.linspace(low, high if high > low else low + 1, HIST_BINS + 1).tolist()
             counts = np.histogram(np.clip(finite, edges[0], edges[-1]), bins=edges)[0]
-            out[col] = {"kind": kind, "edges": [float(e) for e in edges],
+            out[col] = {"kind": type_, "edges": [float(e) for e in edges],
                         "shares": (counts / max(len(numbers), 1)).tolist(),
                         "missing": float(1 - len(finite) / max(len(numbers), 1))}  # fmt: skip
         else:
@@ -91,7 +91,7 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
             names = [v for v in ref.get(col, {}).get("values", []) if v != OTHER]
             names = names or [str(v) for v in shares.index[:TOP_CATEGORIES]]
             kept = [float(shares.get(v, 0.0)) for v in names]
-            out[col] = {"kind": kind, "values": names + [OTHER],
+            out[col] = {"kind": type_, "values": names + [OTHER],
                         "shares": kept + [max(0.0, 1.0 - sum(kept))]}  # fmt: skip
     return out
 
@@ -101,7 +101,7 @@ def load_profile(path: Path, gate: GateInput) -> dict | None:
         return None
     prof = json.loads(path.read_text())
     same = prof.get("kind") == gate.kind and (
-        gate.kind == "image" or prof.get("label_column") == gate.label_column
+        gate.of.pixels or prof.get("label_column") == gate.label_column
     )
     return prof if same else None
 

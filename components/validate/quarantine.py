@@ -39,14 +39,14 @@ def rejected_rows(
         mask = np.asarray(mask, dtype=bool)
         reasons[mask] = reasons[mask] + why + "; "
 
-    if gate.kind == "image":
+    if gate.of.pixels:
         out_of_range = (t["min"] < cfg.pixel_min) | (t["max"] > pixel_max_of(gate, cfg))
         flag(~t["finite"], "NaN or infinite pixel")
         flag(out_of_range, "pixel value out of range")
         if not faults_only:
             flag(t["digest"].duplicated(), "duplicate image")
         label = "label"
-    elif gate.kind == "text":
+    elif gate.of.tokenized:
         flag(t["blank"], "empty or whitespace-only text")
         flag(t["bad_encoding"], "characters of a broken encoding")
         flag(t["chars"] > cfg.max_text_chars, f"longer than {cfg.max_text_chars} characters")
@@ -84,12 +84,12 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
     lines += [f"  - {f.describe()}" for f in failures]
     mask, reasons = rejected_rows(gate, cfg, reference) if len(gate.table) else ([], [])
     whole_file = not any(mask) and gate.origin is not None and gate.origin.is_file()
-    if gate.kind in ("tabular", "text") and any(mask):
+    if gate.of.row_table and any(mask):
         rows = _as_given(gate, mask).assign(_reason=reasons.to_numpy())
         rows.to_csv(folder / "rejected_rows.csv", index=False)
-        what = "texts" if gate.kind == "text" else "rows"
-        lines.append(f"rejected {what}: {int(np.sum(mask))} (rejected_rows.csv, reason per row)")
-    elif gate.kind == "image" and gate.files and any(mask):
+        lines.append(f"rejected {gate.of.noun}: {int(np.sum(mask))} (rejected_rows.csv,"
+                     " reason per row)")  # fmt: skip
+    elif gate.of.pixels and gate.files and any(mask):
         for file, why in zip(np.asarray(gate.files)[mask], reasons, strict=True):
             _copy_into(gate.origin / file, folder / "files" / file)
             lines.append(f"  {file}: {why}")
@@ -107,7 +107,7 @@ def _as_given(gate: GateInput, mask):
     """The rows of a table or text batch that ``mask`` marks, in the columns it came with
     (the gate's helper columns left out)."""
     t = gate.table
-    if gate.kind == "text":
+    if gate.of.tokenized:
         rows = t.loc[mask, ["_text", "_label"]]
         return rows.rename(columns={"_text": gate.text_column, "_label": gate.label_column})
     return t[mask].drop(columns=["_split", "_finite", "_digest", "_label"], errors="ignore")

@@ -166,8 +166,7 @@ tr.ok td:first-child{{color:#1a7f37}}</style></head><body>
 <table><tr><th>verdict</th><th>table</th><th>expectation</th><th>column</th><th>rule</th>
 <th>observed</th></tr>{every}</table>
 <h2>Distributions</h2><p>Share of rows per bin or category: {against}.
-{"Images: the per-image statistics." if gate.kind == "image" else ""}
-{"Texts: the per-text statistics." if gate.kind == "text" else ""}</p>
+{gate.of.report_note}</p>
 {f'<img alt="distributions" src="data:image/png;base64,{chart}">' if chart else "<p>none</p>"}
 </body></html>"""
     result.html_report.parent.mkdir(parents=True, exist_ok=True)

@@ -130,10 +130,10 @@ def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
     """Every check's outcome on ``gate``: (checks, failures, warnings)."""
     t = gate.table
     warnings = []
-    if gate.kind == "image":
+    if gate.of.pixels:
         suites = {"samples": image_expectations(gate, cfg, reference)}
         label, split = "label", "split"
-    elif gate.kind == "text":
+    elif gate.of.tokenized:
         suites = {"samples": text_expectations(gate, cfg, reference)}
         label, split = "_label", "_split"
     else:
@@ -199,7 +199,7 @@ def run_gate(
     start = time.perf_counter()
     faulty = None
     if rows is not None and rows.row_policy == "reject_rows" and reference is not None \
-            and gate.kind in ("tabular", "text") and len(gate.table):  # fmt: skip
+            and gate.of.row_table and len(gate.table):  # fmt: skip
         faulty, reasons = rejected_rows(gate, cfg, reference, faults_only=True)
         if not faulty.any() or faulty.mean() > rows.max_rejected_share:
             faulty = None

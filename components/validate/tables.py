@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core.kinds import DataKind
+from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.rawdata import RawData
 from components.core.splits import (
@@ -30,7 +32,7 @@ IMAGE_COLUMNS = [
 class GateInput:
     """What the gate checks: one table, plus what is known about it."""
 
-    kind: str  # "image" or "tabular"
+    kind: str  # the data kind's name: image, tabular, text
     table: object  # pandas.DataFrame
     label_column: str | None = None
     numeric: list[str] = field(default_factory=list)
@@ -43,6 +45,11 @@ class GateInput:
     missing: dict[str, dict] = field(default_factory=dict)  # tables: each column's rule
     text_column: str | None = None  # texts: the column of the texts
     conflicts: str = "fail"  # data.text.conflicts: the same text under two labels fails
+
+    @property
+    def of(self) -> DataKind:
+        """The data kind it holds (``components.core.kinds``)."""
+        return data_kind(self.kind)
 
     def may_miss(self, column: str) -> float:
         """The share of empty cells the column may hold: 0 unless its rule drops or imputes."""
@@ -160,13 +167,13 @@ def class_table(table, label_column: str, split_column: str, classes: list[str])
 def gate_input(raw: RawData, name: str, splits=None, conflicts: str = "fail") -> GateInput:
     """What the gate checks of ``raw``; ``conflicts``: data.text.conflicts (any other
     policy than fail lets prepare settle the same text under two labels)."""
-    if raw.kind == "text":
+    if data_kind(raw.kind).tokenized:
         return GateInput(
             kind="text", table=text_table(raw.frame, raw.text_column, raw.label_column, splits),
             label_column=raw.label_column, text_column=raw.text_column, origin=raw.origin,
             name=name, conflicts=conflicts,
         )  # fmt: skip
-    if raw.kind == "image":
+    if data_kind(raw.kind).pixels:
         table = image_table(raw.images, raw.labels, splits)
     else:
         table = row_table(raw.frame, raw.label_column, raw.numeric, splits)
@@ -183,7 +190,8 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
 
     meta = load_meta(ws.prepared)
     classes = meta["classes"]
-    if meta["kind"] == "image":  # each split read a block at a time: no concatenation
+    kind = data_kind(meta["kind"])
+    if kind.pixels:  # each split read a block at a time: no concatenation
         tables = []
         for name in split_names(meta):
             y = load_split(ws.prepared, name).y
@@ -196,7 +204,7 @@ def prepared_gate_input(ws: Workspace) -> GateInput:
             rejected=[(r["file"], r["reason"]) for r in meta["rejected"]],
             origin=Path(meta["origin"]) if meta["origin"] else None, name=meta["name"],
         )  # fmt: skip
-    if meta["kind"] == "text":  # the kept texts: duplicates dropped by rule are not gated
+    if kind.tokenized:  # the kept texts: duplicates dropped by rule are not gated
         names = split_names(meta)
         frames = [load_rows(ws.prepared, s) for s in names]
         frame = pd.concat(frames, ignore_index=True)

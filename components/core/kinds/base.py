@@ -24,6 +24,15 @@ class DataKind:
     batch_format: ClassVar[str]  # how an accepted batch of it is stored: arrays or table
     row_table: ClassVar[bool]  # its samples are the rows of a table (a frame to gate by row)
     family: ClassVar[str]  # the model family train.model: auto trains on it
+    # What it is made of, for the stages that treat it so: pixels (scaled, decoded, drawn
+    # as saliency), texts read through a tokenizer that travels with the model, or rows of
+    # feature columns encoded for the net
+    pixels: ClassVar[bool] = False
+    tokenized: ClassVar[bool] = False
+    features: ClassVar[bool] = False
+    gate_label: ClassVar[str] = "_label"  # the label's column in the gate's table of it
+    report_note: ClassVar[str] = ""  # what the gate report's distributions show of it
+    logged: ClassVar[tuple[str, ...]]  # the inference log's five statistics columns for it
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         """An accepted batch's data, read as the reference data of this kind was."""

@@ -41,6 +41,7 @@ class Source:
     title: Callable[[DataConfig], str]  # the data set's name: its MLflow experiment
     path: Callable[[DataConfig], tuple[str, bool] | None] = lambda cfg: None  # (path, is a file)
     pixel_max: float = 255.0  # the pixel scale of its images
+    batch: str = "table"  # what a new batch of it is: table, arrays (a .npz) or folder
 
 
 def _tabular(cfg: DataConfig, seed: int, root: Path, images_out: Path | None) -> RawData:
@@ -62,11 +63,11 @@ def synthetic(cfg: SyntheticSource, seed: int) -> RawData:
 
 SOURCES: dict[str, Source] = {
     "digits": Source(kind=lambda cfg: IMAGES, read=lambda cfg, seed, root, out: read_digits(),
-                     title=lambda cfg: "digits", pixel_max=16.0),
+                     title=lambda cfg: "digits", pixel_max=16.0, batch="arrays"),
     "synthetic": Source(
         kind=lambda cfg: SYNTHETIC[cfg.synthetic.kind][0],
         read=lambda cfg, seed, root, out: synthetic(cfg.synthetic, seed),
-        title=lambda cfg: f"synthetic-{cfg.synthetic.kind}"),
+        title=lambda cfg: f"synthetic-{cfg.synthetic.kind}", batch="arrays"),
     "tabular": Source(kind=lambda cfg: TABLES, read=_tabular,
                       title=lambda cfg: f"tabular-{Path(cfg.tabular.path).stem}",
                       path=lambda cfg: (cfg.tabular.path, True)),
@@ -75,7 +76,7 @@ SOURCES: dict[str, Source] = {
         read=lambda cfg, seed, root, out: read_image_folder(
             Path(root) / cfg.images.path, cfg.images.size, cfg.images.color, out),
         title=lambda cfg: f"images-{Path(cfg.images.path).name}",
-        path=lambda cfg: (cfg.images.path, False)),
+        path=lambda cfg: (cfg.images.path, False), batch="folder"),
     "text": Source(
         kind=lambda cfg: TEXTS,
         read=lambda cfg, seed, root, out: read_text_table(

@@ -212,6 +212,8 @@ def synthetic_rows(cfg: SyntheticSource, seed: int) -> RawData:
 class Tables(DataKind):
     name, noun, route, batch_format, row_table = "tabular", "rows", "/predict_rows", "table", True
     family = "mlp"
+    features = True
+    logged = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         folder = batch.folder

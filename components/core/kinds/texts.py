@@ -61,6 +61,9 @@ def read_unlabelled(path: Path, text: str) -> list[str]:
 class Texts(DataKind):
     name, noun, route, batch_format, row_table = "text", "texts", "/predict_text", "table", True
     family = "transformer"
+    tokenized, report_note = True, "Texts: the per-text statistics."
+    # characters, share of non-letters, share of digits, share of unknown tokens, words
+    logged = ("chars", "non_letter", "digits", "unknown", "words")
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         if batch.format != "table":
