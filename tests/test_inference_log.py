@@ -11,6 +11,9 @@ import pytest
 from components.serve.inference_log import (
     GroupCommit,
     InferenceLog,
+    NullLog,
+    Record,
+    is_off,
     new_request_id,
     newest_id,
     read,
@@ -111,7 +114,7 @@ def test_group_commit_puts_the_requests_of_one_turn_in_one_transaction(tmp_path)
     x = _images(1)
 
     async def request(i: int) -> int:
-        await writer.append((f"r{i}", "1", x, [0], np.array([1.0])))
+        await writer.append(Record(f"r{i}", "1", x, [0], np.array([1.0])))
         return newest_id(log.path)  # read from another connection: committed
 
     async def burst() -> list[int]:
@@ -131,7 +134,7 @@ def test_a_failed_group_commit_fails_every_request_of_the_group_and_the_next_suc
 
     async def burst(n: int) -> list:
         return await asyncio.gather(
-            *(writer.append((f"{n}-{i}", "1", x, [0], np.array([1.0]))) for i in range(n)),
+            *(writer.append(Record(f"{n}-{i}", "1", x, [0], np.array([1.0]))) for i in range(n)),
             return_exceptions=True,
         )
 
@@ -162,13 +165,26 @@ def test_a_text_request_logs_its_own_statistics_and_the_text_only_when_inputs_ar
         path = tmp_path / f"{keep}.sqlite"
         log = InferenceLog(path, keep_inputs=keep)
         ids = np.zeros((2, 8), np.int32)
-        log.append_many([("r1", "3", ids, ["spam", "ham"], np.array([0.9, 0.8]), stats,
-                          [t.encode() for t in texts])])  # fmt: skip
+        log.append_many([Record("r1", "3", ids, ["spam", "ham"], np.array([0.9, 0.8]), stats,
+                                [t.encode() for t in texts])])  # fmt: skip
         log.close()
         table = read(path).table
-        assert table["mean"].tolist() == [14.0, 7.0]  # characters (TEXT_LOGGED order)
+        assert table["mean"].tolist() == [14.0, 7.0]  # characters (TEXTS.logged order)
         assert table["max"].tolist() == [0.5, 0.0]  # unknown-token share
         db = sqlite3.connect(path)
         kept = [row[0] for row in db.execute("SELECT inputs FROM predictions ORDER BY id")]
         db.close()
         assert kept == ([b"Call 0800 now!", b"see you"] if keep else [b"", b""])
+
+
+def test_the_log_turned_off_is_a_null_log_that_records_nothing_and_finds_no_request():
+    import asyncio
+
+    log = NullLog()
+    assert is_off("off") and not is_off("inference.sqlite") and not is_off(None)
+    record = Record("r1", "1", np.zeros((2, 4), np.float32), [0, 1], np.ones(2))
+    log.append_many([record])
+    asyncio.run(log.append(record))  # the service awaits it as it awaits a group commit
+    log.probe()
+    with pytest.raises(LookupError, match="inference log is off"):
+        log.attach_labels("r1", [0, 1])  # /feedback answers 404

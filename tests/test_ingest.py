@@ -18,7 +18,7 @@ from components.ingest.ingest import IngestError, ingest, ingest_incoming
 from components.prepare.batches import BatchError, list_batches, verify
 from components.prepare.stage import prepare_stage
 from components.register.gate import decide
-from components.serve.inference_log import InferenceLog
+from components.serve.inference_log import InferenceLog, Record
 from components.validate.stage import validate_stage
 from tests.helpers import REPO, looped, repo_params, small_params
 from tests.helpers.data import checksums, make_table
@@ -394,8 +394,8 @@ def test_texts_join_as_batches_from_files_and_from_labelled_traffic(workspace, m
     served = sms.iloc[3600:3800]
     for i, (text, label) in enumerate(zip(served["text"], served["label"], strict=True)):
         stats = logged_text_statistics([text], [0.0])
-        log.append_many([(f"t{i:04d}", "1", np.zeros((1, 8), np.int32), [label], np.ones(1),
-                          stats, [text.encode()])])  # fmt: skip
+        log.append_many([Record(f"t{i:04d}", "1", np.zeros((1, 8), np.int32), [label],
+                                np.ones(1), stats, [text.encode()])])  # fmt: skip
         log.attach_labels(f"t{i:04d}", [label])
     log.close()
     harvested = harvest(params, workspace)

@@ -70,7 +70,7 @@ class HarvestResult:
 def log_file(ws: Workspace) -> Path | None:
     """The inference log the service writes (None: logging is off)."""
     configured = settings().inference_log
-    if configured == "off":
+    if inference_log.is_off(configured):
         return None
     return Path(configured or ws.inference_log)
 

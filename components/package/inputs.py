@@ -191,7 +191,7 @@ def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
         per_row = sum(len(c) + 8 for c in columns) + BYTES_PER_VALUE * len(columns)
         per_row += sum(max(map(len, cats), default=0) for cats in schema["categorical"].values())
         return MAX_BATCH * per_row + BODY_OVERHEAD
-    values = int(np.prod(meta.get("input_shape", (8, 8))))
+    values = int(np.prod(meta["input_shape"]))
     pixels = MAX_BATCH * values * BYTES_PER_VALUE + BODY_OVERHEAD
     if meta.get("image_files"):
         return max(pixels, -(-max_file_bytes // 3) * 4 + BODY_OVERHEAD)

@@ -52,11 +52,18 @@ class ServedModel:
     body_limit: int
 
 
+SERVED_METADATA = ("kind", "input_shape", "classes")  # what the package stage records
+
+
 def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
     """A BentoML model (the Bento's own, or one of the store) ready to answer."""
     info = model.info
     meta = dict(info.metadata)
-    kind = meta.get("kind", "image")
+    missing = [k for k in SERVED_METADATA if k not in meta]
+    if missing:  # nothing is guessed: a model without them was not packaged by mloop
+        raise ValueError(f"model {info.tag} carries no {', '.join(missing)} in its metadata:"
+                         " package it with the package stage (mloop run, dvc repro)")  # fmt: skip
+    kind = meta["kind"]
     tokenizer = max_length = None
     if data_kind(kind).tokenized:
         tokenizer = load_tokenizer(Path(model.path_of(TOKENIZER)))
@@ -68,9 +75,9 @@ def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
         model_name=str(info.labels.get("model_name", "unknown")),
         alias=str(info.labels.get("alias", "unknown")),
         kind=kind,
-        shape=tuple(meta.get("input_shape", (8, 8))),
-        pixel_max=float(meta.get("pixel_max") or 16.0),
-        classes=list(meta.get("classes", range(10))),
+        shape=tuple(meta["input_shape"]),
+        pixel_max=float(meta.get("pixel_max") or 1.0),  # images only: their pixel scale
+        classes=list(meta["classes"]),
         schema=meta.get("schema"),
         image_files=meta.get("image_files"),
         text=meta.get("text"),

@@ -67,14 +67,23 @@ from components.package.inputs import (
 from components.package.routes import ENDPOINTS
 from components.package.served_model import Follower, ServedModel, load_served, read_pointer
 from components.prepare.tokenizer import encode
-from components.serve.inference_log import GroupCommit, InferenceLog, new_request_id
+from components.serve.inference_log import (
+    GroupCommit,
+    InferenceLog,
+    NullLog,
+    Record,
+    is_off,
+    new_request_id,
+)
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 _PINNED = Path(__file__).with_name("bento_model.json")
 SETTINGS = settings()  # read once, when the server (or a build) imports the service
-MODEL_TAG = SETTINGS.bento_model or (
-    json.loads(_PINNED.read_text())["tag"] if _PINNED.is_file() else "digits-classifier:latest"
-)
+if not SETTINGS.bento_model and not _PINNED.is_file():
+    raise RuntimeError(f"no model to serve: the package stage pins one in {_PINNED.name} beside"
+                       " the service in the Bento it builds; else set MLOOP_BENTO_MODEL to a"
+                       " BentoML model tag")  # fmt: skip
+MODEL_TAG = SETTINGS.bento_model or json.loads(_PINNED.read_text())["tag"]
 LOG_PATH = SETTINGS.inference_log or "inference.sqlite"
 # Uploads that declare more pixels in all decode in a thread (a few small images decode
 # faster than a hand-off to one); a small file can declare many pixels, so pixels decide.
@@ -106,11 +115,10 @@ class Classifier:
         GATE.body_limit = self.m.body_limit
         if pointer:
             Follower(pointer, self.m.tag, self._load, self._swap)
-        self.log: InferenceLog | None = None
-        self.writer: GroupCommit | None = None
+        self.log: InferenceLog | NullLog | None = None
+        self.writer: GroupCommit | NullLog | None = None
         self.log_error: str | None = None  # why the log cannot be written, while it cannot
-        if LOG_PATH != "off":
-            self._open_log()
+        self._open_log()
         # What start-up made (modules, the model, schemas) lives as long as the worker:
         # kept out of the garbage collector's full passes, which stalled a worker for
         # ~100 ms mid-load when they walked it all.
@@ -135,6 +143,8 @@ class Classifier:
 
     def _open_log(self) -> InferenceLog | None:
         """The inference log, opened now if it could not be before (a fixed folder)."""
+        if self.log is None and is_off(LOG_PATH):
+            self.log = self.writer = NullLog()  # records nothing; a label finds no request
         if self.log is None:
             try:
                 self.log = InferenceLog(LOG_PATH, keep_inputs=SETTINGS.log_inputs)
@@ -150,7 +160,7 @@ class Classifier:
 
     async def __is_ready__(self) -> bool:
         """/readyz: 503 while the inference log cannot be written (retried at each probe)."""
-        if LOG_PATH == "off" or (self.log is not None and self.log_error is None):
+        if self.log is not None and self.log_error is None:
             return True
         try:
             await self._logged(lambda: asyncio.to_thread(self.log.probe))
@@ -186,9 +196,8 @@ class Classifier:
         proba = m.predict_proba(x)
         request_id = new_request_id()
         classes = [m.classes[i] for i in proba.argmax(1).tolist()]
-        if LOG_PATH != "off":  # committed before the answer leaves
-            record = (request_id, m.version, x, classes, proba.max(1), *logged)
-            await self._logged(lambda: self.writer.append(record))
+        record = Record(request_id, m.version, x, classes, proba.max(1), *logged)
+        await self._logged(lambda: self.writer.append(record))  # committed before the answer
         return Answer(
             request_id=request_id,
             model_name=m.model_name,
@@ -308,8 +317,6 @@ class Classifier:
         """Attach the true labels to a logged request (for quality monitoring and the next
         training data). Wants a labeller's token; the label records the labeller's name."""
         source = ctx.request.headers.get(LABELLER_HEADER.decode(), "") if ctx else ""
-        if LOG_PATH == "off":
-            raise NotFound("the inference log is off (MLOOP_INFERENCE_LOG=off)")
         check_labels(labels, self.m.classes)
         try:
             updated, replaced = await self._logged(

@@ -30,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -90,10 +91,48 @@ class Batch:
         return len(self.table)
 
 
-# One request's predictions: (request id, model version, inputs, predicted classes,
-# confidences), the inputs an array with one row (or image) per prediction. A text
-# request adds (statistics N x 5, the texts as UTF-8): ``text_record``.
-Record = tuple
+class Record(NamedTuple):
+    """One request's predictions, as the log stores them: a row per input."""
+
+    request_id: str
+    model_version: str
+    x: np.ndarray  # the inputs, one row (or image) per prediction
+    predictions: list  # the predicted classes
+    confidence: np.ndarray  # each prediction's probability
+    # Texts: their statistics (N x 5, the text kind's ``logged``) and each text as UTF-8,
+    # kept as the input; other kinds' statistics are computed from ``x`` at commit.
+    statistics: np.ndarray | None = None
+    texts: list[bytes] | None = None
+
+
+class NullLog:
+    """The inference log when it is off (``MLOOP_INFERENCE_LOG=off``): predictions are not
+    recorded, nothing waits on a commit, and a label has no request to attach to."""
+
+    path = None
+
+    def append_many(self, records: list[Record]) -> None:
+        pass
+
+    async def append(self, record: Record) -> None:  # the group writer's call, answered at once
+        pass
+
+    def attach_labels(self, request_id: str, labels: list, overwrite: bool = False,
+                      source: str = "") -> tuple[int, int]:  # fmt: skip
+        raise LookupError("the inference log is off (MLOOP_INFERENCE_LOG=off)")
+
+    def probe(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+OFF = "off"  # MLOOP_INFERENCE_LOG's value that turns the log off
+
+
+def is_off(configured: str | Path | None) -> bool:
+    return str(configured) == OFF
 
 
 class InferenceLog:
@@ -128,23 +167,24 @@ class InferenceLog:
         confidence: np.ndarray,
     ) -> None:
         """Record one request's predictions; returns once they are committed."""
-        self.append_many([(request_id, model_version, x, predictions, confidence)])
+        self.append_many([Record(request_id, model_version, x, predictions, confidence)])
 
     def append_many(self, records: list[Record]) -> None:
         """Record several requests' predictions in one transaction; returns once committed."""
         now = time.time()
-        arrays = [np.asarray(r[2], dtype=np.float32).reshape(len(r[2]), -1) for r in records
-                  if len(r) == 5]  # fmt: skip
+        arrays = [np.asarray(r.x, dtype=np.float32).reshape(len(r.x), -1) for r in records
+                  if r.statistics is None]  # fmt: skip
         flat = np.concatenate(arrays) if arrays else None
         computed = statistics(flat).tolist() if arrays else []  # one call for the commit
         rows, k = [], 0
-        for request_id, model_version, x, predictions, confidence, *given in records:
-            if given:  # texts: their own statistics, the text itself as the input
-                stats, inputs = given[0].tolist(), given[1]
+        for request_id, model_version, x, predictions, confidence, given, texts in records:
+            text = given is not None  # texts: their own statistics, the text as the input
+            if text:
+                stats, inputs = given.tolist(), texts
             else:
                 stats, inputs, k = computed[k : k + len(x)], flat[k : k + len(x)], k + len(x)
             for i in range(len(x)):
-                kept = (inputs[i] if given else inputs[i].tobytes()) if self.keep_inputs else b""
+                kept = (inputs[i] if text else inputs[i].tobytes()) if self.keep_inputs else b""
                 rows.append((request_id, i, now, model_version, *stats[i], kept,
                              str(predictions[i]), float(confidence[i])))  # fmt: skip
         with self._writing() as db:
@@ -214,7 +254,7 @@ class GroupCommit:
     benchmarks/serving.py).
     """
 
-    def __init__(self, log: InferenceLog) -> None:
+    def __init__(self, log: InferenceLog | NullLog) -> None:
         self.log = log
         self._waiting: list[tuple[asyncio.Future, Record]] = []
 
