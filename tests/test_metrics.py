@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from components.evaluate.metrics import GATEABLE, better, calibration, plot_calibration, score
+from components.core.tasks import CLASSIFICATION
+from components.evaluate.metrics import calibration, plot_calibration, score
+
+better = CLASSIFICATION.better
 
 
 def _proba(rng, y, classes, skill):
@@ -24,7 +27,7 @@ def test_binary_scores_are_those_of_the_positive_class():
     assert s.pr_auc == pytest.approx(average_precision_score(y, proba[:, 1]))
     assert s.log_loss == pytest.approx(log_loss(y, proba))
     assert 0.5 < s.roc_auc < 1 and s.pr_auc < s.roc_auc  # PR AUC feels the rare class
-    assert set(GATEABLE) <= set(s.summary()) and s.metric("test_pr_auc") == s.pr_auc
+    assert set(CLASSIFICATION.metrics) <= set(s.summary()) and s.metric("test_pr_auc") == s.pr_auc
 
 
 def test_multiclass_ranking_scores_are_one_vs_rest_means():

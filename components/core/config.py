@@ -48,7 +48,7 @@ class RegisterConfig(_Section):
 
     # the registered model (and, by default, the Bento's name)
     model_name: str = Field("digits-classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    # What the gate compares (components/evaluate/metrics.py GATEABLE; log loss: lower wins).
+    # What the gate compares (the task's metrics, components/core/tasks; log loss: lower wins).
     metric: Literal[
         "test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_log_loss"
     ] = "test_accuracy"

@@ -3,8 +3,9 @@
 Accuracy, macro F1, per-class precision and recall, the confusion matrix, ROC AUC
 and PR AUC (average precision) of the positive class for two classes and
 one-vs-rest means over the classes for more, log loss, and the expected
-calibration error with its reliability diagram. Any of ``GATEABLE`` can decide
-promotions; ``better`` knows which way each one improves.
+calibration error with its reliability diagram. Which of them the gate may read, and
+which way each improves, is the task's (``components.core.tasks``: ``Task.metrics``,
+``Task.better``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
     pass
 
 
-GATEABLE = ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_log_loss")
-LOWER_IS_BETTER = frozenset({"test_log_loss", "test_ece"})
 CALIBRATION_BINS = 10
 
 
@@ -54,12 +53,6 @@ class Scores:
         if name not in values:
             raise ValueError(f"{name} is undefined on this test split (it holds one class only)")
         return values[name]
-
-
-def better(metric: str, challenger: float, champion: float, margin: float = 0.0) -> bool:
-    """Whether ``challenger`` beats ``champion`` on ``metric`` by more than ``margin``."""
-    gain = champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
-    return gain > margin
 
 
 def metric_safe(name: str) -> str:

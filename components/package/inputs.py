@@ -20,6 +20,8 @@ import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.core.messages import short
+
 # The package stage writes the model's tag beside this file in the Bento it builds.
 
 MAX_BATCH = 256
@@ -174,12 +176,6 @@ class Unprocessable(BentoMLException):
     error_code = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
-def short(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters: errors never echo unbounded input."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
-
-
 def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
     """The default request-body limit: the largest legal batch of this model's inputs; for a
     model trained on image files, at least one file of ``max_file_bytes`` in base64."""
@@ -196,18 +192,6 @@ def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
     if meta.get("image_files"):
         return max(pixels, -(-max_file_bytes // 3) * 4 + BODY_OVERHEAD)
     return pixels
-
-
-def check_labels(labels: list, classes: list) -> list:
-    """Labels of the model's own class type and among its classes (``True`` is no 1)."""
-    kinds = {type(c) for c in classes}
-    wrong = [v for v in labels if type(v) not in kinds or v not in classes]
-    if wrong:
-        types = "/".join(sorted(k.__name__ for k in kinds))
-        raise InvalidArgument(
-            f"labels {short(wrong)} are not among the classes {short(classes)} (of type {types})"
-        )
-    return labels
 
 
 def to_texts(texts: Any, max_chars: int, max_texts: int = MAX_BATCH) -> list[str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from components.core.kinds import kind as data_kind
 from components.core.predict import served_predictor
+from components.core.tasks import Task, task_of
 from components.package.inputs import body_limit
 from components.prepare.tokenizer import FILE as TOKENIZER
 from components.prepare.tokenizer import load as load_tokenizer
@@ -50,6 +51,7 @@ class ServedModel:
     tokenizer: object | None  # texts: the model's own tokenizer
     max_length: int | None  # ...and the length it reads
     body_limit: int
+    task: Task  # what its answers and production labels are
 
 
 SERVED_METADATA = ("kind", "input_shape", "classes")  # what the package stage records
@@ -84,6 +86,7 @@ def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
         tokenizer=tokenizer,
         max_length=max_length,
         body_limit=body_limit(meta, max_file_bytes),
+        task=task_of(meta),  # a Bento from before tasks were recorded: classification
     )
 
 

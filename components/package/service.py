@@ -56,7 +56,6 @@ from components.package.inputs import (
     Answer,
     Labelled,
     Prediction,
-    check_labels,
     decode_uploads,
     encode_rows,
     from_base64,
@@ -317,7 +316,10 @@ class Classifier:
         """Attach the true labels to a logged request (for quality monitoring and the next
         training data). Wants a labeller's token; the label records the labeller's name."""
         source = ctx.request.headers.get(LABELLER_HEADER.decode(), "") if ctx else ""
-        check_labels(labels, self.m.classes)
+        try:
+            self.m.task.check_feedback(labels, self.m.classes)
+        except ValueError as err:
+            raise InvalidArgument(str(err)) from None
         try:
             updated, replaced = await self._logged(
                 lambda: asyncio.to_thread(

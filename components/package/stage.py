@@ -22,6 +22,7 @@ from components.core.kinds.sources import source_of
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, pixel_scale
+from components.core.tasks import task_of
 from components.core.tracking import pinned
 from components.prepare.tokenizer import ARTIFACT_FOLDER as TOKENIZER_FOLDER
 from components.prepare.tokenizer import FILE as TOKENIZER
@@ -125,6 +126,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
             key: value
             for key, value in {
                 "kind": meta["kind"],
+                "task": task_of(meta).name,
                 "input_shape": list(meta["input_shape"]),
                 "pixel_max": pixel_scale(params, meta),
                 "classes": meta["classes"],

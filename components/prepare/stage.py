@@ -29,6 +29,7 @@ from components.core.splits import (
     split_indices,
     write_rows,
 )
+from components.core.tasks import CLASSIFICATION
 from components.prepare import texts
 from components.prepare.batches import BatchError, in_window, list_batches, verify
 from components.prepare.conflicts import kept_counts, settle_conflicts
@@ -62,14 +63,6 @@ class PreparedData:
             )
         joined = f"; reference data + {len(self.batches)} batches" if self.batches else ""
         return f"{self.kind} data: {counts} samples{joined}; data version {self.version}{rejected}"
-
-
-def class_names(labels: np.ndarray) -> list:
-    """Sorted distinct labels: ints stay ints (the digits), anything else strings."""
-    values = np.unique(labels)
-    if np.issubdtype(values.dtype, np.integer):
-        return [int(v) for v in values]
-    return [str(v) for v in values]
 
 
 def drop_missing(raw: RawData):
@@ -276,9 +269,8 @@ def prepare(
         repeats, kept = texts.drop_duplicates(raw, cfg.text)
         n_ref, sizes = kept_counts(kept, n_ref, sizes)
         dropped = _concat_frames([d for d in (dropped, repeats) if d is not None])
-    classes = class_names(raw.labels)
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.asarray([index[c] for c in raw.labels.tolist()], dtype=np.int64)
+    task = CLASSIFICATION  # the one task so far (issue 30 adds regression, chosen by params)
+    y, classes = task.targets(raw.labels)
     splits = split_indices(y[:n_ref], cfg, seed, held_out=raw.held_out)
     if parts:
         extra = batch_split_indices(y, n_ref, sizes, cfg, seed)
@@ -341,6 +333,7 @@ def prepare(
         "source": cfg.source,
         "name": cfg.name,
         "kind": raw.kind,
+        "task": task.name,
         "counts": counts,
         "classes": classes,
         "input_shape": list(prepared.input_shape),

@@ -26,7 +26,8 @@ from components.core.predict import load_registered
 from components.core.records import write_json
 from components.core.settings import settings
 from components.core.splits import RECENT, load_meta, load_split
-from components.evaluate.metrics import LOWER_IS_BETTER, better, score
+from components.core.tasks import CLASSIFICATION, Task, task_of
+from components.evaluate.metrics import score
 from components.register.aliases import CHAMPION, alias_version, crown
 
 if TYPE_CHECKING:  # types only
@@ -57,6 +58,7 @@ def decide(
     latency_p95_ms: float | None = None,
     size_mb: float | None = None,
     recent: tuple[float, float | None, int] | None = None,
+    task: Task = CLASSIFICATION,
 ) -> Decision:
     """The promotion gate: a strictly better challenger, inside the latency and size limits.
 
@@ -70,7 +72,7 @@ def decide(
     if cfg.max_size_mb is not None and size_mb is not None:
         verdict = f"size {size_mb:.3f} MB vs limit {cfg.max_size_mb} MB"
         (failed if size_mb > cfg.max_size_mb else passed).append(verdict)
-    lower = " (lower is better)" if cfg.metric in LOWER_IS_BETTER else ""
+    lower, better = task.direction(cfg.metric), task.better
     if champion_score is None:
         passed.append("no champion yet")
     elif recent is not None and recent[1] is not None:
@@ -83,7 +85,7 @@ def decide(
                 f"recent slice ({rows} rows): {cfg.metric} {mine:.4f} does not beat"
                 f" champion {theirs:.4f} by more than {cfg.min_improvement}{lower}"
             )
-        sign = -1.0 if cfg.metric in LOWER_IS_BETTER else 1.0
+        sign = -1.0 if cfg.metric in task.lower_is_better else 1.0
         loss = sign * (champion_score - challenger_score)
         verdict = (f"frozen split: {cfg.metric} {challenger_score:.4f} vs champion"
                    f" {champion_score:.4f}")  # fmt: skip
@@ -97,13 +99,12 @@ def decide(
         passed.append(
             f"{cfg.metric} {challenger_score:.4f} beats champion {champion_score:.4f}"
             + (f" by more than {cfg.min_improvement}" if cfg.min_improvement else "")
-            + (" (lower is better)" if cfg.metric in LOWER_IS_BETTER else "")
+            + lower
         )
     else:
         failed.append(
             f"{cfg.metric} {challenger_score:.4f} does not beat champion {champion_score:.4f}"
-            f" by more than the margin {cfg.min_improvement}"
-            + (" (lower is better)" if cfg.metric in LOWER_IS_BETTER else "")
+            f" by more than the margin {cfg.min_improvement}" + lower
         )
     promote = not failed
     reason = "; ".join(failed) if failed else passed[-1]
@@ -171,7 +172,8 @@ def judge(
         if champion == version:
             raise ValueError(f"version {version} is already {CHAMPION}")
         # With new batches both are scored on the same recent rows too
-        recent_rows = load_meta(ws.prepared)["counts"].get(RECENT, 0)
+        meta = load_meta(ws.prepared)
+        recent_rows = meta["counts"].get(RECENT, 0)
         splits = ("test", RECENT) if recent_rows else ("test",)
         theirs = (registered_scores(cfg.model_name, champion, params, ws, splits) if champion
                   else {})  # fmt: skip
@@ -179,7 +181,7 @@ def judge(
         recent = (mine[RECENT], theirs.get(RECENT), recent_rows) if recent_rows else None
         decision = decide(
             mine["test"], theirs.get("test"), cfg, champion_version=champion,
-            latency_p95_ms=limits[0], size_mb=limits[1], recent=recent,
+            latency_p95_ms=limits[0], size_mb=limits[1], recent=recent, task=task_of(meta),
         )  # fmt: skip
         if force and not decision.promote:
             decision = replace(

@@ -16,8 +16,9 @@ from components.core.paths import Workspace
 from components.core.predict import torch_predictor
 from components.core.records import read_json, write_json
 from components.core.splits import load_meta, load_split
+from components.core.tasks import task_of
 from components.core.timing import latency_ms
-from components.evaluate.metrics import GATEABLE, better, score
+from components.evaluate.metrics import score
 from components.register.aliases import CHALLENGER
 from components.register.gate import Decision, judge
 from components.train.models import load_net
@@ -100,9 +101,10 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
 
     cfg = params.registry
     found = candidates(params, ws)
+    task = task_of(load_meta(ws.prepared))
     pick = found[0]
     for other in found[1:]:
-        if better(cfg.metric, other.val_score, pick.val_score):
+        if task.better(cfg.metric, other.val_score, pick.val_score):
             pick = other
     client = mlflow.MlflowClient()
     versions = {}
@@ -115,7 +117,7 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
                     "mloop.run_id": c.run_id,
                     "mloop.kind": c.kind,
                     "mloop.family": c.family,
-                    **{k: str(v) for k, v in c.metrics.items() if k in GATEABLE},
+                    **{k: str(v) for k, v in c.metrics.items() if k in task.metrics},
                     f"mloop.val.{cfg.metric}": f"{c.val_score:.6f}",
                     "mloop.latency_p95_ms": f"{c.latency_p95_ms:.4f}",
                     "mloop.size_mb": f"{c.size_mb:.4f}",

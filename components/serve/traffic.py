@@ -167,8 +167,19 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
             json_headers = {**headers, "Content-Type": "application/json"}
             if labeller_token:
                 json_headers["Authorization"] = f"Bearer {labeller_token}"
-            async with session.post(f"{url}/feedback", data=label, headers=json_headers) as answer:
-                labelled += answer.status == 200
+            for attempt in range(2):  # a connection reset before an answer: once more
+                try:
+                    async with session.post(f"{url}/feedback", data=label,
+                                            headers=json_headers) as answer:  # fmt: skip
+                        # 409 on the second try: the first one's labels landed after all
+                        labelled += answer.status == 200 or (attempt and answer.status == 409)
+                    break
+                except (TimeoutError, aiohttp.ClientError) as err:
+                    if attempt or not isinstance(
+                        err, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError
+                    ):
+                        errors[f"feedback {type(err).__name__}"] += 1
+                        break
 
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=MAX_IN_FLIGHT)

@@ -137,6 +137,10 @@ def classify(net, cfg, labels: np.ndarray | None = None) -> Classify:
                     channels_last=cfg.channels_last)  # fmt: skip
 
 
+# The objective each task trains with (``Task.objective``), by name
+OBJECTIVES = {"classify": classify}
+
+
 def distillation_loss(
     student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
     alpha: float,

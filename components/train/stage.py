@@ -16,9 +16,10 @@ from components.core.splits import load_meta, load_split
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params
+from components.core.tasks import task_of
 from components.train.baseline import train_baseline
 from components.train.data import SplitData
-from components.train.objectives import classify
+from components.train.objectives import OBJECTIVES
 from components.train.trainer import Fitting, fit, global_rank, net_spec, train_classifier
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,9 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         log.info(f"resuming {what} from {last}" if resume else f"training {what}")
         cfg = params.train
         run_fit = Fitting(cfg, params.seed, run.log_epoch, ws.checkpoints, resume_from, logs)
-        result = fit(classify(net, cfg, train.y), SplitData(train, val, cfg.batch_size,
-                                                            params.seed), run_fit)  # fmt: skip
+        objective = OBJECTIVES[task_of(meta).objective](net, cfg, train.y)
+        data = SplitData(train, val, cfg.batch_size, params.seed)
+        result = fit(objective, data, run_fit)
         run.set_tags({"device": result.device})
         run.log_metrics({"train_seconds": result.seconds})
         ws.models.mkdir(parents=True, exist_ok=True)
