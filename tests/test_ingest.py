@@ -287,7 +287,7 @@ def load_params_of(ws):
 def test_table_rows_come_back_from_the_encoded_inputs_the_log_keeps(tmp_path):
     from components.core.kinds.tables import read_table
     from components.ingest.harvest import _rows_from_encoding
-    from components.prepare.stage import encode_table
+    from components.prepare.tables import encode_table
 
     frame = make_table(120)
     frame.to_csv(tmp_path / "t.csv", index=False)
