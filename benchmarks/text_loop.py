@@ -67,7 +67,7 @@ def f1_table(root: Path) -> list[tuple[str, float]]:
     from components.core.paths import Workspace
     from components.core.predict import load_registered
     from components.core.splits import load_meta, load_rows, load_split
-    from components.train.baseline import text_pipeline
+    from components.train.baselines.tfidf import text_pipeline
 
     ws = Workspace(root)
     mlflow.set_tracking_uri(f"sqlite:///{ws.mlflow_db}")

@@ -132,7 +132,7 @@ def test_the_tfidf_baseline_reproduces_the_published_reference():
     from sklearn.metrics import f1_score
     from sklearn.model_selection import train_test_split
 
-    from components.train.baseline import text_pipeline
+    from components.train.baselines.tfidf import text_pipeline
 
     frame = pd.read_csv(SMS, dtype=str, keep_default_na=False).drop_duplicates("text")
     train, test = train_test_split(frame, test_size=0.2, stratify=frame["label"], random_state=42)

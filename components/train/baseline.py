@@ -1,6 +1,8 @@
 """The model a user would pick instead of the network, trained beside it in every run.
 
-For tables that is gradient-boosted trees: scikit-learn's
+Each baseline is a plug-in (``components.train.baselines``: ``trees``, ``tfidf``), chosen
+by ``train.baseline`` (``auto``: the data kind's own). For tables that is gradient-boosted
+trees: scikit-learn's
 ``HistGradientBoostingClassifier`` with its default settings, fitted on the same
 prepared training split as the network (a numeric gap stays NaN: the trees route it
 natively; categories arrive one-hot). It is its own MLflow run (``run_name``
@@ -22,19 +24,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import read_json, write_json
 from components.core.splits import load_meta, load_split
+from components.train.baselines import BASELINES, Baseline
+
+# TF-IDF models registered before the baselines became plug-ins name their function here
+from components.train.baselines.tfidf import id_words  # noqa: E402, F401
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params
 
 log = logging.getLogger(__name__)
-
-TREE_NODES = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
-TREES, TFIDF = "trees", "tfidf"
-TRUSTED = {TREES: [TREE_NODES], TFIDF: ["components.train.baseline.id_words"]}
-FOR_KIND = {"tabular": TREES, "text": TFIDF}  # what train.baseline: auto gives each kind
 
 
 @dataclass(frozen=True)
@@ -53,43 +55,17 @@ class BaselineResult:
         )
 
 
-def baseline_kind(params: Params, meta: dict) -> str | None:
-    """Which baseline this data gets: trees for tables, TF-IDF for texts (``auto``), none
-    for images."""
-    choice, fits = params.train.baseline, FOR_KIND.get(meta["kind"])
-    if choice == "none":
+def baseline_for(params: Params, meta: dict) -> Baseline | None:
+    """This data's baseline: the data kind's own for ``auto`` (trees for tables, TF-IDF for
+    texts, none for images), or the one ``train.baseline`` names, if it reads this kind."""
+    choice, own = params.train.baseline, data_kind(meta["kind"]).baseline
+    if choice == "none" or (choice == "auto" and own is None):
         return None
-    if choice != "auto" and choice != fits:
+    baseline = BASELINES[own if choice == "auto" else choice]
+    if meta["kind"] not in baseline.reads:
         raise ValueError(f"train.baseline: {choice} does not fit {meta['kind']} data; use auto"
                          f" or none")  # fmt: skip
-    return fits
-
-
-def text_pipeline(seed: int, words=None):
-    """The model a user would pick for texts: word 1-2-gram TF-IDF (sublinear term
-    frequencies) and logistic regression, as scikit-learn gives them. It takes raw texts,
-    or with ``words`` (``id_words``) token ids, and answers class probabilities."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    steps = [vectorizer, LogisticRegression(C=10.0, max_iter=2000, random_state=seed)]
-    if words is not None:  # ids as words: every non-space run is a token, case kept
-        vectorizer.set_params(token_pattern=r"\S+", lowercase=False)
-        steps.insert(0, FunctionTransformer(words))
-    return make_pipeline(*steps)
-
-
-FIRST_WORD_ID = 5  # [PAD] [UNK] [CLS] [SEP] [MASK] are 0..4: only [UNK] stays a word
-
-
-def id_words(ids) -> list[str]:
-    """Token-id rows (N x L, padded with 0) as space-separated words for ``text_pipeline``:
-    every id but padding and the [CLS], [SEP] and [MASK] markers."""
-    rows = np.asarray(ids).astype(np.int64)
-    return [" ".join(map(str, row[(row >= FIRST_WORD_ID) | (row == 1)])) for row in rows]
+    return baseline
 
 
 def baseline_record(ws: Workspace) -> Path:
@@ -101,42 +77,32 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
     import pickle
 
     import mlflow  # heavy (~10 s): only the train stage of table data gets here
-    from sklearn.ensemble import HistGradientBoostingClassifier
 
     from components.core import tracking
 
     meta = load_meta(ws.prepared)
     record = baseline_record(ws)
-    choice = baseline_kind(params, meta)
-    if choice is None:
+    baseline = baseline_for(params, meta)
+    if baseline is None:
         write_json(record, {"kind": None})  # the stage's output exists either way (DVC)
         return None
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
-    if choice == TREES:
-        model, what = (
-            HistGradientBoostingClassifier(random_state=params.seed),
-            "gradient-boosted trees",
-        )
-    else:
-        model, what = text_pipeline(params.seed, id_words), "TF-IDF + logistic regression"
-    log.info(f"training the baseline ({choice}: {what}) on {len(train)} rows")
+    model = baseline.make(params.seed)
+    log.info(f"training the baseline ({baseline.name}: {baseline.what}) on {len(train)} rows")
     with tracking.start_run(
         ws,
         experiment=params.data.name,
-        run_name=f"baseline-{choice}",
+        run_name=f"baseline-{baseline.name}",
         tags={**tracking.lineage_tags(ws, params, meta), "mloop.kind": "baseline"},
     ) as run:
         start = time.perf_counter()
         model.fit(train.x, train.y)
         seconds = time.perf_counter() - start
         val_accuracy = float(np.mean(model.predict(val.x) == val.y))
-        run.log_params(described(model, choice))
+        run.log_params(baseline.described(model))
         run.log_tokenizer(ws, meta)
-        run.log_metrics({"val_accuracy": val_accuracy, "train_seconds": seconds})
-        if choice == TREES:
-            run.log_metrics({"trees.iterations": float(model.n_iter_)})
-        else:
-            run.log_metrics({"tfidf.terms": float(len(model[1].vocabulary_))})
+        run.log_metrics({"val_accuracy": val_accuracy, "train_seconds": seconds,
+                         **baseline.measured(model)})  # fmt: skip
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
         info = mlflow.sklearn.log_model(
             model,
@@ -147,10 +113,10 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
             pip_requirements=tracking.pinned(("scikit-learn", "mlflow", "numpy", "skops")),
             # skops (MLflow's default, no pickle) trusts no tree nodes, and no function of
             # ours, unless told: these were fitted just above and load only from this store.
-            skops_trusted_types=TRUSTED[choice],
+            skops_trusted_types=list(baseline.trusted),
         )
     result = BaselineResult(
-        kind=choice,
+        kind=baseline.name,
         run_id=run.run_id,
         model_uri=info.model_uri,
         val_accuracy=val_accuracy,
@@ -159,15 +125,6 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
     )
     write_json(record, result)
     return result
-
-
-def described(model, choice: str) -> dict[str, object]:
-    """The baseline's settings as MLflow params (``trees.*``, ``tfidf.*``)."""
-    if choice == TREES:
-        return {f"trees.{k}": v for k, v in model.get_params().items()}
-    vectorizer, classifier = model[1], model[2]
-    return {"tfidf.ngram_range": vectorizer.ngram_range, "tfidf.words": "token ids",
-            "tfidf.sublinear_tf": vectorizer.sublinear_tf, "tfidf.C": classifier.C}  # fmt: skip
 
 
 def read_baseline(ws: Workspace) -> BaselineResult | None:

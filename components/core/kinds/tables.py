@@ -212,6 +212,7 @@ def synthetic_rows(cfg: SyntheticSource, seed: int) -> RawData:
 class Tables(DataKind):
     name, noun, route, batch_format, row_table = "tabular", "rows", "/predict_rows", "table", True
     family = "mlp"
+    baseline = "trees"
     features = True
     logged = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
 
