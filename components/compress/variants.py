@@ -211,11 +211,13 @@ def measure(built: dict[str, tuple], cfg: CompressConfig, val, test, classes) ->
 
 
 def choose(variants: list[Variant], rule: str = "smallest", tolerance: float = 0.1):
-    """Among the variants within budget (on validation) that beat fp32 (the first) at all:
-    the fastest (``rule`` fastest), or the smallest of those within ``tolerance`` of the
-    fastest (``rule`` smallest: timing noise decides nothing). None if none fits."""
+    """Among the variants within budget (on validation) faster than fp32 (the first) by more
+    than ``tolerance``: the fastest (``rule`` fastest), or the smallest of those within
+    ``tolerance`` of the fastest (``rule`` smallest). Timing noise decides nothing: a variant
+    1.01x "faster" than fp32 ships nothing. None if none fits."""
     fp32, *others = variants
-    fit = [v for v in others if v.within_budget and v.speedup > 1.0 and v.name not in REFERENCES]
+    fit = [v for v in others if v.within_budget and v.speedup > 1.0 + tolerance
+           and v.name not in REFERENCES]  # fmt: skip
     if not fit:
         return None
     fastest = max(fit, key=lambda v: v.speedup)

@@ -108,7 +108,8 @@ class CompressConfig(_Section):
     max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the validation split
     latency_batch: int = Field(1, ge=1)  # "fastest" means lowest p50 at this batch size
     # Which variant within budget ships: the fastest, or the smallest of those within
-    # speed_tolerance of the fastest (a tenth: timing noise decides nothing)
+    # speed_tolerance of the fastest; none that is not faster than fp32 by more than
+    # speed_tolerance either (a tenth: timing noise decides nothing)
     choose: Literal["fastest", "smallest"] = "smallest"
     speed_tolerance: float = Field(0.1, ge=0, lt=1)
     latency_repeats: int = Field(200, ge=5)
