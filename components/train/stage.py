@@ -72,18 +72,18 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
             raise FileNotFoundError(f"{last}: no checkpoint to resume from; train first")
         resume_from, run_id = last, read_json(run_file, "train")["run_id"]
 
+    cfg = params.train
+
+    def trained(run_fit: Fitting):
+        """``net`` fitted by its task's objective (every rank the same)."""
+        objective = OBJECTIVES[task_of(meta).objective](net, cfg, train.y)
+        return fit(objective, SplitData(train, val, cfg.batch_size, params.seed), run_fit)
+
     if global_rank() != 0:  # a DDP worker: train, and leave tracking and files to rank zero
         if not resume:
             pretrain_texts(net, spec, params, ws, train, val, None, None)
-        result = train_classifier(
-            net,
-            params.train,
-            params.seed,
-            train,
-            val,
-            checkpoint_dir=ws.checkpoints,
-            resume_from=resume_from,
-        )
+        result = trained(Fitting(cfg, params.seed, checkpoint_dir=ws.checkpoints,
+                                 resume_from=resume_from))  # fmt: skip
         return TrainResult(ws.model_file, "", "", float("nan"), result.epochs, result.seconds,
                            result.device)  # fmt: skip
 
@@ -105,11 +105,8 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
             pretrain_texts(net, spec, params, ws, train, val, run, logs)
         what = f"{spec.family} on {len(train)} samples for {params.train.epochs} epochs"
         log.info(f"resuming {what} from {last}" if resume else f"training {what}")
-        cfg = params.train
-        run_fit = Fitting(cfg, params.seed, run.log_epoch, ws.checkpoints, resume_from, logs)
-        objective = OBJECTIVES[task_of(meta).objective](net, cfg, train.y)
-        data = SplitData(train, val, cfg.batch_size, params.seed)
-        result = fit(objective, data, run_fit)
+        result = trained(Fitting(cfg, params.seed, run.log_epoch, ws.checkpoints, resume_from,
+                                 logs))  # fmt: skip
         run.set_tags({"device": result.device})
         run.log_metrics({"train_seconds": result.seconds})
         ws.models.mkdir(parents=True, exist_ok=True)
