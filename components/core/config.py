@@ -15,12 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import (
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from components.core import families
 from components.core.data_config import (  # noqa: F401 -- re-exported: the data sections

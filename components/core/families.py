@@ -16,6 +16,7 @@ through this registry without pydantic.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -76,9 +77,8 @@ class NetSpec:
         if values.get("module") and values["family"] not in _registered:
             load([values["module"]])
         family = get(values["family"])
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in values["data"].items()}
-        return cls(values["family"], DataSpec(**data), family.options(values["options"]),
-                   values.get("dropout", 0.25))  # fmt: skip
+        return cls(values["family"], _tuples(DataSpec(**values["data"])),
+                   family.options(values["options"]), values.get("dropout", 0.25))  # fmt: skip
 
 
 def within(cfg, **bounds: tuple[int, int]) -> None:
@@ -92,7 +92,8 @@ def within(cfg, **bounds: tuple[int, int]) -> None:
 
 
 def _tuples(cfg) -> Any:
-    """``cfg`` with its lists as tuples (frozen, hashable), as JSON gave them back."""
+    """``cfg`` (a dataclass) with its lists as tuples (frozen, hashable), as JSON gave them
+    back."""
     return dataclasses.replace(cfg, **{f.name: tuple(getattr(cfg, f.name))
                                        for f in dataclasses.fields(cfg)
                                        if isinstance(getattr(cfg, f.name), list)})  # fmt: skip
@@ -159,7 +160,9 @@ def load(modules: list[str] | tuple[str, ...], root: Path | None = None) -> list
     return found
 
 
+@functools.cache
 def _entry_points():
+    """Read once a process: every params load asks (about 8 ms a scan here)."""
     from importlib.metadata import entry_points
 
     return entry_points(group=ENTRY_POINTS)

@@ -72,19 +72,24 @@ def suggest(trial, name: str, space: SweepRange):
     return trial.suggest_float(name, float(space.low), float(space.high), log=space.log)
 
 
+def nest(raw: dict, values: dict[str, object]) -> dict:
+    """``raw`` (a mapping as in params.yaml) with ``{"train.cnn.width": 32, ...}`` set at
+    their depth; a section it lacks (a family's, left at its defaults) is made."""
+    for dotted, value in values.items():
+        *sections, key = dotted.split(".")
+        target = raw
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    return raw
+
+
 def with_values(params: Params, values: dict[str, object]) -> Params:
     """``params`` with ``{"train.learning_rate": ...}`` applied (validated again); keys
     may go deeper (``compress.distill.width``)."""
     from components.core.config import parse_params
 
-    raw = params.model_dump(by_alias=True)
-    for dotted, value in values.items():
-        *sections, key = dotted.split(".")
-        target = raw
-        for section in sections:  # a family section absent from params: its defaults below
-            target = target.setdefault(section, {})
-        target[key] = value
-    return parse_params(raw, source="sweep")
+    return parse_params(nest(params.model_dump(by_alias=True), values), source="sweep")
 
 
 def _storage(study: Study):
@@ -195,13 +200,7 @@ def close_sweep(params: Params, ws: Workspace, study: Study) -> SweepResult:
     parent = tracking.Run(study.parent_run_id, "")
     parent.log_metrics({"best_val_acc": best.value})
     parent.log_params({f"best.{k}": v for k, v in best.params.items()})
-    nested: dict[str, dict] = {}
-    for dotted, value in best.params.items():
-        *sections, key = dotted.split(".")
-        target = nested
-        for section in sections:  # train.cnn.width -> train: {cnn: {width: ...}}
-            target = target.setdefault(section, {})
-        target[key] = value
+    nested = nest({}, best.params)  # train.cnn.width -> train: {cnn: {width: ...}}
     best_file = ws.root / "best_params.yaml"
     best_file.write_text(
         f"# Best of {len(done.trials)} trials (val/acc {best.value:.4f});"
