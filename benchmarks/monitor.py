@@ -34,10 +34,10 @@ def main() -> None:
     import numpy as np
 
     from components.core.config import load_params
+    from components.core.inference_log import InferenceLog
     from components.core.splits import load_split
     from components.monitor.drift import champion_predictor
     from components.monitor.production import check_production
-    from components.serve.inference_log import InferenceLog
 
     params = load_params(ws.params)
     if args.test_rows:

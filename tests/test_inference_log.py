@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from components.serve.inference_log import (
+from components.core.inference_log import (
     GroupCommit,
     InferenceLog,
     NullLog,
@@ -17,8 +17,8 @@ from components.serve.inference_log import (
     new_request_id,
     newest_id,
     read,
-    statistics,
 )
+from components.core.kinds.base import array_statistics as statistics
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
@@ -30,7 +30,7 @@ def test_append_then_read_gives_one_row_per_input_with_its_statistics(tmp_path):
     x = _images(3)
     log.append("r1", "7", x, [4, 1, 4], np.array([0.9, 0.5, 0.7]))
     log.append("r2", "7", x[:1], [4], np.array([0.8]))
-    batch = read(log.path)
+    batch = read(log.path, kind="image")
     assert (batch.first, batch.last, len(batch)) == (1, 4, 4)
     table = batch.table
     assert table["request_id"].tolist() == ["r1", "r1", "r1", "r2"]
@@ -157,10 +157,10 @@ def test_request_ids_are_unique_hex_and_grow_with_time():
 
 
 def test_a_text_request_logs_its_own_statistics_and_the_text_only_when_inputs_are_kept(tmp_path):
-    from components.core.text import logged_text_statistics
+    from components.core.kinds.texts import TEXTS
 
     texts = ["Call 0800 now!", "see you"]
-    stats = logged_text_statistics(texts, [0.5, 0.0])
+    stats = TEXTS.describe(texts, [0.5, 0.0])
     for keep in (True, False):
         path = tmp_path / f"{keep}.sqlite"
         log = InferenceLog(path, keep_inputs=keep)
@@ -168,9 +168,10 @@ def test_a_text_request_logs_its_own_statistics_and_the_text_only_when_inputs_ar
         log.append_many([Record("r1", "3", ids, ["spam", "ham"], np.array([0.9, 0.8]), stats,
                                 [t.encode() for t in texts])])  # fmt: skip
         log.close()
-        table = read(path).table
-        assert table["mean"].tolist() == [14.0, 7.0]  # characters (TEXTS.logged order)
-        assert table["max"].tolist() == [0.5, 0.0]  # unknown-token share
+        table = read(path, kind="text").table  # the statistics as the text kind names them
+        assert table["chars"].tolist() == [14.0, 7.0]
+        assert table["unknown"].tolist() == [0.5, 0.0]  # unknown-token share
+        assert "mean" not in table.columns and read(path).table["s1"].tolist() == [14.0, 7.0]
         db = sqlite3.connect(path)
         kept = [row[0] for row in db.execute("SELECT inputs FROM predictions ORDER BY id")]
         db.close()
@@ -188,3 +189,29 @@ def test_the_log_turned_off_is_a_null_log_that_records_nothing_and_finds_no_requ
     log.probe()
     with pytest.raises(LookupError, match="inference log is off"):
         log.attach_labels("r1", [0, 1])  # /feedback answers 404
+
+
+def test_a_log_written_before_the_slots_had_names_is_renamed_on_open_and_reads_as_before(
+    tmp_path,
+):
+    """Logs of earlier releases named the five statistics mean, std, min, max, ink whatever
+    the kind: opening one renames them to the slots, its rows kept."""
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE predictions (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, item"
+        " INTEGER NOT NULL, ts REAL NOT NULL, model_version TEXT NOT NULL, mean REAL NOT NULL,"
+        " std REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL, ink REAL NOT NULL, inputs"
+        " BLOB NOT NULL, prediction TEXT NOT NULL, confidence REAL NOT NULL, label TEXT,"
+        " UNIQUE (request_id, item))"
+    )
+    db.execute("INSERT INTO predictions VALUES (1, 'r0', 0, 1.0, '1', 14, 0.1, 0.2, 0.5, 3,"
+               " x'', 'spam', 0.9, NULL)")  # fmt: skip
+    db.commit()
+    db.close()
+    log = InferenceLog(path)
+    log.append("r1", "2", _images(1), [4], np.array([0.8]))
+    log.close()
+    table = read(path, kind="text").table
+    assert table["chars"].tolist()[0] == 14 and table["words"].tolist()[0] == 3
+    assert table["request_id"].tolist() == ["r0", "r1"] and newest_id(path) == 2

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
+from components.core.inference_log import InferenceLog, Record
 from components.core.paths import Workspace
 from components.core.splits import RECENT, load_meta, load_split
 from components.ingest.harvest import harvest
@@ -18,7 +19,6 @@ from components.ingest.ingest import IngestError, ingest, ingest_incoming
 from components.prepare.batches import BatchError, list_batches, verify
 from components.prepare.stage import prepare_stage
 from components.register.gate import decide
-from components.serve.inference_log import InferenceLog, Record
 from components.validate.stage import validate_stage
 from tests.helpers import REPO, looped, repo_params, small_params
 from tests.helpers.data import checksums, make_table
@@ -285,15 +285,19 @@ def load_params_of(ws):
 
 
 def test_table_rows_come_back_from_the_encoded_inputs_the_log_keeps(tmp_path):
+    from components.core.kinds.encoding import TableEncoding
     from components.core.kinds.tables import read_table
-    from components.ingest.harvest import _rows_from_encoding
-    from components.prepare.tables import encode_table
 
     frame = make_table(120)
     frame.to_csv(tmp_path / "t.csv", index=False)
     raw = read_table(tmp_path / "t.csv", "y")
-    x, schema = encode_table(raw, np.arange(len(frame)))
-    rows = _rows_from_encoding(x, frame["y"].to_numpy(), {"schema": schema}, list(frame.columns))
+    fitted = TableEncoding.fit(raw, np.arange(len(frame)))
+    x = fitted.encode(raw.frame)
+    encoding = TableEncoding.from_schema(json.loads(json.dumps(fitted.as_schema())))  # as saved
+    rows = encoding.decode(x, frame["y"].to_numpy())[list(frame.columns)]
+    # the service encodes the rows as sent to the same inputs, through the same encoder
+    sent = frame.drop(columns="y").to_dict("records")
+    np.testing.assert_array_equal(encoding.encode_rows(sent), x)
     assert list(rows.columns) == list(frame.columns)
     assert np.allclose(rows["age"], frame["age"]) and np.allclose(rows["income"], frame["income"])
     assert rows["plan"].tolist() == frame["plan"].tolist()
@@ -365,7 +369,7 @@ def test_texts_join_as_batches_from_files_and_from_labelled_traffic(workspace, m
     stays as it was."""
     import pandas as pd
 
-    from components.core.text import logged_text_statistics
+    from components.core.kinds.texts import TEXTS
 
     sms = pd.read_csv(REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv", dtype=str,
                       keep_default_na=False).drop_duplicates(ignore_index=True)  # fmt: skip
@@ -393,7 +397,7 @@ def test_texts_join_as_batches_from_files_and_from_labelled_traffic(workspace, m
     log = InferenceLog(workspace.inference_log)
     served = sms.iloc[3600:3800]
     for i, (text, label) in enumerate(zip(served["text"], served["label"], strict=True)):
-        stats = logged_text_statistics([text], [0.0])
+        stats = TEXTS.describe([text], [0.0])
         log.append_many([Record(f"t{i:04d}", "1", np.zeros((1, 8), np.int32), [label],
                                 np.ones(1), stats, [text.encode()])])  # fmt: skip
         log.attach_labels(f"t{i:04d}", [label])

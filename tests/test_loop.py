@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from components.compress.variants import REFERENCES
-from components.core import process_family
+from components.core import inference_log, process_family
 from components.core.paths import Workspace
 from components.core.splits import load_split
 from components.package.inputs import EXAMPLE_INPUT
-from components.serve import inference_log, supervisor, traffic
+from components.serve import supervisor, traffic
 from tests.helpers import (
     REPO,
     chromium,
@@ -668,7 +668,7 @@ def test_the_served_model_refuses_a_rebinding_page_and_labels_without_a_labeller
     label without the labeller's token, against the real ``bentoml serve``."""
     import http.client
 
-    from components.serve.inference_log import labelled
+    from components.core.inference_log import labelled
 
     _, state = loop
     log = tmp_path / "log.sqlite"

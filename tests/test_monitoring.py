@@ -54,8 +54,8 @@ def test_drift_verdicts(splits, tmp_path, kind, drifted):
 def test_production_check_waits_for_enough_rows_and_restarts_on_a_new_log(workspace, monkeypatch):
     import json
 
+    from components.core.inference_log import InferenceLog
     from components.monitor.production import check_production
-    from components.serve.inference_log import InferenceLog
     from tests.helpers import small_params
 
     monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(workspace.inference_log))

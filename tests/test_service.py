@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from bentoml.exceptions import InvalidArgument
 
+from components.core.kinds.encoding import TableEncoding
 from components.package.inputs import EXAMPLE_INPUT, MAX_BATCH, encode_rows, to_batch
 
 
@@ -33,12 +34,12 @@ def test_malformed_requests_are_rejected_with_the_reason(images, message):
         to_batch(images, (8, 8), 16.0)
 
 
-SCHEMA = {
+SCHEMA = TableEncoding.from_schema({
     "label": "y",
     "numeric": ["age", "income"],
     "categorical": {"plan": ["basic", "pro"]},
     "encoded": ["age", "income", "plan=basic", "plan=pro"],
-}
+})  # fmt: skip
 
 
 def test_rows_are_encoded_like_the_training_table():

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from bentoml.exceptions import InvalidArgument
 
+from components.core.kinds.encoding import TableEncoding
 from components.core.rawdata import DataError
 from components.core.splits import DROPPED, load_meta, load_rows, load_split
 from components.package.inputs import encode_rows
@@ -137,7 +138,7 @@ def test_the_service_encodes_null_as_training_did(tmp_path, workspace):
     path = _gappy(tmp_path)
     params = _params(path, missing={"default": "impute", "columns": {"income": "fail"}})
     prepare_stage(params, workspace)
-    schema = load_meta(workspace.prepared)["schema"]
+    schema = TableEncoding.from_schema(load_meta(workspace.prepared)["schema"])
     rows = load_rows(workspace.prepared, "train")
     sent = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
             for r in rows.drop(columns="y").to_dict("records")]  # fmt: skip

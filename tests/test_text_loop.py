@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.core import process_family
+from components.core import inference_log, process_family
 from components.core.config import load_params
 from components.core.credentials import first_token
 from components.core.paths import Workspace
@@ -21,7 +21,7 @@ from components.core.splits import load_split
 from components.ingest.harvest import harvest
 from components.prepare.tokenizer import load as load_tokenizer
 from components.prepare.tokenizer import saved_length
-from components.serve import inference_log, supervisor, traffic
+from components.serve import supervisor, traffic
 from tests.helpers import REPO, free_port, mloop_serve, post
 
 pytestmark = pytest.mark.slow

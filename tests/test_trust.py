@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from components.core.credentials import ensure_labeller_file, labeller_tokens, read_labellers
+from components.core.inference_log import InferenceLog, labelled
 from components.core.kinds.sources import read_path
 from components.core.rawdata import DataError
 from components.core.splits import DROPPED, load_meta
@@ -21,7 +22,6 @@ from components.ingest import ingest as ingest_module
 from components.ingest.ingest import ingest, ingest_incoming
 from components.prepare.batches import list_batches, verify
 from components.prepare.stage import prepare_stage
-from components.serve.inference_log import InferenceLog, labelled
 from components.validate.stage import validate_path, validate_stage
 from tests.helpers import REPO, small_params
 from tests.helpers.data import checksums

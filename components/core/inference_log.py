@@ -1,8 +1,9 @@
 """The inference log: one row per served prediction, in SQLite (WAL), written before the answer.
 
 Each row holds the request id, its position in the request's batch, the time, the
-model version, per-sample statistics of the input (the columns drift is checked
-on), the input itself (float32 bytes; empty with ``MLOOP_LOG_INPUTS=false``, and then
+model version, five per-sample statistics of the input (what each one is, the data
+kind declares: ``DataKind.logged``, its schema, and ``DataKind.describe``; drift is
+checked on them), the input itself (float32 bytes; empty with ``MLOOP_LOG_INPUTS=false``, and then
 ``mloop harvest`` has nothing to learn from), the predicted class, its confidence, and
 later the true label (``attach_labels``, from the feedback endpoint). A request is
 committed before its response is sent, so every acknowledged request survives a
@@ -35,15 +36,13 @@ from typing import NamedTuple
 import numpy as np
 
 from components.core.kinds import kind as data_kind
+from components.core.kinds.base import array_statistics
 
-# The log's five statistics columns, as stored; what each holds is the data kind's
-# (``DataKind.logged``: a text model's rows hold its text statistics in them, ``text_row``).
-STATISTICS = ("mean", "std", "min", "max", "ink")
-
-
-def logged_statistics(kind: str) -> tuple[str, ...]:
-    """What the five statistics columns hold for a model of data ``kind``."""
-    return data_kind(kind).logged
+# The log's five statistics slots, as stored. What each holds is the data kind's schema
+# (``DataKind.logged``, in order): ``read`` names them so for the kind asked. Logs written
+# before the slots had names of their own (mean, std, min, max, ink) are renamed on open.
+SLOTS = ("s1", "s2", "s3", "s4", "s5")
+_OLD_SLOTS = ("mean", "std", "min", "max", "ink")
 
 
 _SCHEMA = """
@@ -53,8 +52,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     item INTEGER NOT NULL,
     ts REAL NOT NULL,
     model_version TEXT NOT NULL,
-    mean REAL NOT NULL, std REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-    ink REAL NOT NULL,
+    s1 REAL NOT NULL, s2 REAL NOT NULL, s3 REAL NOT NULL, s4 REAL NOT NULL, s5 REAL NOT NULL,
     inputs BLOB NOT NULL,
     prediction TEXT NOT NULL,
     confidence REAL NOT NULL,
@@ -69,14 +67,6 @@ CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, ts REAL NOT NULL);
 def new_request_id() -> str:
     """32 hex digits: the time in nanoseconds, then 64 random bits (unique, not guessable)."""
     return f"{time.time_ns():016x}{os.urandom(8).hex()}"
-
-
-def statistics(x: np.ndarray) -> np.ndarray:
-    """Per-sample mean, std, min, max and ink (share of non-zero values): N x 5."""
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    return np.stack(
-        [flat.mean(1), flat.std(1), flat.min(1), flat.max(1), (flat > 0).mean(1)], axis=1
-    )
 
 
 @dataclass(frozen=True)
@@ -99,8 +89,8 @@ class Record(NamedTuple):
     x: np.ndarray  # the inputs, one row (or image) per prediction
     predictions: list  # the predicted classes
     confidence: np.ndarray  # each prediction's probability
-    # Texts: their statistics (N x 5, the text kind's ``logged``) and each text as UTF-8,
-    # kept as the input; other kinds' statistics are computed from ``x`` at commit.
+    # Texts: their statistics (N x 5, ``TEXTS.describe``) and each text as UTF-8, kept as
+    # the input; arrays' statistics are computed from ``x`` at commit (``array_statistics``).
     statistics: np.ndarray | None = None
     texts: list[bytes] | None = None
 
@@ -175,7 +165,7 @@ class InferenceLog:
         arrays = [np.asarray(r.x, dtype=np.float32).reshape(len(r.x), -1) for r in records
                   if r.statistics is None]  # fmt: skip
         flat = np.concatenate(arrays) if arrays else None
-        computed = statistics(flat).tolist() if arrays else []  # one call for the commit
+        computed = array_statistics(flat).tolist() if arrays else []  # one call for the commit
         rows, k = [], 0
         for request_id, model_version, x, predictions, confidence, given, texts in records:
             text = given is not None  # texts: their own statistics, the text as the input
@@ -189,8 +179,8 @@ class InferenceLog:
                              str(predictions[i]), float(confidence[i])))  # fmt: skip
         with self._writing() as db:
             db.executemany(
-                "INSERT INTO predictions (request_id, item, ts, model_version, mean, std, min,"
-                " max, ink, inputs, prediction, confidence)"
+                "INSERT INTO predictions (request_id, item, ts, model_version, s1, s2, s3, s4, s5,"
+                " inputs, prediction, confidence)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
@@ -291,14 +281,19 @@ def connect(path: Path, timeout_s: float = 30.0) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process, not power loss
     db.executescript(_SCHEMA)
     columns = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
+    for old, slot in zip(_OLD_SLOTS, SLOTS, strict=True):
+        if old in columns:  # a log written before the slots were named; another process
+            with contextlib.suppress(sqlite3.OperationalError):  # may rename it first
+                db.execute(f"ALTER TABLE predictions RENAME COLUMN {old} TO {slot}")
     if "label_source" not in columns:  # a log written before labels named their labeller
         with contextlib.suppress(sqlite3.OperationalError):  # another process added it
             db.execute("ALTER TABLE predictions ADD COLUMN label_source TEXT")
     return db
 
 
-def read(path: Path | str, after: int = 0) -> Batch:
-    """Rows with id greater than ``after`` (all columns but the raw inputs), oldest first."""
+def read(path: Path | str, after: int = 0, kind: str | None = None) -> Batch:
+    """Rows with id greater than ``after`` (all columns but the raw inputs), oldest first;
+    the statistics named as data ``kind`` names them (``DataKind.logged``), else s1..s5."""
     import pandas as pd
 
     path = Path(path)
@@ -307,14 +302,21 @@ def read(path: Path | str, after: int = 0) -> Batch:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         query = (
-            "SELECT id, request_id, item, ts, model_version, mean, std, min, max, ink,"
+            "SELECT id, request_id, item, ts, model_version, s1, s2, s3, s4, s5,"
             " prediction, confidence, label FROM predictions WHERE id > ? ORDER BY id"
         )
         table = pd.read_sql_query(query, db, params=(after,))
     finally:
         db.close()
+    if kind is not None:
+        table = named(table, kind)
     last = int(table["id"].iloc[-1]) if len(table) else after
     return Batch(first=after + 1, last=last, table=table)
+
+
+def named(table, kind: str):
+    """The log's rows with their statistics slots named as data ``kind`` names them."""
+    return table.rename(columns=dict(zip(SLOTS, data_kind(kind).logged, strict=True)))
 
 
 def labelled(path: Path | str, exclude: set[str] = frozenset(), inputs: bool = True):

@@ -24,13 +24,3 @@ def text_statistics(texts) -> dict[str, np.ndarray]:
         "digits": (texts.str.count(r"\d") / visible).to_numpy(np.float64),
         "upper": (texts.str.count(r"[A-Z]") / letters.clip(lower=1)).to_numpy(np.float64),
     }
-
-
-def logged_text_statistics(texts, unknown_share) -> np.ndarray:
-    """N x 5 in the inference log's text order (``serve.inference_log.TEXT_LOGGED``):
-    characters, non-letter share, digit share, unknown-token share, words."""
-    stats = text_statistics(texts)
-    return np.stack(
-        [stats["chars"], stats["non_letter"], stats["digits"],
-         np.asarray(unknown_share, np.float64), stats["words"]], axis=1,
-    ).astype(np.float64)  # fmt: skip

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core import inference_log
 from components.core.config import Params
 from components.core.kinds import kind as data_kind
+from components.core.kinds.encoding import TableEncoding
 from components.core.paths import Workspace
 from components.core.rawdata import RawData
 from components.core.settings import settings
@@ -35,7 +37,6 @@ from components.prepare.batches import (
     add_batch,
     harvested_requests,
 )
-from components.serve import inference_log
 from components.validate.profile import profile_path
 
 log = logging.getLogger(__name__)
@@ -88,26 +89,6 @@ def _labels(values, classes: list) -> np.ndarray:
     if all(isinstance(c, int) for c in classes):
         return np.asarray([int(v) for v in values], dtype=np.int64)
     return np.asarray(values, dtype=str)
-
-
-def _rows_from_encoding(x: np.ndarray, labels: np.ndarray, meta: dict, columns: list[str]):
-    """Table rows back from the encoded inputs the log keeps: numeric columns as they were
-    (NaN: a gap the model filled), each categorical column from its one-hot block (a
-    gap that training imputed comes back as its fill)."""
-    import pandas as pd
-
-    schema = meta["schema"]
-    data, at = {}, 0
-    for col in schema["numeric"]:
-        data[col] = x[:, at].astype(np.float64)
-        at += 1
-    for col, cats in schema["categorical"].items():
-        block = x[:, at : at + len(cats)]
-        data[col] = np.where(block.max(axis=1) > 0, np.asarray(cats, dtype=object)[block.argmax(1)],
-                             None)  # fmt: skip
-        at += len(cats)
-    data[schema["label"]] = labels
-    return pd.DataFrame(data)[columns]
 
 
 def text_rows(inputs, labels: np.ndarray, meta: dict, origin: Path) -> RawData:
@@ -167,7 +148,7 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
                           pixel_max=meta["pixel_max"], origin=path)  # fmt: skip
         else:
             columns = json.loads(profile_path(ws, params).read_text())["columns"]
-            frame = _rows_from_encoding(x, labels, meta, columns)
+            frame = TableEncoding.from_schema(meta["schema"]).decode(x, labels)[columns]
             raw = RawData(kind="tabular", labels=labels.astype(str), frame=frame,
                           label_column=meta["schema"]["label"],
                           numeric=meta["schema"]["numeric"],

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import MonitorConfig
+from components.core.kinds.base import array_statistics as statistics
+from components.core.kinds.images import IMAGES
+from components.core.kinds.texts import TEXTS
 from components.core.predict import CHUNK, load_registered
 from components.core.text import text_statistics
-from components.serve.inference_log import STATISTICS, statistics
 
-FEATURES = list(STATISTICS)
+FEATURES = list(IMAGES.logged)  # what array_statistics computes (TABLES.logged too)
 PREDICTION = "prediction"
 
 
@@ -63,7 +65,7 @@ def feature_table(
 
 # Texts are compared through descriptors of each text (components/monitor/texts.py; the
 # production monitor): length, share of non-letters, of digits, of unknown tokens.
-TEXT_FEATURES = ["chars", "non_letter", "digits", "unknown"]
+TEXT_FEATURES = list(TEXTS.drifting)
 
 
 def text_feature_table(texts, unknown_share: np.ndarray, predictions=None):

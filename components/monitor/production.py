@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core import inference_log
 from components.core.config import Params
 from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
@@ -21,7 +22,6 @@ from components.core.records import write_json
 from components.core.splits import load_meta, load_split
 from components.ingest.harvest import log_file, pending
 from components.monitor.drift import (
-    FEATURES,
     PREDICTION,
     DriftResult,
     champion_predictor,
@@ -29,7 +29,6 @@ from components.monitor.drift import (
     feature_table,
 )
 from components.prepare.stage import reference_file
-from components.serve import inference_log
 
 logger = logging.getLogger(__name__)  # `log` names the inference log here
 
@@ -143,21 +142,22 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         logger.info(f"[monitor] {log} is newer than the last check: reading from its start")
         last_id = 0
     batch = inference_log.read(log, after=last_id)
-    table = batch.table
     if len(batch) < cfg.min_rows:
         return waiting(len(batch), f"{len(batch)} new predictions, {cfg.min_rows} needed")
+    meta = load_meta(ws.prepared)
+    kind = data_kind(meta["kind"])
+    table = inference_log.named(batch.table, kind.name)  # the statistics, as the kind has them
 
     predict = champion_predictor(params.registry.model_name)
-    meta = load_meta(ws.prepared)
-    if data_kind(meta["kind"]).tokenized:  # the logged descriptors against the training texts'
-        from components.monitor.texts import logged_text_table, text_reference
+    current = table[[*kind.drifting, PREDICTION]]
+    if kind.tokenized:  # the logged descriptors against the training texts'
+        from components.monitor.texts import text_reference
 
         path = champion_reference_file(params.registry.model_name, ws)
-        reference, current = text_reference(ws, meta, predict, path), logged_text_table(table)
+        reference = text_reference(ws, meta, predict, path)
     else:
         train_x = champion_reference(params.registry.model_name, ws)
         reference = feature_table(train_x, predict, classes=meta["classes"])
-        current = table[[*FEATURES, PREDICTION]]
     if len(current) > cfg.test_rows:
         current = current.sample(cfg.test_rows, random_state=params.seed + batch.last)
     current = current.reset_index(drop=True)

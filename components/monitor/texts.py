@@ -76,14 +76,3 @@ def text_reference(ws, meta: dict, predict, kept=None):
         texts = load_rows(ws.prepared, "train")[column].tolist()
         ids = np.asarray(load_split(ws.prepared, "train").x)
     return text_feature_table(texts, unknown_share(ids), class_names(predict, ids, meta["classes"]))
-
-
-def logged_text_table(table):
-    """The inference log's rows of a text model as a drift table: its five statistics
-    columns hold the text kind's ``logged`` statistics (``serve.inference_log``)."""
-    from components.core.kinds.texts import TEXTS
-    from components.monitor.drift import PREDICTION, TEXT_FEATURES
-    from components.serve.inference_log import STATISTICS
-
-    named = table.rename(columns=dict(zip(STATISTICS, TEXTS.logged, strict=True)))
-    return named[[*TEXT_FEATURES, PREDICTION]]

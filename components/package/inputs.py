@@ -1,8 +1,8 @@
 """What the service accepts and answers: typed fields, and checks that answer 400 with the reason.
 
 Images come as numbers shaped like the training images; table rows as objects of
-the training file's columns, encoded exactly as the prepare stage did (``null`` where
-training imputed the column's gaps). Error
+the training file's columns, encoded by the encoder the prepare stage fitted
+(``components.core.kinds.encoding``; ``null`` where training imputed the column's gaps). Error
 messages quote at most 80 characters of what was sent.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,12 @@ import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.core.kinds.encoding import RowRefused, TableEncoding
 from components.core.messages import short
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 
 MAX_BATCH = 256
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_ID_CHARS = 64  # request ids are 32 hex digits
 # Bytes per number in the largest legal batch ("255.12345678901234, ") and per request
 # besides: the default body limit (MLOOP_MAX_BODY_BYTES overrides it).
@@ -67,46 +66,18 @@ def to_batch(images: Any, shape: tuple[int, ...], pixel_max: float) -> np.ndarra
     return x
 
 
-def encode_rows(rows: Any, schema: dict) -> np.ndarray:
-    """Encode ``[{column: value}, ...]`` as the model's input: numbers, then one-hot categories."""
+def encode_rows(rows: Any, encoding: TableEncoding) -> np.ndarray:
+    """``[{column: value}, ...]`` (or one such object) as the model's input, encoded by the
+    encoder training fitted (``TableEncoding.encode_rows``); 400 naming the first bad value."""
     if isinstance(rows, dict):
         rows = [rows]
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InvalidArgument("rows must be an object {column: value} or a list of them")
     _check_batch(len(rows))
-    numeric, categorical = schema["numeric"], schema["categorical"]
-    fills = schema.get("fill", {})  # columns whose gaps training imputed: null is accepted
-    known = set(numeric) | set(categorical)
-    out = np.zeros((len(rows), len(schema["encoded"])), np.float32)
-    for i, row in enumerate(rows):
-        missing = sorted(known - set(row))
-        if missing:
-            raise InvalidArgument(f"row {i}: missing column(s) {short(missing)}")
-        unknown = sorted(set(row) - known - {schema["label"]})
-        if unknown:
-            raise InvalidArgument(f"row {i}: unknown column(s) {short(unknown)}")
-        for j, col in enumerate(numeric):
-            value = row[col]
-            if value is None and col in fills:
-                out[i, j] = np.nan  # the network imputes it as training did; trees route it
-                continue
-            if value is None:
-                raise InvalidArgument(f"row {i}: {col} is required (training had no gaps in it)")
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidArgument(f"row {i}: {col} must be a number, got {short(value)}")
-            if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
-                raise InvalidArgument(f"row {i}: {col} must be finite, within the float32 range")
-            out[i, j] = value
-        offset = len(numeric)
-        for col, cats in categorical.items():
-            if row[col] is None and col not in fills:
-                raise InvalidArgument(f"row {i}: {col} is required (training had no gaps in it)")
-            value = str(row[col] if row[col] is not None else fills[col])
-            if value not in cats:
-                raise InvalidArgument(f"row {i}: {col}={short(value)} is not one of {short(cats)}")
-            out[i, offset + cats.index(value)] = 1.0
-            offset += len(cats)
-    return out
+    try:
+        return encoding.encode_rows(rows)
+    except RowRefused as err:
+        raise InvalidArgument(str(err)) from None
 
 
 def upload_pixels(files: list, max_bytes: int, max_request_pixels: int) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.core.kinds import kind as data_kind
+from components.core.kinds.encoding import TableEncoding
 from components.core.predict import served_predictor
 from components.core.tasks import Task, task_of
 from components.package.inputs import body_limit
@@ -45,7 +46,7 @@ class ServedModel:
     shape: tuple
     pixel_max: float
     classes: list
-    schema: dict | None
+    encoding: TableEncoding | None  # tables: the encoder fitted in training
     image_files: dict | None  # size and colour of the training files
     text: dict | None  # texts: max_chars
     tokenizer: object | None  # texts: the model's own tokenizer
@@ -80,7 +81,7 @@ def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
         shape=tuple(meta["input_shape"]),
         pixel_max=float(meta.get("pixel_max") or 1.0),  # images only: their pixel scale
         classes=list(meta["classes"]),
-        schema=meta.get("schema"),
+        encoding=TableEncoding.from_schema(meta["schema"]) if meta.get("schema") else None,
         image_files=meta.get("image_files"),
         text=meta.get("text"),
         tokenizer=tokenizer,

@@ -46,8 +46,16 @@ from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, Serv
 from pydantic import Field
 
 from components.core.credentials import labeller_tokens
+from components.core.inference_log import (
+    GroupCommit,
+    InferenceLog,
+    NullLog,
+    Record,
+    is_off,
+    new_request_id,
+)
+from components.core.kinds.texts import TEXTS
 from components.core.settings import settings
-from components.core.text import logged_text_statistics
 from components.package.http_gate import LABELLER_HEADER, RequestGate, ServiceState
 from components.package.inputs import (
     EXAMPLE_INPUT,
@@ -66,14 +74,6 @@ from components.package.inputs import (
 from components.package.routes import ENDPOINTS
 from components.package.served_model import Follower, ServedModel, load_served, read_pointer
 from components.prepare.tokenizer import encode
-from components.serve.inference_log import (
-    GroupCommit,
-    InferenceLog,
-    NullLog,
-    Record,
-    is_off,
-    new_request_id,
-)
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 _PINNED = Path(__file__).with_name("bento_model.json")
@@ -271,7 +271,7 @@ class Classifier:
     ) -> Answer:
         """Classify table rows given as objects of column values, as in the training file."""
         m = self._only("tabular")
-        return await self._answer(m, encode_rows(rows, m.schema))
+        return await self._answer(m, encode_rows(rows, m.encoding))
 
     @bentoml.api
     async def predict_text(
@@ -286,7 +286,7 @@ class Classifier:
         m = self._only("text")
         texts = to_texts(texts, int(m.text["max_chars"]))
         ids, unknown = encode(m.tokenizer, texts, m.max_length)
-        stats = logged_text_statistics(texts, unknown)
+        stats = TEXTS.describe(texts, unknown)
         return await self._answer(m, ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
 
     @bentoml.api

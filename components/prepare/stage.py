@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.core.kinds import kind as data_kind
+from components.core.kinds.encoding import TableEncoding
 from components.core.kinds.sources import read_batch, read_source
 from components.core.rawdata import DataError, RawData
 from components.core.splits import (
@@ -33,7 +34,7 @@ from components.core.tasks import CLASSIFICATION
 from components.prepare import texts
 from components.prepare.batches import BatchError, in_window, list_batches, verify
 from components.prepare.conflicts import kept_counts, settle_conflicts
-from components.prepare.tables import drop_missing, encode_table
+from components.prepare.tables import drop_missing
 from components.validate.quarantine import quarantine_unreadable
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
@@ -178,7 +179,8 @@ def prepare(
             splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
     schema = text_info = None
     if kind.features:
-        x, schema = encode_table(raw, splits["train"])
+        encoding = TableEncoding.fit(raw, splits["train"])  # the service loads it back
+        x, schema = encoding.encode(raw.frame), encoding.as_schema()
     elif kind.tokenized:
         previous = load_meta(out_dir).get("text") if (out_dir / "meta.json").is_file() else None
         encoded = texts.tokenize(raw, splits["train"], cfg.text, out_dir, previous)

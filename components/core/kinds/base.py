@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
 if TYPE_CHECKING:
     from components.core.config import DataConfig
     from components.core.rawdata import RawData
@@ -33,7 +35,11 @@ class DataKind:
     features: ClassVar[bool] = False
     gate_label: ClassVar[str] = "_label"  # the label's column in the gate's table of it
     report_note: ClassVar[str] = ""  # what the gate report's distributions show of it
-    logged: ClassVar[tuple[str, ...]]  # the inference log's five statistics columns for it
+    # The five statistics the inference log keeps of each sample, in order: the kind's
+    # schema there (``core.inference_log.read`` names the log's slots so), and of them
+    # the descriptors the production monitor compares with the training data's
+    logged: ClassVar[tuple[str, ...]]
+    drifting: ClassVar[tuple[str, ...]]
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         """An accepted batch's data, read as the reference data of this kind was."""
@@ -41,3 +47,12 @@ class DataKind:
 
     def __repr__(self) -> str:
         return f"<data kind {self.name}>"
+
+
+def array_statistics(x: np.ndarray) -> np.ndarray:
+    """Per-sample mean, std, min, max and ink (share of non-zero values): N x 5, what the
+    inference log keeps of an image or an encoded row (``IMAGES.logged``, ``TABLES.logged``)."""
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    return np.stack(
+        [flat.mean(1), flat.std(1), flat.min(1), flat.max(1), (flat > 0).mean(1)], axis=1
+    )

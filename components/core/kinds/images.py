@@ -171,7 +171,7 @@ class Images(DataKind):
     name, noun, route, batch_format, row_table = "image", "images", "/predict", "arrays", False
     family = "cnn"
     pixels, gate_label, report_note = True, "label", "Images: the per-image statistics."
-    logged = ("mean", "std", "min", "max", "ink")  # of each image's pixels
+    logged = drifting = ("mean", "std", "min", "max", "ink")  # of each image's pixels
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         folder = batch.folder

@@ -214,7 +214,7 @@ class Tables(DataKind):
     family = "mlp"
     baseline = "trees"
     features = True
-    logged = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
+    logged = drifting = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         folder = batch.folder

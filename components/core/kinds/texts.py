@@ -6,9 +6,12 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from components.core.kinds.base import DataKind
 from components.core.kinds.tables import _decode_csv, _read_parquet, _table_suffix
 from components.core.rawdata import DataError, RawData
+from components.core.text import text_statistics
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import DataConfig
@@ -65,6 +68,16 @@ class Texts(DataKind):
     tokenized, report_note = True, "Texts: the per-text statistics."
     # characters, share of non-letters, share of digits, share of unknown tokens, words
     logged = ("chars", "non_letter", "digits", "unknown", "words")
+    drifting = ("chars", "non_letter", "digits", "unknown")
+
+    def describe(self, texts, unknown_share) -> np.ndarray:
+        """``logged`` of each text, N x 5: what the inference log keeps of it
+        (``unknown_share``: the share of its tokens the tokenizer did not know)."""
+        stats = text_statistics(texts)
+        return np.stack(
+            [stats["chars"], stats["non_letter"], stats["digits"],
+             np.asarray(unknown_share, np.float64), stats["words"]], axis=1,
+        ).astype(np.float64)  # fmt: skip
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         if batch.format != "table":
