@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from bentoml.exceptions import InvalidArgument
 
+from components.core.kinds.base import MAX_BATCH
 from components.core.kinds.encoding import TableEncoding
-from components.package.inputs import EXAMPLE_INPUT, MAX_BATCH, encode_rows, to_batch
+from components.package.inputs import EXAMPLE_INPUT, encode_rows, to_batch
 
 
 def test_one_image_and_a_batch():

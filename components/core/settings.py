@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     allowed_hosts: str = ""
     max_body_bytes: PositiveInt | None = None  # default: the largest legal batch
     service_workers: PositiveInt = 2  # Bento server worker processes
-    ort_threads: PositiveInt = 1  # ONNX Runtime intra-op threads per worker
+    ort_threads: PositiveInt = 1  # intra-op threads per server worker (ONNX Runtime, torch)
     max_in_flight: PositiveInt = 64  # requests per worker at once; beyond: 503, Retry-After
     max_file_bytes: PositiveInt = 10 * 2**20  # an uploaded image file; beyond: 413
     max_image_pixels: PositiveInt = 25_000_000  # an uploaded image's width x height; beyond: 422

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 from http import HTTPStatus
 from pathlib import Path
@@ -19,17 +20,17 @@ import numpy as np
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.core.kinds.encoding import RowRefused, TableEncoding
-from components.core.messages import short
+from components.core.kinds import kind as data_kind
+from components.core.kinds.base import Refused, check_batch
+from components.core.kinds.base import TooLarge as TooLargeInputs
+from components.core.kinds.encoding import TableEncoding
+from components.core.kinds.images import IMAGES
+from components.core.kinds.tables import TABLES
+from components.core.kinds.texts import TEXTS
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 
-MAX_BATCH = 256
 MAX_ID_CHARS = 64  # request ids are 32 hex digits
-# Bytes per number in the largest legal batch ("255.12345678901234, ") and per request
-# besides: the default body limit (MLOOP_MAX_BODY_BYTES overrides it).
-BYTES_PER_VALUE = 24
-BODY_OVERHEAD = 64 * 1024
 
 
 # One 8x8 digit ("0") on the 0..16 pixel scale of the built-in data; the tests post it too.
@@ -45,39 +46,39 @@ EXAMPLE_INPUT = [
 ]
 
 
-def to_batch(images: Any, shape: tuple[int, ...], pixel_max: float) -> np.ndarray:
-    """Turn a request's ``images`` (one image or a list of them) into a checked array."""
-    want = "x".join(map(str, shape))
+@contextlib.contextmanager
+def answered_as_http():
+    """A data kind's refusal of a request's inputs as the HTTP answer: 413 for too much,
+    400 for the rest, with the kind's reason."""
     try:
-        x = np.asarray(images, dtype=np.float32)
-    except OverflowError:  # an integer past float range
-        raise InvalidArgument("images contain a number outside the float32 range") from None
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"images must be numbers shaped {want} or N x {want}") from None
-    if x.ndim == len(shape):
-        x = x[None]
-    if x.ndim != len(shape) + 1 or x.shape[1:] != tuple(shape):
-        raise InvalidArgument(f"images must be shaped {want} or N x {want}, got {list(x.shape)}")
-    _check_batch(len(x))
-    if not np.isfinite(x).all():
-        raise InvalidArgument("images contain NaN or infinite values")
-    if x.min() < 0 or x.max() > pixel_max:
-        raise InvalidArgument(f"pixel values must lie in [0, {pixel_max:g}]")
-    return x
+        yield
+    except TooLargeInputs as err:
+        raise TooLarge(str(err)) from None
+    except Refused as err:
+        raise InvalidArgument(str(err)) from None
+
+
+def to_batch(images: Any, shape: tuple[int, ...], pixel_max: float) -> np.ndarray:
+    """A request's ``images`` as a checked array (``IMAGES.request``)."""
+    with answered_as_http():
+        return IMAGES.request(images, shape, pixel_max)
 
 
 def encode_rows(rows: Any, encoding: TableEncoding) -> np.ndarray:
-    """``[{column: value}, ...]`` (or one such object) as the model's input, encoded by the
-    encoder training fitted (``TableEncoding.encode_rows``); 400 naming the first bad value."""
-    if isinstance(rows, dict):
-        rows = [rows]
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise InvalidArgument("rows must be an object {column: value} or a list of them")
-    _check_batch(len(rows))
-    try:
-        return encoding.encode_rows(rows)
-    except RowRefused as err:
-        raise InvalidArgument(str(err)) from None
+    """A request's ``rows`` encoded as training encoded its table (``TABLES.request``)."""
+    with answered_as_http():
+        return TABLES.request(rows, encoding)
+
+
+def to_texts(texts: Any, max_chars: int) -> list[str]:
+    """A request's ``texts``, checked (``TEXTS.request``): 400, or 413 past the limits."""
+    with answered_as_http():
+        return TEXTS.request(texts, max_chars)
+
+
+def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
+    """The default request-body limit of the model (``DataKind.body_limit``)."""
+    return data_kind(meta["kind"]).body_limit(meta, max_file_bytes)
 
 
 def upload_pixels(files: list, max_bytes: int, max_request_pixels: int) -> int:
@@ -86,7 +87,8 @@ def upload_pixels(files: list, max_bytes: int, max_request_pixels: int) -> int:
     for the request; 422 for what is no image."""
     from PIL import Image, UnidentifiedImageError
 
-    _check_batch(len(files))
+    with answered_as_http():
+        check_batch(len(files))
     total = 0
     for i, item in enumerate(files):
         size = len(item) if isinstance(item, bytes) else Path(item).stat().st_size
@@ -129,7 +131,8 @@ def from_base64(encoded: list) -> list[bytes]:
     """``files`` of a JSON body: base64 strings (standard alphabet, padding as sent)."""
     if not isinstance(encoded, list) or not all(isinstance(e, str) for e in encoded):
         raise InvalidArgument("files must be a list of base64 strings, one per image file")
-    _check_batch(len(encoded))
+    with answered_as_http():
+        check_batch(len(encoded))
     try:
         return [base64.b64decode(e, validate=True) for e in encoded]
     except (binascii.Error, ValueError) as err:
@@ -145,49 +148,6 @@ class Unprocessable(BentoMLException):
     pixels, another colour mode."""
 
     error_code = HTTPStatus.UNPROCESSABLE_ENTITY
-
-
-def body_limit(meta: dict, max_file_bytes: int = 0) -> int:
-    """The default request-body limit: the largest legal batch of this model's inputs; for a
-    model trained on image files, at least one file of ``max_file_bytes`` in base64."""
-    if meta.get("text"):  # a text model: a character takes at most 6 bytes in JSON (\uXXXX)
-        return MAX_BATCH * (int(meta["text"]["max_chars"]) * 6 + 8) + BODY_OVERHEAD
-    if meta.get("schema"):  # a table model: its encoding's columns
-        schema = meta["schema"]
-        columns = [*schema["numeric"], *schema["categorical"], schema["label"]]
-        per_row = sum(len(c) + 8 for c in columns) + BYTES_PER_VALUE * len(columns)
-        per_row += sum(max(map(len, cats), default=0) for cats in schema["categorical"].values())
-        return MAX_BATCH * per_row + BODY_OVERHEAD
-    values = int(np.prod(meta["input_shape"]))
-    pixels = MAX_BATCH * values * BYTES_PER_VALUE + BODY_OVERHEAD
-    if meta.get("image_files"):
-        return max(pixels, -(-max_file_bytes // 3) * 4 + BODY_OVERHEAD)
-    return pixels
-
-
-def to_texts(texts: Any, max_chars: int, max_texts: int = MAX_BATCH) -> list[str]:
-    """A request's ``texts`` (one text or a list of them), checked: 400 for what is not
-    text or holds no character, 413 beyond ``max_texts`` texts or ``max_chars`` characters
-    in one (/predict_text)."""
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, list) or not texts:
-        raise InvalidArgument("texts must be a text or a non-empty list of texts")
-    if len(texts) > max_texts:
-        raise TooLarge(f"at most {max_texts} texts a request, got {len(texts)}")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise InvalidArgument(f"texts[{i}] is not a text: {short(text)}")
-        if len(text) > max_chars:
-            raise TooLarge(f"texts[{i}] has {len(text):,} characters; at most {max_chars:,}")
-        if not text.strip():
-            raise InvalidArgument(f"texts[{i}] is empty or only whitespace")
-    return texts
-
-
-def _check_batch(n: int) -> None:
-    if n == 0 or n > MAX_BATCH:
-        raise InvalidArgument(f"send between 1 and {MAX_BATCH} inputs, got {n}")
 
 
 class Prediction(BaseModel):

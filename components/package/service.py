@@ -54,12 +54,12 @@ from components.core.inference_log import (
     is_off,
     new_request_id,
 )
+from components.core.kinds.base import MAX_BATCH
 from components.core.kinds.texts import TEXTS
 from components.core.settings import settings
 from components.package.http_gate import LABELLER_HEADER, RequestGate, ServiceState
 from components.package.inputs import (
     EXAMPLE_INPUT,
-    MAX_BATCH,
     MAX_ID_CHARS,
     Answer,
     Labelled,

@@ -45,8 +45,35 @@ class DataKind:
         """An accepted batch's data, read as the reference data of this kind was."""
         raise NotImplementedError
 
+    def body_limit(self, meta: dict, max_file_bytes: int) -> int:
+        """The default limit of a request's body for a model of this kind (``meta``: what
+        the package stage recorded): the largest legal batch of its inputs, in JSON."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"<data kind {self.name}>"
+
+
+# ---------------------------------------------------------------- what a request may carry
+
+MAX_BATCH = 256  # inputs a request may carry
+# Bytes per number in the largest legal batch ("255.12345678901234, ") and per request
+# besides: the default body limit (MLOOP_MAX_BODY_BYTES overrides it).
+BYTES_PER_VALUE = 24
+BODY_OVERHEAD = 64 * 1024
+
+
+class Refused(ValueError):
+    """A request's inputs the kind does not take (the service answers 400 with the reason)."""
+
+
+class TooLarge(Refused):
+    """More than a request may carry (the service answers 413)."""
+
+
+def check_batch(n: int) -> None:
+    if n == 0 or n > MAX_BATCH:
+        raise Refused(f"send between 1 and {MAX_BATCH} inputs, got {n}")
 
 
 def array_statistics(x: np.ndarray) -> np.ndarray:

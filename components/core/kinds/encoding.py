@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from components.core.kinds.base import Refused
 from components.core.messages import short
 from components.core.rawdata import DataError, RawData
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class RowRefused(ValueError):
+class RowRefused(Refused):
     """A request row the encoding cannot take: a missing, unknown or mistyped value."""
 
 

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.core.kinds.base import DataKind
+from components.core.kinds.base import (
+    BODY_OVERHEAD,
+    BYTES_PER_VALUE,
+    MAX_BATCH,
+    DataKind,
+    Refused,
+    check_batch,
+)
 from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
@@ -199,6 +206,35 @@ class Images(DataKind):
         else:
             raw.labels = np.asarray(raw.labels).astype(str)
         return raw
+
+    def request(self, images, shape: tuple[int, ...], pixel_max: float) -> np.ndarray:
+        """A request's ``images`` (one image or a list of them, numbers shaped as the
+        training images, within [0, pixel_max]) as the model's input."""
+        want = "x".join(map(str, shape))
+        try:
+            x = np.asarray(images, dtype=np.float32)
+        except OverflowError:  # an integer past float range
+            raise Refused("images contain a number outside the float32 range") from None
+        except (TypeError, ValueError):
+            raise Refused(f"images must be numbers shaped {want} or N x {want}") from None
+        if x.ndim == len(shape):
+            x = x[None]
+        if x.ndim != len(shape) + 1 or x.shape[1:] != tuple(shape):
+            raise Refused(f"images must be shaped {want} or N x {want}, got {list(x.shape)}")
+        check_batch(len(x))
+        if not np.isfinite(x).all():
+            raise Refused("images contain NaN or infinite values")
+        if x.min() < 0 or x.max() > pixel_max:
+            raise Refused(f"pixel values must lie in [0, {pixel_max:g}]")
+        return x
+
+    def body_limit(self, meta: dict, max_file_bytes: int) -> int:
+        """Its largest batch as numbers; for a model trained on image files, at least one
+        file of ``max_file_bytes`` (MLOOP_MAX_FILE_BYTES) in base64."""
+        pixels = MAX_BATCH * int(np.prod(meta["input_shape"])) * BYTES_PER_VALUE + BODY_OVERHEAD
+        if meta.get("image_files"):
+            return max(pixels, -(-max_file_bytes // 3) * 4 + BODY_OVERHEAD)
+        return pixels
 
 
 IMAGES = Images()

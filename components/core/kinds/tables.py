@@ -13,11 +13,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.core.kinds.base import DataKind
+from components.core.kinds.base import (
+    BODY_OVERHEAD,
+    BYTES_PER_VALUE,
+    MAX_BATCH,
+    DataKind,
+    Refused,
+    check_batch,
+)
 from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import DataConfig, SyntheticSource, TabularSource
+    from components.core.kinds.encoding import TableEncoding
 
 TABLE_SUFFIXES = {".csv", ".parquet", ".pq"}
 ID_MIN_ROWS = 50  # below this, a column of distinct values is no sign of an identifier
@@ -215,6 +223,26 @@ class Tables(DataKind):
     baseline = "trees"
     features = True
     logged = drifting = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
+
+    def request(self, rows, encoding: TableEncoding) -> np.ndarray:
+        """A request's ``rows`` (one object {column: value} or a list of them) as the
+        model's input, through the encoder training fitted (``TableEncoding.encode_rows``:
+        ``RowRefused`` names the first value it cannot take)."""
+        if isinstance(rows, dict):
+            rows = [rows]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise Refused("rows must be an object {column: value} or a list of them")
+        check_batch(len(rows))
+        return encoding.encode_rows(rows)
+
+    def body_limit(self, meta: dict, max_file_bytes: int) -> int:
+        """Its largest batch of rows: each column's name and a number, or its longest
+        category."""
+        schema = meta["schema"]
+        columns = [*schema["numeric"], *schema["categorical"], schema["label"]]
+        per_row = sum(len(c) + 8 for c in columns) + BYTES_PER_VALUE * len(columns)
+        per_row += sum(max(map(len, cats), default=0) for cats in schema["categorical"].values())
+        return MAX_BATCH * per_row + BODY_OVERHEAD
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         folder = batch.folder

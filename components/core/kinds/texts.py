@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.core.kinds.base import DataKind
+from components.core.kinds.base import BODY_OVERHEAD, MAX_BATCH, DataKind, Refused, TooLarge
 from components.core.kinds.tables import _decode_csv, _read_parquet, _table_suffix
+from components.core.messages import short
 from components.core.rawdata import DataError, RawData
 from components.core.text import text_statistics
 
@@ -78,6 +79,30 @@ class Texts(DataKind):
             [stats["chars"], stats["non_letter"], stats["digits"],
              np.asarray(unknown_share, np.float64), stats["words"]], axis=1,
         ).astype(np.float64)  # fmt: skip
+
+    def request(self, texts, max_chars: int) -> list[str]:
+        """A request's ``texts`` (one text or a list of them), checked: ``Refused`` for what
+        is not text or holds no character, ``TooLarge`` beyond ``MAX_BATCH`` texts or
+        ``max_chars`` characters in one (gate.max_text_chars)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts:
+            raise Refused("texts must be a text or a non-empty list of texts")
+        if len(texts) > MAX_BATCH:
+            raise TooLarge(f"at most {MAX_BATCH} texts a request, got {len(texts)}")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise Refused(f"texts[{i}] is not a text: {short(text)}")
+            if len(text) > max_chars:
+                raise TooLarge(f"texts[{i}] has {len(text):,} characters; at most {max_chars:,}")
+            if not text.strip():
+                raise Refused(f"texts[{i}] is empty or only whitespace")
+        return texts
+
+    def body_limit(self, meta: dict, max_file_bytes: int) -> int:
+        """Its largest batch of its longest texts: a character takes at most 6 bytes in
+        JSON (``\\uXXXX``)."""
+        return MAX_BATCH * (int(meta["text"]["max_chars"]) * 6 + 8) + BODY_OVERHEAD
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         if batch.format != "table":
