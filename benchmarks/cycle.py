@@ -53,9 +53,9 @@ def one_round(root: Path, epochs: int | None, port: int) -> dict:
 
     from components.core.config import load_params
     from components.core.credentials import first_token
+    from components.core.kinds.base import drifted
     from components.core.paths import Workspace
     from components.core.splits import load_split
-    from components.monitor.stage import drifted
     from components.serve import traffic
 
     shutil.rmtree(root, ignore_errors=True)

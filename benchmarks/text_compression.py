@@ -52,14 +52,14 @@ def main() -> None:
     from components.core import families
     from components.core.config import parse_params
     from components.core.families import DataSpec, NetSpec
-    from components.core.logs import setup_logging
-    from components.core.splits import Split
-    from components.prepare.tokenizer import (
+    from components.core.kinds.tokenizer import (
         default_max_length,
         encode,
         token_counts,
         train_tokenizer,
     )
+    from components.core.logs import setup_logging
+    from components.core.splits import Split
     from components.train.data import SplitData
     from components.train.families.transformer import half_depth_start
     from components.train.models import Probabilities, build_net

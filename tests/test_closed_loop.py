@@ -27,10 +27,10 @@ import yaml
 
 from components.core.config import load_params
 from components.core.credentials import first_token
+from components.core.kinds.base import drifted
 from components.core.paths import Workspace
 from components.core.splits import load_split
 from components.monitor.production import champion_reference
-from components.monitor.stage import drifted
 from components.package.inputs import EXAMPLE_INPUT
 from components.prepare.stage import reference_file
 from components.serve import traffic

@@ -259,8 +259,8 @@ def test_a_bad_batch_in_the_drop_folder_is_quarantined_while_the_run_goes_on(tmp
         assert cli.returncode == 0 and "batch-0001" in cli.stdout and "yes" in cli.stdout
 
         # drift in traffic nobody labelled: no retrain; the alert says labels are needed
+        from components.core.kinds.base import drifted
         from components.monitor.production import check_production
-        from components.monitor.stage import drifted
 
         params = load_params_of(ws)
         test = load_split(ws.prepared, "test")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from components.core.config import MonitorConfig
+from components.core.kinds.tokenizer import encode, train_tokenizer
 from components.monitor.drift import TEXT_FEATURES, check_drift, text_feature_table
-from components.prepare.tokenizer import encode, train_tokenizer
 from tests.helpers import ADULT, SHARED_DATA
 
 SMS = SHARED_DATA / "sms_spam" / "sms_spam.csv"

@@ -16,11 +16,11 @@ import yaml
 from components.core import inference_log, process_family
 from components.core.config import load_params
 from components.core.credentials import first_token
+from components.core.kinds.tokenizer import load as load_tokenizer
+from components.core.kinds.tokenizer import saved_length
 from components.core.paths import Workspace
 from components.core.splits import load_split
 from components.ingest.harvest import harvest
-from components.prepare.tokenizer import load as load_tokenizer
-from components.prepare.tokenizer import saved_length
 from components.serve import supervisor, traffic
 from tests.helpers import REPO, free_port, mloop_serve, post
 

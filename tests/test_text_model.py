@@ -59,13 +59,13 @@ def test_it_learns_sms_spam_from_scratch_through_the_training_loop():
     from sklearn.model_selection import train_test_split
 
     from components.core.config import parse_params
-    from components.core.splits import Split
-    from components.prepare.tokenizer import (
+    from components.core.kinds.tokenizer import (
         default_max_length,
         encode,
         token_counts,
         train_tokenizer,
     )
+    from components.core.splits import Split
     from components.train.trainer import train_classifier
 
     frame = pd.read_csv(SMS, dtype=str, keep_default_na=False).drop_duplicates("text")
@@ -107,7 +107,7 @@ def test_bert_masking_touches_only_ordinary_tokens_in_the_right_shares():
 @pytest.mark.skipif(not SMS.is_file(), reason=f"{SMS} is absent (shared data)")
 def test_masked_language_model_pre_training_learns_the_texts():
     from components.core.config import parse_params
-    from components.prepare.tokenizer import encode, train_tokenizer
+    from components.core.kinds.tokenizer import encode, train_tokenizer
     from components.train.objectives import Masking
     from components.train.trainer import pretrain
 

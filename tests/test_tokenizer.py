@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.prepare.tokenizer import (
+from components.core.kinds.tokenizer import (
     SPECIAL,
     default_max_length,
     encode,

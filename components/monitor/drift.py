@@ -70,7 +70,7 @@ TEXT_FEATURES = list(TEXTS.drifting)
 
 def text_feature_table(texts, unknown_share: np.ndarray, predictions=None):
     """One row per text: its ``TEXT_FEATURES`` (``unknown_share``: the share of its tokens
-    the tokenizer did not know, from ``prepare.tokenizer.encode``) and, given, the
+    the tokenizer did not know, from ``core.kinds.tokenizer.encode``) and, given, the
     predicted class as text."""
     import pandas as pd
 

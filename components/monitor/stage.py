@@ -15,6 +15,7 @@ import numpy as np
 
 from components.core.config import MonitorConfig, Params
 from components.core.kinds import kind as data_kind
+from components.core.kinds.base import drifted
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, load_split, pixel_scale
@@ -22,10 +23,7 @@ from components.monitor.drift import DriftResult, champion_predictor, check_drif
 
 log = logging.getLogger(__name__)
 
-BATCHES = ("clean", "noise", "shift")  # the self-test's batches
-# ... and a change of domain for demonstrations and the learning closed-loop test:
-# inverted images (light strokes on dark become dark on light), mirrored table columns
-KINDS = (*BATCHES, "invert")
+BATCHES = ("clean", "noise", "shift")  # the self-test's batches (of the kinds' FAULTS)
 
 
 @dataclass(frozen=True)
@@ -55,42 +53,6 @@ def simulate_batch(
     rng = np.random.default_rng(seed)
     batch = x[rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False)]
     return drifted(batch, kind, cfg, pixel_max, rng, numeric, reference=x)
-
-
-def drifted(
-    batch: np.ndarray,
-    fault: str,
-    cfg: MonitorConfig,
-    pixel_max: float | None,
-    rng: np.random.Generator,
-    numeric: int | None = None,
-    reference: np.ndarray | None = None,
-) -> np.ndarray:
-    """``batch`` unchanged, noisy, shifted or inverted.
-
-    Images (``pixel_max`` given) move in pixel units and stay in range; tables
-    move their first ``numeric`` columns in units of each column's std (in
-    ``reference``, ``batch`` itself by default). ``invert``: images become
-    ``pixel_max - x``; table columns are mirrored around the reference mean.
-    """
-    if fault not in KINDS:
-        raise ValueError(f"unknown batch kind {fault!r}; expected one of {KINDS}")
-    batch = batch.astype(np.float64)
-    cols = slice(None) if numeric is None else slice(0, numeric)
-    reference = batch if reference is None else reference
-    unit = 1.0 if pixel_max is not None else np.nanstd(reference[:, cols], axis=0)
-    part = batch[:, cols]
-    if fault == "noise":
-        part += rng.normal(0.0, 1.0, size=part.shape) * cfg.noise_std * unit
-    elif fault == "shift":
-        part += cfg.intensity_shift * unit
-    elif fault == "invert":
-        center = pixel_max / 2 if pixel_max is not None else np.nanmean(reference[:, cols], axis=0)
-        part[:] = 2 * center - part
-    batch[:, cols] = part
-    if pixel_max is not None:
-        batch = np.clip(batch, 0.0, pixel_max)
-    return batch.astype(np.float32)
 
 
 def drift_selftest_stage(params: Params, ws: Workspace) -> DriftSelfTest:
@@ -125,9 +87,10 @@ def _logged(result: DriftResult) -> DriftResult:
 def text_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[DriftResult]:
     """The detector on texts: the training texts (as the production monitor sees them)
     against test texts, clean, noisy, shifted."""
+    from components.core.kinds import tokenizer as tok
+    from components.core.kinds.texts import TEXTS
     from components.core.splits import load_rows
-    from components.monitor.texts import changed_texts, text_features, text_reference
-    from components.prepare import tokenizer as tok
+    from components.monitor.texts import text_features, text_reference
 
     cfg, column, classes = params.monitor, meta["text"]["column"], meta["classes"]
     tokenizer = tok.load(ws.prepared / meta["text"]["tokenizer"])
@@ -138,7 +101,7 @@ def text_selftest(params: Params, ws: Workspace, meta: dict, predict) -> list[Dr
     for i, kind in enumerate(BATCHES):
         rng = np.random.default_rng(params.seed + i)
         picked = [test[j] for j in rng.choice(len(test), min(cfg.batch_size, len(test)), False)]
-        current = text_features(changed_texts(picked, kind, rng), tokenizer, length, classes,
+        current = text_features(TEXTS.changed(picked, kind, rng), tokenizer, length, classes,
                                 predict)  # fmt: skip
         report = ws.report(f"drift_{kind}.html")
         results.append(_logged(check_drift(reference, current, cfg, report, kind)))

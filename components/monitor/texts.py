@@ -2,11 +2,7 @@
 
 The service logs the same descriptors for every text it answers (``core.text``), so
 the production monitor compares logged traffic with the training texts; the drift
-self-test compares simulated batches. Simulated changes of texts: ``noise`` replaces
-a share of the letters with digits and symbols (typing noise, a broken encoder
-upstream), ``shift`` appends a phone number and a code to every text (another kind of
-sender), ``invert`` swaps upper and lower case (a new source whose texts look unlike the
-training ones).
+self-test compares simulated batches (``TEXTS.changed``).
 """
 
 from __future__ import annotations
@@ -17,36 +13,12 @@ import numpy as np
 
 from components.monitor.drift import text_feature_table
 
-NOISE_SHARE = 0.3  # of the letters, in a noisy text
-NOISE_CHARACTERS = np.array(list("0123456789#@$%&*+=/"))
-
-
-def changed_texts(texts: list[str], fault: str, rng: np.random.Generator) -> list[str]:
-    """``texts`` unchanged (``clean``, ``none``), noisy, shifted or case-swapped."""
-    if fault in ("clean", "none"):
-        return list(texts)
-    if fault == "shift":
-        return [f"{t} Call +44 7911 {rng.integers(100000, 999999)} #{i}" for i, t in
-                enumerate(texts)]  # fmt: skip
-    if fault == "invert":
-        return [t.swapcase() for t in texts]
-    if fault != "noise":
-        raise ValueError(f"unknown batch kind {fault!r}")
-    out = []
-    for text in texts:
-        chars = np.array(list(text))
-        letters = np.flatnonzero(np.char.isalpha(chars))
-        hit = letters[rng.random(len(letters)) < NOISE_SHARE]
-        chars[hit] = rng.choice(NOISE_CHARACTERS, size=len(hit))
-        out.append("".join(chars))
-    return out
-
 
 def text_features(texts: list[str], tokenizer, max_length: int, classes: list,
                   predict: Callable[[np.ndarray], np.ndarray] | None = None):  # fmt: skip
     """The drift table of ``texts``: descriptors (the unknown-token share from
     ``tokenizer``) and, with ``predict`` (over token ids), the predicted class name."""
-    from components.prepare.tokenizer import encode
+    from components.core.kinds.tokenizer import encode
 
     ids, unknown = encode(tokenizer, texts, max_length)
     return text_feature_table(texts, unknown, class_names(predict, ids, classes))
@@ -65,8 +37,8 @@ def text_reference(ws, meta: dict, predict, kept=None):
     split), and the champion's predicted class names for them."""
     import pandas as pd
 
+    from components.core.kinds.tokenizer import unknown_share
     from components.core.splits import load_rows, load_split, reference_texts
-    from components.prepare.tokenizer import unknown_share
 
     column = meta["text"]["column"]
     if kept is not None and reference_texts(kept).is_file():

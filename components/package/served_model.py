@@ -24,12 +24,12 @@ from pathlib import Path
 
 from components.core.kinds import kind as data_kind
 from components.core.kinds.encoding import TableEncoding
+from components.core.kinds.tokenizer import FILE as TOKENIZER
+from components.core.kinds.tokenizer import load as load_tokenizer
+from components.core.kinds.tokenizer import saved_length
 from components.core.predict import served_predictor
 from components.core.tasks import Task, task_of
 from components.package.inputs import body_limit
-from components.prepare.tokenizer import FILE as TOKENIZER
-from components.prepare.tokenizer import load as load_tokenizer
-from components.prepare.tokenizer import saved_length
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how often a worker reads the pointer (a stat and a small read)

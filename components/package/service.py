@@ -56,6 +56,7 @@ from components.core.inference_log import (
 )
 from components.core.kinds.base import MAX_BATCH
 from components.core.kinds.texts import TEXTS
+from components.core.kinds.tokenizer import encode
 from components.core.settings import settings
 from components.package.http_gate import LABELLER_HEADER, RequestGate, ServiceState
 from components.package.inputs import (
@@ -73,7 +74,6 @@ from components.package.inputs import (
 )
 from components.package.routes import ENDPOINTS
 from components.package.served_model import Follower, ServedModel, load_served, read_pointer
-from components.prepare.tokenizer import encode
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
 _PINNED = Path(__file__).with_name("bento_model.json")

@@ -19,13 +19,13 @@ from pathlib import Path
 from components.core.config import Params
 from components.core.kinds import kind as data_kind
 from components.core.kinds.sources import source_of
+from components.core.kinds.tokenizer import ARTIFACT_FOLDER as TOKENIZER_FOLDER
+from components.core.kinds.tokenizer import FILE as TOKENIZER
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, pixel_scale
 from components.core.tasks import task_of
 from components.core.tracking import pinned
-from components.prepare.tokenizer import ARTIFACT_FOLDER as TOKENIZER_FOLDER
-from components.prepare.tokenizer import FILE as TOKENIZER
 from components.register.aliases import (
     CHAMPION,
     COMPRESSED,

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core.kinds import tokenizer as tok
+from components.core.kinds.tokenizer import FILE
 from components.core.rawdata import RawData
-from components.prepare import tokenizer as tok
-from components.prepare.tokenizer import FILE
 
 if TYPE_CHECKING:  # types only
     from components.core.config import TextSource

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from components.core.kinds import kind as data_kind
-from components.core.splits import load_meta, load_split, pixel_scale
-from components.monitor.stage import drifted
+from components.core.kinds.texts import TextBatch
+from components.core.splits import load_meta
 
 MAX_IN_FLIGHT = 512  # requests not yet answered; beyond it the sender counts a skip
 
@@ -117,7 +117,7 @@ async def _run(url, images, labels, rate, duration_s, drift, feedback, token, se
         groups = [[i] for i in range(len(images))]
     else:
         groups = [list(range(i, i + batch)) for i in range(0, len(images) - batch + 1, batch)]
-    if isinstance(images, Texts):  # texts: JSON to /predict_text
+    if isinstance(images, TextBatch):  # texts: JSON to /predict_text
         endpoint = "predict_text"
         bodies = [json.dumps({"texts": [images.texts[j] for j in g]}).encode() for g in groups]
     elif isinstance(images, Files):  # image files: one multipart upload per request
@@ -285,38 +285,9 @@ def folder_files(folder: Path, limit: int = 2000, seed: int = 0) -> tuple[Files,
     return Files([(str(p.relative_to(folder)), p.read_bytes()) for p in chosen]), labels
 
 
-@dataclass(frozen=True)
-class Texts:
-    """Texts to send to /predict_text, one or ``batch`` a request."""
-
-    texts: list[str]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-def test_texts(params, ws, meta: dict, drift: str):
-    """The test split's texts, clean or changed (``monitor.texts.changed_texts``), and their
-    labels (class names, as the service answers them)."""
-    from components.core.splits import load_rows
-    from components.monitor.texts import changed_texts
-
-    rows = load_rows(ws.prepared, "test")
-    kind = "clean" if drift == "none" else drift
-    texts = changed_texts(rows[meta["text"]["column"]].tolist(), kind,
-                          np.random.default_rng(params.seed))  # fmt: skip
-    return Texts(texts), rows[meta["text"]["label"]].astype(str).to_numpy()
-
-
 def test_images(params, ws, drift: str):
-    """The test split's images, clean or drifted (``noise``, ``shift``), and their labels;
-    for a text data set its texts (``test_texts``)."""
-    meta, test = load_meta(ws.prepared), load_split(ws.prepared, "test")
-    kind = data_kind(meta["kind"])
-    if kind.tokenized:
-        return test_texts(params, ws, meta, drift)
-    if not kind.pixels:
-        raise ValueError("traffic sends images; this workspace's model reads table rows")
-    kind = "clean" if drift == "none" else drift
-    rng = np.random.default_rng(params.seed)
-    return drifted(test.x, kind, params.monitor, pixel_scale(params, meta), rng), test.y
+    """The test split's images or texts, clean or changed (``noise``, ``shift``, ``invert``:
+    the data kind's ``traffic``), and their labels."""
+    meta = load_meta(ws.prepared)
+    fault = "clean" if drift == "none" else drift
+    return data_kind(meta["kind"]).traffic(ws.prepared, meta, fault, params)

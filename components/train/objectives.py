@@ -187,7 +187,7 @@ class Masking:
     """Masked-language-model pre-training (BERT's): which tokens, and what masks them."""
 
     vocab_size: int
-    mask_id: int = 4  # components.prepare.tokenizer: [PAD] [UNK] [CLS] [SEP] [MASK] are 0..4
+    mask_id: int = 4  # components.core.kinds.tokenizer: [PAD] [UNK] [CLS] [SEP] [MASK] are 0..4
     first_token: int = 5  # ids below are special: never masked
     rate: float = 0.15
 

@@ -222,8 +222,8 @@ def pretrain_texts(net, spec, params: Params, ws: Workspace, train, val, run, lo
     epochs = params.train.pretrain_epochs
     if not epochs or not families.get(spec.family).masked_lm:
         return
+    from components.core.kinds import tokenizer as tok
     from components.core.kinds.texts import read_unlabelled
-    from components.prepare import tokenizer as tok
     from components.train.objectives import Masking
     from components.train.trainer import pretrain
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from components.core.config import DataConfig
+    from components.core.config import DataConfig, MonitorConfig, Params
     from components.core.rawdata import RawData
 
 
@@ -44,6 +44,11 @@ class DataKind:
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         """An accepted batch's data, read as the reference data of this kind was."""
         raise NotImplementedError
+
+    def traffic(self, prepared: Path, meta: dict, fault: str, params: Params):
+        """The test split's samples (in ``prepared``), changed by ``fault`` (``FAULTS``), and
+        their labels: what ``mloop traffic`` sends the service."""
+        raise ValueError(f"traffic sends images or texts; this workspace's model reads {self.noun}")
 
     def body_limit(self, meta: dict, max_file_bytes: int) -> int:
         """The default limit of a request's body for a model of this kind (``meta``: what
@@ -74,6 +79,51 @@ class TooLarge(Refused):
 def check_batch(n: int) -> None:
     if n == 0 or n > MAX_BATCH:
         raise Refused(f"send between 1 and {MAX_BATCH} inputs, got {n}")
+
+
+# ---------------------------------------------------------------- simulated changes
+
+# How a kind's samples can be changed, for the drift self-test and for traffic: unchanged,
+# noisy, shifted, and a change of domain for demonstrations and the learning closed-loop
+# test (inverted images: light strokes on dark become dark on light; mirrored table
+# columns; texts with their case swapped)
+FAULTS = ("clean", "noise", "shift", "invert")
+
+
+def drifted(
+    batch: np.ndarray,
+    fault: str,
+    cfg: MonitorConfig,  # noise_std, intensity_shift
+    pixel_max: float | None,
+    rng: np.random.Generator,
+    numeric: int | None = None,
+    reference: np.ndarray | None = None,
+) -> np.ndarray:
+    """``batch`` unchanged, noisy, shifted or inverted.
+
+    Images (``pixel_max`` given) move in pixel units and stay in range; tables
+    move their first ``numeric`` columns in units of each column's std (in
+    ``reference``, ``batch`` itself by default). ``invert``: images become
+    ``pixel_max - x``; table columns are mirrored around the reference mean.
+    """
+    if fault not in FAULTS:
+        raise ValueError(f"unknown batch kind {fault!r}; expected one of {FAULTS}")
+    batch = batch.astype(np.float64)
+    cols = slice(None) if numeric is None else slice(0, numeric)
+    reference = batch if reference is None else reference
+    unit = 1.0 if pixel_max is not None else np.nanstd(reference[:, cols], axis=0)
+    part = batch[:, cols]
+    if fault == "noise":
+        part += rng.normal(0.0, 1.0, size=part.shape) * cfg.noise_std * unit
+    elif fault == "shift":
+        part += cfg.intensity_shift * unit
+    elif fault == "invert":
+        center = pixel_max / 2 if pixel_max is not None else np.nanmean(reference[:, cols], axis=0)
+        part[:] = 2 * center - part
+    batch[:, cols] = part
+    if pixel_max is not None:
+        batch = np.clip(batch, 0.0, pixel_max)
+    return batch.astype(np.float32)
 
 
 def array_statistics(x: np.ndarray) -> np.ndarray:

@@ -21,11 +21,12 @@ from components.core.kinds.base import (
     DataKind,
     Refused,
     check_batch,
+    drifted,
 )
 from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
-    from components.core.config import DataConfig, SyntheticSource
+    from components.core.config import DataConfig, Params, SyntheticSource
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -206,6 +207,14 @@ class Images(DataKind):
         else:
             raw.labels = np.asarray(raw.labels).astype(str)
         return raw
+
+    def traffic(self, prepared: Path, meta: dict, fault: str, params: Params):
+        """The test split's images, changed by ``fault`` in pixel units, and their labels."""
+        from components.core.splits import load_split, pixel_scale
+
+        test = load_split(prepared, "test")
+        rng = np.random.default_rng(params.seed)
+        return drifted(test.x, fault, params.monitor, pixel_scale(params, meta), rng), test.y
 
     def request(self, images, shape: tuple[int, ...], pixel_max: float) -> np.ndarray:
         """A request's ``images`` (one image or a list of them, numbers shaped as the

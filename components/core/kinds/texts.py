@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from components.core.rawdata import DataError, RawData
 from components.core.text import text_statistics
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
-    from components.core.config import DataConfig
+    from components.core.config import DataConfig, Params
 
 
 def _text_frame(path: Path, max_bytes: int | None = None):
@@ -62,6 +63,46 @@ def read_unlabelled(path: Path, text: str) -> list[str]:
     return texts[texts.str.strip() != ""].tolist()
 
 
+# ---------------------------------------------------------------- simulated changes
+
+NOISE_SHARE = 0.3  # of the letters, in a noisy text
+NOISE_CHARACTERS = np.array(list("0123456789#@$%&*+=/"))
+
+
+def changed_texts(texts: list[str], fault: str, rng: np.random.Generator) -> list[str]:
+    """``texts`` unchanged (``clean``, ``none``); ``noise`` replaces a share of the letters
+    with digits and symbols (typing noise, a broken encoder upstream); ``shift`` appends a
+    phone number and a code to every text (another kind of sender); ``invert`` swaps upper
+    and lower case (a new source whose texts look unlike the training ones)."""
+    if fault in ("clean", "none"):
+        return list(texts)
+    if fault == "shift":
+        return [f"{t} Call +44 7911 {rng.integers(100000, 999999)} #{i}" for i, t in
+                enumerate(texts)]  # fmt: skip
+    if fault == "invert":
+        return [t.swapcase() for t in texts]
+    if fault != "noise":
+        raise ValueError(f"unknown batch kind {fault!r}")
+    out = []
+    for text in texts:
+        chars = np.array(list(text))
+        letters = np.flatnonzero(np.char.isalpha(chars))
+        hit = letters[rng.random(len(letters)) < NOISE_SHARE]
+        chars[hit] = rng.choice(NOISE_CHARACTERS, size=len(hit))
+        out.append("".join(chars))
+    return out
+
+
+@dataclass(frozen=True)
+class TextBatch:
+    """Texts to send to /predict_text, as traffic (``Texts.traffic``)."""
+
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
 class Texts(DataKind):
     name, noun, route, batch_format, row_table = "text", "texts", "/predict_text", "table", True
     family = "transformer"
@@ -79,6 +120,19 @@ class Texts(DataKind):
             [stats["chars"], stats["non_letter"], stats["digits"],
              np.asarray(unknown_share, np.float64), stats["words"]], axis=1,
         ).astype(np.float64)  # fmt: skip
+
+    def changed(self, texts: list[str], fault: str, rng: np.random.Generator) -> list[str]:
+        return changed_texts(texts, fault, rng)
+
+    def traffic(self, prepared: Path, meta: dict, fault: str, params: Params):
+        """The test split's texts, changed by ``fault``, and their labels (class names,
+        as the service answers them): what ``mloop traffic`` sends."""
+        from components.core.splits import load_rows
+
+        rows = load_rows(prepared, "test")
+        texts = changed_texts(rows[meta["text"]["column"]].tolist(), fault,
+                              np.random.default_rng(params.seed))  # fmt: skip
+        return TextBatch(texts), rows[meta["text"]["label"]].astype(str).to_numpy()
 
     def request(self, texts, max_chars: int) -> list[str]:
         """A request's ``texts`` (one text or a list of them), checked: ``Refused`` for what
