@@ -11,46 +11,26 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import Params
+from components.core.kinds.gate import GateInput
 from components.core.paths import Workspace
-from components.core.text import TEXT_STATISTICS
-from components.validate.tables import TEXT_DRIFTING, GateInput
 
 # ---------------------------------------------------------------- reference profile
 
 
 def profile(gate: GateInput) -> dict:
     """What the next batch is held to: columns and types, ranges, categories, labels, and
-    the distribution of each column (images: of the per-image statistics) for the report."""
+    the distribution of each column (images: of the per-image statistics) for the report;
+    what besides is the data kind's (``DataKind.profile_of``)."""
     t = gate.table
-    label = gate.of.gate_label
-    prof = {"kind": gate.kind, "name": gate.name, "labels": sorted(t[label].dropna().unique())}
+    labels = sorted(t[gate.of.gate_label].dropna().unique())
+    prof = {"kind": gate.kind, "name": gate.name, "labels": labels}
     prof["distributions"] = distributions(gate, None)
-    if gate.of.pixels:
-        prof["image"] = {
-            "height": int(t["height"].iloc[0]),
-            "width": int(t["width"].iloc[0]),
-            "channels": int(t["channels"].iloc[0]),
-        }
-        return prof
-    if gate.of.tokenized:
-        prof["label_column"], prof["text_column"] = gate.label_column, gate.text_column
-        prof["text_stats"] = {c: {"mean": float(t[c].mean()), "std": float(t[c].std(ddof=0))}
-                              for c in TEXT_DRIFTING}  # fmt: skip
-        return prof
-    prof["columns"] = [c for c in t.columns if not c.startswith("_")]
-    prof["label_column"] = gate.label_column
-    finite = {c: t[c][np.isfinite(t[c])] for c in gate.numeric}
-    prof["numeric"] = {c: [float(v.min()), float(v.max())] for c, v in finite.items()}
-    prof["numeric_stats"] = {c: {"mean": float(v.mean()), "std": float(v.std(ddof=0))}
-                             for c, v in finite.items() if len(v)}  # fmt: skip
-    prof["categorical"] = gate.categorical
-    return prof
+    return {**prof, **gate.of.profile_of(gate)}
 
 
 HIST_BINS = 20
 TOP_CATEGORIES = 12
 MAX_COLUMNS = 24  # the report draws at most this many columns' distributions
-IMAGE_STATISTICS = ("mean", "std", "min", "max")
 OTHER = "(other)"
 
 
@@ -64,13 +44,7 @@ def distributions(gate: GateInput, reference: dict | None) -> dict[str, dict]:
 
     t = gate.table
     ref = (reference or {}).get("distributions", {})
-    if gate.of.pixels:
-        columns = {c: "numeric" for c in IMAGE_STATISTICS}
-    elif gate.of.tokenized:
-        columns = {c: "numeric" for c in TEXT_STATISTICS}
-    else:
-        columns = {c: "numeric" if c in gate.numeric else "categorical"
-                   for c in t.columns if not c.startswith("_")}  # fmt: skip
+    columns = gate.of.described(gate)
     out = {}
     for col, type_ in list(columns.items())[:MAX_COLUMNS]:
         values = t[col]
@@ -100,9 +74,7 @@ def load_profile(path: Path, gate: GateInput) -> dict | None:
     if not path.is_file():
         return None
     prof = json.loads(path.read_text())
-    same = prof.get("kind") == gate.kind and (
-        gate.of.pixels or prof.get("label_column") == gate.label_column
-    )
+    same = prof.get("kind") == gate.kind and gate.of.same_profile(prof, gate)
     return prof if same else None
 
 

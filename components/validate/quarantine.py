@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import ValidateConfig
+from components.core.kinds.gate import GateInput, expected_labels
 from components.core.kinds.images import IMAGE_SUFFIXES
 from components.core.rawdata import DataError
-from components.validate.suites import (
-    column_bounds,
-    expected_labels,
-    numeric_columns,
-    pixel_max_of,
-)
-from components.validate.tables import GateInput
 
 # ---------------------------------------------------------------- quarantine and reports
 
@@ -39,37 +33,9 @@ def rejected_rows(
         mask = np.asarray(mask, dtype=bool)
         reasons[mask] = reasons[mask] + why + "; "
 
-    if gate.of.pixels:
-        out_of_range = (t["min"] < cfg.pixel_min) | (t["max"] > pixel_max_of(gate, cfg))
-        flag(~t["finite"], "NaN or infinite pixel")
-        flag(out_of_range, "pixel value out of range")
-        if not faults_only:
-            flag(t["digest"].duplicated(), "duplicate image")
-        label = "label"
-    elif gate.of.tokenized:
-        flag(t["blank"], "empty or whitespace-only text")
-        flag(t["bad_encoding"], "characters of a broken encoding")
-        flag(t["chars"] > cfg.max_text_chars, f"longer than {cfg.max_text_chars} characters")
-        if not faults_only:
-            flag(t["_digest"].duplicated() & ~t["_conflict"], "duplicate text")
-            flag(t["_conflict"], "the same text with another label elsewhere")
-        flag(t["_label"].isna(), "no label")
-        label = "_label"
-    else:
-        flag(~t["_finite"], "infinite value")
-        if not faults_only:
-            flag(t["_digest"].duplicated(), "duplicate row")
-        numeric = numeric_columns(gate, reference)
-        for col in [c for c in t.columns if not c.startswith("_")]:
-            if not gate.may_miss(col):  # a rule that drops or imputes makes a gap no fault
-                flag(t[col].isna(), f"{col} missing")
-            if col in numeric:
-                parsed = pd.to_numeric(t[col], errors="coerce")
-                flag(t[col].notna() & parsed.isna(), f"{col} not numeric")
-                bounds = column_bounds(col, cfg, reference)
-                if bounds:
-                    flag((parsed < bounds[0]) | (parsed > bounds[1]), f"{col} out of range")
-        label = "_label"
+    for mask, why in gate.of.row_faults(gate, cfg, reference, faults_only):
+        flag(mask, why)
+    label = gate.of.gate_label
     labels = expected_labels(cfg, reference)
     if labels:
         flag(~t[label].isin(labels), "label not allowed")
@@ -85,7 +51,7 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
     mask, reasons = rejected_rows(gate, cfg, reference) if len(gate.table) else ([], [])
     whole_file = not any(mask) and gate.origin is not None and gate.origin.is_file()
     if gate.of.row_table and any(mask):
-        rows = _as_given(gate, mask).assign(_reason=reasons.to_numpy())
+        rows = gate.of.as_given(gate, mask).assign(_reason=reasons.to_numpy())
         rows.to_csv(folder / "rejected_rows.csv", index=False)
         lines.append(f"rejected {gate.of.noun}: {int(np.sum(mask))} (rejected_rows.csv,"
                      " reason per row)")  # fmt: skip
@@ -103,20 +69,12 @@ def quarantine_batch(gate, failures, cfg, reference, root: Path) -> Path:
     return folder
 
 
-def _as_given(gate: GateInput, mask):
-    """The rows of a table or text batch that ``mask`` marks, in the columns it came with
-    (the gate's helper columns left out)."""
-    t = gate.table
-    if gate.of.tokenized:
-        rows = t.loc[mask, ["_text", "_label"]]
-        return rows.rename(columns={"_text": gate.text_column, "_label": gate.label_column})
-    return t[mask].drop(columns=["_split", "_finite", "_digest", "_label"], errors="ignore")
-
-
 def quarantine_rows(gate: GateInput, mask, reasons, root: Path) -> Path:
     """Hold the rows a batch was accepted without (``ingest.row_policy: reject_rows``)."""
     folder = _new_folder(root, f"{gate.name}-rows")
-    rows = _as_given(gate, mask).assign(_row=np.flatnonzero(mask), _reason=reasons.to_numpy())
+    rows = gate.of.as_given(gate, mask).assign(
+        _row=np.flatnonzero(mask), _reason=reasons.to_numpy()
+    )
     rows.to_csv(folder / "rejected_rows.csv", index=False)
     (folder / "reason.txt").write_text(
         f"source: {gate.origin or gate.name}\naccepted without {int(np.sum(mask))} of"

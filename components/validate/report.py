@@ -6,7 +6,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.validate.tables import GateInput
+from components.core.kinds.gate import GateInput
 
 
 def appear(n: int, what: str) -> str:

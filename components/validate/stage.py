@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from components.core.config import IngestConfig, Params, ValidateConfig
+from components.core.kinds.gate import GateInput, expected_labels
 from components.core.paths import Workspace
 from components.core.rawdata import DataError
 from components.core.records import write_json
@@ -43,14 +44,8 @@ from components.validate.report import (
     conflict_message,
     write_html,
 )
-from components.validate.suites import (
-    class_expectations,
-    expected_labels,
-    image_expectations,
-    table_expectations,
-    text_expectations,
-)
-from components.validate.tables import GateInput, class_table, gate_input, prepared_gate_input
+from components.validate.suites import class_expectations
+from components.validate.tables import class_table, gate_input, prepared_gate_input
 
 log = logging.getLogger(__name__)
 
@@ -129,22 +124,9 @@ def _plain(value):
 def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
     """Every check's outcome on ``gate``: (checks, failures, warnings)."""
     t = gate.table
-    warnings = []
-    if gate.of.pixels:
-        suites = {"samples": image_expectations(gate, cfg, reference)}
-        label, split = "label", "split"
-    elif gate.of.tokenized:
-        suites = {"samples": text_expectations(gate, cfg, reference)}
-        label, split = "_label", "_split"
-    else:
-        suites = {"samples": table_expectations(gate, cfg, reference)}
-        label, split = "_label", "_split"
-        if reference and cfg.extra_columns == "warn":
-            known = {*reference["columns"], label, split, "_finite", "_digest"}
-            extra = sorted(set(t.columns) - known)
-            warnings += [
-                f"unexpected extra column {c!r} (validate.extra_columns: warn)" for c in extra
-            ]
+    suites = {"samples": gate.of.expectations(gate, cfg, reference)}  # the kind's own suite
+    label, split = gate.of.gate_label, gate.of.gate_split
+    warnings = list(gate.of.gate_warnings(gate, cfg, reference))
     if reference is None:
         labels = (
             f"labels are checked against validate.allowed_labels {list(cfg.allowed_labels)}"

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 if TYPE_CHECKING:
-    from components.core.config import DataConfig, MonitorConfig, Params
+    from components.core.config import DataConfig, MonitorConfig, Params, ValidateConfig
+    from components.core.kinds.gate import GateInput
     from components.core.rawdata import RawData
 
 
@@ -34,6 +35,7 @@ class DataKind:
     tokenized: ClassVar[bool] = False
     features: ClassVar[bool] = False
     gate_label: ClassVar[str] = "_label"  # the label's column in the gate's table of it
+    gate_split: ClassVar[str] = "_split"  # ... and each row's split
     report_note: ClassVar[str] = ""  # what the gate report's distributions show of it
     # The five statistics the inference log keeps of each sample, in order: the kind's
     # schema there (``core.inference_log.read`` names the log's slots so), and of them
@@ -43,6 +45,48 @@ class DataKind:
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:
         """An accepted batch's data, read as the reference data of this kind was."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ its part of the data gate
+    # (``core/kinds/{image,table,text}_checks.py``; ``GateInput`` is ``core/kinds/gate.py``)
+
+    def gate_table(self, raw: RawData, splits=None):
+        """The table the gate checks of ``raw``: one row per sample (``splits``: each
+        sample's split name, else "all")."""
+        raise NotImplementedError
+
+    def prepared_gate(self, prepared: Path, meta: dict) -> GateInput:
+        """The prepared splits in folder ``prepared``, as the gate sees them."""
+        raise NotImplementedError
+
+    def expectations(self, gate: GateInput, cfg: ValidateConfig, reference: dict | None):
+        """Its Great Expectations suite, from ``validate:`` and the reference profile."""
+        raise NotImplementedError
+
+    def gate_warnings(self, gate: GateInput, cfg: ValidateConfig, reference: dict | None):
+        """What the gate reports without failing."""
+        return []
+
+    def row_faults(self, gate: GateInput, cfg: ValidateConfig, reference: dict | None,
+                   faults_only: bool) -> list:  # fmt: skip
+        """``(mask, reason)`` for each rule one row can break (``faults_only``: only what is
+        wrong with a row by itself, not what it shares with others, as duplicates)."""
+        raise NotImplementedError
+
+    def as_given(self, gate: GateInput, mask):
+        """The rows ``mask`` marks, in the columns they came with (for quarantine)."""
+        raise NotImplementedError(f"{self.noun} are not rows of a table")
+
+    def profile_of(self, gate: GateInput) -> dict:
+        """Its part of the reference profile: what the next batch is held to."""
+        raise NotImplementedError
+
+    def same_profile(self, profile: dict, gate: GateInput) -> bool:
+        """Whether the reference ``profile`` (of this kind) is one ``gate`` is held to."""
+        return profile.get("label_column") == gate.label_column
+
+    def described(self, gate: GateInput) -> dict[str, str]:
+        """The columns whose distributions the report draws: numeric or categorical."""
         raise NotImplementedError
 
     def traffic(self, prepared: Path, meta: dict, fault: str, params: Params):

@@ -18,11 +18,11 @@ from components.core.kinds.base import (
     BODY_OVERHEAD,
     BYTES_PER_VALUE,
     MAX_BATCH,
-    DataKind,
     Refused,
     check_batch,
     drifted,
 )
+from components.core.kinds.image_checks import ImageChecks
 from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
@@ -175,10 +175,10 @@ def read_arrays(path: Path, pixel_max: float, max_bytes: int | None = None) -> R
                    origin=path)  # fmt: skip
 
 
-class Images(DataKind):
+class Images(ImageChecks):
     name, noun, route, batch_format, row_table = "image", "images", "/predict", "arrays", False
     family = "cnn"
-    pixels, gate_label, report_note = True, "label", "Images: the per-image statistics."
+    pixels, report_note = True, "Images: the per-image statistics."
     logged = drifting = ("mean", "std", "min", "max", "ink")  # of each image's pixels
 
     def read_batch(self, batch, cfg: DataConfig, reference: RawData, images_out: Path) -> RawData:

@@ -17,10 +17,10 @@ from components.core.kinds.base import (
     BODY_OVERHEAD,
     BYTES_PER_VALUE,
     MAX_BATCH,
-    DataKind,
     Refused,
     check_batch,
 )
+from components.core.kinds.table_checks import TableChecks
 from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
@@ -217,7 +217,7 @@ def synthetic_rows(cfg: SyntheticSource, seed: int) -> RawData:
     )
 
 
-class Tables(DataKind):
+class Tables(TableChecks):
     name, noun, route, batch_format, row_table = "tabular", "rows", "/predict_rows", "table", True
     family = "mlp"
     baseline = "trees"

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.core.kinds.base import BODY_OVERHEAD, MAX_BATCH, DataKind, Refused, TooLarge
+from components.core.kinds.base import BODY_OVERHEAD, MAX_BATCH, Refused, TooLarge
 from components.core.kinds.tables import _decode_csv, _read_parquet, _table_suffix
+from components.core.kinds.text_checks import TextChecks
 from components.core.messages import short
 from components.core.rawdata import DataError, RawData
 from components.core.text import text_statistics
@@ -103,7 +104,7 @@ class TextBatch:
         return len(self.texts)
 
 
-class Texts(DataKind):
+class Texts(TextChecks):
     name, noun, route, batch_format, row_table = "text", "texts", "/predict_text", "table", True
     family = "transformer"
     baseline = "tfidf"
