@@ -48,7 +48,7 @@ def test_the_loop_passes_and_the_champion_reaches_the_targets(adult):
     baseline = json.loads((ws.reports / "baseline_metrics.json").read_text())
     assert baseline["test_roc_auc"] == pytest.approx(trees.scores.roc_auc)
     reg = summary.registration
-    assert set(reg.candidates) == {"network", "trees"} and reg.decision.promote
+    assert set(reg.candidates) == {"mlp", "trees"} and reg.decision.promote
     assert reg.family == "trees"  # it wins on the validation split by ROC AUC
 
 
@@ -61,7 +61,7 @@ def test_models_lists_both_and_the_trees_skip_compression_with_a_reason(adult):
     assert grouped == out  # the old flat name is an alias of `mloop model ls`
     lines = out.splitlines()
     assert "family" in lines[0] and "test_roc_auc" in lines[0]
-    assert any("network" in line and "not chosen" in line for line in lines)
+    assert any(" mlp " in line and "not chosen" in line for line in lines)  # its family
     assert any("trees" in line and "champion" in line and "promoted" in line for line in lines)
     compression = state.result().compression
     assert compression.chosen is None and "trees, not a network" in compression.skipped

@@ -123,7 +123,7 @@ def test_a_family_from_the_test_folder_goes_through_the_whole_loop(tmp_path):
         summary = state.result()
         trained = json.loads(ws.train_record.read_text())
         assert trained["val_accuracy"] > 0.9  # a real model of the digits, not noise
-        assert summary.registration.family == "network" and summary.registration.decision.promote
+        assert summary.registration.family == "tiny" and summary.registration.decision.promote
         report = (ws.reports / "compression.md").read_text()
         assert "| onnx | onnx |" in report and "| onnx-int8 | onnx |" in report
         assert "distilled" not in report  # the family makes no student: none is built

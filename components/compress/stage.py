@@ -81,9 +81,9 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
     name = params.registry.model_name
     client = mlflow.MlflowClient()
     version = champion_version(client, name)
-    family = client.get_model_version(name, version).tags.get("mloop.family", "network")
-    if family != "network":
-        return nothing_to_compress(params, ws, version, family)
+    tags = client.get_model_version(name, version).tags
+    if tags.get("mloop.kind") == "baseline":  # the trees or TF-IDF won: no network to compress
+        return nothing_to_compress(params, ws, version, tags.get("mloop.family", "a baseline"))
     net, spec = load_net(champion_weights(name, version))
     test = load_split(ws.prepared, "test")
     classes = load_meta(ws.prepared)["classes"]

@@ -93,7 +93,8 @@ def models_table(name: str) -> list[dict[str, str]]:
                 + (
                     f" of v{tags['mloop.parent_version']}" if "mloop.parent_version" in tags else ""
                 ),
-                "family": tags.get("mloop.family", "network"),  # the network, or trees beside it
+                # the network's family, or the baseline beside it; "network" before families
+                "family": tags.get("mloop.family", "network"),
                 # search results carry no aliases in every store: ask for each version
                 "aliases": ",".join(sorted(client.get_model_version(name, mv.version).aliases))
                 or "-",

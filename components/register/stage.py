@@ -32,7 +32,7 @@ class RegistrationResult:
     aliases: list[str]
     decision: Decision
     record: Path
-    family: str = "network"  # which candidate became the challenger
+    family: str = "network"  # which candidate became the challenger: its family (mlp, trees)
     candidates: dict[str, str] | None = None  # family -> registered version
 
     def summary(self) -> str:
@@ -49,7 +49,7 @@ class RegistrationResult:
 class Candidate:
     """One model the train stage made: the network, or the baseline beside it."""
 
-    family: str  # "network" or the baseline's kind ("trees")
+    family: str  # the network's family (cnn, mlp, transformer, ...) or the baseline's (trees)
     kind: str  # the version's mloop.kind: "trained" or "baseline"
     run_id: str
     model_uri: str
@@ -70,9 +70,9 @@ def candidates(params: Params, ws: Workspace) -> list[Candidate]:
     classes = load_meta(ws.prepared)["classes"]
     example = load_split(ws.prepared, "test").x[:1].astype("float32")
     trained = read_train_record(ws)
-    net, _ = load_net(ws.model_file)
+    net, spec = load_net(ws.model_file)
     found = [(
-        "network", "trained", trained.run_id, trained.model_uri,
+        spec.family, "trained", trained.run_id, trained.model_uri,
         read_json(ws.metrics, "evaluate"), torch_predictor(net), ws.model_file.stat().st_size,
     )]  # fmt: skip
     baseline = read_baseline(ws)
