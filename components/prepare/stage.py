@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.core.kinds import kind as data_kind
-from components.core.kinds.encoding import TableEncoding
 from components.core.kinds.sources import read_batch, read_source
+from components.core.kinds.tokenizer import FILE as TOKENIZER_FILE
 from components.core.rawdata import DataError, RawData
 from components.core.splits import (
     DROPPED,
@@ -177,18 +177,10 @@ def prepare(
         extra = batch_split_indices(y, n_ref, sizes, cfg, seed)
         for name, idx in extra.items():
             splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
-    schema = text_info = None
-    if kind.features:
-        encoding = TableEncoding.fit(raw, splits["train"])  # the service loads it back
-        x, schema = encoding.encode(raw.frame), encoding.as_schema()
-    elif kind.tokenized:
-        previous = load_meta(out_dir).get("text") if (out_dir / "meta.json").is_file() else None
-        encoded = texts.tokenize(raw, splits["train"], cfg.text, out_dir, previous)
-        x, text_info = encoded.ids, encoded.info
-    else:
-        x = raw.images
+    previous = load_meta(out_dir) if (out_dir / "meta.json").is_file() else None
+    x, encoder = kind.encode(raw, splits["train"], cfg, out_dir, previous)  # fitted on train
     if not kind.tokenized:
-        (out_dir / texts.FILE).unlink(missing_ok=True)
+        (out_dir / TOKENIZER_FILE).unlink(missing_ok=True)
 
     for stale in [*out_dir.glob("*_rows.parquet"), *out_dir.glob("*_files.txt"),
                   *out_dir.glob(f"{RECENT}_?.npy")]:  # fmt: skip
@@ -239,9 +231,12 @@ def prepare(
         "counts": counts,
         "classes": classes,
         "input_shape": list(prepared.input_shape),
-        "pixel_max": raw.pixel_max if kind.pixels else None,
-        "schema": schema,
-        "text": text_info,  # texts: the tokenizer and its max_length
+        # What the kind's encoder keeps for the service: images their pixel_max, tables
+        # their schema, texts their tokenizer and its max_length
+        "pixel_max": None,
+        "schema": None,
+        "text": None,
+        **encoder,
         "rejected": [{"file": f, "reason": r} for f, r in raw.rejected],
         "dropped_rows": prepared.dropped,
         "origin": str(raw.origin) if raw.origin else None,

@@ -47,6 +47,13 @@ class DataKind:
         """An accepted batch's data, read as the reference data of this kind was."""
         raise NotImplementedError
 
+    def encode(self, raw: RawData, train_idx: np.ndarray, cfg: DataConfig, out_dir: Path,
+               previous: dict | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+        """The model's input for every sample of ``raw``, by an encoder fitted on the rows
+        ``train_idx`` only, and what ``meta.json`` keeps of that encoder for the service
+        (``previous``: the last meta.json, whose encoder may be reused)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ its part of the data gate
     # (``core/kinds/{image,table,text}_checks.py``; ``GateInput`` is ``core/kinds/gate.py``)
 

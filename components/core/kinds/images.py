@@ -208,6 +208,11 @@ class Images(ImageChecks):
             raw.labels = np.asarray(raw.labels).astype(str)
         return raw
 
+    def encode(self, raw: RawData, train_idx: np.ndarray, cfg: DataConfig, out_dir: Path,
+               previous: dict | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+        """The pixels as read (the network scales them by ``pixel_max``, which it keeps)."""
+        return raw.images, {"pixel_max": raw.pixel_max}
+
     def traffic(self, prepared: Path, meta: dict, fault: str, params: Params):
         """The test split's images, changed by ``fault`` in pixel units, and their labels."""
         from components.core.splits import load_split, pixel_scale

@@ -224,6 +224,15 @@ class Tables(TableChecks):
     features = True
     logged = drifting = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
 
+    def encode(self, raw: RawData, train_idx: np.ndarray, cfg: DataConfig, out_dir: Path,
+               previous: dict | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+        """Numbers and one-hot categories (``TableEncoding``); meta.json keeps the encoder
+        as the model's ``schema``, which the service and harvest load back."""
+        from components.core.kinds.encoding import TableEncoding
+
+        encoding = TableEncoding.fit(raw, train_idx)
+        return encoding.encode(raw.frame), {"schema": encoding.as_schema()}
+
     def request(self, rows, encoding: TableEncoding) -> np.ndarray:
         """A request's ``rows`` (one object {column: value} or a list of them) as the
         model's input, through the encoder training fitted (``TableEncoding.encode_rows``:

@@ -14,8 +14,12 @@ not the recipe, is what is versioned with a model.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tokenizers import (
@@ -27,6 +31,13 @@ from tokenizers import (
     processors,
     trainers,
 )
+
+from components.core.rawdata import RawData
+
+if TYPE_CHECKING:  # types only
+    from components.core.config import TextSource
+
+log = logging.getLogger(__name__)
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL = (PAD, UNK, CLS, SEP, MASK)  # ids 0..4, in this order, in every vocabulary
@@ -103,3 +114,59 @@ def saved_length(tokenizer: Tokenizer) -> int:
     if not tokenizer.truncation:
         raise ValueError("this tokenizer was saved without its max_length (no truncation)")
     return int(tokenizer.truncation["max_length"])
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: np.ndarray  # N x max_length, int32
+    unknown: np.ndarray  # each text's share of [UNK] tokens
+    info: dict  # meta.json's "text" entry
+
+
+def texts_digest(texts, vocab_size: int) -> str:
+    digest = hashlib.sha256(str(vocab_size).encode())
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
+
+
+def tokenize(raw: RawData, train_idx: np.ndarray, cfg: TextSource, out_dir: Path,
+             previous: dict | None) -> Encoded:  # fmt: skip
+    """Learn the tokenizer on the training texts (``train_idx``) and encode every text into
+    token ids (int32, N x ``max_length``, [PAD] = 0); save it beside the splits as
+    ``tokenizer.json``, whence the package stage puts it in the Bento.
+
+    Its training is not bit-reproducible, so a saved tokenizer is reused while the
+    training texts and the vocabulary size are those it was learnt from (``previous``:
+    meta.json's "text" entry): the same data keeps the same ids, and the same version."""
+    texts = raw.frame[raw.text_column].astype(str).tolist()
+    train_texts = [texts[i] for i in train_idx]
+    digest = texts_digest(train_texts, cfg.vocab_size)
+    file = out_dir / FILE
+    if previous and previous.get("train_sha256") == digest and file.is_file():
+        tokenizer = load(file)
+        log.info(f"  tokenizer: reusing {file.name} (same training texts)")
+    else:
+        tokenizer = train_tokenizer(train_texts, cfg.vocab_size)
+    counts = token_counts(tokenizer, train_texts)
+    auto = cfg.max_length == "auto"
+    max_length = default_max_length(counts) if auto else cfg.max_length
+    ids, unknown = encode(tokenizer, texts, max_length)
+    save(tokenizer, file)  # with its truncation and padding: the length the model reads
+    cut = float(np.mean(counts > max_length)) if len(counts) else 0.0
+    info = {
+        "column": raw.text_column,
+        "label": raw.label_column,
+        "tokenizer": FILE,
+        "vocab_size": tokenizer.get_vocab_size(),
+        "max_length": int(max_length),
+        "train_sha256": digest,
+        "train_cut_share": cut,  # training texts longer than max_length (their tail is cut)
+        "train_tokens_p50": float(np.median(counts)) if len(counts) else 0.0,
+    }
+    log.info(
+        f"  tokenizer: {info['vocab_size']} WordPiece tokens; max_length {max_length}"
+        f" ({100 * cut:.1f}% of training texts cut); unknown-token share"
+        f" {float(unknown[train_idx].mean()):.4f} on train"
+    )
+    return Encoded(ids, unknown, info)
