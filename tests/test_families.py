@@ -19,8 +19,8 @@ DIGITS = DataSpec("image", (8, 8), 10, pixel_max=16.0)
 
 
 def test_the_built_in_families_are_known_and_an_unknown_one_is_named_with_them():
-    assert {"cnn", "mlp", "resnet", "transformer"} <= set(families.names())
-    with pytest.raises(ValueError, match="unknown model family 'lstm'; known: cnn, mlp"):
+    assert {"cnn", "hf", "mlp", "resnet", "transformer"} <= set(families.names())
+    with pytest.raises(ValueError, match="unknown model family 'lstm'; known: cnn, hf, mlp"):
         families.get("lstm")
 
 

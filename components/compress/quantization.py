@@ -124,7 +124,13 @@ def onnx_dynamic_int8(source: Path, file: Path) -> Path:
 
     prepared = file.with_suffix(".pre.onnx")
     with contextlib.redirect_stdout(io.StringIO()):  # its progress lines say nothing useful
-        quant_pre_process(str(source), str(prepared))
+        try:
+            quant_pre_process(str(source), str(prepared))
+        except Exception:  # noqa: BLE001 -- its symbolic shape inference gives up on some
+            # graphs (a Hugging Face BERT's), leaving its attempt in the working folder
+            for left in Path.cwd().glob("sym_shape_infer_temp.onnx*"):
+                left.unlink()
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     try:
         quantize_dynamic(str(prepared), str(file), weight_type=QuantType.QInt8,
                          op_types_to_quantize=["MatMul", "Gemm"])  # fmt: skip

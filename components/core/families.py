@@ -32,6 +32,7 @@ BUILTIN: dict[str, str] = {
     "mlp": "components.train.families.mlp",
     "resnet": "components.train.families.resnet",
     "transformer": "components.train.families.transformer",
+    "hf": "components.train.families.hf",
 }
 ENTRY_POINTS = "mloop.families"  # installed packages may declare families here
 
@@ -116,6 +117,17 @@ class Family:
     token_ids: bool = False  # inputs are token ids: int64, a free sequence axis in ONNX
     onnx_int8: str = "static"  # static (QDQ, calibrated) or dynamic (BERT's: no calibration)
     masked_lm: bool = False  # can pre-train as a masked language model (train.pretrain_epochs)
+    # A pretrained family's own: the tokenizer file its texts must be read with (None: the
+    # data's own, learnt in prepare) and the longest input it reads, from its config
+    tokenizer: Callable[[Any], tuple[Path, int]] | None = None
+    # How train.finetune adapts a built net before training (frozen, lora, full), and what
+    # is saved after it (a LoRA adapter merged into its base): (net, mode, config) -> net
+    adapt: Callable[[Any, str, Any], Any] | None = None
+    settle: Callable[[Any], Any] | None = None
+    lineage: Callable[[Any], dict[str, str]] | None = None  # MLflow tags: what it came from
+    # train keys its own section sets for it (train.hf.learning_rate, ...): a pretrained
+    # model fine-tunes at 3e-5 with warm-up and linear decay, not at train's 2e-3
+    overrides: tuple[str, ...] = ()
     module: str = ""  # where it was declared (set on registration)
 
     def options(self, values: Mapping | None = None) -> Any:

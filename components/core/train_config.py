@@ -74,6 +74,9 @@ class TrainConfig(_Section):
     # Also fine-tune the same encoder from the same start without pre-training, and report
     # what pre-training bought on the val split (reports/pretraining.json; a second training)
     pretrain_report: bool = False
+    # How a pretrained family (hf) adapts: every weight (full), the head alone on the
+    # frozen encoder (frozen), or LoRA adapters (lora: train.hf.lora_*), merged before saving
+    finetune: Literal["full", "frozen", "lora"] = "full"
     dropout: float = Field(0.25, ge=0, lt=1)
     epochs: int = Field(20, ge=1)
     # Cap on the batches of each epoch (training and validation): smoke runs, benchmarks.
@@ -84,7 +87,8 @@ class TrainConfig(_Section):
     accumulate_grad_batches: int = Field(1, ge=1)
     learning_rate: float = Field(0.002, gt=0)
     weight_decay: float = Field(0.0001, ge=0)
-    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    # linear: warm-up over the first tenth of the steps, then linear decay (fine-tuning's)
+    schedule: Literal["onecycle", "cosine", "linear", "constant"] = "onecycle"
     gradient_clip: float = Field(1.0, ge=0)  # 0: off
     # The model a user would pick instead, trained and tracked beside the network, a
     # challenger like it: auto = gradient-boosted trees for tables, TF-IDF + logistic
@@ -142,6 +146,9 @@ class TrainConfig(_Section):
                           f"{', '.join(sorted(known))} (your own: train.families)"))  # fmt: skip
         if lines:
             raise FamilySectionError(lines)
+        if made.model != "auto":  # a pretrained family fine-tunes at 3e-5, not at 2e-3
+            own, keys = made.net(made.model), families.get(made.model).overrides
+            made = made.model_copy(update={k: getattr(own, k) for k in keys})  # its own keys
         return made
 
     @model_serializer(mode="wrap")

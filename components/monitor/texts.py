@@ -47,4 +47,6 @@ def text_reference(ws, meta: dict, predict, kept=None):
     else:
         texts = load_rows(ws.prepared, "train")[column].tolist()
         ids = np.asarray(load_split(ws.prepared, "train").x)
-    return text_feature_table(texts, unknown_share(ids), class_names(predict, ids, meta["classes"]))
+    ids_of = {k: meta["text"][k] for k in ("pad_id", "unk_id") if k in meta["text"]}
+    unknown = unknown_share(ids, **ids_of)  # the tokenizer's own ids (ours: 0 and 1)
+    return text_feature_table(texts, unknown, class_names(predict, ids, meta["classes"]))

@@ -133,6 +133,7 @@ def prepare(
     root: Path = Path("."),
     batches_root: Path | None = None,
     now: float | None = None,
+    given=None,
 ):
     """Read the source and the accepted batches, split them, write the split files and
     ``meta.json``.
@@ -141,6 +142,7 @@ def prepare(
     its test split is the frozen one the gate holds every challenger to. Batch rows go
     to train and val, except ``data.batches.recent_fraction`` of the newest
     ``recent_batches`` batches: the ``recent`` split, which no model trains on.
+    ``given``: the encoder a pretrained model brings (``pretrained_encoder``).
     """
     decoded = out_dir / DECODED  # an image folder's pixels, before the split
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +180,7 @@ def prepare(
         for name, idx in extra.items():
             splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
     previous = load_meta(out_dir) if (out_dir / "meta.json").is_file() else None
-    x, encoder = kind.encode(raw, splits["train"], cfg, out_dir, previous)  # fitted on train
+    x, encoder = kind.encode(raw, splits["train"], cfg, out_dir, previous, given)  # on train
     if not kind.tokenized:
         (out_dir / TOKENIZER_FILE).unlink(missing_ok=True)
 
@@ -291,8 +293,20 @@ def keep_reference(ws, prepared: PreparedData, seed: int) -> Path:
     return path
 
 
+def pretrained_encoder(params):
+    """What the model family of ``train.model`` reads its inputs with, where it brings its
+    own (a pretrained model's tokenizer file and input limit); None: learnt here."""
+    from components.core import families
+
+    if params.train.model == "auto":
+        return None
+    family = families.get(params.train.model)
+    return family.tokenizer(params.train.net(family.name)) if family.tokenizer else None
+
+
 def prepare_stage(params, ws) -> PreparedData:
     """Write the configured source's splits, with the accepted batches, into the workspace."""
-    prepared = prepare(params.data, params.seed, ws.prepared, ws.quarantine, ws.root, ws.batches)
+    prepared = prepare(params.data, params.seed, ws.prepared, ws.quarantine, ws.root, ws.batches,
+                       given=pretrained_encoder(params))  # fmt: skip
     keep_reference(ws, prepared, params.seed)
     return prepared

@@ -23,7 +23,7 @@ class Optimizer:
 
     learning_rate: float
     weight_decay: float = 0.0
-    schedule: str = "onecycle"  # onecycle | cosine | constant
+    schedule: str = "onecycle"  # onecycle | cosine | linear | constant
 
     @classmethod
     def of(cls, cfg) -> Optimizer:
@@ -32,8 +32,18 @@ class Optimizer:
 
     def configure(self, parameters, total_steps: int):
         """What ``LightningModule.configure_optimizers`` returns."""
-        opt = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
-        if self.schedule == "onecycle":
+        trains = [p for p in parameters if p.requires_grad]  # frozen weights: not stepped
+        opt = torch.optim.AdamW(trains, lr=self.learning_rate, weight_decay=self.weight_decay)
+        if self.schedule == "linear":  # warm-up over a tenth of the steps, then linear decay
+            warm = max(1, total_steps // 10)
+
+            def factor(step: int) -> float:
+                if step < warm:
+                    return (step + 1) / warm
+                return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        elif self.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.learning_rate,
                                                         total_steps=total_steps)  # fmt: skip
         elif self.schedule == "cosine":

@@ -65,6 +65,9 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
     spec = net_spec(params, meta, train)
     torch.manual_seed(params.seed)
     net = build_net(spec)
+    family = families.get(spec.family)
+    if family.adapt is not None:  # a pretrained family: train.finetune (full, frozen, lora)
+        net = family.adapt(net, params.train.finetune, spec.options)
     last, run_file = ws.checkpoints / "last.ckpt", ws.checkpoints / "run.json"
     resume_from, run_id = None, None
     if resume:
@@ -94,7 +97,10 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         ws,
         experiment=params.data.name,
         run_name=f"train-{spec.family}",
-        tags=tracking.lineage_tags(ws, params, meta),
+        tags={
+            **tracking.lineage_tags(ws, params, meta),
+            **pretrained_lineage(family, spec, params),
+        },
         run_id=run_id,
         system_metrics=True,
     ) as run:
@@ -102,6 +108,9 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         logs = tensorboard_dir(ws, f"train-{spec.family}", run.run_id)
         if not resume:
             run.log_params(params.flat())
+            trains = sum(p.numel() for p in net.parameters() if p.requires_grad)
+            run.log_metrics({"trainable_params": trains,
+                             "params": sum(p.numel() for p in net.parameters())})  # fmt: skip
             pretrain_texts(net, spec, params, ws, train, val, run, logs)
         what = f"{spec.family} on {len(train)} samples for {params.train.epochs} epochs"
         log.info(f"resuming {what} from {last}" if resume else f"training {what}")
@@ -110,13 +119,14 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         run.set_tags({"device": result.device})
         run.log_metrics({"train_seconds": result.seconds})
         ws.models.mkdir(parents=True, exist_ok=True)
-        save_net(result.net, spec, ws.model_file)
+        final = family.settle(result.net) if family.settle else result.net  # LoRA merged
+        save_net(final, spec, ws.model_file)
         run.log_artifact(ws.model_file, WEIGHTS_FOLDER)  # what compression rebuilds from
         run.log_tokenizer(ws, meta)
         if result.history:
             run.log_artifact(plot_learning_curves(result.history, ws.report("learning_curves.png")))
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
-        model_uri = run.log_torch_model(Probabilities(result.net), example)
+        model_uri = run.log_torch_model(Probabilities(final), example)
 
     val_acc = result.history[-1].get("val/acc", float("nan")) if result.history else float("nan")
     record = TrainResult(
@@ -130,6 +140,13 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
     )
     write_json(ws.train_record, record)
     return record
+
+
+def pretrained_lineage(family, spec, params: Params) -> dict[str, str]:
+    """What a pretrained family's model was fine-tuned from, and how (its MLflow tags)."""
+    if family.lineage is None:
+        return {}
+    return {**family.lineage(spec.options), "mloop.finetune": params.train.finetune}
 
 
 @dataclass(frozen=True)

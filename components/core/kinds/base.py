@@ -48,10 +48,11 @@ class DataKind:
         raise NotImplementedError
 
     def encode(self, raw: RawData, train_idx: np.ndarray, cfg: DataConfig, out_dir: Path,
-               previous: dict | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+               previous: dict | None, given=None) -> tuple[np.ndarray, dict]:  # fmt: skip
         """The model's input for every sample of ``raw``, by an encoder fitted on the rows
         ``train_idx`` only, and what ``meta.json`` keeps of that encoder for the service
-        (``previous``: the last meta.json, whose encoder may be reused)."""
+        (``previous``: the last meta.json, whose encoder may be reused; ``given``: the
+        encoder a pretrained model brings, as texts' tokenizer file and input limit)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ its part of the data gate

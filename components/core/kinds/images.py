@@ -209,7 +209,7 @@ class Images(ImageChecks):
         return raw
 
     def encode(self, raw: RawData, train_idx: np.ndarray, cfg: DataConfig, out_dir: Path,
-               previous: dict | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+               previous: dict | None, given=None) -> tuple[np.ndarray, dict]:  # fmt: skip
         """The pixels as read (the network scales them by ``pixel_max``, which it keeps)."""
         return raw.images, {"pixel_max": raw.pixel_max}
 

@@ -225,7 +225,7 @@ class Tables(TableChecks):
     logged = drifting = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
 
     def encode(self, raw: RawData, train_idx: np.ndarray, cfg: DataConfig, out_dir: Path,
-               previous: dict | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+               previous: dict | None, given=None) -> tuple[np.ndarray, dict]:  # fmt: skip
         """Numbers and one-hot categories (``TableEncoding``); meta.json keeps the encoder
         as the model's ``schema``, which the service and harvest load back."""
         from components.core.kinds.encoding import TableEncoding

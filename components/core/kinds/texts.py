@@ -123,13 +123,13 @@ class Texts(TextChecks):
         ).astype(np.float64)  # fmt: skip
 
     def encode(self, raw: RawData, train_idx: np.ndarray, cfg: DataConfig, out_dir: Path,
-               previous: dict | None) -> tuple[np.ndarray, dict]:  # fmt: skip
+               previous: dict | None, given=None) -> tuple[np.ndarray, dict]:  # fmt: skip
         """Token ids by the WordPiece tokenizer learnt on the training texts
         (``tokenizer.tokenize``), saved beside the splits; meta.json's "text" names it."""
         from components.core.kinds.tokenizer import tokenize  # tokenizers: where texts are
 
         text = (previous or {}).get("text")
-        encoded = tokenize(raw, train_idx, cfg.text, out_dir, text)
+        encoded = tokenize(raw, train_idx, cfg.text, out_dir, text, given)
         return encoded.ids, {"text": encoded.info}
 
     def changed(self, texts: list[str], fault: str, rng: np.random.Generator) -> list[str]:

@@ -15,6 +15,7 @@ not the recipe, is what is versioned with a model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,20 +83,41 @@ def default_max_length(counts: np.ndarray) -> int:
     return int(np.clip(np.ceil(np.quantile(counts, LENGTH_QUANTILE)), 8, MAX_LENGTH_CAP))
 
 
+def pad_token(tokenizer: Tokenizer) -> tuple[str, int]:
+    """The padding token and its id: as the tokenizer pads, else its [PAD] or <pad>."""
+    if tokenizer.padding:
+        return tokenizer.padding["pad_token"], int(tokenizer.padding["pad_id"])
+    for token in (PAD, "<pad>"):
+        if tokenizer.token_to_id(token) is not None:
+            return token, int(tokenizer.token_to_id(token))
+    return PAD, 0
+
+
+def special_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    """The pad and unknown tokens' ids: ours are 0 and 1; a pretrained tokenizer's are its
+    own (BERT's [UNK] is 100), read from its padding and its model."""
+    unk = json.loads(tokenizer.to_str()).get("model", {}).get("unk_token") or UNK
+    unk_id = tokenizer.token_to_id(unk)
+    return {"pad_id": pad_token(tokenizer)[1], "unk_id": -1 if unk_id is None else int(unk_id)}
+
+
 def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int):
-    """Token ids (N x ``max_length``, int32, ``[PAD]`` = 0 after the text) and each text's
-    share of ``[UNK]`` tokens among its own (for the monitor)."""
+    """Token ids (N x ``max_length``, int32, the pad id after the text: ``[PAD]`` = 0 for
+    ours) and each text's share of unknown tokens among its own (for the monitor)."""
+    ids_of = special_ids(tokenizer)
     tokenizer.enable_truncation(max_length)
-    tokenizer.enable_padding(pad_id=0, pad_token=PAD, length=max_length)
+    tokenizer.enable_padding(pad_id=ids_of["pad_id"], pad_token=pad_token(tokenizer)[0],
+                             length=max_length)  # fmt: skip
     encodings = tokenizer.encode_batch(list(texts))
     ids = np.asarray([e.ids for e in encodings], dtype=np.int32).reshape(len(encodings), max_length)
-    return ids, unknown_share(ids)
+    return ids, unknown_share(ids, **ids_of)
 
 
-def unknown_share(ids: np.ndarray) -> np.ndarray:
-    """Each row's share of [UNK] tokens among its own (padding, [CLS] and [SEP] aside)."""
-    words = np.maximum((ids > 0).sum(axis=1) - 2, 1)
-    return (ids == SPECIAL.index(UNK)).sum(axis=1) / words
+def unknown_share(ids: np.ndarray, pad_id: int = 0, unk_id: int = 1) -> np.ndarray:
+    """Each row's share of unknown tokens among its own (padding, [CLS] and [SEP] aside);
+    the ids are our tokenizer's unless given (``special_ids``, meta.json's "text")."""
+    words = np.maximum((ids != pad_id).sum(axis=1) - 2, 1)
+    return (ids == unk_id).sum(axis=1) / words
 
 
 def save(tokenizer: Tokenizer, path: Path) -> Path:
@@ -131,26 +153,37 @@ def texts_digest(texts, vocab_size: int) -> str:
 
 
 def tokenize(raw: RawData, train_idx: np.ndarray, cfg: TextSource, out_dir: Path,
-             previous: dict | None) -> Encoded:  # fmt: skip
+             previous: dict | None, given: tuple[Path, int] | None = None) -> Encoded:  # fmt: skip
     """Learn the tokenizer on the training texts (``train_idx``) and encode every text into
     token ids (int32, N x ``max_length``, [PAD] = 0); save it beside the splits as
     ``tokenizer.json``, whence the package stage puts it in the Bento.
 
     Its training is not bit-reproducible, so a saved tokenizer is reused while the
     training texts and the vocabulary size are those it was learnt from (``previous``:
-    meta.json's "text" entry): the same data keeps the same ids, and the same version."""
+    meta.json's "text" entry): the same data keeps the same ids, and the same version.
+
+    ``given`` (a pretrained model's ``tokenizer.json`` and its input limit): that tokenizer
+    is used as it is, nothing learnt, and ``max_length`` stays within the limit."""
     texts = raw.frame[raw.text_column].astype(str).tolist()
     train_texts = [texts[i] for i in train_idx]
     digest = texts_digest(train_texts, cfg.vocab_size)
     file = out_dir / FILE
-    if previous and previous.get("train_sha256") == digest and file.is_file():
+    limit = MAX_LENGTH_CAP
+    if given is not None:
+        tokenizer, limit = load(given[0]), given[1]
+        digest = f"pretrained:{given[0]}"  # nothing learnt: the file is the tokenizer
+        log.info(f"  tokenizer: the pretrained model's own ({given[0]}), up to {limit} tokens")
+    elif previous and previous.get("train_sha256") == digest and file.is_file():
         tokenizer = load(file)
         log.info(f"  tokenizer: reusing {file.name} (same training texts)")
     else:
         tokenizer = train_tokenizer(train_texts, cfg.vocab_size)
+    ids_of = special_ids(tokenizer)  # before counting: that drops the tokenizer's padding
+    pads = pad_token(tokenizer)
     counts = token_counts(tokenizer, train_texts)
+    tokenizer.enable_padding(pad_id=pads[1], pad_token=pads[0])
     auto = cfg.max_length == "auto"
-    max_length = default_max_length(counts) if auto else cfg.max_length
+    max_length = min(default_max_length(counts) if auto else cfg.max_length, limit)
     ids, unknown = encode(tokenizer, texts, max_length)
     save(tokenizer, file)  # with its truncation and padding: the length the model reads
     cut = float(np.mean(counts > max_length)) if len(counts) else 0.0
@@ -163,6 +196,8 @@ def tokenize(raw: RawData, train_idx: np.ndarray, cfg: TextSource, out_dir: Path
         "train_sha256": digest,
         "train_cut_share": cut,  # training texts longer than max_length (their tail is cut)
         "train_tokens_p50": float(np.median(counts)) if len(counts) else 0.0,
+        **ids_of,  # the pad and unknown tokens' ids (the monitor's unknown share)
+        "pretrained": str(given[0]) if given is not None else None,
     }
     log.info(
         f"  tokenizer: {info['vocab_size']} WordPiece tokens; max_length {max_length}"
