@@ -11,15 +11,16 @@ import torch
 from components.core import families
 from components.core.config import ParamsError, load_params, parse_params
 from components.core.families import DataSpec, NetSpec
+from components.package.inputs import EXAMPLE_INPUT
 from components.train.models import build_net, load_net, save_net
-from tests.helpers import REPO, looped, post, repo_params, served
+from tests.helpers import REPO, looped, mloop_serve, post, repo_params, served
 
 TINY = "tests.families.tiny"
 DIGITS = DataSpec("image", (8, 8), 10, pixel_max=16.0)
 
 
 def test_the_built_in_families_are_known_and_an_unknown_one_is_named_with_them():
-    assert {"cnn", "hf", "mlp", "resnet", "transformer"} <= set(families.names())
+    assert {"cnn", "hf", "mlp", "python", "resnet", "transformer"} <= set(families.names())
     with pytest.raises(ValueError, match="unknown model family 'lstm'; known: cnn, hf, mlp"):
         families.get("lstm")
 
@@ -138,3 +139,52 @@ def test_a_family_from_the_test_folder_goes_through_the_whole_loop(tmp_path):
         assert status == 200, answer
         served_proba = np.asarray([p["probabilities"] for p in answer["predictions"]])
         np.testing.assert_allclose(served_proba, registered(test.x[:16]), atol=1e-5)
+
+
+# Your own module, as a user writes it beside params.yaml (docs/training.md shows the same)
+USER_MODULE = """
+import torch
+from torch import nn
+
+
+class Digits(nn.Module):
+    def __init__(self, data):
+        super().__init__()
+        self.scale = 1.0 / data.pixel_max  # pixels arrive on their own scale
+        pixels = 1
+        for size in data.input_shape:
+            pixels *= size
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(pixels, 64), nn.ReLU(),
+                                    nn.Linear(64, data.num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x * self.scale)
+
+
+def build(data):
+    return Digits(data)
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_module_of_your_own_from_the_workspace_goes_through_the_loop_and_is_served(tmp_path):
+    """train.model: python with a factory in the workspace folder: trained, registered,
+    exported to ONNX and quantized, packaged and served; nothing in the repository names it."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "my_digits.py").write_text(USER_MODULE)
+    raw = repo_params()
+    raw["train"].update(model="python", python={"factory": "my_digits:build"}, epochs=10)
+    raw["compress"].update(variants=["onnx", "onnx-int8"], latency_repeats=20)
+    raw["register"]["model_name"] = "own-digits"
+    with looped(root, raw) as (ws, state):
+        assert state.is_completed(), state.message
+        summary = state.result()
+        assert json.loads(ws.train_record.read_text())["val_accuracy"] > 0.9
+        assert summary.registration.family == "python" and summary.registration.decision.promote
+        report = (ws.reports / "compression.md").read_text()
+        assert "| onnx | onnx |" in report and "| onnx-int8 | onnx |" in report
+        with mloop_serve(ws.root) as port:
+            status, answer = post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
+        assert status == 200 and answer["predictions"][0]["class"] == 0, answer

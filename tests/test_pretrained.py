@@ -80,6 +80,13 @@ def test_frozen_trains_the_head_alone_and_lora_merges_back_into_the_plain_encode
     torch.manual_seed(0)
     frozen = FAMILY.adapt(FAMILY.build(spec), "frozen", spec.options)
     assert trainable(frozen)[0] == 32 * 2 + 2  # the head's weights and biases
+    frozen.train()
+    assert not frozen.encoder.training  # a fixed feature extractor: no dropout in it
+    first = frozen.head(frozen.pooled(ids))
+    torch.testing.assert_close(frozen.eval()(ids), first)  # through the cache, the same
+    assert len(frozen.cache) == 3
+    served = FAMILY.settle(frozen)
+    assert served.cache is None and torch.allclose(served(ids), first, atol=1e-6)
     full = FAMILY.build(spec)
     assert trainable(full)[0] == trainable(full)[1]
     lora = FAMILY.adapt(FAMILY.build(spec), "lora", spec.options)

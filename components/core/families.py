@@ -33,6 +33,7 @@ BUILTIN: dict[str, str] = {
     "resnet": "components.train.families.resnet",
     "transformer": "components.train.families.transformer",
     "hf": "components.train.families.hf",
+    "python": "components.train.families.python",
 }
 ENTRY_POINTS = "mloop.families"  # installed packages may declare families here
 

@@ -36,17 +36,36 @@ class PretrainedTextClassifier(nn.Module):
         self.mean = spec.options.pooling == "mean"
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(config.hidden_size, spec.data.num_classes)
+        # train.finetune: frozen: each text's pooled encoding, computed once (the encoder
+        # does not change), so that every epoch after the first trains the head alone
+        self.cache: dict[bytes, torch.Tensor] | None = None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.cache is not None:  # a frozen encoder is a fixed feature extractor
+            self.encoder.eval()
+        return self
+
+    def pooled(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = (ids != self.pad_id).long()
+        states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        if not self.mean:
+            return states[:, 0]
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         ids = ids.long()
-        mask = (ids != self.pad_id).long()
-        states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        if self.mean:
-            weights = mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        else:
-            pooled = states[:, 0]
-        return self.head(self.dropout(pooled))
+        exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        if self.cache is None or exporting:
+            return self.head(self.dropout(self.pooled(ids)))
+        keys = [row.tobytes() for row in ids.cpu().numpy()]
+        new = [i for i, k in enumerate(keys) if k not in self.cache]
+        if new:
+            with torch.no_grad():
+                for i, vector in zip(new, self.pooled(ids[new]), strict=True):
+                    self.cache[keys[i]] = vector.detach()
+        return self.head(self.dropout(torch.stack([self.cache[k] for k in keys])))
 
 
 def trainable(net: nn.Module) -> tuple[int, int]:
@@ -61,6 +80,8 @@ def adapted(net: PretrainedTextClassifier, mode: str, options) -> PretrainedText
     ``options.lora_targets``, the rest fixed)."""
     if mode == "frozen":
         net.encoder.requires_grad_(False)
+        net.cache = {}  # the encodings, once: the head trains on them
+        net.train(net.training)
     elif mode == "lora":
         from peft import LoraConfig, get_peft_model  # only for LoRA
 
@@ -84,5 +105,6 @@ def merged(net: PretrainedTextClassifier) -> PretrainedTextClassifier:
     (the plain architecture again), every weight trainable as built."""
     if hasattr(net.encoder, "merge_and_unload"):
         net.encoder = net.encoder.merge_and_unload()
+    net.cache = None  # a served net encodes every text
     net.requires_grad_(True)
     return net
