@@ -76,9 +76,9 @@ def f1_table(root: Path) -> list[tuple[str, float]]:
     out = []
     for version in mlflow.MlflowClient().search_model_versions("name='sms-spam'"):
         family = version.tags.get("mloop.family")
-        if family in ("network", "tfidf"):
+        if family in ("transformer", "network", "tfidf"):  # network: registered before families
             proba = load_registered(f"models:/sms-spam/{version.version}")(test.x)
-            name = "transformer (loop)" if family == "network" else "TF-IDF on token ids (loop)"
+            name = "TF-IDF on token ids (loop)" if family == "tfidf" else "transformer (loop)"
             out.append((f"{name}, version {version.version}", spam_f1(test.y, proba, classes)))
     column = meta["text"]["column"]
     fit_rows = [load_rows(ws.prepared, s) for s in ("train", "val")]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from components.core.pretrained import PretrainedError, locate
-from tests.helpers import REPO, mloop_serve, post, repo_params
+from tests.helpers import REPO, looped, mloop_serve, post, repo_params
 from tests.helpers.pretrained import tiny_bert
 
 SMS = REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
@@ -111,7 +111,6 @@ def test_a_tiny_pretrained_encoder_goes_through_the_whole_loop_and_is_served(tmp
 
     from components.core.kinds.tokenizer import load as load_tokenizer
     from components.core.kinds.tokenizer import saved_length
-    from tests.helpers import looped
 
     raw = repo_params()
     raw["data"] = {"source": "text", "text": {"path": str(SMS)}}
@@ -150,20 +149,21 @@ def test_a_tiny_pretrained_encoder_goes_through_the_whole_loop_and_is_served(tmp
 
 @pytest.mark.slow
 @pytest.mark.skipif(not MINILM.is_dir(), reason=f"no pretrained MiniLM at {MINILM} (../shared)")
-def test_minilm_frozen_beats_nothing_less_than_the_frozen_probe_floor_on_sms(tmp_path):
-    """The genuine all-MiniLM-L6-v2, its encoder frozen, a linear head trained on the SMS
-    training split: served as one network, scored on the frozen test split."""
-    from tests.helpers import looped
-
+def test_minilm_frozen_reaches_the_frozen_probe_floor_on_sms(tmp_path):
+    """The genuine all-MiniLM-L6-v2, its encoder frozen (each text encoded once), a linear
+    head trained on the SMS training split, scored on the shared README's test split: at
+    least what a logistic regression on the same frozen encodings scores there (macro F1
+    0.9546), less a point of optimiser noise; then BERT's ONNX int8 of it within budget."""
     raw = repo_params()
     raw["data"] = {"source": "text", "text": {"path": str(SMS)}}
     raw["train"].update(model="hf", baseline="none", finetune="frozen",
-                        hf={"model": str(MINILM), "epochs": 2, "learning_rate": 2e-3,
-                            "schedule": "constant"})  # fmt: skip
+                        hf={"model": str(MINILM), "epochs": 40, "learning_rate": 5e-3})  # fmt: skip
     raw["register"]["model_name"] = "sms-minilm"
     raw["compress"].update(latency_repeats=20, variants=["onnx-int8"])
-    with looped(tmp_path / "ws", raw) as (_, state):
+    with looped(tmp_path / "ws", raw) as (ws, state):
         result = state.result()
         scores = result.evaluation.scores
-        assert result.registration.family == "hf"
-        assert scores.macro_f1 > 0.9, scores
+        assert result.registration.family == "hf" and result.registration.decision.promote
+        assert json.loads((ws.prepared / "meta.json").read_text())["counts"]["test"] == 1035
+        assert scores.macro_f1 >= 0.945, scores
+        assert "onnx-int8" in {v.name for v in result.compression.variants}
