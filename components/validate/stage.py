@@ -124,7 +124,14 @@ def _plain(value):
 def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
     """Every check's outcome on ``gate``: (checks, failures, warnings)."""
     t = gate.table
-    suites = {"samples": gate.of.expectations(gate, cfg, reference)}  # the kind's own suite
+    samples = gate.of.expectations(gate, cfg, reference)  # the kind's own suite
+    labels = expected_labels(cfg, reference)
+    if labels:  # every kind's: the labels the params or the reference allow
+        import great_expectations as gx
+
+        samples.append(gx.expectations.ExpectColumnValuesToBeInSet(column=gate.of.gate_label,
+                                                                  value_set=labels))  # fmt: skip
+    suites = {"samples": samples}
     label, split = gate.of.gate_label, gate.of.gate_split
     warnings = list(gate.of.gate_warnings(gate, cfg, reference))
     if reference is None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.core.kinds.base import DataKind
-from components.core.kinds.gate import GateInput, digests, expected_labels
+from components.core.kinds.gate import GateInput, digests
 
 if TYPE_CHECKING:
     from components.core.config import ValidateConfig
@@ -104,9 +104,6 @@ class ImageChecks(DataKind):
                 E.ExpectColumnValuesToBeInSet(column=c, value_set=[shape[c]])
                 for c in ("height", "width", "channels")
             ]
-        labels = expected_labels(cfg, reference)
-        if labels:
-            exps.append(E.ExpectColumnValuesToBeInSet(column="label", value_set=labels))
         return exps
 
     def row_faults(self, gate: GateInput, cfg: ValidateConfig, reference: dict | None,

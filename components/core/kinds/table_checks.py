@@ -11,7 +11,6 @@ import numpy as np
 from components.core.kinds.base import DataKind
 from components.core.kinds.gate import (
     GateInput,
-    expected_labels,
     gate_of,
     mean_band,
     split_column,
@@ -138,9 +137,6 @@ class TableChecks(DataKind):
                 low, high = mean_band(stat, len(t), cfg.max_mean_shift * stat["std"])
                 exps.append(E.ExpectColumnMeanToBeBetween(column=col, min_value=low,
                                                           max_value=high))  # fmt: skip
-        labels = expected_labels(cfg, reference)
-        if labels:
-            exps.append(E.ExpectColumnValuesToBeInSet(column="_label", value_set=labels))
         return exps
 
     def gate_warnings(self, gate: GateInput, cfg: ValidateConfig, reference: dict | None):

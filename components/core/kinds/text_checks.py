@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from components.core.kinds.base import DataKind
-from components.core.kinds.gate import GateInput, expected_labels, mean_band, split_column
+from components.core.kinds.gate import GateInput, mean_band, split_column
 from components.core.text import TEXT_STATISTICS, text_statistics
 
 if TYPE_CHECKING:
@@ -88,9 +88,6 @@ class TextChecks(DataKind):
                 low, high = mean_band(stat, len(gate.table), shift)
                 exps.append(E.ExpectColumnMeanToBeBetween(column=col, min_value=low,
                                                           max_value=high))  # fmt: skip
-        labels = expected_labels(cfg, reference)
-        if labels:
-            exps.append(E.ExpectColumnValuesToBeInSet(column="_label", value_set=labels))
         return exps
 
     def row_faults(self, gate: GateInput, cfg: ValidateConfig, reference: dict | None,
