@@ -91,6 +91,19 @@ def f1_table(root: Path) -> list[tuple[str, float]]:
     return out
 
 
+def run_loop(root: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """``mloop run`` on the workspace ``root`` in a clean environment (none of this
+    shell's MLflow, Prefect, BentoML or mloop settings), timed; its output in run.log."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "PREFECT_", "BENTOML_", "MLOOP_"))}  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "--workspace", str(root), "run"],
+                          cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
+    seconds = time.perf_counter() - start
+    (root / "run.log").write_text(done.stdout + done.stderr)
+    return done, seconds
+
+
 def serve_rounds(root: Path, rate: float, seconds: float, rounds: int) -> list:
     from components.core.config import load_params
     from components.core.paths import Workspace
@@ -132,13 +145,7 @@ def main() -> int:
     shutil.rmtree(args.root, ignore_errors=True)
     args.root.mkdir(parents=True)
     write_params(args.root, args.epochs, args.pretrain, args.baseline)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "PREFECT_", "BENTOML_", "MLOOP_"))}  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "--workspace", str(args.root),
-                           "run"], cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
-    loop_s = time.perf_counter() - start
-    (args.root / "run.log").write_text(done.stdout + done.stderr)
+    done, loop_s = run_loop(args.root)
     if done.returncode != 0:
         print(done.stdout[-3000:] + done.stderr[-3000:])
         return 1

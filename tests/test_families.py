@@ -188,3 +188,40 @@ def test_a_module_of_your_own_from_the_workspace_goes_through_the_loop_and_is_se
         with mloop_serve(ws.root) as port:
             status, answer = post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
         assert status == 200 and answer["predictions"][0]["class"] == 0, answer
+
+
+def test_a_lightning_module_of_your_own_trains_with_its_own_step_and_optimizer():
+    """train.model: python returning a LightningModule with its own training_step and
+    configure_optimizers: the loop trains it so (its SGD at its learning rate, what it
+    logs) and validates it as every family (val/acc)."""
+    import lightning as L
+
+    from components.core.splits import Split
+    from components.train.trainer import train_classifier
+
+    class Mine(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layers = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(),
+                                              torch.nn.Linear(16, 2))  # fmt: skip
+
+        def forward(self, x):
+            return self.layers(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch[0], batch[1]
+            loss = torch.nn.functional.cross_entropy(self(x), y)
+            self.log("mine/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.25)
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 2)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    cfg = parse_params(repo_params()).train.model_copy(update={"epochs": 5, "batch_size": 32})
+    result = train_classifier(Mine(), cfg, 0, Split(x[:500], y[:500]), Split(x[500:], y[500:]))
+    last = result.history[-1]
+    assert last["mine/lr"] == pytest.approx(0.25)  # its optimizer, not the loop's schedule
+    assert last["val/acc"] > 0.9 and "train/loss" in last

@@ -3,14 +3,16 @@ adapted by ``train.finetune``, and taken through the whole loop. Tiny random mod
 with ``save_pretrained``; the real MiniLM of ``../shared/pretrained`` where it exists."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from components.core.pretrained import PretrainedError, locate
+from components.package.inputs import EXAMPLE_INPUT
 from tests.helpers import REPO, looped, mloop_serve, post, repo_params
-from tests.helpers.pretrained import tiny_bert
+from tests.helpers.pretrained import tiny_bert, tiny_vit
 
 SMS = REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv"
 MINILM = REPO.parent / "shared" / "pretrained" / "all-MiniLM-L6-v2"
@@ -62,6 +64,11 @@ def test_the_hf_section_sets_how_it_fine_tunes_and_unknown_keys_fail(tiny):
     raw["train"].update(model="hf", hf={"model": str(tiny), "epochs": 2})
     cfg = parse_params(raw).train
     assert (cfg.learning_rate, cfg.schedule, cfg.epochs, cfg.batch_size) == (3e-5, "linear", 2, 32)
+    raw["train"].update(finetune="frozen", hf={"model": str(tiny)})  # the head alone: cheap
+    cfg = parse_params(raw).train
+    assert (cfg.learning_rate, cfg.epochs) == (5e-3, 40)
+    raw["train"].update(finetune="lora", hf={"model": str(tiny), "learning_rate": 1e-4})
+    assert (parse_params(raw).train.learning_rate, parse_params(raw).train.epochs) == (1e-4, 3)
     raw["train"]["hf"]["lora_rank"] = 4
     with pytest.raises((FamilySectionError, ValueError), match=r"train\.hf\.lora_rank"):
         parse_params(raw)
@@ -103,10 +110,72 @@ def test_frozen_trains_the_head_alone_and_lora_merges_back_into_the_plain_encode
     torch.testing.assert_close(plain(ids), before, atol=1e-5, rtol=1e-4)
 
 
+def test_padding_after_the_longest_text_changes_no_answer(tiny, monkeypatch):
+    """The net (and the service, ``trimmed``) reads a batch only up to its longest text:
+    the answer is the one the whole padded width gives, as exported to ONNX."""
+    import torch
+
+    from components.core.families import DataSpec, NetSpec
+    from components.core.kinds.tokenizer import trimmed
+    from components.train.families.hf import FAMILY
+
+    spec = NetSpec.of("hf", DataSpec("text", (16,), 2, vocab_size=400), model=str(tiny))
+    net = FAMILY.build(spec).eval()
+    ids = torch.randint(5, 300, (2, 16))
+    ids[0, 9:], ids[1, 5:] = 0, 0
+    assert trimmed(ids.numpy(), 0).shape == (2, 9) and trimmed(ids.numpy(), 7).shape == (2, 16)
+    with torch.no_grad():
+        short = net(torch.from_numpy(trimmed(ids.numpy(), 0)))
+        monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)  # the whole width
+        torch.testing.assert_close(net(ids), short, atol=1e-5, rtol=1e-4)
+
+
+def test_the_half_depth_student_starts_from_every_other_layer(tmp_path, texts):
+    """DistilBERT's recipe: half the layers, the teacher's 0 and 2 as the student's 0 and 1,
+    its embeddings and head as they are; built from the config, no weights file read."""
+    import torch
+
+    from components.compress.distillation import student_spec
+    from components.core.config import parse_params
+    from components.core.families import DataSpec, NetSpec
+    from components.train.families.hf import FAMILY
+    from components.train.models import build_net
+
+    folder = tiny_bert(tmp_path / "deep", texts[:500], layers=4)
+    teacher_spec = NetSpec.of("hf", DataSpec("text", (16,), 2, vocab_size=400), model=str(folder))
+    teacher = build_net(teacher_spec)
+    spec = student_spec(teacher_spec, parse_params(repo_params()).compress.distill)
+    assert spec.options.layers == 2
+    student = build_net(spec, weights_follow=True)
+    student.load_state_dict(FAMILY.student_start(teacher, spec))  # every key, strictly
+    layers = student.encoder.encoder.layer
+    assert len(layers) == 2
+    for mine, theirs in ((layers[0], teacher.encoder.encoder.layer[0]),
+                         (layers[1], teacher.encoder.encoder.layer[2])):  # fmt: skip
+        torch.testing.assert_close(mine.output.dense.weight, theirs.output.dense.weight)
+    torch.testing.assert_close(student.head.weight, teacher.head.weight)
+
+
+def test_layer_wise_freezing_fixes_the_lowest_layers(tiny):
+    from components.core.families import DataSpec, NetSpec
+    from components.train.families.hf import FAMILY
+
+    spec = NetSpec.of("hf", DataSpec("text", (16,), 2, vocab_size=400), model=str(tiny),
+                      freeze_layers=1)  # fmt: skip
+    net = FAMILY.adapt(FAMILY.build(spec), "full", spec.options)
+    trains = {name for name, p in net.named_parameters() if p.requires_grad}
+    assert not any("embeddings" in n or ".layer.0." in n for n in trains)
+    assert any(".layer.1." in n for n in trains) and "head.weight" in trains
+    wrong = NetSpec.of("hf", spec.data, model=str(tiny), freeze_layers=3)
+    with pytest.raises(ValueError, match="freeze_layers 3: the encoder has 2 layers"):
+        FAMILY.adapt(FAMILY.build(wrong), "full", wrong.options)
+
+
 @pytest.mark.slow
 def test_a_tiny_pretrained_encoder_goes_through_the_whole_loop_and_is_served(tmp_path, tiny):
-    """train (full fine-tuning, the model's own tokenizer), register, compress (ONNX and
-    BERT's dynamic int8 from the family's declaration), package, serve, with its lineage."""
+    """train (full fine-tuning, the model's own tokenizer), register, compress (ONNX,
+    BERT's dynamic int8 from the family's declaration, the half-depth student), package,
+    serve, with its lineage."""
     import mlflow
 
     from components.core.kinds.tokenizer import load as load_tokenizer
@@ -117,7 +186,8 @@ def test_a_tiny_pretrained_encoder_goes_through_the_whole_loop_and_is_served(tmp
     raw["train"].update(model="hf", baseline="none",
                         hf={"model": str(tiny), "epochs": 1, "learning_rate": 1e-3})  # fmt: skip
     raw["register"]["model_name"] = "sms-tiny"
-    raw["compress"].update(latency_repeats=20, variants=["dynamic-int8", "onnx", "onnx-int8"])
+    raw["compress"].update(latency_repeats=20,
+                           variants=["dynamic-int8", "onnx", "onnx-int8", "distilled"])  # fmt: skip
     with looped(tmp_path / "ws", raw) as (ws, state):
         result = state.result()
         meta = json.loads((ws.prepared / "meta.json").read_text())
@@ -134,7 +204,10 @@ def test_a_tiny_pretrained_encoder_goes_through_the_whole_loop_and_is_served(tmp
         assert run.data.params["train.learning_rate"] == "0.001"  # train.hf's own
         assert result.registration.decision.promote and result.registration.family == "hf"
         built = {v.name for v in result.compression.variants}
-        assert built == {"fp32", "dynamic-int8", "onnx", "onnx-int8"}, built
+        assert built == {"fp32", "dynamic-int8", "onnx", "onnx-int8", "distilled"}, built
+        student = mlflow.search_runs(search_all_experiments=True,
+                                     filter_string="tags.mlflow.runName = 'distill'")  # fmt: skip
+        assert student["params.student.layers"].tolist() == ["1"]  # half of the tiny's two
         test = meta["counts"]["test"]
         assert test == 1035 and result.evaluation.scores.accuracy > 0.85  # above chance
 
@@ -156,8 +229,9 @@ def test_minilm_frozen_reaches_the_frozen_probe_floor_on_sms(tmp_path):
     0.9546), less a point of optimiser noise; then BERT's ONNX int8 of it within budget."""
     raw = repo_params()
     raw["data"] = {"source": "text", "text": {"path": str(SMS)}}
-    raw["train"].update(model="hf", baseline="none", finetune="frozen",
-                        hf={"model": str(MINILM), "epochs": 40, "learning_rate": 5e-3})  # fmt: skip
+    raw["train"].update(
+        model="hf", baseline="none", finetune="frozen", hf={"model": str(MINILM)}
+    )  # frozen's defaults: 40 epochs at 5e-3
     raw["register"]["model_name"] = "sms-minilm"
     raw["compress"].update(latency_repeats=20, variants=["onnx-int8"])
     with looped(tmp_path / "ws", raw) as (ws, state):
@@ -167,3 +241,59 @@ def test_minilm_frozen_reaches_the_frozen_probe_floor_on_sms(tmp_path):
         assert json.loads((ws.prepared / "meta.json").read_text())["counts"]["test"] == 1035
         assert scores.macro_f1 >= 0.945, scores
         assert "onnx-int8" in {v.name for v in result.compression.variants}
+
+
+def test_an_image_model_reads_the_loops_pixels_through_its_own_processing(tmp_path):
+    """AutoModelForImageClassification with a fresh head for these classes; grey 8 x 8
+    pixels up to 16 resized and normalised inside the net as its processor would; frozen
+    trains the head alone, LoRA the adapters and the head, merged back after."""
+    import torch
+
+    from components.core.families import DataSpec, NetSpec
+    from components.train.families.hf import FAMILY
+    from components.train.hf_model import trainable
+
+    folder = tiny_vit(tmp_path / "vit")
+    spec = NetSpec.of("hf", DataSpec("image", (8, 8), 10, pixel_max=16.0), model=str(folder),
+                      lora_targets=("query", "value"))  # fmt: skip
+    net = FAMILY.build(spec).eval()
+    x = torch.randint(0, 17, (4, 8, 8)).float()
+    with torch.no_grad():
+        logits = net(x)
+        colour = (x / 16).unsqueeze(1).expand(-1, 3, -1, -1)
+        resized = torch.nn.functional.interpolate(colour, size=(16, 16), mode="bilinear")
+        direct = net.encoder(pixel_values=(resized - 0.5) / 0.5).logits
+    assert logits.shape == (4, 10)
+    torch.testing.assert_close(logits, direct)
+    assert FAMILY.student(spec, None) is None  # no half-depth student for image models
+    frozen = FAMILY.adapt(FAMILY.build(spec), "frozen", spec.options)
+    assert trainable(frozen)[0] == 32 * 10 + 10
+    frozen.train()
+    assert not frozen.body().training
+    lora = FAMILY.adapt(FAMILY.build(spec), "lora", spec.options)
+    trains = {n for n, p in lora.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trains) and any("classifier" in n for n in trains)
+    assert type(FAMILY.settle(lora).encoder).__name__ == "ViTForImageClassification"
+
+
+@pytest.mark.slow
+def test_a_tiny_pretrained_image_model_goes_through_the_loop_and_is_served(tmp_path):
+    """The digits through a ViT in Hugging Face's layout: trained, registered, exported to
+    ONNX with its processing inside, quantized BERT's way, packaged and served; the
+    distilled variants are skipped with their reason."""
+    folder = tiny_vit(tmp_path / "vit")
+    raw = repo_params()
+    raw["train"].update(model="hf", hf={"model": str(folder), "epochs": 4, "learning_rate": 2e-3})
+    raw["register"]["model_name"] = "digits-vit"
+    raw["compress"].update(latency_repeats=20, variants=["onnx", "onnx-int8", "distilled"])
+    left = set(Path.cwd().glob("*.data"))
+    with looped(tmp_path / "ws", raw) as (ws, state):
+        result = state.result()
+        assert result.registration.family == "hf" and result.registration.decision.promote
+        assert result.evaluation.scores.accuracy > 0.3, result.evaluation.scores  # chance: 0.1
+        assert {v.name for v in result.compression.variants} == {"fp32", "onnx", "onnx-int8"}
+        assert set(Path.cwd().glob("*.data")) == left  # ONNX Runtime's leftovers removed
+        with mloop_serve(ws.root) as port:
+            status, body = post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
+        assert status == 200 and len(body["predictions"]) == 1, body
+        assert body["model_version"] == result.bento.model_version

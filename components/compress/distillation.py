@@ -81,17 +81,23 @@ def train_students(
         raise ValueError(f"model family {teacher_spec.family!r} makes no student: leave the"
                          " distilled variants out of compress.variants")  # fmt: skip
     torch.manual_seed(params.seed)
-    start = build_net(spec).state_dict()
-    from_teacher = families.get(teacher_spec.family).student_start
+    family = families.get(teacher_spec.family)
+    from_teacher = family.student_start
     if from_teacher is not None:  # from the teacher's own layers (the baseline too)
         start = from_teacher(teacher, spec)
+    else:
+        start = build_net(spec).state_dict()
     soft = teacher_logits(teacher, train.x)  # once: every epoch reads these
-    epochs = cfg.epochs_for(params.train.epochs)
-    train_cfg = one_device(params.train, epochs=epochs, learning_rate=cfg.learning_rate)
+    # A pretrained family's student fine-tunes every weight, as its full mode does (its
+    # learning rate, epochs and schedule), not at compress.distill's from-scratch 3e-3
+    tuned = family.overrides(teacher_spec.options, "full") if family.overrides else {}
+    epochs = cfg.epochs_for(tuned.get("epochs", params.train.epochs))
+    rate = tuned.get("learning_rate", cfg.learning_rate)
+    train_cfg = one_device(params.train, **{**tuned, "epochs": epochs, "learning_rate": rate})
     logged = {
         "student.family": spec.family,
         **{f"student.{k}": v for k, v in dataclasses.asdict(spec.options).items()},
-        "student.parameters": parameter_count(build_net(spec)),
+        "student.parameters": parameter_count(build_net(spec, weights_follow=True)),
         "teacher.parameters": parameter_count(teacher),
         "temperature": cfg.temperature, "alpha": cfg.alpha, "epochs": epochs,
         "learning_rate": cfg.learning_rate, "seed": params.seed,
@@ -99,7 +105,7 @@ def train_students(
     nets, vals = {}, {}
     trainings = ["distill"] + (["student-baseline"] if with_baseline else [])
     for name in trainings:
-        net = build_net(spec)
+        net = build_net(spec, weights_follow=True)
         net.load_state_dict(start)
         taught = name == "distill"
         run_params = logged if taught else {**logged, "alpha": 0.0, "temperature": None}

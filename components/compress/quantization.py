@@ -100,7 +100,7 @@ def export_onnx(net, example: np.ndarray, file: Path, family) -> Path:
 
     from components.train.models import Probabilities
 
-    ids = family.token_ids
+    ids = getattr(net, "token_ids", family.token_ids)  # a net of a family of two kinds says
     axes = {0: "batch", 1: "sequence"} if ids else {0: "batch"}
     inputs = torch.from_numpy(example[:1].astype(np.int64) if ids else example[:1])
     torch.onnx.export(
@@ -116,6 +116,9 @@ def export_onnx(net, example: np.ndarray, file: Path, family) -> Path:
     return file
 
 
+LEFT_DATA = "????????-????-????-????-????????????.data"  # onnx's external data, by uuid1
+
+
 def onnx_dynamic_int8(source: Path, file: Path) -> Path:
     """ONNX Runtime dynamic int8: weights of the MatMul/Gemm layers in int8, activations
     quantized on the fly per batch (the BERT recipe: no calibration data needed)."""
@@ -123,13 +126,16 @@ def onnx_dynamic_int8(source: Path, file: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     prepared = file.with_suffix(".pre.onnx")
+    before = set(Path.cwd().glob(LEFT_DATA))
     with contextlib.redirect_stdout(io.StringIO()):  # its progress lines say nothing useful
         try:
             quant_pre_process(str(source), str(prepared))
         except Exception:  # noqa: BLE001 -- its symbolic shape inference gives up on some
-            # graphs (a Hugging Face BERT's), leaving its attempt in the working folder
-            for left in Path.cwd().glob("sym_shape_infer_temp.onnx*"):
-                left.unlink()
+            # graphs (a Hugging Face BERT's), leaving its attempt in the working folder: the
+            # model and its weights in a file named by a fresh uuid
+            for left in [*Path.cwd().glob("sym_shape_infer_temp.onnx*"),
+                         *set(Path.cwd().glob(LEFT_DATA)) - before]:  # fmt: skip
+                left.unlink(missing_ok=True)
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     try:
         quantize_dynamic(str(prepared), str(file), weight_type=QuantType.QInt8,

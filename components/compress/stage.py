@@ -8,6 +8,7 @@ the compression run.
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, load_split
@@ -86,7 +88,8 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
         return nothing_to_compress(params, ws, version, tags.get("mloop.family", "a baseline"))
     net, spec = load_net(champion_weights(name, version))
     test = load_split(ws.prepared, "test")
-    classes = load_meta(ws.prepared)["classes"]
+    meta = load_meta(ws.prepared)
+    classes = meta["classes"]
 
     with tracking.start_run(
         ws,
@@ -95,7 +98,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
         tags={"mloop.parent_model": f"{name}/{version}"},
     ) as run:
         run.log_params({f"compress.{k}": v for k, v in params.compress.model_dump().items()})
-        run.log_tokenizer(ws, load_meta(ws.prepared))  # the shipped variant reads with it
+        run.log_tokenizer(ws, meta)  # the shipped variant reads with it
 
         @contextmanager
         def student_run(run_name: str, logged: dict):  # nested under compress-vN
@@ -108,7 +111,8 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
 
         built = build_variants(net, spec, params, ws, ws.compressed_dir, student_run)
         val = load_split(ws.prepared, "val")  # decides; the test split is only reported
-        variants = measure(built, params.compress, val, test, classes)
+        served = functools.partial(data_kind(meta["kind"]).as_served, meta=meta)
+        variants = measure(built, params.compress, val, test, classes, served)
         best = choose(variants, params.compress.choose, params.compress.speed_tolerance)
         chosen = best.name if best else None
         markdown = table(variants, chosen)

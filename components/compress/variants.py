@@ -34,11 +34,11 @@ REFERENCES = frozenset({"student-baseline"})  # measured for comparison, never s
 NO_STUDENT = "the model family makes no student (Family.student)"
 
 
-def not_for(family) -> dict[str, str]:
-    """The variants ``family`` does not get, and why (``Family.skips``; no student: no
-    distilled variants)."""
+def not_for(family, spec=None, distill=None) -> dict[str, str]:
+    """The variants ``family`` does not get, and why (``Family.skips``; no student, for
+    this net where ``spec`` is given: no distilled variants)."""
     skips = dict(family.skips)
-    if family.student is None:
+    if family.student is None or (spec is not None and family.student(spec, distill) is None):
         skips |= {"distilled": NO_STUDENT, "distilled-int8": NO_STUDENT}
     return skips
 
@@ -121,7 +121,7 @@ def build_variants(
     add_torch("fp32", net)
     base, prefix = net, ""  # what the int8 variants start from
     family = families.get(spec.family)
-    skips = not_for(family)
+    skips = not_for(family, spec, params.compress.distill)
     wanted = [v for v in cfg.variants if v not in skips]
     for skipped in sorted(set(cfg.variants) - set(wanted)):
         log.info(f"[compress] {skipped} not built for {family.name}: {skips[skipped]}")
@@ -168,14 +168,16 @@ def build_variants(
     return out
 
 
-def measure(built: dict[str, tuple], cfg: CompressConfig, val, test, classes) -> list[Variant]:
+def measure(built: dict[str, tuple], cfg: CompressConfig, val, test, classes,
+            served=lambda x: x) -> list[Variant]:  # fmt: skip
     """Score every variant on the validation split (deciding) and the test split (reported)
-    and time it, the variants taking turns."""
+    and time it, the variants taking turns, on batches as the service gives them
+    (``served``: ``DataKind.as_served``)."""
     x = test.x
     batches = sorted({1, 64, cfg.latency_batch})
     timings: dict[str, dict[str, float]] = {name: {} for name in built}
     for batch in batches:
-        example = x[:batch].astype(np.float32)
+        example = served(x[:batch]).astype(np.float32)
         # The batch that chooses gets every repeat; the others are reported, and a quarter
         # of the repeats (at least 20) give their p50 and p95 at a quarter of the cost.
         repeats = cfg.latency_repeats if batch == cfg.latency_batch else max(

@@ -109,6 +109,9 @@ class Family:
     config: type  # a frozen dataclass: the family's section train.<name> (its defaults too)
     reads: tuple[str, ...]  # the data kinds it takes (DataSpec.kind)
     build: Callable[[NetSpec], Any]  # -> a torch.nn.Module that maps a batch to logits
+    # The same architecture without its first weights, where saved weights are loaded next
+    # (a pretrained family's from its config, not its weights file; None: build)
+    blank: Callable[[NetSpec], Any] | None = None
     # The student the distilled variants train: a NetSpec from the teacher's and
     # compress.distill (None: no distilled variants for this family), and its first
     # weights from the teacher (None: a fresh start).
@@ -126,9 +129,10 @@ class Family:
     adapt: Callable[[Any, str, Any], Any] | None = None
     settle: Callable[[Any], Any] | None = None
     lineage: Callable[[Any], dict[str, str]] | None = None  # MLflow tags: what it came from
-    # train keys its own section sets for it (train.hf.learning_rate, ...): a pretrained
-    # model fine-tunes at 3e-5 with warm-up and linear decay, not at train's 2e-3
-    overrides: tuple[str, ...] = ()
+    # train keys its own section sets for it, by train.finetune: (config, mode) -> {key:
+    # value}; a pretrained model fine-tunes at 3e-5 with warm-up and linear decay, not at
+    # train's 2e-3, and its frozen encoder's head trains at 5e-3 for 40 cheap epochs
+    overrides: Callable[[Any, str], dict[str, Any]] | None = None
     module: str = ""  # where it was declared (set on registration)
 
     def options(self, values: Mapping | None = None) -> Any:

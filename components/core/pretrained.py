@@ -23,6 +23,9 @@ from pathlib import Path
 SAFE = ("model.safetensors", "model.safetensors.index.json")
 PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 DEFAULT_LIMIT = 512  # tokens, where neither the tokenizer nor the config says
+# A net's key of an encoder layer's weight (its prefix, its number): BERT's and RoBERTa's
+# encoder.encoder.layer.3., DistilBERT's encoder.transformer.layer.3.
+LAYER = re.compile(r"^(encoder\..*?\blayer\.)(\d+)\.")
 
 
 class PretrainedError(ValueError):
@@ -72,6 +75,14 @@ class Pretrained:
                 if isinstance(value, int) and 0 < value < 1_000_000:
                     limits.append(value)
         return min(limits) if limits else DEFAULT_LIMIT
+
+    def depth(self) -> int | None:
+        """Its encoder's layers (``config.json``: BERT's ``num_hidden_layers``, DistilBERT's
+        ``n_layers``), None where the config says neither."""
+        path = self.folder / "config.json"
+        config = json.loads(path.read_text()) if path.is_file() else {}
+        value = config.get("num_hidden_layers", config.get("n_layers"))
+        return value if isinstance(value, int) and value > 0 else None
 
     def lineage(self) -> dict[str, str]:
         """The MLflow tags that say what a model was fine-tuned from."""

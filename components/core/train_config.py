@@ -146,9 +146,9 @@ class TrainConfig(_Section):
                           f"{', '.join(sorted(known))} (your own: train.families)"))  # fmt: skip
         if lines:
             raise FamilySectionError(lines)
-        if made.model != "auto":  # a pretrained family fine-tunes at 3e-5, not at 2e-3
-            own, keys = made.net(made.model), families.get(made.model).overrides
-            made = made.model_copy(update={k: getattr(own, k) for k in keys})  # its own keys
+        tuned = families.get(made.model).overrides if made.model != "auto" else None
+        if tuned is not None:  # a pretrained family fine-tunes at 3e-5, not at 2e-3
+            made = made.model_copy(update=tuned(made.net(made.model), made.finetune))
         return made
 
     @model_serializer(mode="wrap")

@@ -56,7 +56,7 @@ from components.core.inference_log import (
 )
 from components.core.kinds.base import MAX_BATCH
 from components.core.kinds.texts import TEXTS
-from components.core.kinds.tokenizer import encode
+from components.core.kinds.tokenizer import encode, pad_token, trimmed
 from components.core.settings import settings
 from components.package.http_gate import LABELLER_HEADER, RequestGate, ServiceState
 from components.package.inputs import (
@@ -287,6 +287,7 @@ class Classifier:
         texts = to_texts(texts, int(m.text["max_chars"]))
         ids, unknown = encode(m.tokenizer, texts, m.max_length)
         stats = TEXTS.describe(texts, unknown)
+        ids = trimmed(ids, pad_token(m.tokenizer)[1])  # short texts run short
         return await self._answer(m, ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
 
     @bentoml.api

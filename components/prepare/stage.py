@@ -297,9 +297,10 @@ def pretrained_encoder(params):
     """What the model family of ``train.model`` reads its inputs with, where it brings its
     own (a pretrained model's tokenizer file and input limit); None: learnt here."""
     from components.core import families
+    from components.core.kinds.sources import kind_of_source
 
-    if params.train.model == "auto":
-        return None
+    if params.train.model == "auto" or not kind_of_source(params.data).tokenized:
+        return None  # an image model's processing is in its net (its preprocessor config)
     family = families.get(params.train.model)
     return family.tokenizer(params.train.net(family.name)) if family.tokenizer else None
 

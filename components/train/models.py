@@ -225,9 +225,12 @@ class Probabilities(nn.Module):
         return torch.softmax(self.net(x), dim=-1)
 
 
-def build_net(spec: NetSpec) -> nn.Module:
-    """The network of ``spec``, as its family builds it (``components.core.families``)."""
-    return get(spec.family).build(spec)
+def build_net(spec: NetSpec, weights_follow: bool = False) -> nn.Module:
+    """The network of ``spec``, as its family builds it (``components.core.families``);
+    ``weights_follow``: its architecture alone (``Family.blank``), for a state dict loaded
+    next, so a pretrained family does not read its weights file for nothing."""
+    family = get(spec.family)
+    return (family.blank if weights_follow and family.blank else family.build)(spec)
 
 
 def save_net(net: nn.Module, spec: NetSpec, path) -> None:
@@ -237,6 +240,6 @@ def save_net(net: nn.Module, spec: NetSpec, path) -> None:
 def load_net(path) -> tuple[nn.Module, NetSpec]:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     spec = NetSpec.from_dict(blob["spec"])
-    net = build_net(spec)
+    net = build_net(spec, weights_follow=True)
     net.load_state_dict(blob["state_dict"])
     return net.eval(), spec

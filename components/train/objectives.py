@@ -139,12 +139,39 @@ class Classify(Objective):
         return self._weight.to(logits.dtype)
 
 
+class AsIs(Classify):
+    """A LightningModule of your own (``train.model: python``) trained as it is: its own
+    ``training_step`` (and what it logs) and its ``configure_optimizers`` where it has one;
+    the validation the loop decides on stays the loop's (cross-entropy and accuracy of its
+    logits), so its runs compare with every other family's."""
+
+    def training_step(self, batch, batch_idx):
+        self.net._current_fx_name = self._current_fx_name  # its self.log is ours
+        out = self.net.training_step(batch, batch_idx)
+        loss = out["loss"] if isinstance(out, dict) else out
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True)
+        return out
+
+    def configure_optimizers(self):
+        if overrides(self.net, "configure_optimizers"):
+            return self.net.configure_optimizers()
+        return super().configure_optimizers()
+
+
+def overrides(net, method: str) -> bool:
+    """Whether ``net`` is a LightningModule with a ``method`` of its own."""
+    own = getattr(type(net), method, None)
+    return isinstance(net, L.LightningModule) and own is not getattr(L.LightningModule, method)
+
+
 def classify(net, cfg, labels: np.ndarray | None = None) -> Classify:
     """``Classify`` as a train section says: its optimizer, ``class_weights`` (counted on
-    ``labels``, the training split's), ``compile`` and ``channels_last``."""
+    ``labels``, the training split's), ``compile`` and ``channels_last``; ``AsIs`` for a
+    LightningModule with a training step of its own."""
     counts = np.bincount(labels) if cfg.class_weights == "balanced" and labels is not None else None
-    return Classify(net, Optimizer.of(cfg), counts, compile=cfg.compile,
-                    channels_last=cfg.channels_last)  # fmt: skip
+    made = AsIs if overrides(net, "training_step") else Classify
+    return made(net, Optimizer.of(cfg), counts, compile=cfg.compile,
+                channels_last=cfg.channels_last)  # fmt: skip
 
 
 # The objective each task trains with (``Task.objective``), by name

@@ -164,6 +164,12 @@ class Texts(TextChecks):
                 raise Refused(f"texts[{i}] is empty or only whitespace")
         return texts
 
+    def as_served(self, x: np.ndarray, meta: dict) -> np.ndarray:
+        """Token ids without the padding columns after the batch's longest text."""
+        from components.core.kinds.tokenizer import trimmed
+
+        return trimmed(x, int(meta["text"].get("pad_id", 0)))
+
     def body_limit(self, meta: dict, max_file_bytes: int) -> int:
         """Its largest batch of its longest texts: a character takes at most 6 bytes in
         JSON (``\\uXXXX``)."""

@@ -16,16 +16,18 @@ when a net is built.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from components.core.families import Family, NetSpec, within
+from components.core.pretrained import LAYER
+from components.train.families.transformer import SKIPS as ENCODER_SKIPS
 
-SKIPS = {
-    "pruned": "unstructured pruning of a pretrained encoder (not built for pretrained models)",
-    "structured": "removes conv channels and dense neurons; an encoder's heads are not",
-    "static-int8": "calibrates activations per tensor; a transformer's dynamic int8 needs none",
-}  # fmt: skip
-MODES = ("full", "frozen", "lora")
+SKIPS = {**ENCODER_SKIPS, "pruned": "unstructured pruning of a pretrained encoder (not built)"}
+# What train.finetune trains, by default: (learning rate, epochs). The whole encoder moves at
+# fine-tuning's usual 3e-5 for a few epochs; LoRA's few adapter weights take a larger step;
+# the frozen encoder's head is a linear model on cached encodings, cheap epochs at 5e-3
+TUNED = {"full": (3e-5, 3), "lora": (5e-4, 3), "frozen": (5e-3, 40)}
 
 
 @dataclass(frozen=True)
@@ -41,18 +43,23 @@ class HFConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_targets: tuple[str, ...] = ("query", "value")  # the modules LoRA adapts
-    # How it fine-tunes, in place of train's keys of the same names (from-scratch nets')
-    learning_rate: float = 3e-5
+    layers: int = 0  # encoder layers kept, the lowest (0: all; a distilled student: half)
+    freeze_layers: int = 0  # full fine-tuning: the embeddings and this many lowest layers fixed
+    # How it fine-tunes, in place of train's keys of the same names (from-scratch nets');
+    # learning_rate and epochs None: by train.finetune (TUNED)
+    learning_rate: float | None = None
     schedule: str = "linear"  # warm-up over a tenth of the steps, then linear decay
-    epochs: int = 3
+    epochs: int | None = None
     batch_size: int = 32
     weight_decay: float = 0.01
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
-        within(self, lora_r=(1, 1024), lora_alpha=(1, 4096), epochs=(1, 1000),
-               batch_size=(1, 65536))  # fmt: skip
-        if not 0 < self.learning_rate < 1 or not 0 <= self.weight_decay < 1:
+        within(self, lora_r=(1, 1024), lora_alpha=(1, 4096), batch_size=(1, 65536),
+               layers=(0, 1000), freeze_layers=(0, 1000))  # fmt: skip
+        if self.epochs is not None:
+            within(self, epochs=(1, 1000))
+        if not 0 < (self.learning_rate or 0.1) < 1 or not 0 <= self.weight_decay < 1:
             raise ValueError("learning_rate from above 0 to below 1, weight_decay below 1")
         if self.schedule not in ("onecycle", "cosine", "linear", "constant"):
             raise ValueError(f"schedule {self.schedule!r}: onecycle, cosine, linear or constant")
@@ -70,10 +77,54 @@ def located(options: HFConfig):
     return locate(options.model, options.revision, options.trust_pickle)
 
 
-def build(spec: NetSpec):
-    from components.train.hf_model import PretrainedTextClassifier  # transformers, torch
+def build(spec: NetSpec, weights: bool = True):
+    from components.core.kinds import kind
+    from components.train import hf_model  # transformers, torch: where a net is built
 
-    return PretrainedTextClassifier(spec, located(spec.options))
+    made = hf_model.PretrainedImageClassifier if kind(spec.data.kind).pixels else (
+        hf_model.PretrainedTextClassifier)  # fmt: skip
+    return made(spec, located(spec.options), weights)
+
+
+def blank(spec: NetSpec):
+    """The architecture from its config alone: saved weights are loaded next."""
+    return build(spec, weights=False)
+
+
+def student(teacher: NetSpec, distill) -> NetSpec | None:
+    """DistilBERT's student: the teacher's text encoder at half its depth (an image
+    model's layers are named otherwise by each architecture: none)."""
+    from components.core.kinds import kind
+
+    if not kind(teacher.data.kind).tokenized:
+        return None
+    depth = teacher.options.layers or located(teacher.options).depth()
+    if depth is None or depth < 2:
+        return None
+    half = dataclasses.replace(teacher.options, layers=depth // 2, freeze_layers=0)
+    return dataclasses.replace(teacher, options=half, dropout=distill.dropout)
+
+
+def half_depth_start(teacher, spec: NetSpec) -> dict:
+    """DistilBERT's start: the teacher's embeddings, pooling and head, and one of every two
+    of its layers (0, 2, 4, ...) as the student's 0, 1, 2, ..."""
+    state = {}
+    for key, value in teacher.state_dict().items():
+        found = LAYER.match(key)
+        if found is None:
+            state[key] = value.clone()
+        elif int(found[2]) % 2 == 0 and int(found[2]) // 2 < spec.options.layers:
+            state[f"{found[1]}{int(found[2]) // 2}.{key[found.end() :]}"] = value.clone()
+    return state
+
+
+def tuned(options: HFConfig, mode: str) -> dict:
+    """The train keys this family sets, for train.finetune ``mode``."""
+    learning_rate, epochs = TUNED[mode]
+    return {"learning_rate": options.learning_rate or learning_rate,
+            "epochs": options.epochs or epochs, "schedule": options.schedule,
+            "batch_size": options.batch_size, "weight_decay": options.weight_decay,
+            "dropout": options.dropout}  # fmt: skip
 
 
 def tokenizer(options: HFConfig):
@@ -104,7 +155,7 @@ def lineage(options: HFConfig) -> dict[str, str]:
 
 
 FAMILY = Family(
-    name="hf", config=HFConfig, reads=("text",), build=build, skips=SKIPS, token_ids=True,
-    onnx_int8="dynamic", tokenizer=tokenizer, adapt=adapt, settle=settle, lineage=lineage,
-    overrides=("learning_rate", "schedule", "epochs", "batch_size", "weight_decay", "dropout"),
+    name="hf", config=HFConfig, reads=("text", "image"), build=build, blank=blank, student=student,
+    student_start=half_depth_start, skips=SKIPS, token_ids=True, onnx_int8="dynamic",
+    tokenizer=tokenizer, adapt=adapt, settle=settle, lineage=lineage, overrides=tuned,
 )  # fmt: skip

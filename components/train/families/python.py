@@ -8,7 +8,9 @@ a ``torch.nn.Module`` mapping a batch to logits: images arrive as float32 pixels
 or N x C x H x W) on their own scale (``pixel_max``), table rows as float32 encoded columns
 (NaN where a gap was kept), texts as token ids (cast them with ``.long()``). It then trains,
 is tracked, registered, exported to ONNX, compressed where a variant applies, served and
-retrained like any family: docs/training.md shows one.
+retrained like any family: docs/training.md shows one. A ``LightningModule`` whose
+``training_step`` is its own trains as it is (``components.train.objectives.AsIs``): its
+step on ``(x, y)`` batches, what it logs, its ``configure_optimizers`` where it has one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ SKIPS = {
 class PythonConfig:
     __pydantic_config__ = {"extra": "forbid"}
 
-    factory: str = ""  # "package.module:function": given the DataSpec, returns an nn.Module
+    # "package.module:function": given the DataSpec, returns an nn.Module (a LightningModule
+    # with a training_step of its own trains with it, and its configure_optimizers)
+    factory: str = ""
 
     def __post_init__(self) -> None:
         if self.factory and self.factory.count(":") != 1:
