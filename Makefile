@@ -15,7 +15,7 @@ run: install
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -p no:randomly
+	$(BIN)/pytest -p no:randomly --durations=25
 
 test-unit: install-dev
 	$(BIN)/pytest -p no:randomly -m unit

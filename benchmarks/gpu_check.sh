@@ -9,7 +9,10 @@
 # 2. mloop's Lightning path against a plain PyTorch loop for the digits CNN;
 # 3. the same for the ResNet-style net on synthetic 32x32 RGB images, batch 512, bf16
 #    (samples/s, ratio, TFLOP/s);
-# 4. the BERT-style text encoder with train.strategy fsdp beside auto (GPUs only).
+# 4. the BERT-style text encoder with train.strategy fsdp beside auto (GPUs only);
+# 5. MiniLM (../shared/pretrained) fine-tuned on SMS through the hf family in bf16: samples/s
+#    and the time to spam F1 0.957 (needs transformers and tokenizers: carry their wheels,
+#    else it says skipped and why).
 # Environment: PYTHON, ROUNDS, CNN_EPOCHS, RESNET_SAMPLES, RESNET_EPOCHS, RESNET_BATCH,
 # RESNET_PRECISION shrink or change the runs (the tests use them on the CPU).
 set -euo pipefail
@@ -31,3 +34,5 @@ $PY benchmarks/train_throughput.py --model resnet --image-size 32 --channels 3 \
     --rounds "$ROUNDS"
 # 4. the text encoder under Lightning's fsdp strategy beside auto (GPUs only; says so else)
 $PY benchmarks/text_fsdp.py --rounds "$ROUNDS" --samples "${TEXT_SAMPLES:-20000}"
+# 5. a pretrained encoder fine-tuned in bf16 (skipped, with the reason, without transformers)
+$PY benchmarks/hf_finetune.py --epochs "${HF_EPOCHS:-3}"

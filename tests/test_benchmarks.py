@@ -56,8 +56,28 @@ def test_gpu_check_runs_with_only_the_gpu_machines_packages(tmp_path):
     assert out.stdout.count("ratio mloop/plain:") == 2
     assert "resnet on 128 x (3, 32, 32)" in out.stdout
     assert "text fsdp: skipped, no GPU" in out.stdout  # the CPU here; a GPU runs it
+    assert "skipped: fine-tuning a pretrained encoder needs transformers" in out.stdout
     final = [line for line in out.stdout.splitlines() if "final: test accuracy" in line]
     assert final and float(final[0].split()[3]) >= 0.97
+
+
+def test_the_pretrained_fine_tuning_check_runs_a_tiny_model_on_the_cpu(tmp_path):
+    """Step 5 of the GPU check, as a GPU machine with transformers runs it, on a tiny
+    random BERT and the CPU: it trains, scores each epoch and says its throughput."""
+    import pandas as pd
+
+    from tests.helpers.pretrained import tiny_bert
+
+    texts = pd.read_csv(REPO.parent / "shared" / "data" / "sms_spam" / "sms_spam.csv")["text"]
+    folder = tiny_bert(tmp_path / "tiny", texts.astype(str).tolist()[:1000])
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "hf_finetune.py"), "--model", str(folder),
+         "--allow-cpu", "--samples", "256", "--epochs", "2", "--max-length", "32"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "epoch 2:" in out.stdout and "32-true on cpu" in out.stdout, out.stdout
+    assert "samples/s over the fit" in out.stdout
 
 
 def test_every_name_a_benchmark_imports_from_the_project_exists():

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core import families
 from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import write_json
@@ -111,7 +112,10 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
 
         built = build_variants(net, spec, params, ws, ws.compressed_dir, student_run)
         val = load_split(ws.prepared, "val")  # decides; the test split is only reported
-        served = functools.partial(data_kind(meta["kind"]).as_served, meta=meta)
+        # texts as the service sends them where the net reads any length (Family.token_ids)
+        any_length = getattr(net, "token_ids", families.get(spec.family).token_ids)
+        served = functools.partial(data_kind(meta["kind"]).as_served, meta=meta) if (
+            any_length) else (lambda x: x)  # fmt: skip
         variants = measure(built, params.compress, val, test, classes, served)
         best = choose(variants, params.compress.choose, params.compress.speed_tolerance)
         chosen = best.name if best else None

@@ -55,7 +55,16 @@ def load_registered(uri: str) -> Predictor:
 
 
 def served_predictor(mlflow_model: str | Path, threads: int = 1) -> Predictor:
-    """A stored MLflow model (the folder holding ``MLmodel``) as the service answers with it.
+    """``served``'s predictor alone."""
+    return served(mlflow_model, threads)[0]
+
+
+def served(mlflow_model: str | Path, threads: int = 1) -> tuple[Predictor, bool]:
+    """A stored MLflow model (the folder holding ``MLmodel``) as the service answers with
+    it, and whether it reads token ids of any length: an ONNX graph whose second input
+    axis is free (a text family's export, ``Family.token_ids``), so the service may cut the
+    padding after a batch's longest text. Other models read exactly ``max_length`` ids (a
+    TF-IDF pipeline over them, a module of yours that flattens them).
 
     A model with the ONNX flavour runs in ONNX Runtime directly, on ``threads``
     intra-op threads: MLflow's pyfunc wrapper around the same session doubled the cost
@@ -75,7 +84,7 @@ def served_predictor(mlflow_model: str | Path, threads: int = 1) -> Predictor:
 
             torch.set_num_threads(threads)
 
-        return pyfunc_predictor(mlflow.pyfunc.load_model(str(path)))
+        return pyfunc_predictor(mlflow.pyfunc.load_model(str(path))), False
     import onnxruntime as ort  # only where an ONNX model is served: the GPU machine has none
 
     options = ort.SessionOptions()
@@ -85,8 +94,11 @@ def served_predictor(mlflow_model: str | Path, threads: int = 1) -> Predictor:
         str(path / flavours["onnx"]["data"]), options, providers=["CPUExecutionProvider"]
     )
     given = session.get_inputs()[0]
-    dtype = np.int64 if given.type == "tensor(int64)" else np.float32  # token ids, or values
-    return lambda x: as_probabilities(session.run(None, {given.name: np.asarray(x, dtype)})[0])
+    ids = given.type == "tensor(int64)"
+    dtype = np.int64 if ids else np.float32  # token ids, or values
+    any_length = ids and len(given.shape) == 2 and isinstance(given.shape[1], str)
+    return (lambda x: as_probabilities(session.run(None, {given.name: np.asarray(x, dtype)})[0]),
+            any_length)  # fmt: skip
 
 
 def torch_predictor(module) -> Predictor:

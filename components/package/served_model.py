@@ -27,7 +27,7 @@ from components.core.kinds.encoding import TableEncoding
 from components.core.kinds.tokenizer import FILE as TOKENIZER
 from components.core.kinds.tokenizer import load as load_tokenizer
 from components.core.kinds.tokenizer import saved_length
-from components.core.predict import served_predictor
+from components.core.predict import served
 from components.core.tasks import Task, task_of
 from components.package.inputs import body_limit
 
@@ -53,6 +53,7 @@ class ServedModel:
     max_length: int | None  # ...and the length it reads
     body_limit: int
     task: Task  # what its answers and production labels are
+    any_length: bool = False  # token ids of any length (core.predict.served): cut the padding
 
 
 SERVED_METADATA = ("kind", "input_shape", "classes")  # what the package stage records
@@ -71,9 +72,11 @@ def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
     if data_kind(kind).tokenized:
         tokenizer = load_tokenizer(Path(model.path_of(TOKENIZER)))
         max_length = saved_length(tokenizer)
+    predict_proba, any_length = served(model.path_of("mlflow_model"), ort_threads)
     return ServedModel(
         tag=str(info.tag),
-        predict_proba=served_predictor(model.path_of("mlflow_model"), ort_threads),
+        predict_proba=predict_proba,
+        any_length=any_length,
         version=str(info.labels.get("model_version", "unknown")),
         model_name=str(info.labels.get("model_name", "unknown")),
         alias=str(info.labels.get("alias", "unknown")),

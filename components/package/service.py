@@ -287,7 +287,8 @@ class Classifier:
         texts = to_texts(texts, int(m.text["max_chars"]))
         ids, unknown = encode(m.tokenizer, texts, m.max_length)
         stats = TEXTS.describe(texts, unknown)
-        ids = trimmed(ids, pad_token(m.tokenizer)[1])  # short texts run short
+        if m.any_length:  # short texts run short
+            ids = trimmed(ids, pad_token(m.tokenizer)[1])
         return await self._answer(m, ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
 
     @bentoml.api
