@@ -100,7 +100,7 @@ def train_students(
         "student.parameters": parameter_count(build_net(spec, weights_follow=True)),
         "teacher.parameters": parameter_count(teacher),
         "temperature": cfg.temperature, "alpha": cfg.alpha, "epochs": epochs,
-        "learning_rate": cfg.learning_rate, "seed": params.seed,
+        "learning_rate": rate, "seed": params.seed,
     }  # fmt: skip
     nets, vals = {}, {}
     trainings = ["distill"] + (["student-baseline"] if with_baseline else [])

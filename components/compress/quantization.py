@@ -100,7 +100,7 @@ def export_onnx(net, example: np.ndarray, file: Path, family) -> Path:
 
     from components.train.models import Probabilities
 
-    ids = getattr(net, "token_ids", family.token_ids)  # a net of a family of two kinds says
+    ids = family.reads_ids(net)
     axes = {0: "batch", 1: "sequence"} if ids else {0: "batch"}
     inputs = torch.from_numpy(example[:1].astype(np.int64) if ids else example[:1])
     torch.onnx.export(

@@ -113,9 +113,8 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
         built = build_variants(net, spec, params, ws, ws.compressed_dir, student_run)
         val = load_split(ws.prepared, "val")  # decides; the test split is only reported
         # texts as the service sends them where the net reads any length (Family.token_ids)
-        any_length = getattr(net, "token_ids", families.get(spec.family).token_ids)
         served = functools.partial(data_kind(meta["kind"]).as_served, meta=meta) if (
-            any_length) else (lambda x: x)  # fmt: skip
+            families.get(spec.family).reads_ids(net)) else (lambda x: x)  # fmt: skip
         variants = measure(built, params.compress, val, test, classes, served)
         best = choose(variants, params.compress.choose, params.compress.speed_tolerance)
         chosen = best.name if best else None

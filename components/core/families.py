@@ -135,6 +135,11 @@ class Family:
     overrides: Callable[[Any, str], dict[str, Any]] | None = None
     module: str = ""  # where it was declared (set on registration)
 
+    def reads_ids(self, net) -> bool:
+        """Whether ``net`` of this family reads token ids (``token_ids``; a net of a family
+        of two kinds, hf's image models, says so itself)."""
+        return getattr(net, "token_ids", self.token_ids)
+
     def options(self, values: Mapping | None = None) -> Any:
         """The family's config from a mapping (``train.<name>``); its defaults for None."""
         return _tuples(self.config(**dict(values or {})))

@@ -63,6 +63,12 @@ class PretrainedTextClassifier(nn.Module):
     def head_parameters(self):
         return self.head.parameters()
 
+    def fix_body(self, fixed: bool = True) -> None:
+        """train.finetune: frozen: the encoder is a fixed feature extractor, each text's
+        encoding computed once (the cache); off again for export and serving."""
+        self.cache = {} if fixed else None
+        self.train(self.training)
+
     def body(self) -> nn.Module:
         """The pretrained layers (what layer-wise freezing counts in)."""
         return self.encoder
@@ -140,6 +146,11 @@ class PretrainedImageClassifier(nn.Module):
     def body(self) -> nn.Module:
         return self.encoder.base_model
 
+    def fix_body(self, fixed: bool = True) -> None:
+        """train.finetune: frozen: the body stays in eval while the head trains."""
+        self.fixed = fixed
+        self.train(self.training)
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.fixed:
@@ -165,10 +176,9 @@ def processing(folder, config) -> tuple[list[float], list[float], tuple[int, int
     path = folder / "preprocessor_config.json"
     given = json.loads(path.read_text()) if path.is_file() else {}
     channels = int(getattr(config, "num_channels", 3))
-    mean = given.get("image_mean", [0.5] * channels) if given.get("do_normalize", True) else (
-        [0.0] * channels)  # fmt: skip
-    std = given.get("image_std", [0.5] * channels) if given.get("do_normalize", True) else (
-        [1.0] * channels)  # fmt: skip
+    normalised = given.get("do_normalize", True)
+    mean = given.get("image_mean", [0.5] * channels) if normalised else [0.0] * channels
+    std = given.get("image_std", [0.5] * channels) if normalised else [1.0] * channels
     size = given.get("size", getattr(config, "image_size", 224))
     if isinstance(size, dict):  # {"height", "width"} or {"shortest_edge"}
         edge = size.get("shortest_edge", 224)
@@ -191,11 +201,7 @@ def adapted(net, mode: str, options):
     head = list(net.head_parameters())
     if mode == "frozen":
         net.encoder.requires_grad_(False)
-        if isinstance(net, PretrainedTextClassifier):
-            net.cache = {}  # the encodings, once: the head trains on them
-        else:
-            net.fixed = True
-        net.train(net.training)
+        net.fix_body()
     elif mode == "lora":
         from peft import LoraConfig, get_peft_model  # only for LoRA
 
@@ -236,9 +242,6 @@ def merged(net):
     (the plain architecture again), every weight trainable as built."""
     if hasattr(net.encoder, "merge_and_unload"):
         net.encoder = net.encoder.merge_and_unload()
-    if isinstance(net, PretrainedTextClassifier):
-        net.cache = None  # a served net encodes every text
-    else:
-        net.fixed = False
+    net.fix_body(False)  # a served net runs its whole body on every input
     net.requires_grad_(True)
     return net
