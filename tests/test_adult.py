@@ -96,3 +96,12 @@ def test_the_served_trees_answer_rows_with_gaps_as_the_registered_model(adult, t
         bad = json.dumps({"rows": [{**rows[0], "age": None}]}).encode()
         status, body = post(port, bad, "predict_rows")
         assert status == 400 and "age is required" in json.dumps(body)
+        # why, in SHAP values of the trees, per source column, with the row's own values
+        status, why = post(port, json.dumps({"rows": rows[:2]}).encode(), "explain")
+        assert status == 200 and why["method"] == "tree-shap", why
+        np.testing.assert_allclose([p["probabilities"] for p in why["predictions"]], got[:2],
+                                   atol=1e-6)  # fmt: skip
+        columns = [a["column"] for a in why["explanations"][0]["attributions"]]
+        assert sorted(columns) == sorted(c for c in test.columns if c != "income")
+        gap = next(a for a in why["explanations"][0]["attributions"] if a["value"] is None)
+        assert gap["column"] in GAPPY  # a gap is explained as the trees route it

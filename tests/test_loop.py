@@ -409,6 +409,44 @@ def test_endpoints_are_bounded(loop, tmp_path):
     assert table.set_index("request_id").loc[request_id, "label"] == "6"
 
 
+def test_explain_answers_each_images_map_within_limits_of_its_own(loop, tmp_path):
+    """POST /explain: the prediction /predict gives and each image's map of Integrated
+    Gradients (of the network the served variant was made from), complete within 5%; the
+    token, a batch limit and a rate of its own; 4xx for what the model does not read."""
+    ws, state = loop
+    summary = state.result()
+    test = load_split(ws.prepared, "test").x
+    body = json.dumps({"images": test[:3].tolist()}).encode()
+    limits = {"MLOOP_API_TOKEN": "s3cret", "MLOOP_EXPLAIN_MAX_BATCH": "3",
+              "MLOOP_EXPLAIN_RATE": "1", "MLOOP_SERVICE_WORKERS": "1"}  # fmt: skip
+    with _served(summary.bento.bento_tag, tmp_path / "log.sqlite", **limits) as (port, _):
+        assert _post(port, body, "explain")[0] == 401
+        status, answer = _post(port, body, "explain", "s3cret")
+        assert status == 200, answer
+        predicted = _post(port, body, "predict", "s3cret")[1]["predictions"]
+        assert answer["predictions"] == predicted
+        assert answer["method"] == "integrated-gradients"
+        assert answer["explained_version"] == summary.registration.version  # the network
+        for prediction, found in zip(predicted, answer["explanations"], strict=True):
+            assert found["class"] == prediction["class"]
+            grid = np.asarray(found["attributions"]["grid"])
+            assert grid.shape == (8, 8) and np.abs(grid).sum() > 0
+            assert found["completeness"]["error"] <= 0.05, found["completeness"]
+        one = json.dumps({"images": test[:1].tolist()}).encode()
+        burst = [_post(port, one, "explain", "s3cret") for _ in range(5)]  # within a second
+        refused = [answer for status, answer in burst if status == 429]
+        assert refused and "MLOOP_EXPLAIN_RATE" in refused[0]["error"], burst
+        time.sleep(1.1)
+        four = json.dumps({"images": test[:4].tolist()}).encode()
+        status, refused = _post(port, four, "explain", "s3cret")
+        assert status == 413 and "MLOOP_EXPLAIN_MAX_BATCH" in json.dumps(refused)
+        for wrong in ({"rows": [{"a": 1}]}, {"images": [[1, 2, 3]]}, {"images": test[:1].tolist(),
+                      "texts": ["x"]}, {}):  # fmt: skip
+            time.sleep(1.1)
+            status, refused = _post(port, json.dumps(wrong).encode(), "explain", "s3cret")
+            assert status == 400, (wrong, status, refused)
+
+
 def test_a_log_that_cannot_be_written_makes_the_service_not_ready(loop, tmp_path):
     _, state = loop
     blocker = tmp_path / "a-file"

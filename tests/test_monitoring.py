@@ -89,3 +89,20 @@ def test_the_drift_report_runs_no_script_from_column_names_or_labels(tmp_path):
     html = (tmp_path / "drift.html").read_text()
     assert "<script>document" not in html and "<img src=x" not in html  # no tag of ours
     assert_no_script_ran(tmp_path / "drift.html", tmp_path / "profile")
+
+
+def test_words_from_traffic_reach_the_artifact_as_text_not_markup(tmp_path):
+    """The leaning line names words users sent: in the Prefect artifact they stay words."""
+    from components.monitor.production import ProductionCheck
+
+    hostile = "[x](javascript:alert(1))<img src=x onerror=alert(1)>|"
+    check = ProductionCheck(
+        rows=1, first_id=1, last_id=1, model_versions={}, drift=None, tested=0,
+        prediction_drift=False, labelled=0, accuracy=None, retrain=False, reason="r",
+        summary_file=tmp_path / "s.json", seconds=0.0, leaning=f"the model now leans on {hostile}",
+        leaning_moved=[{"feature": hostile, "reference": 0.1, "now": 0.5, "change": 0.4}],
+    )  # fmt: skip
+    text = check.markdown()
+    assert "<img" not in text and "](" not in text and "javascript:alert\\(1\\)" in text
+    row = next(line for line in text.splitlines() if "javascript" in line and "0.500" in line)
+    assert row.count(" | ") == 2  # the word's | is escaped: still three cells

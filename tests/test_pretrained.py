@@ -235,12 +235,16 @@ def test_minilm_frozen_reaches_the_frozen_probe_floor_on_sms(tmp_path):
     )  # frozen's defaults: 40 epochs at 5e-3
     raw["register"]["model_name"] = "sms-minilm"
     raw["compress"].update(latency_repeats=20, variants=[])
+    raw["explain"] = {"sample": 40}  # Integrated Gradients of MiniLM: 0.55 s a text here
     with looped(tmp_path / "ws", raw) as (ws, state):
         result = state.result()
         scores = result.evaluation.scores
         assert result.registration.family == "hf" and result.registration.decision.promote
         assert json.loads((ws.prepared / "meta.json").read_text())["counts"]["test"] == 1035
         assert scores.macro_f1 >= 0.945, scores
+        # explained through BERT's word embeddings, complete within 5%
+        explained = json.loads((ws.reports / "explanations.json").read_text())["models"]
+        assert explained["network"]["completeness"]["within_tolerance"] >= 0.95
 
 
 def test_an_image_model_reads_the_loops_pixels_through_its_own_processing(tmp_path):

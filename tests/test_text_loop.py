@@ -6,6 +6,7 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import mlflow
 import numpy as np
@@ -106,6 +107,16 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
         assert _post(port, "predict_text", {"texts": ["fine", "   "]})[0] == 400
         assert _post(port, "predict_text", {"texts": "x" * 5001})[0] == 413
         assert _post(port, "predict", {"images": [[0.0] * 8] * 8})[0] == 400  # texts only
+        # why: each word's share of the answer, pieces merged back into the words as sent
+        status, why = _post(port, "explain", {"texts": "WINNER!! Claim your prize now"})
+        assert status == 200, why
+        assert why["predictions"] == one["predictions"] and why["method"] == "integrated-gradients"
+        (found,) = why["explanations"]
+        words = [w for w, _ in found["attributions"]]
+        assert words == ["WINNER", "!", "!", "Claim", "your", "prize", "now"], words
+        assert found["completeness"]["error"] <= 0.05, found["completeness"]
+        assert _post(port, "explain", {"texts": ["ok"] * 17})[0] == 413  # its own batch limit
+        assert _post(port, "explain", {"rows": [{"text": "ok"}]})[0] == 400
 
         # clean traffic: the test texts, labelled; no drift
         params = load_params(ws.params)
@@ -131,6 +142,16 @@ def test_the_text_loop_gates_trains_ships_serves_and_monitors_sms_spam(tmp_path,
         check = monitor(params_file=str(ws.params), workspace=str(ws.root))
         assert check.drift.drifted, check.summary()
         assert {"non_letter", "digits"} <= set(check.drift.drifted_columns)
+        assert check.leaning and "not compared" not in check.leaning, check.leaning
+        # explanations beside predictions at once (after the monitor's windows): each
+        # worker's explain thread encodes with a tokenizer of its own (one shared with the
+        # event loop raised "Already borrowed": 500s)
+        jobs = [("explain", {"texts": "free entry, txt WIN now"})] * 16 + [
+            ("predict_text", {"texts": "see you at 6"})] * 120  # fmt: skip
+        with ThreadPoolExecutor(16) as pool:
+            answered = list(pool.map(lambda job: (job[0], _post(port, *job)[0]), jobs[::-1]))
+        assert {s for route, s in answered if route == "predict_text"} == {200}, answered
+        assert {s for route, s in answered if route == "explain"} <= {200, 429}, answered
 
     # TensorBoard beside MLflow: `mloop tensorboard` lists the training run, and stops whole
     port = free_port()
@@ -181,3 +202,9 @@ def test_a_better_tfidf_baseline_is_what_the_gate_promotes_and_the_bento_serves(
         assert status == 200, answer
         assert answer["model_version"] == str(champion.version)
         assert answer["predictions"][0]["class"] == "spam"
+        status, why = _post(port, "explain", {"texts": "WIN a FREE prize: txt WIN now"})
+        assert status == 200 and why["method"] == "coefficient-x-tfidf", why
+        (found,) = why["explanations"]
+        assert found["class"] == "spam" and found["completeness"] is None
+        pushed = dict((w.lower(), v) for w, v in found["attributions"])
+        assert max(pushed, key=pushed.get) in {"win", "free", "prize", "txt"}, pushed

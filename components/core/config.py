@@ -153,6 +153,18 @@ class MonitorConfig(_Section):
     retrain_cron: str = "0 3 * * 0"  # the scheduled retrain of `mloop deploy` (Sunday 03:00)
 
 
+class ExplainConfig(_Section):
+    """Explanations (components/evaluate/explain): what the evaluate stage attributes, and how."""
+
+    # Integrated Gradients' interpolation steps: each input starts here and doubles, up
+    # to max_steps, while its completeness error is over 5%
+    steps: int = Field(32, ge=2, le=1024)
+    max_steps: int = Field(256, ge=2, le=4096)
+    # validation rows (texts, images) the whole model's explanation is measured on
+    sample: int = Field(200, ge=10, le=100_000)
+    examples: int = Field(4, ge=0, le=16)  # images: test images drawn with their maps
+
+
 class SweepRange(_Section):
     """One searched value: ``low``/``high`` (``log`` for a log scale) or ``choices``."""
 
@@ -211,6 +223,7 @@ class Params(_Section):
     compress: CompressConfig = CompressConfig()
     package: PackageConfig = PackageConfig()
     monitor: MonitorConfig = MonitorConfig()
+    explain: ExplainConfig = ExplainConfig()
     sweep: SweepConfig = SweepConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -335,18 +335,31 @@ def labelled(path: Path | str, exclude: set[str] = frozenset(), inputs: bool = T
         if exclude:
             table = table[~table["request_id"].isin(exclude)].reset_index(drop=True)
         if inputs:
-            blobs: dict[int, bytes] = {}
-            ids = table["id"].tolist()
-            for start in range(0, len(ids), 500):  # SQLite's bound-variable limit, with room
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                blobs.update(db.execute(
-                    f"SELECT id, inputs FROM predictions WHERE id IN ({marks})", chunk
-                ).fetchall())  # fmt: skip
-            table["inputs"] = [blobs[i] for i in ids]
+            blobs = _inputs(db, table["id"].tolist())
+            table["inputs"] = [blobs[i] for i in table["id"].tolist()]
     finally:
         db.close()
     return table
+
+
+def inputs(path: Path | str, ids: list[int]) -> dict[int, bytes]:
+    """The kept inputs of the rows ``ids`` (b"": none kept)."""
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=30)
+    try:
+        return _inputs(db, ids)
+    finally:
+        db.close()
+
+
+def _inputs(db: sqlite3.Connection, ids: list[int]) -> dict[int, bytes]:
+    blobs: dict[int, bytes] = {}
+    for start in range(0, len(ids), 500):  # SQLite's bound-variable limit, with room
+        chunk = [int(i) for i in ids[start : start + 500]]
+        marks = ",".join("?" * len(chunk))
+        blobs.update(db.execute(
+            f"SELECT id, inputs FROM predictions WHERE id IN ({marks})", chunk
+        ).fetchall())  # fmt: skip
+    return blobs
 
 
 def newest_id(path: Path | str) -> int:

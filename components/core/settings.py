@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_file_bytes: PositiveInt = 10 * 2**20  # an uploaded image file; beyond: 413
     max_image_pixels: PositiveInt = 25_000_000  # an uploaded image's width x height; beyond: 422
     max_request_pixels: PositiveInt = 50_000_000  # all images of one upload request; beyond: 413
+    # POST /explain: explanations per second per worker, a burst of as many (beyond: 429)
+    explain_rate: float = Field(10.0, gt=0, le=10_000)
+    explain_max_batch: PositiveInt = 16  # POST /explain: inputs per request (beyond: 413)
     tracing: bool = False  # BentoML's OpenTelemetry spans (configure an exporter for them)
     access_log: bool = False  # BentoML's access log
     bento_model: str | None = None  # the BentoML model tag to serve (set by the build)

@@ -51,13 +51,15 @@ class EvaluationResult:
 def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     """Score the trained weights on the test split; log to the training run."""
     from components.core import tracking
+    from components.evaluate.explain.trained import explain_models
+    from components.train.baseline import read_baseline
     from components.train.models import load_net
     from components.train.stage import read_train_record
 
     trained = read_train_record(ws)
     classes = load_meta(ws.prepared)["classes"]
     test = load_split(ws.prepared, "test")
-    net, _ = load_net(trained.model_file)
+    net, spec = load_net(trained.model_file)
     proba = torch_predictor(net)(test.x)
     scores = score(test.y, proba, classes)
 
@@ -72,6 +74,7 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     report = ws.report("classification_report.txt")
     report.write_text(classification_report(test.y, proba, classes))
     baseline = evaluate_baseline(ws, test, classes)
+    explained = explain_models(params, ws, net, spec, load_meta(ws.prepared), read_baseline(ws))
     if baseline is not None:
         with report.open("a") as out:
             out.write("\n" + side_by_side({"network": scores, baseline.kind: baseline.scores}))
@@ -81,10 +84,32 @@ def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
         run.log_artifact(reliability, "evaluation")
         run.log_artifact(report, "evaluation")
         run.log_artifact(ws.metrics, "evaluation")
+    runs = {"network": trained.run_id, **({baseline.kind: baseline.run_id} if baseline else {})}
+    log_explanations(ws, explained, runs)
     return EvaluationResult(
         run_id=trained.run_id, scores=scores, metrics_file=ws.metrics, confusion_png=png,
         baseline=baseline,
     )  # fmt: skip
+
+
+def log_explanations(ws: Workspace, explained: dict, runs: dict[str, str]) -> None:
+    """Each model's explanation (its part of ``explanations.json`` and its picture) into its
+    own run, folder ``explanations/``, where the register stage reads it back."""
+    import json
+
+    from components.core import tracking
+    from components.evaluate.explain.trained import ARTIFACT_FOLDER, model_file
+
+    for name, run_id in runs.items():
+        found = explained["models"].get(name)
+        if found is None:
+            continue
+        run = tracking.Run(run_id, experiment_id="")
+        own = model_file(ws, name, "json")
+        own.write_text(json.dumps({"kind": explained["kind"], **found}, indent=2))
+        run.log_artifact(own, ARTIFACT_FOLDER)
+        if found.get("picture"):
+            run.log_artifact(model_file(ws, name, "png"), ARTIFACT_FOLDER)
 
 
 @dataclass(frozen=True)

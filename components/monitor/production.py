@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,10 @@ class ProductionCheck:
     seconds: float
     learnable: int = 0  # labelled predictions with inputs that no harvest took yet
     alert: str | None = None  # drift with nothing labelled to learn from: labels are needed
+    # what drives the champion's answers now against its validation explanation
+    # (monitor/attribution.py): "the model now leans on X", or why it was not measured
+    leaning: str | None = None
+    leaning_moved: list | None = None  # {feature, reference, now, change}, largest first
 
     def summary(self) -> str:
         if self.drift is None:
@@ -66,16 +71,35 @@ class ProductionCheck:
             f" {'DRIFT' if self.drift.drifted else 'no drift'}"
             f" (drifted share {self.drift.drift_share:.2f}; columns:"
             f" {self.drift.drifted_columns or '-'}); {quality}; {self.reason}"
+            + (f"; {self.leaning}" if self.leaning else "")
             + (f"; ALERT: {self.alert}" if self.alert else "")
         )
 
     def markdown(self) -> str:
-        lines = [f"**{self.summary()}**", "", "| column | p-value | drifted |", "|---|---|---|"]
+        """The check as the Prefect artifact shows it; names that came with the traffic
+        (words, columns) are escaped (``as_markdown``)."""
+        lines = [f"**{as_markdown(self.summary())}**", "", "| column | p-value | drifted |",
+                 "|---|---|---|"]  # fmt: skip
         if self.drift is not None:
             for column, p in sorted(self.drift.column_scores.items()):
                 drifted = "yes" if column in self.drift.drifted_columns else "no"
                 lines.append(f"| {column} | {p:.4g} | {drifted} |")
+        if self.leaning_moved:
+            lines += ["", f"**{as_markdown(self.leaning)}**", "", "| feature | share"
+                      " (validation) | share (now) |", "|---|---|---|"]  # fmt: skip
+            lines += [f"| {as_markdown(m['feature'])} | {m['reference']:.3f} | {m['now']:.3f} |"
+                      for m in self.leaning_moved]  # fmt: skip
         return "\n".join(lines)
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]()#!|{}])")
+
+
+def as_markdown(text: object) -> str:
+    """``text`` as literal markdown: its markup characters escaped, ``<`` and ``>`` as
+    entities (a word of a text that was sent is not a link, a tag or a table cell's end)."""
+    escaped = MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    return escaped.replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def champion_reference_file(name: str, ws: Workspace) -> Path | None:
@@ -99,6 +123,18 @@ def champion_reference(name: str, ws: Workspace):
     """The champion's training data (a sample of it; ``champion_reference_file``)."""
     path = champion_reference_file(name, ws)
     return np.load(path, allow_pickle=False) if path else load_split(ws.prepared, "train").x
+
+
+def compare_attributions(params: Params, ws: Workspace, meta: dict, log: Path, table):
+    """``attribution.leaning`` of the rows read; a fault in it is said, not raised: the
+    drift check and its retrain decision stand without it."""
+    from components.monitor.attribution import leaning
+
+    try:
+        return leaning(params, ws, meta, log, table)
+    except Exception as err:  # noqa: BLE001 (an explainer that cannot run stops no check)
+        logger.warning(f"[monitor] attributions not compared: {type(err).__name__}: {err}")
+        return f"attributions not compared: {type(err).__name__}: {err}"
 
 
 def learnable_rows(ws: Workspace) -> int:
@@ -163,6 +199,7 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
     current = current.reset_index(drop=True)
     drift = check_drift(reference, current, cfg, ws.report("production_drift.html"), "production")
 
+    leaning = compare_attributions(params, ws, meta, log, batch.table)
     labelled = table[table["label"].notna()]
     accuracy = (
         float((labelled["label"] == labelled["prediction"]).mean()) if len(labelled) else None
@@ -206,6 +243,8 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         seconds=time.perf_counter() - started,
         learnable=learnable,
         alert=alert,
+        leaning=leaning if isinstance(leaning, str) else leaning.line,
+        leaning_moved=None if isinstance(leaning, str) else leaning.moved,
     )
     write_json(summary_file, result)
     with tracking.start_run(ws, params.data.name, run_name="monitor-production") as run:
@@ -221,6 +260,7 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         run.log_metrics(metrics)
         if alert:
             run.set_tags({"mloop.alert": alert})
+        run.set_tags({"mloop.leaning": result.leaning})
         run.log_artifact(drift.report, "drift")
         run.log_artifact(summary_file, "drift")
     write_json(ws.monitor_state, state)  # only once the check is on record

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import time
 from dataclasses import dataclass
 
 # The package stage writes the model's tag beside this file in the Bento it builds.
@@ -17,6 +18,7 @@ OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # probes answer witho
 METRICS_PATH = "/metrics"
 UPLOAD_PATH = "/predict_files"  # the one route that takes multipart/form-data (image files)
 FEEDBACK_PATH = "/feedback"  # a write path into training data: a labeller's token only
+EXPLAIN_PATH = "/explain"  # costs tens of predictions: a rate of its own (MLOOP_EXPLAIN_RATE)
 LABELLER_HEADER = b"x-mloop-labeller"  # the labeller's name, set here for the service
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 RETRY_AFTER_S = 1  # what a shed request is told to wait
@@ -57,7 +59,9 @@ class RequestGate:
     <token>`` gets 401; /metrics also takes the metrics token. A POST that finds
     ``max_in_flight`` requests of this worker under way gets 503 with ``Retry-After``
     at once: beyond capacity the service sheds load instead of queueing every
-    request into a timeout, and the probes, never shed, stay fast.
+    request into a timeout, and the probes, never shed, stay fast. POST /explain has a
+    rate of its own (``explain_rate`` per second per worker, a burst of as many): beyond
+    it, 429 with ``Retry-After``, so explanations cannot take the predictions' cores.
     """
 
     def __init__(
@@ -70,8 +74,11 @@ class RequestGate:
         allowed_hosts: str = "",
         labellers: dict[str, str] | None = None,
         state: ServiceState | None = None,
+        explain_rate: float = 10.0,
     ) -> None:
         self.app = app
+        self.explain_rate = explain_rate  # MLOOP_EXPLAIN_RATE: a token bucket, one per worker
+        self.explain_tokens, self.explain_at = max(explain_rate, 1.0), time.monotonic()
         self.state = state or ServiceState()  # the service's, updated as it runs
         names = {h.strip().lower().rstrip(".") for h in allowed_hosts.split(",") if h.strip()}
         self.any_host = "*" in names
@@ -166,11 +173,28 @@ class RequestGate:
                                      f" {RETRY_AFTER_S} s",
                           [(b"retry-after", str(RETRY_AFTER_S).encode())])  # fmt: skip
             return
+        if scope["path"] == EXPLAIN_PATH and not self._explain_allowed():
+            wait = max(1, round(1 / self.explain_rate))
+            await _refuse(send, 429, f"over the explanation rate of {self.explain_rate:g}/s per"
+                                     f" worker (MLOOP_EXPLAIN_RATE); retry after {wait} s",
+                          [(b"retry-after", str(wait).encode())])  # fmt: skip
+            return
         self.in_flight += 1
         try:
             await self._post(scope, receive, send, headers)
         finally:
             self.in_flight -= 1
+
+    def _explain_allowed(self) -> bool:
+        """Take a token from the explanation bucket (refilled at ``explain_rate``/s)."""
+        now = time.monotonic()
+        refill = (now - self.explain_at) * self.explain_rate
+        self.explain_tokens = min(max(self.explain_rate, 1.0), self.explain_tokens + refill)
+        self.explain_at = now
+        if self.explain_tokens < 1:
+            return False
+        self.explain_tokens -= 1
+        return True
 
     async def _post(self, scope, receive, send, headers: dict) -> None:
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()

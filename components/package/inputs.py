@@ -169,6 +169,26 @@ class Answer(BaseModel):
     predictions: list[Prediction]
 
 
+class Explanation(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, populate_by_name=True)
+
+    class_: str | int = Field(alias="class", description="the class the attributions are toward")
+    attributions: list | dict = Field(description="rows: {column, value, attribution} per"
+                                      " column, largest first; texts: [word, attribution]"
+                                      " in order; images: a grid of cells")  # fmt: skip
+    completeness: dict | None = Field(
+        description="Integrated Gradients: |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|"
+    )
+
+
+class Explained(Answer):
+    method: str = Field(description="integrated-gradients, tree-shap or coefficient-x-tfidf")
+    explained_version: str = Field(
+        description="the version explained (a compressed variant's: the network it came from)"
+    )
+    explanations: list[Explanation]
+
+
 class Labelled(BaseModel):
     request_id: str
     labelled: int

@@ -29,6 +29,7 @@ from components.core.kinds.tokenizer import load as load_tokenizer
 from components.core.kinds.tokenizer import saved_length
 from components.core.predict import served
 from components.core.tasks import Task, task_of
+from components.evaluate.explain.served import ServedExplainer, carried
 from components.package.inputs import body_limit
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class ServedModel:
     body_limit: int
     task: Task  # what its answers and production labels are
     any_length: bool = False  # token ids of any length (core.predict.served): cut the padding
+    explainer: object | None = None  # explain.served.ServedExplainer: what /explain asks
 
 
 SERVED_METADATA = ("kind", "input_shape", "classes")  # what the package stage records
@@ -73,6 +75,10 @@ def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
         tokenizer = load_tokenizer(Path(model.path_of(TOKENIZER)))
         max_length = saved_length(tokenizer)
     predict_proba, any_length = served(model.path_of("mlflow_model"), ort_threads)
+    explainer = None
+    if carried(model.path):  # made on its first request (torch, Captum or SHAP load then)
+        explainer = ServedExplainer(model.path, model.path_of("mlflow_model"), meta, tokenizer,
+                                    ort_threads)  # fmt: skip
     return ServedModel(
         tag=str(info.tag),
         predict_proba=predict_proba,
@@ -91,6 +97,7 @@ def load_served(model, ort_threads: int, max_file_bytes: int) -> ServedModel:
         max_length=max_length,
         body_limit=body_limit(meta, max_file_bytes),
         task=task_of(meta),  # a Bento from before tasks were recorded: classification
+        explainer=explainer,
     )
 
 

@@ -36,6 +36,7 @@ import functools
 import gc
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
@@ -63,6 +64,8 @@ from components.package.inputs import (
     EXAMPLE_INPUT,
     MAX_ID_CHARS,
     Answer,
+    Explained,
+    Explanation,
     Labelled,
     Prediction,
     decode_uploads,
@@ -97,6 +100,16 @@ class Conflict(BentoMLException):
     error_code = HTTPStatus.CONFLICT
 
 
+class TooManyInputs(BentoMLException):
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+# /explain: the field each kind's inputs come in (the predict routes' names), and the one
+# thread per worker explanations run in
+EXPLAINED = {"tabular": "rows", "text": "texts", "image": "images"}
+EXPLAIN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mloop-explain")
+
+
 @bentoml.service(
     name="mloop_classifier",
     traffic={"timeout": 30},
@@ -118,6 +131,8 @@ class Classifier:
         self.writer: GroupCommit | NullLog | None = None
         self.log_error: str | None = None  # why the log cannot be written, while it cannot
         self._open_log()
+        if self.m.explainer is not None:  # made now, in the explain thread: not by a request
+            EXPLAIN_THREAD.submit(self.m.explainer.get)
         # What start-up made (modules, the model, schemas) lives as long as the worker:
         # kept out of the garbage collector's full passes, which stalled a worker for
         # ~100 ms mid-load when they walked it all.
@@ -137,6 +152,8 @@ class Classifier:
 
     def _swap(self, model: ServedModel) -> None:
         """Serve ``model`` from the next request on; requests under way keep theirs."""
+        if model.explainer is not None:
+            EXPLAIN_THREAD.submit(model.explainer.get)
         GATE.body_limit = model.body_limit
         self.m = model
 
@@ -284,12 +301,70 @@ class Classifier:
         """Classify one text or a list of texts, tokenized here with the model's tokenizer.
         The log keeps each text's statistics, and the text only with MLOOP_LOG_INPUTS."""
         m = self._only("text")
+        ids, logged, _ = self._texts(m, texts)
+        return await self._answer(m, ids, logged)
+
+    def _texts(self, m: ServedModel, texts) -> tuple[np.ndarray, tuple, list[str]]:
+        """A request's texts as the model's ids, what the log keeps of them, and the texts."""
         texts = to_texts(texts, int(m.text["max_chars"]))
         ids, unknown = encode(m.tokenizer, texts, m.max_length)
         stats = TEXTS.describe(texts, unknown)
         if m.any_length:  # short texts run short
             ids = trimmed(ids, pad_token(m.tokenizer)[1])
-        return await self._answer(m, ids, (stats, [t.encode("utf-8", "replace") for t in texts]))
+        return ids, (stats, [t.encode("utf-8", "replace") for t in texts]), texts
+
+    @bentoml.api
+    async def explain(
+        self,
+        rows: Annotated[list | None, Field(description="table rows, as /predict_rows")] = None,
+        texts: Annotated[str | list | None, Field(description="texts, as /predict_text")] = None,
+        images: Annotated[list | None, Field(description="images, as /predict")] = None,
+    ) -> Explained:
+        """Predict and say why: each input's attributions toward its predicted class, in
+        the input's own terms (Integrated Gradients for a network, SHAP for trees, coefficient
+        x tf-idf for TF-IDF). At most MLOOP_EXPLAIN_MAX_BATCH inputs, at most
+        MLOOP_EXPLAIN_RATE requests per second per worker (beyond: 429)."""
+        m = self.m
+        given = [
+            k for k, v in (("rows", rows), ("texts", texts), ("images", images)) if v is not None
+        ]
+        wanted = EXPLAINED[m.kind]
+        if given != [wanted]:
+            raise InvalidArgument(f"this model reads {m.kind} data: POST {{\"{wanted}\": [...]}}"
+                                  " to /explain, and nothing else")  # fmt: skip
+        if m.explainer is None:
+            raise Conflict("this Bento carries no explainer (packaged before explanations):"
+                           " package the model again (mloop run, or dvc repro)")  # fmt: skip
+        if rows is not None:
+            x, logged, inputs = encode_rows(rows, m.encoding), (), None
+        elif texts is not None:
+            x, logged, inputs = self._texts(m, texts)
+        else:
+            x, logged, inputs = to_batch(images, m.shape, m.pixel_max), (), None
+        if len(x) > SETTINGS.explain_max_batch:  # the body limit bounded what was parsed
+            raise TooManyInputs(f"/explain takes at most {SETTINGS.explain_max_batch} inputs"
+                                f" (MLOOP_EXPLAIN_MAX_BATCH), got {len(x)}")  # fmt: skip
+        answer = await self._answer(m, x, logged)
+        targets = [m.classes.index(p.class_) for p in answer.predictions]
+        explainer = m.explainer
+
+        def attribute():
+            try:
+                made = explainer.get()
+            except Exception as err:  # noqa: BLE001 (what it lacks, said; predictions go on)
+                raise Conflict(f"cannot explain with this model: {type(err).__name__}: {err}"
+                               ) from None  # fmt: skip
+            shown = inputs if inputs is not None else x
+            return made.method, *made.explain(shown, targets, rows=rows)
+
+        method, found, complete = await asyncio.get_running_loop().run_in_executor(
+            EXPLAIN_THREAD, attribute
+        )  # one explanation at a time per worker: the predictions keep the other cores
+        return Explained(
+            **answer.model_dump(), method=method, explained_version=explainer.version,
+            explanations=[Explanation(class_=p.class_, attributions=a, completeness=c)
+                          for p, a, c in zip(answer.predictions, found, complete, strict=True)],
+        )  # fmt: skip
 
     @bentoml.api
     async def feedback(
@@ -350,4 +425,5 @@ Classifier.add_asgi_middleware(
     allowed_hosts=SETTINGS.allowed_hosts,
     labellers=labeller_tokens(SETTINGS.labeller_tokens, SETTINGS.labeller_token),
     state=GATE,
+    explain_rate=SETTINGS.explain_rate,
 )

@@ -26,6 +26,7 @@ from components.core.records import write_json
 from components.core.splits import load_meta, pixel_scale
 from components.core.tasks import task_of
 from components.core.tracking import pinned
+from components.evaluate.explain import served as explainer
 from components.register.aliases import (
     CHAMPION,
     COMPRESSED,
@@ -50,6 +51,8 @@ SERVING_PACKAGES = (
     "scikit-learn",  # a trees champion (the tables' baseline): MLflow's sklearn flavour ...
     "skops",  # ... stored with skops, not pickle
     "tokenizers",  # texts: /predict_text tokenizes with the model's own tokenizer
+    "captum",  # /explain: Integrated Gradients of a network
+    "shap",  # /explain: SHAP values of a trees champion
 )
 
 
@@ -106,6 +109,19 @@ def text_limits(params: Params, meta: dict) -> dict | None:
     return {"max_chars": params.gate.max_text_chars} if data_kind(meta["kind"]).tokenized else None
 
 
+def add_explainer(params: Params, client, folder: str, name: str, champion: str) -> None:
+    """The champion's explainer beside the served model (``explain.served``): a network's
+    trained weights (a compressed variant is explained by the network it was made from),
+    or the baseline's name."""
+    from components.compress.stage import champion_weights
+
+    tags = client.get_model_version(name, champion).tags
+    is_baseline = tags.get("mloop.kind") == "baseline"
+    weights = None if is_baseline else champion_weights(name, champion)
+    explainer.write(Path(folder), weights, tags.get("mloop.family") if is_baseline else None,
+                    params.explain.steps, params.explain.max_steps, champion)  # fmt: skip
+
+
 def package_stage(params: Params, ws: Workspace) -> PackageResult:
     import bentoml
     import mlflow
@@ -153,6 +169,8 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
                 f"{TOKENIZER}; a text model cannot be served without the tokenizer it reads with"
             ) from None
         shutil.copy(tokenizer, model.path_of(TOKENIZER))
+    if not explainer.carried(model.path):
+        add_explainer(params, client, model.path, name, str(champion))
     packages = pinned(SERVING_PACKAGES)
     with tempfile.TemporaryDirectory() as stage:
         # Build from a staged copy of the code with the model's tag pinned beside the

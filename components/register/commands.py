@@ -105,6 +105,8 @@ def models_table(name: str) -> list[dict[str, str]]:
                 # at its gate: its score (vs the champion's) on the frozen split, the recent slice
                 "frozen": tags.get("mloop.gate.frozen", "-"),
                 "recent": tags.get("mloop.gate.recent", "-").split(" (")[0],
+                # what it relies on most (its global explanation, from the evaluate stage)
+                "relies on": _short(tags.get("mloop.explain", "-"), 48),
                 "batches": _short_batches(run_tags.get("mloop.batches", "-")),
                 "data": run_tags.get("mloop.data_version", "-")[:12],
                 "commit": run_tags.get("mloop.git_commit", "-")[:8],
@@ -114,6 +116,10 @@ def models_table(name: str) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def new_batches(params: Params, ws: Workspace) -> list[str] | None:
@@ -176,6 +182,7 @@ def lineage(reference: str) -> dict:
         "params hash": tags.get("mloop.params_hash", "unknown"),
         "batches": tags.get("mloop.batches", "-"),  # accepted batches beside the reference data
         "gate": version.tags.get("mloop.gate.reason", "-"),
+        "relies on": version.tags.get("mloop.explain", "-"),
         "gate scores": f"frozen split {version.tags.get('mloop.gate.frozen', '-')};"
         f" recent slice {version.tags.get('mloop.gate.recent', '-')}",
         "params": dict(run.data.params),

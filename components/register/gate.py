@@ -213,6 +213,12 @@ def record(client, name: str, version: str, decision: Decision, ws: Workspace) -
         "mloop.gate.time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }.items():
         client.set_model_version_tag(name, version, key, str(value))
+    # what each side relies on (its global explanation, tagged by the register stage)
+    relies = {"challenger": client.get_model_version(name, version).tags.get("mloop.explain")}
+    if decision.champion_version and decision.champion_version != version:
+        relies["champion"] = client.get_model_version(
+            name, decision.champion_version).tags.get("mloop.explain")  # fmt: skip
     report = ws.report("gate.json")
-    write_json(report, {"model_name": name, "version": version, "decision": decision})
+    write_json(report, {"model_name": name, "version": version, "decision": decision,
+                        "relies_on": relies})  # fmt: skip
     return report

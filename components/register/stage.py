@@ -18,6 +18,7 @@ from components.core.records import read_json, write_json
 from components.core.splits import load_meta, load_split
 from components.core.tasks import task_of
 from components.core.timing import latency_ms
+from components.evaluate.explain.trained import read_explanations
 from components.evaluate.metrics import score
 from components.register.aliases import CHALLENGER
 from components.register.gate import Decision, judge
@@ -107,6 +108,7 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
         if task.better(cfg.metric, other.val_score, pick.val_score):
             pick = other
     client = mlflow.MlflowClient()
+    explained = read_explanations(ws)["models"]
     versions = {}
     for c in found:
         versions[c.family] = str(
@@ -121,6 +123,10 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
                     f"mloop.val.{cfg.metric}": f"{c.val_score:.6f}",
                     "mloop.latency_p95_ms": f"{c.latency_p95_ms:.4f}",
                     "mloop.size_mb": f"{c.size_mb:.4f}",
+                    # what it relies on (its run's explanations/), beside what it scores
+                    **explanation_tags(
+                        explained.get("network" if c.kind == "trained" else c.family)
+                    ),
                 },
             ).version
         )
@@ -146,6 +152,20 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     )  # fmt: skip
     write_json(result.record, result)
     return result
+
+
+def explanation_tags(found: dict | None) -> dict[str, str]:
+    """A version's tags of its global explanation: its headline and how it was measured."""
+    from components.evaluate.explain.summary import headline
+
+    if not found:
+        return {}
+    if "skipped" in found:
+        return {"mloop.explain": f"not explained: {found['skipped']}"}
+    tags = {"mloop.explain": headline(found), "mloop.explain.method": found["method"]}
+    if found.get("completeness"):
+        tags["mloop.explain.complete"] = f"{found['completeness']['within_tolerance']:.3f}"
+    return tags
 
 
 def read_registration(ws: Workspace) -> dict:

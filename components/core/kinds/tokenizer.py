@@ -116,12 +116,18 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], max_length: int):
     """Token ids (N x ``max_length``, int32, the pad id after the text: ``[PAD]`` = 0 for
     ours) and each text's share of unknown tokens among its own (for the monitor)."""
     ids_of = special_ids(tokenizer)
-    tokenizer.enable_truncation(max_length)
-    tokenizer.enable_padding(pad_id=ids_of["pad_id"], pad_token=pad_token(tokenizer)[0],
-                             length=max_length)  # fmt: skip
-    encodings = tokenizer.encode_batch(list(texts))
-    ids = np.asarray([e.ids for e in encodings], dtype=np.int32).reshape(len(encodings), max_length)
+    found = encodings(tokenizer, texts, max_length, ids_of["pad_id"])
+    ids = np.asarray([e.ids for e in found], dtype=np.int32).reshape(len(found), max_length)
     return ids, unknown_share(ids, **ids_of)
+
+
+def encodings(tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pad_id=None) -> list:
+    """Each text's ``tokenizers.Encoding`` as ``encode`` reads it (cut or padded to
+    ``max_length``): its ids, and the word and characters each token came from."""
+    pad_id = special_ids(tokenizer)["pad_id"] if pad_id is None else pad_id
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token(tokenizer)[0], length=max_length)
+    return tokenizer.encode_batch(list(texts))
 
 
 def trimmed(ids: np.ndarray, pad_id: int) -> np.ndarray:

@@ -17,3 +17,6 @@ class Baseline:
     trusted: tuple[str, ...]
     described: Callable[[object], dict]  # its settings as MLflow params (<name>.*)
     measured: Callable[[object], dict]  # what fitting it found, as MLflow metrics
+    # how its answers are explained: a method of components.evaluate.explain.attribution
+    # (by name: training does not import the explainers)
+    explainer: str | None = None

@@ -46,4 +46,5 @@ TFIDF = Baseline(
     make=lambda seed: text_pipeline(seed, id_words),
     trusted=("components.train.baselines.tfidf.id_words",), described=described,
     measured=lambda model: {"tfidf.terms": float(len(model[1].vocabulary_))},
+    explainer="coefficient-x-tfidf",
 )  # fmt: skip

@@ -20,4 +20,5 @@ TREES = Baseline(
     trusted=(TREE_NODES,),
     described=lambda model: {f"trees.{k}": v for k, v in model.get_params().items()},
     measured=lambda model: {"trees.iterations": float(model.n_iter_)},
+    explainer="tree-shap",
 )  # fmt: skip
