@@ -85,8 +85,9 @@ class ServedExplainer:
         from components.train.models import load_net
 
         # As the served torch models (core.predict.served): at torch's default, a thread per
-        # core in every worker, the explain threads' spinning took the cores from the
-        # predictions (SMS: /explain p50 3 s, /predict p99 7x under 10 explanations/s)
+        # core in every worker, the explain threads would spin on the predictions' cores
+        # (with the shared tokenizer's fault, fixed at the same time: SMS /explain p50 3 s,
+        # /predict p99 7x under 10 explanations/s; after both, 18 ms and 4x)
         torch.set_num_threads(self.threads)
         net, spec = load_net(self.folder / WEIGHTS)  # tables' baseline row: the mean it learnt
         view = view_of(kind, self.meta, spec.data.feature_mean, self.tokenizer)
