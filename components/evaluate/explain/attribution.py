@@ -140,17 +140,15 @@ class Gradients:
                 additional_forward_args=extra, n_steps=steps,
                 internal_batch_size=max(self.batch, len(targets)), return_convergence_delta=True,
             )  # fmt: skip
-            with torch.no_grad():
-                run = self._log_probability if extra is None else (
-                    lambda v: self._through_embedding(v, ids))  # fmt: skip
-                rows = torch.arange(len(targets))
-                change = run(inputs)[rows, targets] - run(reference)[rows, targets]
-        scores = scores.detach()
+        scores = scores.detach().numpy().astype(np.float64)
+        delta = delta.detach().numpy().astype(np.float64)
+        # Captum's delta is sum(scores) - (f(x) - f(baseline)), from its own forward passes
+        # at both ends: the change follows from it, with no third and fourth pass here
+        change = scores.reshape(len(scores), -1).sum(1) - delta
         if self.embedding is not None:
             scores = scores.sum(-1)  # a token's score: the sum over its vector
-        change = change.numpy().astype(np.float64)
-        error = np.abs(delta.detach().numpy()) / np.maximum(np.abs(change), SMALL_CHANGE)
-        return scores.numpy().astype(np.float64), error, change
+        error = np.abs(delta) / np.maximum(np.abs(change), SMALL_CHANGE)
+        return scores, error, change
 
 
 # ---------------------------------------------------------------- trees

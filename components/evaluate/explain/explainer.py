@@ -64,9 +64,9 @@ class Explainer:
             answers = self.view.answer(found.scores)
         if found.error is None:
             return answers, [None] * len(answers)
-        rows = zip(found.error, found.change, found.steps, strict=True)
+        each = zip(found.error, found.change, found.steps, strict=True)
         return answers, [{"error": round(float(e), 6), "change": round(float(c), 6),
-                          "steps": int(s)} for e, c, s in rows]  # fmt: skip
+                          "steps": int(s)} for e, c, s in each]  # fmt: skip
 
 
 def for_network(net, view, steps: int = DEFAULT_STEPS, max_steps: int = MAX_STEPS) -> Explainer:

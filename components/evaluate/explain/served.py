@@ -8,9 +8,10 @@ The package stage writes ``explainer/`` into the BentoML model's folder (``write
 - a baseline champion (trees, TF-IDF): ``explain.json`` alone; the served scikit-learn
   model is explained as it is.
 
-``ServedExplainer`` builds the explainer on its first request, in the worker's explain
-thread (torch and Captum, or SHAP, load then, not at start-up) and keeps it for the
-model's lifetime: a model swap brings its own.
+``ServedExplainer`` builds the explainer once (``get``), in the worker's explain thread:
+the service asks for it when a worker starts or swaps a model in, so torch and Captum, or
+SHAP, load beside the predictions rather than before them or in a request; a model swap
+brings its own.
 """
 
 from __future__ import annotations
