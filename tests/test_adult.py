@@ -38,17 +38,20 @@ def test_the_loop_passes_and_the_champion_reaches_the_targets(adult):
     ws, state = adult
     assert state.is_completed(), state.message
     summary = state.result()
-    network, trees = summary.evaluation.scores, summary.evaluation.baseline
-    assert trees is not None and trees.kind == "trees"
+    network = summary.evaluation.scores
+    peers = {b.kind: b.scores for b in summary.evaluation.baselines}
+    assert set(peers) == {"trees", "linear"}
     # The model a user would pick instead: 0.871 accuracy, 0.927 ROC AUC in the issue.
-    assert trees.scores.accuracy >= 0.87 and trees.scores.roc_auc >= 0.92
+    assert peers["trees"].accuracy >= 0.87 and peers["trees"].roc_auc >= 0.92
+    # logistic regression on the same encoding: weaker here (0.85 / 0.90 measured)
+    assert peers["linear"].accuracy > 0.83 and peers["linear"].roc_auc > 0.88
     assert network.accuracy > 0.84 and network.roc_auc > 0.89
     report = (ws.reports / "classification_report.txt").read_text()
-    assert "network" in report and "trees" in report and "roc_auc" in report
+    assert all(name in report for name in ("network", "trees", "linear", "roc_auc"))
     baseline = json.loads((ws.reports / "baseline_metrics.json").read_text())
-    assert baseline["test_roc_auc"] == pytest.approx(trees.scores.roc_auc)
+    assert baseline["trees"]["test_roc_auc"] == pytest.approx(peers["trees"].roc_auc)
     reg = summary.registration
-    assert set(reg.candidates) == {"mlp", "trees"} and reg.decision.promote
+    assert set(reg.candidates) == {"mlp", "trees", "linear"} and reg.decision.promote
     assert reg.family == "trees"  # it wins on the validation split by ROC AUC
 
 
@@ -66,7 +69,7 @@ def test_models_lists_both_and_the_trees_skip_compression_with_a_reason(adult):
     compression = state.result().compression
     assert compression.chosen is None and "trees, not a network" in compression.skipped
     table = (ws.reports / "compression.md").read_text()
-    assert "| dynamic-int8 | quantizes linear layers; trees have none |" in table
+    assert "| dynamic-int8 | quantizes a network's linear layers |" in table
 
 
 def test_the_served_trees_answer_rows_with_gaps_as_the_registered_model(adult, tmp_path):

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from components.core.tasks import CLASSIFICATION, Task, task, task_of
+from components.core.tasks import CLASSIFICATION, REGRESSION, Task, task, task_of
+from components.core.tasks.regression import regression_scores
 from components.register.gate import decide
 
 
@@ -21,10 +22,11 @@ def test_classification_learns_class_indices_and_keeps_the_labels_type():
 def test_a_data_set_names_its_task_and_one_from_before_tasks_is_a_classification():
     assert task_of({"task": "classification"}) is CLASSIFICATION
     assert task_of({}) is CLASSIFICATION
+    assert task("regression") is REGRESSION
     with pytest.raises(
-        ValueError, match="unknown task 'regression'; known: \\['classification'\\]"
+        ValueError, match="unknown task 'ranking'; known: \\['classification', 'regression'\\]"
     ):
-        task("regression")
+        task("ranking")
 
 
 def test_production_labels_are_checked_by_the_task():
@@ -50,3 +52,35 @@ def test_the_gate_reads_which_way_the_tasks_metric_improves():
     assert not decide(0.30, 0.20, cfg, champion_version="1", task=Errors()).promote
     cfg.metric = "test_accuracy"
     assert decide(0.30, 0.20, cfg, champion_version="1").promote  # classification: higher wins
+
+
+def test_a_regression_learns_values_and_is_scored_by_rmse_mae_r2_and_mape():
+    y, classes = REGRESSION.targets(np.array(["1.5", "2", "10"]))
+    assert classes == [] and y.dtype == np.float64 and y.tolist() == [1.5, 2.0, 10.0]
+    with pytest.raises(ValueError, match=r"finite number: 2 are not \(rows \[1, 2\]"):
+        REGRESSION.targets(np.array(["1", "nan", "inf"]))
+    scores = regression_scores(np.array([1.0, 2.0, 4.0]), np.array([[1.0], [3.0], [4.0]]))
+    assert scores.rmse == pytest.approx(np.sqrt(1 / 3)) and scores.mae == pytest.approx(1 / 3)
+    assert scores.r2 == pytest.approx(1 - 1 / (14 / 3)) and scores.mape == pytest.approx(1 / 6)
+    assert set(scores.summary()) == {"test_rmse", "test_mae", "test_r2", "test_mape"}
+    zero = regression_scores(np.array([0.0, 2.0]), np.array([0.5, 2.0]))
+    assert "test_mape" not in zero.summary()  # a true value of 0: no share of it
+    with pytest.raises(ValueError, match="MAPE needs every true value positive"):
+        zero.metric("test_mape")
+
+
+def test_register_metric_auto_is_the_tasks_own_and_another_tasks_metric_stops():
+    assert CLASSIFICATION.metric_for("auto") == "test_accuracy"
+    assert REGRESSION.metric_for("auto") == "test_rmse"
+    with pytest.raises(ValueError, match="register.metric test_accuracy is no regression metric"):
+        REGRESSION.metric_for("test_accuracy")
+    assert REGRESSION.better("test_rmse", 50.0, 52.0) and not REGRESSION.better("test_r2", 0.4, 0.5)
+
+
+def test_a_regressions_production_labels_are_finite_numbers():
+    assert REGRESSION.check_feedback([1, 2.5], []) == [1.0, 2.5]
+    for bad in (["3"], [True], [float("nan")], [None]):
+        with pytest.raises(ValueError, match="not finite numbers: this model predicts a value"):
+            REGRESSION.check_feedback(bad, [])
+    values, confidence = REGRESSION.answers(np.array([[2.5], [-1.0]]), [])
+    assert values == [2.5, -1.0] and confidence.tolist() == [0.0, 0.0]

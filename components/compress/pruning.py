@@ -134,26 +134,29 @@ def structured_prune(net, amount: float):
     return small
 
 
-def fine_tuner(cfg: TrainConfig, seed: int, train: Split, val: Split):
-    """``tune(net)``: a few epochs of training on the CPU with ``cfg`` (already shortened).
+def fine_tuner(cfg: TrainConfig, seed: int, train: Split, val: Split,
+               objective: str = "classify"):  # fmt: skip
+    """``tune(net)``: a few epochs of training on the CPU with ``cfg`` (already shortened),
+    by the task's ``objective``.
 
     The tuned weights are kept only if they score at least as well on the validation
     split as the pruned ones did: fine-tuning a barely-hurt net can make it worse.
     """
     from components.core.predict import torch_predictor
+    from components.evaluate.explain.summary import quality
     from components.train.trainer import train_classifier
 
-    def val_accuracy(net) -> float:
-        return float((torch_predictor(net.eval())(val.x).argmax(1) == val.y).mean())
+    def val_quality(net) -> float:  # accuracy, or minus a regression's RMSE
+        return quality(torch_predictor(net.eval())(val.x), val.y)
 
     def tune(net) -> None:
         net.cpu().eval()
         if cfg.epochs == 0:
             return
-        before, state = val_accuracy(net), copy.deepcopy(net.state_dict())
-        train_classifier(net.train(), cfg, seed, train, val)
+        before, state = val_quality(net), copy.deepcopy(net.state_dict())
+        train_classifier(net.train(), cfg, seed, train, val, objective)
         net.cpu().eval()
-        if val_accuracy(net) < before:
+        if val_quality(net) < before:
             net.load_state_dict(state)
 
     return tune

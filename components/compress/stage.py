@@ -22,6 +22,7 @@ from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, load_split
+from components.core.tasks import task_of
 from components.register.aliases import (
     COMPRESSED,
     champion_version,
@@ -57,7 +58,7 @@ class CompressionResult:
         base, best = self.variants[0], self.variant(self.chosen)
         return (
             f"{best.name} ships as version {self.registered_version} ({COMPRESSED}):"
-            f" val accuracy {best.val_accuracy:.4f} (fp32 {base.val_accuracy:.4f}), test"
+            f" val {best.metric} {best.val_accuracy:.4f} (fp32 {base.val_accuracy:.4f}), test"
             f" {best.accuracy:.4f} (fp32 {base.accuracy:.4f}),"
             f" {base.size_bytes / best.size_bytes:.1f}x smaller, {best.speedup:.2f}x faster;"
             f" report {self.table}"
@@ -85,7 +86,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
     client = mlflow.MlflowClient()
     version = champion_version(client, name)
     tags = client.get_model_version(name, version).tags
-    if tags.get("mloop.kind") == "baseline":  # the trees or TF-IDF won: no network to compress
+    if tags.get("mloop.kind") == "baseline":  # a baseline won: no network to compress
         return nothing_to_compress(params, ws, version, tags.get("mloop.family", "a baseline"))
     net, spec = load_net(champion_weights(name, version))
     test = load_split(ws.prepared, "test")
@@ -115,7 +116,8 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
         # texts as the service sends them where the net reads any length (Family.token_ids)
         served = functools.partial(data_kind(meta["kind"]).as_served, meta=meta) if (
             families.get(spec.family).reads_ids(net)) else (lambda x: x)  # fmt: skip
-        variants = measure(built, params.compress, val, test, classes, served)
+        variants = measure(built, params.compress, val, test, classes, served,
+                           regression=task_of(meta).outputs_values)  # fmt: skip
         best = choose(variants, params.compress.choose, params.compress.speed_tolerance)
         chosen = best.name if best else None
         markdown = table(variants, chosen)
@@ -158,7 +160,7 @@ def compress_stage(params: Params, ws: Workspace) -> CompressionResult:
 
 
 def nothing_to_compress(params: Params, ws: Workspace, version: str, family: str):
-    """A champion that is no network (the trees baseline won): every variant is skipped."""
+    """A champion that is no network (a baseline won): every variant is skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,13 +190,14 @@ def nothing_to_compress(params: Params, ws: Workspace, version: str, family: str
     return result
 
 
-# Why each variant does not apply to gradient-boosted trees.
+# Why each variant does not apply to a baseline (gradient-boosted trees, a linear model,
+# TF-IDF): scikit-learn models, no network.
 SKIPPED_BECAUSE = {
-    "pruned": "zeroes network weights; trees have none",
-    "structured": "removes channels and neurons; trees have none",
-    "dynamic-int8": "quantizes linear layers; trees have none",
-    "static-int8": "quantizes a network's activations; trees have none",
-    "onnx": "exports a torch network (trees would need skl2onnx, not in the lock)",
+    "pruned": "zeroes network weights; a scikit-learn model has none",
+    "structured": "removes channels and neurons; a scikit-learn model has none",
+    "dynamic-int8": "quantizes a network's linear layers",
+    "static-int8": "quantizes a network's activations",
+    "onnx": "exports a torch network (scikit-learn models would need skl2onnx, not in the lock)",
     "onnx-int8": "quantizes the ONNX export of a network",
     "distilled": "trains a smaller network from a network teacher",
     "distilled-int8": "trains a smaller network from a network teacher",

@@ -22,7 +22,8 @@ import numpy as np
 
 from components.core import families
 from components.core.paths import Workspace
-from components.core.splits import load_split
+from components.core.splits import load_meta, load_split
+from components.core.tasks import task_of
 from components.core.timing import latency_ms
 
 if TYPE_CHECKING:  # types only
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 REFERENCES = frozenset({"student-baseline"})  # measured for comparison, never shipped
 NO_STUDENT = "the model family makes no student (Family.student)"
+# Distillation softens class probabilities (temperature, KL): a regression net answers a value
+NO_VALUES = "a regression's net answers one value: no class probabilities to distil"
 
 
 def not_for(family, spec=None, distill=None) -> dict[str, str]:
@@ -40,6 +43,8 @@ def not_for(family, spec=None, distill=None) -> dict[str, str]:
     skips = dict(family.skips)
     if family.student is None or (spec is not None and family.student(spec, distill) is None):
         skips |= {"distilled": NO_STUDENT, "distilled-int8": NO_STUDENT}
+    if spec is not None and spec.data.num_classes == 1:
+        skips |= {"distilled": NO_VALUES, "distilled-int8": NO_VALUES}
     return skips
 
 
@@ -47,6 +52,8 @@ def not_for(family, spec=None, distill=None) -> dict[str, str]:
 class Variant:
     name: str
     format: str  # torch or onnx: what ships
+    # The task's score (``metric``): accuracy, or a regression's RMSE; its drop against
+    # fp32 is a loss of accuracy in points, or a regression's rise in RMSE as a share
     accuracy: float  # on the test split: reported, never deciding
     accuracy_drop: float  # against fp32, on the test split
     val_accuracy: float  # on the validation split: what the budget is held to
@@ -58,6 +65,7 @@ class Variant:
     speedup: float  # fp32 p50 / this p50, at compress.latency_batch
     within_budget: bool
     build_seconds: float = 0.0  # pruning and its fine-tuning, a student's training, an export
+    metric: str = "accuracy"  # or "RMSE" (a regression)
 
 
 def stage_tuner(params: Params, ws: Workspace):
@@ -78,6 +86,7 @@ def stage_tuner(params: Params, ws: Workspace):
         params.seed,
         train,
         val,
+        task_of(load_meta(ws.prepared)).objective,
     )
 
 
@@ -169,10 +178,11 @@ def build_variants(
 
 
 def measure(built: dict[str, tuple], cfg: CompressConfig, val, test, classes,
-            served=lambda x: x) -> list[Variant]:  # fmt: skip
+            served=lambda x: x, regression: bool = False) -> list[Variant]:  # fmt: skip
     """Score every variant on the validation split (deciding) and the test split (reported)
     and time it, the variants taking turns, on batches as the service gives them
-    (``served``: ``DataKind.as_served``)."""
+    (``served``: ``DataKind.as_served``). A ``regression``'s score is RMSE, and its budget
+    ``compress.max_rmse_increase``: the validation RMSE's rise as a share of fp32's."""
     x = test.x
     batches = sorted({1, 64, cfg.latency_batch})
     timings: dict[str, dict[str, float]] = {name: {} for name in built}
@@ -187,11 +197,16 @@ def measure(built: dict[str, tuple], cfg: CompressConfig, val, test, classes,
             timings[name].update({f"b{batch}_p50": p50, f"b{batch}_p95": p95})
     key = f"b{cfg.latency_batch}_p50"
     variants, base = [], None
+    scored = rmse_of if regression else accuracy_of
+    budget = cfg.max_rmse_increase if regression else cfg.max_accuracy_drop
     for name, (runner, parameters, sparsity, seconds) in built.items():
-        acc = float(np.mean(predicted(runner, test.x, served) == test.y))
-        val_acc = float(np.mean(predicted(runner, val.x, served) == val.y))
+        acc = scored(runner, test, served)
+        val_acc = scored(runner, val, served)
         base = base or (acc, timings[name][key], val_acc)
-        drop, val_drop = base[0] - acc, base[2] - val_acc
+        if regression:  # a rise in RMSE, as a share of fp32's
+            drop, val_drop = (acc - base[0]) / base[0], (val_acc - base[2]) / base[2]
+        else:
+            drop, val_drop = base[0] - acc, base[2] - val_acc
         variants.append(
             Variant(
                 name=name,
@@ -205,19 +220,34 @@ def measure(built: dict[str, tuple], cfg: CompressConfig, val, test, classes,
                 sparsity=sparsity,
                 latency_ms=timings[name],
                 speedup=base[1] / timings[name][key],
-                within_budget=val_drop <= cfg.max_accuracy_drop + 1e-9,
+                within_budget=val_drop <= budget + 1e-9,
                 build_seconds=seconds,
+                metric="RMSE" if regression else "accuracy",
             )
         )
     return variants
 
 
-def predicted(runner, x: np.ndarray, served, rows: int = 256) -> np.ndarray:
-    """Each row's class by ``runner``, ``rows`` at a time as the service gives them: a
-    whole split in one call holds every row's activations at once (MiniLM's ONNX export
-    on SMS's 776 val texts: a peak of 1.9 GB at once, 1.1 GB 256 at a time)."""
-    parts = [runner.predict(served(x[s : s + rows])).argmax(axis=1) for s in range(0, len(x), rows)]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+def accuracy_of(runner, split, served) -> float:
+    return float(np.mean(outputs(runner, split.x, served).argmax(axis=1) == split.y))
+
+
+def rmse_of(runner, split, served) -> float:
+    """A regression variant's RMSE (floored: a perfect fit on a split leaves no share)."""
+    value = outputs(runner, split.x, served)[:, 0]
+    return max(float(np.sqrt(np.mean((value - split.y) ** 2))), 1e-12)
+
+
+def outputs(runner, x: np.ndarray, served, rows: int = 256) -> np.ndarray:
+    """What ``runner`` answers for each row (class probabilities, or one value), ``rows``
+    at a time as the service gives them: a whole split in one call holds every row's
+    activations at once (MiniLM's ONNX export on SMS's 776 val texts: a peak of 1.9 GB at
+    once, 1.1 GB 256 at a time)."""
+    from components.core.predict import as_probabilities
+
+    parts = [as_probabilities(runner.predict(served(x[s : s + rows])))
+             for s in range(0, len(x), rows)]  # fmt: skip
+    return np.concatenate(parts) if parts else np.zeros((0, 1))
 
 
 def choose(variants: list[Variant], rule: str = "smallest", tolerance: float = 0.1):
@@ -240,6 +270,8 @@ def choose(variants: list[Variant], rule: str = "smallest", tolerance: float = 0
 def table(variants: list[Variant], chosen: str | None) -> str:
     """The compression report as a Markdown table."""
     base = variants[0]
+    if base.metric != "accuracy":  # a regression: RMSE, and its rise as a share of fp32's
+        return regression_table(variants, chosen)
     rows = [
         "| variant | format | val accuracy | val drop | test accuracy | test drop | size KiB"
         " | smaller | params | sparsity | b1 p50 ms | b1 p95 ms | b64 p50 ms | b64 p95 ms"
@@ -256,6 +288,25 @@ def table(variants: list[Variant], chosen: str | None) -> str:
             f" | {v.size_bytes / 1024:.1f} | {base.size_bytes / v.size_bytes:.1f}x"
             f" | {v.parameters:,} | {v.sparsity:.2f} | {ms['b1_p50']:.3f} | {ms['b1_p95']:.3f}"
             f" | {ms['b64_p50']:.3f} | {ms['b64_p95']:.3f} | {v.speedup:.2f}x"
+            f" | {v.build_seconds:.1f} | {note} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def regression_table(variants: list[Variant], chosen: str | None) -> str:
+    """A regression's compression report: RMSE and its rise against fp32, as a share."""
+    base = variants[0]
+    rows = ["| variant | format | val RMSE | val rise | test RMSE | test rise | size KiB | smaller"
+            " | params | b1 p50 ms | b64 p50 ms | speedup | build s | |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for v in variants:
+        ms = v.latency_ms
+        note = "shipped" if v.name == chosen else ("" if v.within_budget else "over budget")
+        rows.append(
+            f"| {v.name} | {v.format} | {v.val_accuracy:.4f} | {v.val_drop * 100:+.2f}%"
+            f" | {v.accuracy:.4f} | {v.accuracy_drop * 100:+.2f}%"
+            f" | {v.size_bytes / 1024:.1f} | {base.size_bytes / v.size_bytes:.1f}x"
+            f" | {v.parameters:,} | {ms['b1_p50']:.3f} | {ms['b64_p50']:.3f} | {v.speedup:.2f}x"
             f" | {v.build_seconds:.1f} | {note} |"
         )
     return "\n".join(rows) + "\n"
@@ -286,7 +337,7 @@ def plot(variants: list[Variant], chosen: str | None, path: Path) -> Path:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-2 3x10^-2 ... ran together
         ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel(f"test {variants[0].metric}")
         fig.canvas.draw()  # the axes' limits are final: positions in pixels are known
         pixels = [ax.transData.transform((value(v), v.accuracy)) for v in variants]
         offsets = label_offsets(pixels, fig.dpi / 72)

@@ -43,13 +43,16 @@ class RegisterConfig(_Section):
 
     # the registered model (and, by default, the Bento's name)
     model_name: str = Field("digits-classifier", pattern=r"^[a-z0-9][a-z0-9_.-]*$")
-    # What the gate compares (the task's metrics, components/core/tasks; log loss: lower wins).
+    # What the gate compares (the task's metrics, components/core/tasks; log loss, RMSE,
+    # MAE, MAPE: lower wins); auto: the task's own (accuracy; RMSE for a regression).
     metric: Literal[
-        "test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_log_loss"
-    ] = "test_accuracy"
+        "auto", "test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc",
+        "test_log_loss", "test_rmse", "test_mae", "test_r2", "test_mape",
+    ] = "auto"  # fmt: skip
     min_improvement: float = Field(0.0, ge=0)
     # With a recent slice (new batches): the challenger must beat the champion on it and
-    # lose at most this much of register.metric on the frozen test split.
+    # lose at most this much of register.metric on the frozen test split (a regression:
+    # this share of the champion's score, its metrics being in the label's units).
     max_regression: float = Field(0.01, ge=0, le=1)
     # Hard limits on the challenger (None: no limit): CPU p95 latency at batch 1, file size.
     max_latency_p95_ms: float | None = Field(None, gt=0)
@@ -101,6 +104,8 @@ class CompressConfig(_Section):
     finetune_learning_rate: float = Field(0.002, gt=0)
     calibration_samples: int = Field(512, ge=16)  # training samples for static int8
     max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # vs fp32 on the validation split
+    # a regression's budget: validation RMSE may rise by this share of the fp32 champion's
+    max_rmse_increase: float = Field(0.01, ge=0, le=1)
     latency_batch: int = Field(1, ge=1)  # "fastest" means lowest p50 at this batch size
     # Which variant within budget ships: the fastest, or the smallest of those within
     # speed_tolerance of the fastest; none that is not faster than fp32 by more than

@@ -66,6 +66,14 @@ class TabularSource(_Section):
     # of a table), fail, drop every such row, or keep the majority label (a tie: dropped).
     # Rows dropped or relabelled go, with their reason, into dropped_rows.parquet.
     conflicts: Literal["keep", "fail", "drop", "majority"] = "keep"
+    # What the label is: auto reads a numeric label with many distinct values (over 20) as
+    # a number to predict (regression), anything else as classes
+    task: Literal["auto", "classification", "regression"] = "auto"
+    # A regression's target as the models learn it, in order (the answers are inverted back
+    # to the label's units): log1p (a skewed, non-negative target), standardise
+    target_transform: list[Literal["log1p", "standardise"]] = ["standardise"]
+    # Columns the leakage check may find reproducing the label, declared as intended
+    allow_leakage: list[str] = []
 
     @model_validator(mode="after")
     def _columns(self) -> TabularSource:

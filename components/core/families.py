@@ -45,12 +45,17 @@ class DataSpec:
 
     kind: str  # the data kind's name: image, tabular, text
     input_shape: tuple[int, ...]  # (H, W), (C, H, W), (F,) or (max_length,)
-    num_classes: int
+    num_classes: int  # 1: a regression (the net answers a value)
     pixel_max: float = 1.0  # images: inputs are divided by this
     feature_mean: tuple[float, ...] = ()  # tables: standardisation, train split
     feature_std: tuple[float, ...] = ()
     feature_fill: tuple[float, ...] = ()  # tables: what a missing value (NaN) becomes
     vocab_size: int = 0  # texts: the tokenizer's vocabulary ([PAD] = 0)
+    # A regression (num_classes 1: one value per input): the target as the net learns it,
+    # (log1p(y) if target_log1p) - target_shift) / target_scale; its answers are inverted
+    target_shift: float = 0.0
+    target_scale: float = 1.0
+    target_log1p: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Class probabilities from any model the loop makes: one way, used by every stage.
+"""Class probabilities (a regression's values: one column) from any model the loop makes:
+one way, used by every stage.
 
 A registered MLflow model (torch, ONNX, sklearn flavours) answers through
 ``pyfunc_predictor``; a torch module in memory through ``torch_predictor``. ONNX
@@ -17,10 +18,12 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def as_probabilities(output) -> np.ndarray:
-    """A model's output as an N x classes float64 array (ONNX's dict of outputs too)."""
+    """A model's output as an N x classes float64 array (ONNX's dict of outputs too); a
+    regression's values (N, or N x 1) as N x 1."""
     if isinstance(output, dict):  # ONNX models answer {output name: array}
         output = next(iter(output.values()))
-    return np.asarray(output, dtype=np.float64)
+    output = np.asarray(output, dtype=np.float64)
+    return output.reshape(-1, 1) if output.ndim == 1 else output
 
 
 CHUNK = 1024  # rows per call: a CNN's activations for 32,000 images at once took 23 GB
@@ -102,7 +105,7 @@ def served(mlflow_model: str | Path, threads: int = 1) -> tuple[Predictor, bool]
 
 
 def torch_predictor(module) -> Predictor:
-    """Wrap a torch module that returns logits or probabilities."""
+    """Wrap a torch module that returns logits or probabilities (or one value per input)."""
     import torch  # heavy: the registry and the service reach this module without torch
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -113,7 +116,8 @@ def torch_predictor(module) -> Predictor:
             for start in range(0, len(x), 512):
                 batch = torch.from_numpy(np.ascontiguousarray(x[start : start + 512]))
                 out = module(batch.to(device)).float().cpu()
-                if not torch.allclose(out.sum(dim=1), torch.ones(len(out)), atol=1e-3):
+                one = out.shape[1] == 1  # a regression's value: no class to soften
+                if not one and not torch.allclose(out.sum(dim=1), torch.ones(len(out)), atol=1e-3):
                     out = torch.softmax(out, dim=1)
                 outputs.append(out.numpy())
         return np.concatenate(outputs)

@@ -3,9 +3,10 @@
 Each split is ``{split}_x.npy`` (images N x H x W or N x C x H x W on the raw
 pixel scale: uint8 from image files, float32 for the digits and synthetic images;
 tables float32 N x F, numeric columns as they are (NaN where missing) and
-categorical ones one-hot) and ``{split}_y.npy`` (int64 class indices into ``meta.json``'s
-``classes``). Tables also keep ``{split}_rows.parquet``, the rows as read, for
-the validation gate; image folders ``{split}_files.txt``, the file of each row.
+categorical ones one-hot) and ``{split}_y.npy`` (int64 class indices into
+``meta.json``'s ``classes``; a regression's float64 values). Tables also keep
+``{split}_rows.parquet``, the rows as read, for the validation gate; image folders
+``{split}_files.txt``, the file of each row.
 """
 
 from __future__ import annotations
@@ -237,6 +238,9 @@ def batch_split_indices(
 
 
 def _stratify(y: np.ndarray) -> np.ndarray | None:
-    """The labels to stratify on, where every class has samples enough."""
+    """The labels to stratify on, where every class has samples enough (a regression's
+    values: none)."""
+    if np.asarray(y).dtype.kind == "f":
+        return None
     counts = np.unique(y, return_counts=True)[1]
     return y if len(counts) > 1 and counts.min() >= 3 else None

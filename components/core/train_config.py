@@ -19,6 +19,7 @@ from pydantic import (
     PrivateAttr,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -90,10 +91,14 @@ class TrainConfig(_Section):
     # linear: warm-up over the first tenth of the steps, then linear decay (fine-tuning's)
     schedule: Literal["onecycle", "cosine", "linear", "constant"] = "onecycle"
     gradient_clip: float = Field(1.0, ge=0)  # 0: off
-    # The model a user would pick instead, trained and tracked beside the network, a
-    # challenger like it: auto = gradient-boosted trees for tables, TF-IDF + logistic
-    # regression for texts, none for images.
-    baseline: Literal["auto", "trees", "tfidf", "none"] = "auto"
+    # The models a user would pick instead, each trained and tracked beside the network, a
+    # challenger like it: auto = gradient-boosted trees and a linear model for tables
+    # ([trees, linear]), TF-IDF + logistic regression for texts, none for images; a list
+    # of them; none (or []) for the network alone.
+    baseline: Literal["auto", "none"] | list[Literal["trees", "linear", "tfidf"]] = "auto"
+    # A regression network's loss (classification: cross-entropy): mse, or huber (less
+    # pulled by outliers; delta 1 on the standardised target)
+    loss: Literal["mse", "huber"] = "mse"
     # "balanced": each class's loss weighs n / (classes x its count), for skewed labels
     class_weights: Literal["none", "balanced"] = "none"
     early_stopping_patience: int = Field(0, ge=0)  # epochs without val/loss progress; 0: off
@@ -107,6 +112,12 @@ class TrainConfig(_Section):
     num_nodes: int = Field(1, ge=1)
 
     _nets: dict[str, object] = PrivateAttr(default_factory=dict)  # train.<family> sections
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _one_baseline(cls, value):
+        """One name is a list of one (``baseline: trees``, as before lists)."""
+        return [value] if value in ("trees", "linear", "tfidf") else value
 
     def net(self, family: str):
         """The config of ``family`` (its section ``train.<family>``, or its defaults)."""

@@ -55,6 +55,17 @@ class Scores:
         return values[name]
 
 
+def task_scores(task, y_true: np.ndarray, outputs: np.ndarray, classes: list):
+    """A model's scores for its ``task`` (``components.core.tasks``): ``score`` of class
+    probabilities, or a regression's RMSE, MAE, R² and MAPE of its values; either has
+    ``summary()`` (the ``test_*`` metrics) and ``metric(name)``."""
+    if task.outputs_values:
+        from components.core.tasks.regression import regression_scores
+
+        return regression_scores(y_true, outputs)
+    return score(y_true, outputs, classes)
+
+
 def metric_safe(name: str) -> str:
     """A class name as MLflow accepts it in a metric key."""
     return re.sub(r"[^\w.\- /]", "_", str(name))
@@ -174,6 +185,70 @@ def plot_confusion(confusion: list[list[int]], classes: list, path: Path) -> Pat
         if n:
             color = "white" if n > matrix.max() / 2 else "black"
             ax.text(j, i, str(n), ha="center", va="center", fontsize=8, color=color)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- a regression's pictures
+
+
+def regression_report(y_true: np.ndarray, predicted: np.ndarray) -> str:
+    """A regression's scores and its residuals' quantiles, as text."""
+    from components.core.tasks.regression import regression_scores
+
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    residual = np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)[:, 0] - y
+    lines = [f"{k.removeprefix('test_'):8}{v:14.4f}" for k, v in
+             regression_scores(y, predicted).summary().items()]  # fmt: skip
+    q = np.quantile(residual, [0.05, 0.25, 0.5, 0.75, 0.95]) if len(y) else np.zeros(5)
+    lines.append("residuals (predicted - actual): 5% {:.4f}, 25% {:.4f}, median {:.4f},"
+                 " 75% {:.4f}, 95% {:.4f}".format(*q))  # fmt: skip
+    return f"regression on the test split ({len(y)} rows)\n" + "\n".join(lines) + "\n"
+
+
+def plot_predicted(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
+    """Predicted against actual, with the diagonal a perfect model lies on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)[:, 0]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    low, high = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = actual")
+    ax.scatter(y, p, s=8, alpha=0.6)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    rmse = float(np.sqrt(np.mean((p - y) ** 2)))
+    ax.set_title(f"predicted against actual (test split): RMSE {rmse:.4g}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_residuals(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
+    """Residuals (predicted - actual) against the prediction: a trend or a funnel shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)[:, 0]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.axhline(0.0, color="grey", linestyle="--")
+    ax.scatter(p, p - y, s=8, alpha=0.6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("residual (predicted - actual)")
+    ax.set_title("residuals (test split)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

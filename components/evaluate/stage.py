@@ -19,76 +19,94 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params
 
 
+from components.core.tasks import task_of
 from components.evaluate.metrics import (
-    Scores,
     classification_report,
     metric_safe,
     plot_calibration,
     plot_confusion,
-    score,
+    plot_predicted,
+    plot_residuals,
+    regression_report,
+    task_scores,
 )
 
 
 @dataclass(frozen=True)
 class EvaluationResult:
     run_id: str
-    scores: Scores
+    scores: object  # the task's scores (metrics.Scores, tasks.regression.RegressionScores)
     metrics_file: Path
-    confusion_png: Path
-    baseline: BaselineScores | None = None
+    confusion_png: Path  # a regression's: predicted against actual
+    baselines: tuple[BaselineScores, ...] = ()
 
     def summary(self) -> str:
-        def line(s: Scores) -> str:
-            auc = f", ROC AUC {s.roc_auc:.4f}" if s.roc_auc is not None else ""
-            return f"test accuracy {s.accuracy:.4f}, macro F1 {s.macro_f1:.4f}{auc}"
-
         text = line(self.scores)
-        if self.baseline is not None:
-            text += f"; baseline ({self.baseline.kind}): {line(self.baseline.scores)}"
+        for b in self.baselines:
+            text += f"; baseline ({b.kind}): {line(b.scores)}"
         return text
+
+
+def line(scores) -> str:
+    """A model's headline test scores, in words."""
+    values = scores.summary()
+    if "test_rmse" in values:
+        return (f"test RMSE {values['test_rmse']:.4f}, MAE {values['test_mae']:.4f},"
+                f" R² {values['test_r2']:.4f}")  # fmt: skip
+    auc = f", ROC AUC {values['test_roc_auc']:.4f}" if "test_roc_auc" in values else ""
+    return (f"test accuracy {values['test_accuracy']:.4f}, macro F1"
+            f" {values['test_macro_f1']:.4f}{auc}")  # fmt: skip
 
 
 def evaluate_stage(params: Params, ws: Workspace) -> EvaluationResult:
     """Score the trained weights on the test split; log to the training run."""
     from components.core import tracking
     from components.evaluate.explain.trained import explain_models
-    from components.train.baseline import read_baseline
+    from components.train.baseline import read_baselines
     from components.train.models import load_net
     from components.train.stage import read_train_record
 
     trained = read_train_record(ws)
-    classes = load_meta(ws.prepared)["classes"]
+    meta = load_meta(ws.prepared)
+    classes, task = meta["classes"], task_of(meta)
     test = load_split(ws.prepared, "test")
     net, spec = load_net(trained.model_file)
-    proba = torch_predictor(net)(test.x)
-    scores = score(test.y, proba, classes)
-
-    png = plot_confusion(scores.confusion, classes, ws.report("confusion_matrix.png"))
-    reliability = plot_calibration(test.y, proba, ws.report("calibration.png"))
-    metrics = {
-        **scores.summary(),
-        **{f"test_precision_{metric_safe(c)}": v for c, v in scores.precision.items()},
-        **{f"test_recall_{metric_safe(c)}": v for c, v in scores.recall.items()},
-    }
-    write_json(ws.metrics, metrics)
+    out = torch_predictor(net)(test.x)
+    scores = task_scores(task, test.y, out, classes)
     report = ws.report("classification_report.txt")
-    report.write_text(classification_report(test.y, proba, classes))
-    baseline = evaluate_baseline(ws, test, classes)
-    explained = explain_models(params, ws, net, spec, load_meta(ws.prepared), read_baseline(ws))
-    if baseline is not None:
-        with report.open("a") as out:
-            out.write("\n" + side_by_side({"network": scores, baseline.kind: baseline.scores}))
+    if task.outputs_values:
+        png = plot_predicted(test.y, out, ws.report("predicted_vs_actual.png"))
+        pictures = [png, plot_residuals(test.y, out, ws.report("residuals.png"))]
+        metrics = scores.summary()
+        report.write_text(regression_report(test.y, out))
+    else:
+        png = plot_confusion(scores.confusion, classes, ws.report("confusion_matrix.png"))
+        pictures = [png, plot_calibration(test.y, out, ws.report("calibration.png"))]
+        metrics = {
+            **scores.summary(),
+            **{f"test_precision_{metric_safe(c)}": v for c, v in scores.precision.items()},
+            **{f"test_recall_{metric_safe(c)}": v for c, v in scores.recall.items()},
+        }
+        report.write_text(classification_report(test.y, out, classes))
+    write_json(ws.metrics, metrics)
+    fitted = read_baselines(ws)
+    baselines = evaluate_baselines(ws, test, meta, fitted)
+    explained = explain_models(params, ws, net, spec, meta, fitted)
+    if baselines:
+        with report.open("a") as out_file:
+            both = {"network": scores, **{b.kind: b.scores for b in baselines}}
+            out_file.write("\n" + side_by_side(both))
     with tracking.start_run(ws, params.data.name, run_id=trained.run_id) as run:
         run.log_metrics(metrics)
-        run.log_artifact(png, "evaluation")
-        run.log_artifact(reliability, "evaluation")
+        for picture in pictures:
+            run.log_artifact(picture, "evaluation")
         run.log_artifact(report, "evaluation")
         run.log_artifact(ws.metrics, "evaluation")
-    runs = {"network": trained.run_id, **({baseline.kind: baseline.run_id} if baseline else {})}
+    runs = {"network": trained.run_id, **{b.kind: b.run_id for b in baselines}}
     log_explanations(ws, explained, runs)
     return EvaluationResult(
         run_id=trained.run_id, scores=scores, metrics_file=ws.metrics, confusion_png=png,
-        baseline=baseline,
+        baselines=tuple(baselines),
     )  # fmt: skip
 
 
@@ -116,36 +134,35 @@ def log_explanations(ws: Workspace, explained: dict, runs: dict[str, str]) -> No
 class BaselineScores:
     kind: str
     run_id: str
-    scores: Scores
+    scores: object
 
 
-def evaluate_baseline(ws: Workspace, test, classes: list) -> BaselineScores | None:
-    """Score the baseline trained beside the network on the same test split; log to its run."""
+def evaluate_baselines(ws: Workspace, test, meta: dict, fitted: list) -> list[BaselineScores]:
+    """Score each baseline trained beside the network on the same test split; log to its
+    run; ``baseline_metrics.json`` holds each one's metrics by name."""
     from components.core import tracking
     from components.core.predict import load_registered
-    from components.train.baseline import read_baseline
 
-    baseline = read_baseline(ws)
-    path = baseline_metrics_file(ws)
-    if baseline is None:
-        write_json(path, {})  # the stage's output exists either way (DVC)
-        return None
-    scores = score(test.y, load_registered(baseline.model_uri)(test.x), classes)
-    metrics = scores.summary()
-    write_json(path, metrics)
-    tracking.Run(baseline.run_id, experiment_id="").log_metrics(metrics)  # the ended run
-    return BaselineScores(baseline.kind, baseline.run_id, scores)
+    task, out = task_of(meta), []
+    for baseline in fitted:
+        answers = load_registered(baseline.model_uri)(test.x)
+        scores = task_scores(task, test.y, answers, meta["classes"])
+        tracking.Run(baseline.run_id, experiment_id="").log_metrics(scores.summary())
+        out.append(BaselineScores(baseline.kind, baseline.run_id, scores))
+    write_json(baseline_metrics_file(ws), {b.kind: b.scores.summary() for b in out})
+    return out
 
 
 def baseline_metrics_file(ws: Workspace) -> Path:
     return ws.report("baseline_metrics.json")
 
 
-def side_by_side(models: dict[str, Scores]) -> str:
+def side_by_side(models: dict) -> str:
     """The overall test scores of several models, a column each."""
     rows = {name for s in models.values() for name in s.summary()}
     order = [m for m in ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc",
-                         "test_log_loss", "test_ece") if m in rows]  # fmt: skip
+                         "test_log_loss", "test_ece", "test_rmse", "test_mae", "test_r2",
+                         "test_mape") if m in rows]  # fmt: skip
     lines = ["side by side on the test split", f"{'':16}" + "".join(f"{n:>12}" for n in models)]
     for metric in order:
         cells = "".join(

@@ -86,6 +86,8 @@ def pending(ws: Workspace, inputs: bool = True):
 
 
 def _labels(values, classes: list) -> np.ndarray:
+    if not classes:  # a regression: the true values, as numbers
+        return np.asarray([float(v) for v in values], dtype=np.float64)
     if all(isinstance(c, int) for c in classes):
         return np.asarray([int(v) for v in values], dtype=np.int64)
     return np.asarray(values, dtype=str)

@@ -109,11 +109,14 @@ def leaning(params, ws, meta: dict, log_path: Path, table) -> Leaning | str:
     ids, inputs = logged_inputs(log_path, sorted(rows["id"].tolist()), meta)
     if not len(ids):
         return "attributions not compared: the log kept no inputs (MLOOP_LOG_INPUTS)"
-    index = {str(c): i for i, c in enumerate(meta["classes"])}
-    answered = rows.set_index("id").loc[ids, "prediction"].astype(str)
-    if not answered.isin(list(index)).all():
-        return "attributions not compared: the log holds answers of other classes"
-    targets = answered.map(index).to_numpy(np.int64)
+    if meta["classes"]:
+        index = {str(c): i for i, c in enumerate(meta["classes"])}
+        answered = rows.set_index("id").loc[ids, "prediction"].astype(str)
+        if not answered.isin(list(index)).all():
+            return "attributions not compared: the log holds answers of other classes"
+        targets = answered.map(index).to_numpy(np.int64)
+    else:  # a regression: toward its one value
+        targets = np.zeros(len(ids), np.int64)
     explainer = champion_explainer(params, ws, meta, version)
     x, _ = explainer.model_inputs(inputs)
     scores = explainer.attributor.explain(x, targets).scores

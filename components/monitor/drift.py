@@ -57,7 +57,11 @@ def feature_table(
         table = pd.DataFrame(np.concatenate(stats) if stats else np.zeros((0, len(FEATURES))),
                              columns=FEATURES)  # fmt: skip
     if predict is not None:  # the predictors of core.predict take a split in chunks
-        index = predict(x).argmax(axis=1) if len(x) else np.zeros(0, int)
+        out = predict(x) if len(x) else np.zeros((0, 1 if classes == [] else 2))
+        if out.shape[1] == 1:  # a regression: the value, a numeric column
+            table[PREDICTION] = out[:, 0]
+            return table
+        index = out.argmax(axis=1)
         names = index if classes is None else np.asarray(classes, dtype=object)[index]
         table[PREDICTION] = names.astype(str)
     return table
@@ -126,7 +130,9 @@ def check_drift(reference, current, cfg: MonitorConfig, report: Path, batch: str
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    categorical = [c for c in reference.columns if c == PREDICTION]
+    # the predicted class is categorical; a regression's predicted value is a number
+    categorical = [c for c in reference.columns
+                   if c == PREDICTION and reference[c].dtype.kind not in "fiu"]  # fmt: skip
     names = safe_names(reference.columns)
     given = {safe: name for name, safe in names.items()}
     reference = _safe_frame(reference, names, categorical)

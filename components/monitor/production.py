@@ -21,6 +21,7 @@ from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, load_split
+from components.core.tasks import task_of
 from components.ingest.harvest import log_file, pending
 from components.monitor.drift import (
     PREDICTION,
@@ -57,15 +58,18 @@ class ProductionCheck:
     # (monitor/attribution.py): "the model now leans on X", or why it was not measured
     leaning: str | None = None
     leaning_moved: list | None = None  # {feature, reference, now, change}, largest first
+    error: dict | None = None  # a regression's on the labelled rows: rmse, mae
 
     def summary(self) -> str:
         if self.drift is None:
             return self.reason
-        quality = (
-            f"accuracy {self.accuracy:.4f} on {self.labelled} labelled"
-            if self.labelled
-            else "no labels yet"
-        )
+        if not self.labelled:
+            quality = "no labels yet"
+        elif self.error is not None:
+            quality = (f"RMSE {self.error['rmse']:.4f}, MAE {self.error['mae']:.4f} on"
+                       f" {self.labelled} labelled")  # fmt: skip
+        else:
+            quality = f"accuracy {self.accuracy:.4f} on {self.labelled} labelled"
         return (
             f"{self.rows} predictions (ids {self.first_id}-{self.last_id}, {self.tested} tested):"
             f" {'DRIFT' if self.drift.drifted else 'no drift'}"
@@ -152,6 +156,8 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
     ``monitor.cooldown_minutes``. The report, a JSON summary and an MLflow run
     record every check that ran.
     """
+    import pandas as pd
+
     from components.core import tracking
 
     started = time.perf_counter()
@@ -186,6 +192,10 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
 
     predict = champion_predictor(params.registry.model_name)
     current = table[[*kind.drifting, PREDICTION]]
+    values = task_of(meta).outputs_values  # a regression: the prediction is a number
+    if values:
+        current = current.assign(**{PREDICTION: pd.to_numeric(current[PREDICTION],
+                                                              errors="coerce")})  # fmt: skip
     if kind.tokenized:  # the logged descriptors against the training texts'
         from components.monitor.texts import text_reference
 
@@ -201,9 +211,13 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
 
     leaning = compare_attributions(params, ws, meta, log, batch.table)
     labelled = table[table["label"].notna()]
-    accuracy = (
-        float((labelled["label"] == labelled["prediction"]).mean()) if len(labelled) else None
-    )
+    accuracy, error = None, None
+    if len(labelled) and values:  # error on labelled traffic, in the label's units
+        given = pd.to_numeric(labelled["prediction"], errors="coerce")
+        wrong = (given - pd.to_numeric(labelled["label"], errors="coerce")).dropna().to_numpy()
+        error = {"rmse": float(np.sqrt(np.mean(wrong**2))), "mae": float(np.mean(np.abs(wrong)))}
+    elif len(labelled):
+        accuracy = float((labelled["label"] == labelled["prediction"]).mean())
     last_retrain = state.get("retrain_requested_at")
     cooling = last_retrain is not None and now - last_retrain < cfg.cooldown_minutes * 60
     learnable, alert = learnable_rows(ws), None
@@ -237,6 +251,7 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         prediction_drift=PREDICTION in drift.drifted_columns,
         labelled=len(labelled),
         accuracy=accuracy,
+        error=error,
         retrain=retrain,
         reason=reason,
         summary_file=summary_file,
@@ -257,6 +272,8 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
         }
         if accuracy is not None:
             metrics["production_accuracy"] = accuracy
+        if error is not None:
+            metrics |= {"production_rmse": error["rmse"], "production_mae": error["mae"]}
         run.log_metrics(metrics)
         if alert:
             run.set_tags({"mloop.alert": alert})

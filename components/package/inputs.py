@@ -157,6 +157,12 @@ class Prediction(BaseModel):
     probabilities: list[float] = Field(description="one per class, in the model's class order")
 
 
+class Value(BaseModel):
+    """A regression's answer for one input: the value, in the label's units."""
+
+    value: float = Field(description="the predicted value")
+
+
 class Answer(BaseModel):
     """A typed answer: BentoML serialises it without re-deriving a schema per response."""
 
@@ -166,13 +172,18 @@ class Answer(BaseModel):
     model_name: str
     model_version: str
     model_alias: str
-    predictions: list[Prediction]
+    predictions: list[Prediction | Value]  # a class and its probabilities, or a value
 
 
 class Explanation(BaseModel):
     model_config = ConfigDict(serialize_by_alias=True, populate_by_name=True)
 
-    class_: str | int = Field(alias="class", description="the class the attributions are toward")
+    class_: str | int | None = Field(
+        None, alias="class", exclude_if=lambda v: v is None,
+        description="the class the attributions are toward (a regression: none, its value)",
+    )  # fmt: skip
+    value: float | None = Field(None, exclude_if=lambda v: v is None,
+                                description="a regression: the value they are toward")  # fmt: skip
     attributions: list | dict = Field(description="rows: {column, value, attribution} per"
                                       " column, largest first; texts: [word, attribution]"
                                       " in order; images: a grid of cells")  # fmt: skip

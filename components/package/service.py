@@ -68,6 +68,7 @@ from components.package.inputs import (
     Explanation,
     Labelled,
     Prediction,
+    Value,
     decode_uploads,
     encode_rows,
     from_base64,
@@ -211,18 +212,20 @@ class Classifier:
         """Predict, log (``logged``: a text request's statistics and texts), answer."""
         proba = m.predict_proba(x)
         request_id = new_request_id()
-        classes = [m.classes[i] for i in proba.argmax(1).tolist()]
-        record = Record(request_id, m.version, x, classes, proba.max(1), *logged)
+        answers, confidence = m.task.answers(proba, m.classes)  # classes, or values
+        record = Record(request_id, m.version, x, answers, confidence, *logged)
         await self._logged(lambda: self.writer.append(record))  # committed before the answer
+        if m.task.outputs_values:
+            predictions = [Value(value=v) for v in answers]
+        else:
+            predictions = [Prediction(class_=c, probabilities=p.round(6).tolist())
+                           for c, p in zip(answers, proba, strict=True)]  # fmt: skip
         return Answer(
             request_id=request_id,
             model_name=m.model_name,
             model_version=m.version,
             model_alias=m.alias,
-            predictions=[
-                Prediction(class_=c, probabilities=p.round(6).tolist())
-                for c, p in zip(classes, proba, strict=True)
-            ],
+            predictions=predictions,
         )
 
     @bentoml.api
@@ -345,7 +348,8 @@ class Classifier:
             raise TooManyInputs(f"/explain takes at most {SETTINGS.explain_max_batch} inputs"
                                 f" (MLOOP_EXPLAIN_MAX_BATCH), got {len(x)}")  # fmt: skip
         answer = await self._answer(m, x, logged)
-        targets = [m.classes.index(p.class_) for p in answer.predictions]
+        values = m.task.outputs_values  # a regression: toward its one value
+        targets = [0 if values else m.classes.index(p.class_) for p in answer.predictions]
         explainer = m.explainer
 
         def attribute():
@@ -362,7 +366,9 @@ class Classifier:
         )  # one explanation at a time per worker: the predictions keep the other cores
         return Explained(
             **answer.model_dump(), method=method, explained_version=explainer.version,
-            explanations=[Explanation(class_=p.class_, attributions=a, completeness=c)
+            explanations=[Explanation(class_=None if values else p.class_,
+                                      value=p.value if values else None, attributions=a,
+                                      completeness=c)
                           for p, a, c in zip(answer.predictions, found, complete, strict=True)],
         )  # fmt: skip
 
@@ -380,7 +386,8 @@ class Classifier:
         labels: Annotated[
             list,
             Field(
-                description="the true class of each input of that request, in order",
+                description="the true class (a regression: the true value) of each input of"
+                " that request, in order",
                 min_length=1,
                 max_length=MAX_BATCH,
             ),
@@ -394,7 +401,7 @@ class Classifier:
         training data). Wants a labeller's token; the label records the labeller's name."""
         source = ctx.request.headers.get(LABELLER_HEADER.decode(), "") if ctx else ""
         try:
-            self.m.task.check_feedback(labels, self.m.classes)
+            labels = self.m.task.check_feedback(labels, self.m.classes)
         except ValueError as err:
             raise InvalidArgument(str(err)) from None
         try:

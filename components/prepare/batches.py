@@ -54,7 +54,7 @@ class Batch:
     source: str  # "ingest" or "harvest"
     origin: str  # the path given to ingest, or the inference log
     data: tuple[str, ...]  # the data files, relative to the folder
-    classes: dict[str, int]  # label -> rows
+    classes: dict[str, float]  # label -> rows (a regression: values, min, max)
     folder: Path
     # Rows of the data file (from 0) the gate left out (ingest.row_policy: reject_rows),
     # held in quarantine with their reasons; prepare reads the batch without them.
@@ -148,7 +148,6 @@ def add_batch(
     ``extra(folder)`` adds files that are no data (harvested request ids); ``labels`` are
     the rows kept, ``rejected`` the rows of the data files the gate left out.
     """
-    from collections import Counter
 
     from filelock import FileLock
 
@@ -171,7 +170,7 @@ def add_batch(
             batch = Batch(
                 id=f"batch-{number:04d}", arrived=time.time(), rows=len(labels), sha256=sha,
                 format=format, source=source, origin=origin, data=tuple(sorted(files)),
-                classes={str(k): int(v) for k, v in sorted(Counter(map(str, labels)).items())},
+                classes=label_counts(labels),
                 folder=root / f"batch-{number:04d}", rejected=tuple(rejected),
             )  # fmt: skip
             (scratch / RECORD).write_text(json.dumps(batch.record(), indent=2) + "\n")
@@ -195,3 +194,13 @@ def request_ids(root: Path) -> set[str]:
         for path in root.glob(f"*/{REQUEST_IDS}"):
             taken.update(line for line in path.read_text().split() if line)
     return taken
+
+
+def label_counts(labels: list) -> dict[str, int]:
+    """A batch's labels as its record keeps them: each class's count; a regression's values
+    (floats) as their count and range."""
+    from collections import Counter
+
+    if labels and all(isinstance(v, float) for v in labels):
+        return {"values": len(labels), "min": min(labels), "max": max(labels)}
+    return {str(k): int(v) for k, v in sorted(Counter(map(str, labels)).items())}

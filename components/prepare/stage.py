@@ -30,10 +30,12 @@ from components.core.splits import (
     split_indices,
     write_rows,
 )
-from components.core.tasks import CLASSIFICATION
+from components.core.tasks import CLASSIFICATION, REGRESSION, Task
+from components.core.tasks.regression import numeric_label
 from components.prepare import texts
 from components.prepare.batches import BatchError, in_window, list_batches, verify
 from components.prepare.conflicts import kept_counts, settle_conflicts
+from components.prepare.leakage import probable_leakage
 from components.prepare.tables import drop_missing
 from components.validate.quarantine import quarantine_unreadable
 
@@ -54,6 +56,9 @@ class PreparedData:
     rejected: int
     dropped: int = 0  # table rows left out by a `drop` missing-value rule
     batches: tuple[str, ...] = ()  # the accepted batches joined to the reference data
+    task: str = "classification"
+    task_reason: str = ""  # data.tabular.task: auto, said: why this task
+    leakage: tuple[str, ...] = ()  # probable leakage, said
 
     def summary(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
@@ -64,7 +69,10 @@ class PreparedData:
                 " conflicting labels, missing values; reasons in dropped_rows.parquet)"
             )
         joined = f"; reference data + {len(self.batches)} batches" if self.batches else ""
-        return f"{self.kind} data: {counts} samples{joined}; data version {self.version}{rejected}"
+        task = f"; {self.task_reason}" if self.task_reason else ""
+        leaks = "".join(f"; WARNING {m}" for m in self.leakage)
+        return (f"{self.kind} data: {counts} samples{joined}; data version {self.version}"
+                f"{rejected}{task}{leaks}")  # fmt: skip
 
 
 def _concat_images(parts: list, out: Path):
@@ -152,6 +160,7 @@ def prepare(
         if quarantine is not None:
             err.quarantine = quarantine_unreadable(err, quarantine)
         raise
+    task, why = choose_task(cfg, raw)  # by the reference data, as read: batches follow it
     chosen, parts = read_batches(cfg, raw, batches_root, out_dir, now)
     dropped = None
     kind = data_kind(raw.kind)
@@ -172,8 +181,12 @@ def prepare(
         repeats, kept = texts.drop_duplicates(raw, cfg.text)
         n_ref, sizes = kept_counts(kept, n_ref, sizes)
         dropped = _concat_frames([d for d in (dropped, repeats) if d is not None])
-    task = CLASSIFICATION  # the one task so far (issue 30 adds regression, chosen by params)
-    y, classes = task.targets(raw.labels)
+    try:
+        y, classes = task.targets(raw.labels)
+    except ValueError as err:
+        raise DataError(f"label {raw.label_column!r}: {err}", raw.origin) from None
+    if task.outputs_values:  # one type in the rows kept: a batch's file may hold text numbers
+        raw.frame[raw.label_column] = y
     splits = split_indices(y[:n_ref], cfg, seed, held_out=raw.held_out)
     if parts:
         extra = batch_split_indices(y, n_ref, sizes, cfg, seed)
@@ -181,6 +194,13 @@ def prepare(
             splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
     previous = load_meta(out_dir) if (out_dir / "meta.json").is_file() else None
     x, encoder = kind.encode(raw, splits["train"], cfg, out_dir, previous, given)  # on train
+    target = target_scale(cfg, y[splits["train"]], raw) if task.outputs_values else None
+    leakage = []
+    if kind.features:
+        leakage = probable_leakage(
+            raw.frame.iloc[splits["train"]], raw.numeric, raw.categorical, y[splits["train"]],
+            task.outputs_values, list(cfg.tabular.allow_leakage) if cfg.tabular else [], seed,
+        )  # fmt: skip
     if not kind.tokenized:
         (out_dir / TOKENIZER_FILE).unlink(missing_ok=True)
 
@@ -221,6 +241,9 @@ def prepare(
         rejected=len(raw.rejected),
         dropped=0 if dropped is None else len(dropped),
         batches=tuple(b.id for b in chosen),
+        task=task.name,
+        task_reason=why,
+        leakage=tuple(f["message"] for f in leakage),
     )
     # Each batch's rows held out in the recent split: the sorted indices within its span
     bounds = np.cumsum([n_ref, *sizes])
@@ -230,6 +253,9 @@ def prepare(
         "name": cfg.name,
         "kind": raw.kind,
         "task": task.name,
+        "task_reason": why,  # data.tabular.task: auto, said: why this task
+        "target": target,  # a regression's target scale (the net learns it so): None else
+        "leakage": leakage,  # probable leakage (components/prepare/leakage.py)
         "counts": counts,
         "classes": classes,
         "input_shape": list(prepared.input_shape),
@@ -259,6 +285,38 @@ def prepare(
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return prepared
+
+
+def choose_task(cfg: DataConfig, raw: RawData) -> tuple[Task, str]:
+    """The task of ``raw``'s label: a table's ``data.tabular.task`` (auto: regression for a
+    numeric label of many distinct values), classification for every other source; and,
+    where auto chose, why (the prepare summary says it)."""
+    declared = cfg.tabular.task if cfg.tabular and raw.frame is not None else "classification"
+    if declared == "regression":
+        return REGRESSION, ""
+    if declared == "classification" or raw.label_column not in getattr(raw.frame, "columns", []):
+        return CLASSIFICATION, ""
+    numeric, why = numeric_label(raw.frame[raw.label_column])
+    return (REGRESSION if numeric else CLASSIFICATION), why
+
+
+def target_scale(cfg: DataConfig, train_y: np.ndarray, raw: RawData) -> dict:
+    """A regression's target as the net learns it, fitted on the training split: the
+    declared transforms in order (``data.tabular.target_transform``), their shift and scale."""
+    transforms = list(cfg.tabular.target_transform) if cfg.tabular else ["standardise"]
+    t = np.asarray(train_y, dtype=np.float64)
+    if "log1p" in transforms:
+        if (t <= -1).any():
+            raise DataError(
+                f"data.tabular.target_transform: log1p needs every label above"
+                f" -1; {raw.label_column!r} goes down to {t.min():g}",
+                raw.origin,
+            )
+        t = np.log1p(t)
+    shift, scale = 0.0, 1.0
+    if "standardise" in transforms and len(t):
+        shift, scale = float(t.mean()), float(t.std()) or 1.0
+    return {"label": raw.label_column, "transforms": transforms, "shift": shift, "scale": scale}
 
 
 def _concat_frames(frames: list):

@@ -80,7 +80,11 @@ def models_table(name: str) -> list[dict[str, str]]:
 
     client = mlflow.MlflowClient()
     rows = []
-    for mv in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+    found = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+    # the task's headline scores: a regression's RMSE and R², else accuracy and ROC AUC
+    scores = ("test_rmse", "test_r2") if any("test_rmse" in mv.tags for mv in found) else (
+        "test_accuracy", "test_roc_auc")  # fmt: skip
+    for mv in found:
         tags = mv.tags
         try:
             run_tags = client.get_run(mv.run_id).data.tags if mv.run_id else {}
@@ -98,8 +102,7 @@ def models_table(name: str) -> list[dict[str, str]]:
                 # search results carry no aliases in every store: ask for each version
                 "aliases": ",".join(sorted(client.get_model_version(name, mv.version).aliases))
                 or "-",
-                "test_accuracy": tags.get("test_accuracy", "-")[:6],
-                "test_roc_auc": tags.get("test_roc_auc", "-")[:6],
+                **{score: tags.get(score, "-")[:8] for score in scores},
                 "gate": tags.get("mloop.gate.decision", "-")
                 + (" (forced)" if tags.get("mloop.gate.forced") == "True" else ""),
                 # at its gate: its score (vs the champion's) on the frozen split, the recent slice

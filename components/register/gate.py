@@ -27,7 +27,7 @@ from components.core.records import write_json
 from components.core.settings import settings
 from components.core.splits import RECENT, load_meta, load_split
 from components.core.tasks import CLASSIFICATION, Task, task_of
-from components.evaluate.metrics import score
+from components.evaluate.metrics import task_scores
 from components.register.aliases import CHAMPION, alias_version, crown
 
 if TYPE_CHECKING:  # types only
@@ -89,12 +89,14 @@ def decide(
         loss = sign * (champion_score - challenger_score)
         verdict = (f"frozen split: {cfg.metric} {challenger_score:.4f} vs champion"
                    f" {champion_score:.4f}")  # fmt: skip
-        if loss > cfg.max_regression + 1e-12:
-            failed.append(f"{verdict} loses {loss:.4f}, more than register.max_regression"
-                          f" {cfg.max_regression}")  # fmt: skip
+        # a regression's metrics are in the label's units: the limit is a share of the champion's
+        allowed = cfg.max_regression * (abs(champion_score) if task.outputs_values else 1.0)
+        limit = f"register.max_regression {cfg.max_regression}" + (
+            " of the champion's" if task.outputs_values else "")  # fmt: skip
+        if loss > allowed + 1e-12:
+            failed.append(f"{verdict} loses {loss:.4f}, more than {limit}")
         else:
-            passed.insert(len(passed) - 1, f"{verdict}, within register.max_regression"
-                                           f" {cfg.max_regression}")  # fmt: skip
+            passed.insert(len(passed) - 1, f"{verdict}, within {limit}")
     elif better(cfg.metric, challenger_score, champion_score, cfg.min_improvement):
         passed.append(
             f"{cfg.metric} {challenger_score:.4f} beats champion {champion_score:.4f}"
@@ -143,12 +145,15 @@ def registered_scores(
 ) -> dict[str, float]:
     """A registered version's ``register.metric`` on splits of the current data (the
     frozen test split, the recent slice), the model loaded once for all of them."""
-    classes = load_meta(ws.prepared)["classes"]
+    meta = load_meta(ws.prepared)
+    task = task_of(meta)
+    metric = task.metric_for(params.registry.metric)
     predict = load_registered(f"models:/{name}/{version}")
     scores = {}
     for split in splits:
         rows = load_split(ws.prepared, split)
-        scores[split] = score(rows.y, predict(rows.x), classes).metric(params.registry.metric)
+        found = task_scores(task, rows.y, predict(rows.x), meta["classes"])
+        scores[split] = found.metric(metric)
     return scores
 
 
@@ -166,13 +171,14 @@ def judge(
     on the same rows; ``limits`` are the challenger's latency p95 (ms) and size (MB);
     ``force`` turns a no into a recorded yes.
     """
-    cfg = params.registry
+    meta = load_meta(ws.prepared)
+    cfg = params.registry.model_copy(
+        update={"metric": task_of(meta).metric_for(params.registry.metric)})  # fmt: skip
     with registry_lock(ws):
         champion = alias_version(client, cfg.model_name, CHAMPION)
         if champion == version:
             raise ValueError(f"version {version} is already {CHAMPION}")
         # With new batches both are scored on the same recent rows too
-        meta = load_meta(ws.prepared)
         recent_rows = meta["counts"].get(RECENT, 0)
         splits = ("test", RECENT) if recent_rows else ("test",)
         theirs = (registered_scores(cfg.model_name, champion, params, ws, splits) if champion
@@ -189,12 +195,15 @@ def judge(
             )
         if decision.promote:
             crown(client, cfg.model_name, version)
-        record(client, cfg.model_name, version, decision, ws)
+        record(client, cfg.model_name, version, decision, ws, meta.get("leakage") or [])
     return decision
 
 
-def record(client, name: str, version: str, decision: Decision, ws: Workspace) -> Path:
-    """The decision as version tags and ``reports/gate.json``."""
+def record(client, name: str, version: str, decision: Decision, ws: Workspace,
+           leakage: list[dict] = ()) -> Path:  # fmt: skip
+    """The decision as version tags and ``reports/gate.json``, with the probable leakage the
+    prepare stage found (``components/prepare/leakage.py``): what the model may rely on
+    that it will not have when asked."""
     for key, value in {
         "mloop.gate.decision": "promoted" if decision.promote else "rejected",
         "mloop.gate.reason": decision.reason,
@@ -218,7 +227,10 @@ def record(client, name: str, version: str, decision: Decision, ws: Workspace) -
     if decision.champion_version and decision.champion_version != version:
         relies["champion"] = client.get_model_version(
             name, decision.champion_version).tags.get("mloop.explain")  # fmt: skip
+    if leakage:
+        client.set_model_version_tag(name, version, "mloop.leakage",
+                                     " | ".join(f["message"] for f in leakage))  # fmt: skip
     report = ws.report("gate.json")
     write_json(report, {"model_name": name, "version": version, "decision": decision,
-                        "relies_on": relies})  # fmt: skip
+                        "relies_on": relies, "leakage": list(leakage)})  # fmt: skip
     return report

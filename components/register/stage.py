@@ -1,7 +1,7 @@
 """The ``register`` stage: the trained models as new versions; one, ``challenger``, faces the gate.
 
-The network and, for tables, the baseline beside it (gradient-boosted trees) each
-become a version. The one scoring better on the validation split by
+The network and the baselines beside it (for tables gradient-boosted trees and a linear
+model) each become a version. The one scoring better on the validation split by
 ``register.metric`` gets alias ``challenger`` (the test split stays for the gate);
 ``champion`` moves to it only when the gate (``gate.py``) says so.
 """
@@ -19,7 +19,7 @@ from components.core.splits import load_meta, load_split
 from components.core.tasks import task_of
 from components.core.timing import latency_ms
 from components.evaluate.explain.trained import read_explanations
-from components.evaluate.metrics import score
+from components.evaluate.metrics import task_scores
 from components.register.aliases import CHALLENGER
 from components.register.gate import Decision, judge
 from components.train.models import load_net
@@ -35,14 +35,16 @@ class RegistrationResult:
     record: Path
     family: str = "network"  # which candidate became the challenger: its family (mlp, trees)
     candidates: dict[str, str] | None = None  # family -> registered version
+    leakage: tuple[str, ...] = ()  # probable leakage in the data, said
 
     def summary(self) -> str:
         verdict = "promoted to champion" if self.decision.promote else "not promoted"
         others = {f: v for f, v in (self.candidates or {}).items() if f != self.family}
         beside = "".join(f"; {f} registered as version {v}, not chosen" for f, v in others.items())
+        leaks = "".join(f"; WARNING {m}" for m in self.leakage)
         return (
             f"{self.model_name} version {self.version} ({self.family}) {verdict}"
-            f" ({self.decision.reason}); aliases {', '.join(self.aliases)}{beside}"
+            f" ({self.decision.reason}); aliases {', '.join(self.aliases)}{beside}{leaks}"
         )
 
 
@@ -61,14 +63,15 @@ class Candidate:
 
 
 def candidates(params: Params, ws: Workspace) -> list[Candidate]:
-    """The network and, where the data has one, the baseline, each scored on val."""
+    """The network and each baseline trained beside it, each scored on val."""
     from components.core.predict import load_registered
     from components.evaluate.stage import baseline_metrics_file
-    from components.train.baseline import read_baseline
+    from components.train.baseline import read_baselines
 
-    cfg = params.registry
+    meta = load_meta(ws.prepared)
+    task = task_of(meta)
+    metric = task.metric_for(params.registry.metric)
     val = load_split(ws.prepared, "val")
-    classes = load_meta(ws.prepared)["classes"]
     example = load_split(ws.prepared, "test").x[:1].astype("float32")
     trained = read_train_record(ws)
     net, spec = load_net(ws.model_file)
@@ -76,21 +79,22 @@ def candidates(params: Params, ws: Workspace) -> list[Candidate]:
         spec.family, "trained", trained.run_id, trained.model_uri,
         read_json(ws.metrics, "evaluate"), torch_predictor(net), ws.model_file.stat().st_size,
     )]  # fmt: skip
-    baseline = read_baseline(ws)
-    if baseline is not None:
+    scored = read_json(baseline_metrics_file(ws), "evaluate")
+    for baseline in read_baselines(ws):
         found.append((
             baseline.kind, "baseline", baseline.run_id, baseline.model_uri,
-            read_json(baseline_metrics_file(ws), "evaluate"),
-            load_registered(baseline.model_uri), baseline.size_bytes,
+            scored.get(baseline.kind, {}), load_registered(baseline.model_uri),
+            baseline.size_bytes,
         ))  # fmt: skip
     out = []
     for family, kind, run_id, uri, metrics, predict, size in found:
-        if cfg.metric not in metrics:  # an AUC on a test split of one class
+        if metric not in metrics:  # an AUC on a test split of one class
             raise ValueError(
-                f"register.metric {cfg.metric} is undefined on this test split (it holds one"
-                " class only): gate on test_accuracy or test_log_loss"
+                f"register.metric {metric} is undefined on this test split ({family} has no"
+                " score of it: one class only, or a MAPE of a label that is not positive):"
+                " gate on another metric"
             )
-        val_score = score(val.y, predict(val.x), classes).metric(cfg.metric)
+        val_score = task_scores(task, val.y, predict(val.x), meta["classes"]).metric(metric)
         _, p95 = latency_ms(predict, example, repeats=200)
         out.append(Candidate(family, kind, run_id, uri, metrics, val_score, p95, size / 1e6))
     return out
@@ -100,9 +104,9 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     """Register each candidate as a version; the best on val becomes challenger, then the gate."""
     import mlflow  # heavy (~10 s): the stage table lists this module without loading it
 
-    cfg = params.registry
-    found = candidates(params, ws)
     task = task_of(load_meta(ws.prepared))
+    cfg = params.registry.model_copy(update={"metric": task.metric_for(params.registry.metric)})
+    found = candidates(params, ws)
     pick = found[0]
     for other in found[1:]:
         if task.better(cfg.metric, other.val_score, pick.val_score):
@@ -149,6 +153,7 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     result = RegistrationResult(
         cfg.model_name, version, aliases, decision, ws.report("registry.json"),
         family=pick.family, candidates={c.family: versions[c.family] for c in found},
+        leakage=tuple(f["message"] for f in load_meta(ws.prepared).get("leakage") or []),
     )  # fmt: skip
     write_json(result.record, result)
     return result

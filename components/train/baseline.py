@@ -1,17 +1,18 @@
-"""The model a user would pick instead of the network, trained beside it in every run.
+"""The models a user would pick instead of the network, trained beside it in every run.
 
-Each baseline is a plug-in (``components.train.baselines``: ``trees``, ``tfidf``), chosen
-by ``train.baseline`` (``auto``: the data kind's own). For tables that is gradient-boosted
-trees: scikit-learn's
-``HistGradientBoostingClassifier`` with its default settings, fitted on the same
-prepared training split as the network (a numeric gap stays NaN: the trees route it
-natively; categories arrive one-hot). It is its own MLflow run (``run_name``
-``baseline-trees``, tag ``mloop.kind: baseline``) and an MLflow sklearn model whose
-pyfunc answers class probabilities, so the gate, the registry and the Bento treat it
-like any challenger. For texts it is word-piece TF-IDF (1-2 grams, sublinear term
-frequencies) and logistic regression (``baseline-tfidf``): it reads the token ids every
-text model of the loop reads, as words, so the registry, the gate and the service treat
-it as they treat the network. Image data has no baseline (``train.baseline: auto``).
+Each baseline is a plug-in (``components.train.baselines``: ``trees``, ``linear``,
+``tfidf``), chosen by ``train.baseline`` (``auto``: the data kind's own). For tables those
+are gradient-boosted trees (scikit-learn's ``HistGradientBoosting*`` with its defaults: a
+numeric gap stays NaN, the trees route it natively; categories arrive one-hot) and a linear
+model (logistic regression, or ridge for a regression, on the network's encoding). For
+texts it is word-piece TF-IDF (1-2 grams, sublinear term frequencies) and logistic
+regression, reading the token ids every text model of the loop reads, as words. Image
+data has none.
+
+Each is its own MLflow run (``run_name`` ``baseline-<name>``, tag ``mloop.kind:
+baseline``) and an MLflow sklearn model whose pyfunc answers class probabilities (a
+regression's: values), so the gate, the registry and the Bento treat it like any
+challenger. ``models/baseline.json`` lists what the train stage fitted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from components.core.kinds import kind as data_kind
 from components.core.paths import Workspace
 from components.core.records import read_json, write_json
 from components.core.splits import load_meta, load_split
+from components.core.tasks import task_of
+from components.core.tasks.regression import regression_scores
 from components.train.baselines import BASELINES, Baseline
 
 # TF-IDF models registered before the baselines became plug-ins name their function here
@@ -41,53 +44,62 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BaselineResult:
-    kind: str  # "trees"
+    kind: str  # its name: "trees", "linear", "tfidf"
     run_id: str
     model_uri: str
-    val_accuracy: float
+    val_score: float  # its task's default metric on the validation split
+    val_metric: str  # which: val accuracy, val RMSE
     seconds: float
     size_bytes: int  # the pickled model
 
     def summary(self) -> str:
-        return (
-            f"baseline ({self.kind}): val accuracy {self.val_accuracy:.4f}"
-            f" ({self.seconds:.1f}s); MLflow run {self.run_id}"
-        )
+        return (f"baseline ({self.kind}): {self.val_metric} {self.val_score:.4f}"
+                f" ({self.seconds:.1f}s); MLflow run {self.run_id}")  # fmt: skip
 
 
-def baseline_for(params: Params, meta: dict) -> Baseline | None:
-    """This data's baseline: the data kind's own for ``auto`` (trees for tables, TF-IDF for
-    texts, none for images), or the one ``train.baseline`` names, if it reads this kind."""
-    choice, own = params.train.baseline, data_kind(meta["kind"]).baseline
-    if choice == "none" or (choice == "auto" and own is None):
-        return None
-    baseline = BASELINES[own if choice == "auto" else choice]
-    if meta["kind"] not in baseline.reads:
-        raise ValueError(f"train.baseline: {choice} does not fit {meta['kind']} data; use auto"
-                         f" or none")  # fmt: skip
-    return baseline
+def baselines_for(params: Params, meta: dict) -> list[Baseline]:
+    """This data's baselines: the data kind's own for ``auto`` (trees and linear for
+    tables, TF-IDF for texts, none for images), or those ``train.baseline`` lists, each of
+    which must read this kind and learn this task."""
+    choice = params.train.baseline
+    if choice == "none":
+        return []
+    names = list(data_kind(meta["kind"]).baselines) if choice == "auto" else list(choice)
+    task = task_of(meta)
+    chosen = []
+    for name in names:
+        baseline = BASELINES[name]
+        if meta["kind"] not in baseline.reads:
+            raise ValueError(f"train.baseline: {name} does not fit {meta['kind']} data; use auto"
+                             f" or none")  # fmt: skip
+        if task.name not in baseline.tasks:
+            raise ValueError(f"train.baseline: {name} does not learn a {task.name}; use auto")
+        chosen.append(baseline)
+    return chosen
 
 
 def baseline_record(ws: Workspace) -> Path:
     return ws.models / "baseline.json"
 
 
-def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
-    """Fit and track this data's baseline; the record says so when the data has none."""
+def train_baselines(params: Params, ws: Workspace) -> list[BaselineResult]:
+    """Fit and track this data's baselines; the record lists them (none: an empty list)."""
+    meta = load_meta(ws.prepared)
+    results = [fit_baseline(b, params, ws, meta) for b in baselines_for(params, meta)]
+    write_json(baseline_record(ws), {"baselines": results})  # the stage's output either way
+    return results
+
+
+def fit_baseline(baseline: Baseline, params: Params, ws: Workspace, meta: dict) -> BaselineResult:
     import pickle
 
-    import mlflow  # heavy (~10 s): only the train stage of table data gets here
+    import mlflow  # heavy (~10 s): only the train stage of table and text data gets here
 
     from components.core import tracking
 
-    meta = load_meta(ws.prepared)
-    record = baseline_record(ws)
-    baseline = baseline_for(params, meta)
-    if baseline is None:
-        write_json(record, {"kind": None})  # the stage's output exists either way (DVC)
-        return None
+    task = task_of(meta)
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
-    model = baseline.make(params.seed)
+    model = baseline.make(params.seed, task, meta)
     log.info(f"training the baseline ({baseline.name}: {baseline.what}) on {len(train)} rows")
     with tracking.start_run(
         ws,
@@ -98,37 +110,42 @@ def train_baseline(params: Params, ws: Workspace) -> BaselineResult | None:
         start = time.perf_counter()
         model.fit(train.x, train.y)
         seconds = time.perf_counter() - start
-        val_accuracy = float(np.mean(model.predict(val.x) == val.y))
+        answer = "predict" if task.outputs_values else "predict_proba"
+        if task.outputs_values:  # the task's own metric on val: RMSE, or accuracy
+            val_metric, val_score = "val_rmse", regression_scores(val.y, model.predict(val.x)).rmse
+        else:
+            val_metric, val_score = "val_accuracy", float(np.mean(model.predict(val.x) == val.y))
         run.log_params(baseline.described(model))
         run.log_tokenizer(ws, meta)
-        run.log_metrics({"val_accuracy": val_accuracy, "train_seconds": seconds,
+        run.log_metrics({val_metric: val_score, "train_seconds": seconds,
                          **baseline.measured(model)})  # fmt: skip
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
         info = mlflow.sklearn.log_model(
             model,
             name="model",
             input_example=example,
-            signature=mlflow.models.infer_signature(example, model.predict_proba(example)),
-            pyfunc_predict_fn="predict_proba",
+            signature=mlflow.models.infer_signature(example, getattr(model, answer)(example)),
+            pyfunc_predict_fn=answer,
             pip_requirements=tracking.pinned(("scikit-learn", "mlflow", "numpy", "skops")),
             # skops (MLflow's default, no pickle) trusts no tree nodes, and no function of
             # ours, unless told: these were fitted just above and load only from this store.
             skops_trusted_types=list(baseline.trusted),
         )
-    result = BaselineResult(
-        kind=baseline.name,
-        run_id=run.run_id,
-        model_uri=info.model_uri,
-        val_accuracy=val_accuracy,
-        seconds=seconds,
+    return BaselineResult(
+        kind=baseline.name, run_id=run.run_id, model_uri=info.model_uri, val_score=val_score,
+        val_metric=val_metric.replace("_", " "), seconds=seconds,
         size_bytes=len(pickle.dumps(model)),
-    )
-    write_json(record, result)
-    return result
+    )  # fmt: skip
 
 
-def read_baseline(ws: Workspace) -> BaselineResult | None:
-    """The last train stage's baseline, or None when the data has none."""
+def read_baselines(ws: Workspace) -> list[BaselineResult]:
+    """The last train stage's baselines (none: an empty list). A record from before lists
+    (one baseline, or ``{"kind": null}``) reads as the list it was."""
     path = baseline_record(ws)
-    fields = read_json(path, "train") if path.is_file() else {"kind": None}
-    return BaselineResult(**fields) if fields["kind"] else None
+    fields = read_json(path, "train") if path.is_file() else {"baselines": []}
+    if "baselines" not in fields:  # one baseline, recorded before train.baseline was a list
+        if not fields.get("kind"):
+            return []
+        accuracy = fields.pop("val_accuracy")
+        fields = {"baselines": [{**fields, "val_score": accuracy, "val_metric": "val accuracy"}]}
+    return [BaselineResult(**f) for f in fields["baselines"]]

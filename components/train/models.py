@@ -68,11 +68,32 @@ class MLP(nn.Module):
             n_in = width
         layers.append(nn.Linear(n_in, data.num_classes))
         self.layers = nn.Sequential(*layers)
+        self.target = TargetScale(data) if data.num_classes == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         x = torch.where(torch.isnan(x), self.fill, x)  # imputation, as the prepare stage declared
-        return self.layers((x - self.mean) * self.inv_std)
+        out = self.layers((x - self.mean) * self.inv_std)
+        return out if self.target is None else self.target(out)
+
+
+class TargetScale(nn.Module):
+    """A regression net's last step: its output, learnt on the declared target scale
+    (``DataSpec.target_*``), back in the label's units; ``scaled`` goes the other way (what
+    the loss compares: ``objectives.Regress``)."""
+
+    def __init__(self, data) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(float(data.target_shift)), persistent=False)
+        self.register_buffer("scale", torch.tensor(float(data.target_scale)), persistent=False)
+        self.log1p = bool(data.target_log1p)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        y = z * self.scale + self.shift
+        return torch.expm1(y) if self.log1p else y
+
+    def scaled(self, y: torch.Tensor) -> torch.Tensor:
+        return ((torch.log1p(y) if self.log1p else y) - self.shift) / self.scale
 
 
 class _Block(nn.Module):
@@ -215,14 +236,27 @@ class TextEncoder(nn.Module):
 
 
 class Probabilities(nn.Module):
-    """Wraps a logits network so that its output is class probabilities: the served form."""
+    """Wraps a logits network so that its output is class probabilities (a regression net's
+    one value stays as it is): the served form."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x), dim=-1)
+        out = self.net(x)
+        # one output per input: a regression's value (a trace keeps the branch taken)
+        return out if self._width(out) == 1 else torch.softmax(out, dim=-1)
+
+    @staticmethod
+    def _width(out: torch.Tensor) -> int:
+        if not torch.jit.is_tracing():
+            return out.shape[-1]
+        import warnings
+
+        with warnings.catch_warnings():  # the width is the net's, the same for every input
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return int(out.shape[-1])
 
 
 def build_net(spec: NetSpec, weights_follow: bool = False) -> nn.Module:

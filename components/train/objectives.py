@@ -174,8 +174,38 @@ def classify(net, cfg, labels: np.ndarray | None = None) -> Classify:
                 channels_last=cfg.channels_last)  # fmt: skip
 
 
+class Regress(Objective):
+    """MSE (or Huber, delta 1) between the net's value and the label, both on the declared
+    target scale (the net's ``target.scaled``: log1p and standardised, as ``data.tabular.
+    target_transform`` says); logged as ``{stage}/loss`` and ``{stage}/rmse`` (in the
+    label's units)."""
+
+    def __init__(self, net, optimizer: Optimizer, loss: str = "mse", **device) -> None:
+        super().__init__(net, optimizer, **device)
+        self.loss = loss
+        scale = getattr(net, "target", None)
+        self.scaled = scale.scaled if scale is not None else (lambda y: y)
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch[0], batch[1].float()
+        value = self(x).reshape(len(y))
+        given, wanted = self.scaled(value), self.scaled(y)
+        loss = F.huber_loss(given, wanted) if self.loss == "huber" else F.mse_loss(given, wanted)
+        sync = self.trainer.world_size > 1
+        rmse = torch.sqrt(F.mse_loss(value.detach(), y))
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/rmse", rmse, on_step=False, on_epoch=True, sync_dist=sync)
+        return loss
+
+
+def regress(net, cfg, labels: np.ndarray | None = None) -> Regress:
+    """``Regress`` as a train section says: its optimizer, ``loss`` and device options."""
+    return Regress(net, Optimizer.of(cfg), cfg.loss, compile=cfg.compile,
+                   channels_last=cfg.channels_last)  # fmt: skip
+
+
 # The objective each task trains with (``Task.objective``), by name
-OBJECTIVES = {"classify": classify}
+OBJECTIVES = {"classify": classify, "regress": regress}
 
 
 def distillation_loss(

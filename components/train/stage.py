@@ -17,7 +17,7 @@ from components.core.splits import load_meta, load_split
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params
 from components.core.tasks import task_of
-from components.train.baseline import train_baseline
+from components.train.baseline import train_baselines
 from components.train.data import SplitData
 from components.train.objectives import OBJECTIVES
 from components.train.trainer import Fitting, fit, global_rank, net_spec, train_classifier
@@ -32,16 +32,19 @@ class TrainResult:
     model_file: Path
     run_id: str
     model_uri: str
-    val_accuracy: float
+    val_accuracy: float  # nan for a regression
     epochs: int
     seconds: float
     device: str
+    val_rmse: float | None = None  # a regression's, in the label's units
 
     def summary(self) -> str:
         if not self.run_id:
             return f"DDP worker done after {self.epochs} epochs (rank zero tracks the run)"
+        val = (f"val accuracy {self.val_accuracy:.4f}" if self.val_rmse is None else
+               f"val RMSE {self.val_rmse:.4f}")  # fmt: skip
         return (
-            f"val accuracy {self.val_accuracy:.4f} after {self.epochs} epochs"
+            f"{val} after {self.epochs} epochs"
             f" ({self.seconds:.1f}s on {self.device}); MLflow run {self.run_id}"
         )
 
@@ -128,8 +131,10 @@ def train_stage(params: Params, ws: Workspace, resume: bool = False) -> TrainRes
         example = np.ascontiguousarray(val.x[:4], dtype=np.float32)
         model_uri = run.log_torch_model(Probabilities(final), example)
 
-    val_acc = result.history[-1].get("val/acc", float("nan")) if result.history else float("nan")
+    last = result.history[-1] if result.history else {}
+    val_acc, val_rmse = last.get("val/acc", float("nan")), last.get("val/rmse")
     record = TrainResult(
+        val_rmse=None if val_rmse is None else float(val_rmse),
         model_file=ws.model_file,
         run_id=run.run_id,
         model_uri=model_uri,
@@ -159,12 +164,25 @@ class Skipped:
         return f"skipped: {self.reason}"
 
 
+@dataclass(frozen=True)
+class Baselines:
+    """What the baseline step fitted: each a challenger like the network."""
+
+    fitted: list
+
+    def summary(self) -> str:
+        return "; ".join(b.summary() for b in self.fitted)
+
+
 def baseline_step(params: Params, ws: Workspace):
-    """The model a user would pick instead (trees for tables, TF-IDF for texts), fitted on
-    the same split in its own MLflow run: a challenger like the network."""
-    result = train_baseline(params, ws)
-    return result or Skipped(f"no baseline for {load_meta(ws.prepared)['kind']} data"
-                             f" (train.baseline: {params.train.baseline})")  # fmt: skip
+    """The models a user would pick instead (trees and a linear model for tables, TF-IDF
+    for texts), each fitted on the same split in its own MLflow run: challengers like the
+    network."""
+    fitted = train_baselines(params, ws)
+    if fitted:
+        return Baselines(fitted)
+    return Skipped(f"no baseline for {load_meta(ws.prepared)['kind']} data"
+                   f" (train.baseline: {params.train.baseline})")  # fmt: skip
 
 
 def pretraining_report_step(params: Params, ws: Workspace):

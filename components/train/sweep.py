@@ -25,6 +25,7 @@ from pathlib import Path
 from components.core.config import Params, SweepRange
 from components.core.paths import Workspace
 from components.core.splits import load_meta, load_split
+from components.core.tasks import task_of
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class SweepResult:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in self.best_params.items())  # fmt: skip
         return (
-            f"{self.trials} trials ({self.pruned} pruned); best val/acc {self.best_value:.4f}"
+            f"{self.trials} trials ({self.pruned} pruned); best {self.best_value:.4f}"
             f" with {shown}; written to {self.best_file}"
         )
 
@@ -137,8 +138,15 @@ def open_sweep(
         tracking_uri=tracking.tracking_uri(),
     )
     study.journal.parent.mkdir(parents=True, exist_ok=True)
-    optuna.create_study(study_name=study.name, storage=_storage(study), direction="maximize")
+    _, direction = objective_of(load_meta(ws.prepared))
+    optuna.create_study(study_name=study.name, storage=_storage(study), direction=direction)
     return study
+
+
+def objective_of(meta: dict) -> tuple[str, str]:
+    """What a trial is scored by, and which way is better: val accuracy (up), a
+    regression's val RMSE (down)."""
+    return ("val/rmse", "minimize") if task_of(meta).outputs_values else ("val/acc", "maximize")
 
 
 def run_trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOutcome:
@@ -154,6 +162,7 @@ def run_trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOu
     meta = load_meta(ws.prepared)
     train, val = load_split(ws.prepared, "train"), load_split(ws.prepared, "val")
     optuna_study = _load(study, params, slot)
+    objective, _ = objective_of(meta)
     trial = optuna_study.ask()
     values = {name: suggest(trial, name, space) for name, space in params.sweep.space.items()}
     trial_params = with_values(params, values)
@@ -164,7 +173,7 @@ def run_trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOu
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             run.log_epoch(epoch, metrics)
-            trial.report(metrics["val/acc"], epoch)
+            trial.report(metrics[objective], epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
@@ -172,11 +181,11 @@ def run_trial(params: Params, ws: Workspace, study: Study, slot: int) -> TrialOu
         net = build_net(net_spec(trial_params, meta, train))
         try:
             result = train_classifier(net, trial_params.train, params.seed, train, val,
-                                      on_epoch=report)  # fmt: skip
+                                      task_of(meta).objective, on_epoch=report)  # fmt: skip
         except optuna.TrialPruned:  # a pruned trial is no failed run
             state = "PRUNED"
         else:
-            value = result.history[-1]["val/acc"]
+            value = result.history[-1][objective]
             run.log_metrics({"objective": value})
         run.set_tags(
             {"optuna.state": state, "mloop.worker": f"{socket.gethostname()}:{os.getpid()}"}
@@ -198,12 +207,13 @@ def close_sweep(params: Params, ws: Workspace, study: Study) -> SweepResult:
     done = _load(study, params, 0)
     best = done.best_trial  # raises if no trial completed
     parent = tracking.Run(study.parent_run_id, "")
-    parent.log_metrics({"best_val_acc": best.value})
+    objective, _ = objective_of(load_meta(ws.prepared))
+    parent.log_metrics({f"best_{objective.replace('/', '_')}": best.value})
     parent.log_params({f"best.{k}": v for k, v in best.params.items()})
     nested = nest({}, best.params)  # train.cnn.width -> train: {cnn: {width: ...}}
     best_file = ws.root / "best_params.yaml"
     best_file.write_text(
-        f"# Best of {len(done.trials)} trials (val/acc {best.value:.4f});"
+        f"# Best of {len(done.trials)} trials ({objective} {best.value:.4f});"
         f" MLflow run {study.parent_run_id}\n" + yaml.safe_dump(nested, sort_keys=True)
     )
     parent.end("FINISHED")

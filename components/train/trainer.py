@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.core.splits import Split, pixel_scale
+from components.core.tasks import task_of
 
 if TYPE_CHECKING:  # types only: the training path runs without pydantic
     from components.core.config import Params, TrainConfig
@@ -113,14 +114,15 @@ def fit(module, data, run: Fitting) -> FitResult:
 
 
 def train_classifier(net, cfg: TrainConfig, seed: int, train: Split, val: Split,
-                     **fitting) -> FitResult:  # fmt: skip
-    """The usual fit: ``net`` classifies (``objectives.classify``: ``cfg``'s optimizer and
-    class weights) on ``train``, validated on ``val``; ``fitting``: ``Fitting``'s fields."""
+                     objective: str = "classify", **fitting) -> FitResult:  # fmt: skip
+    """The usual fit: ``net`` learns its task's ``objective`` (``objectives.classify``:
+    ``cfg``'s optimizer and class weights; ``regress``) on ``train``, validated on ``val``;
+    ``fitting``: ``Fitting``'s fields."""
     from components.train.data import SplitData
-    from components.train.objectives import classify
+    from components.train.objectives import OBJECTIVES
 
     data = SplitData(train, val, cfg.batch_size, seed)
-    return fit(classify(net, cfg, train.y), data, Fitting(cfg, seed, **fitting))
+    return fit(OBJECTIVES[objective](net, cfg, train.y), data, Fitting(cfg, seed, **fitting))
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
@@ -196,14 +198,25 @@ def net_spec(params: Params, meta: dict, train: Split):
     data = families.DataSpec(
         kind=meta["kind"],
         input_shape=tuple(meta["input_shape"]),
-        num_classes=len(meta["classes"]),
+        num_classes=task_of(meta).outputs(meta["classes"]),
         pixel_max=float(pixel_scale(params, meta) or 1.0),
         feature_mean=mean,
         feature_std=std,
         feature_fill=fill,
         vocab_size=int((meta.get("text") or {}).get("vocab_size", 0)),
+        **target_spec(meta),
     )
     return families.NetSpec(name, data, cfg.net(name), cfg.dropout)
+
+
+def target_spec(meta: dict) -> dict:
+    """A regression's target scale as a net learns it (``meta["target"]``, fitted by the
+    prepare stage on the training split); nothing for a classification."""
+    target = meta.get("target")
+    if not target:
+        return {}
+    return {"target_shift": float(target["shift"]), "target_scale": float(target["scale"]),
+            "target_log1p": "log1p" in target["transforms"]}  # fmt: skip
 
 
 def global_rank() -> int:

@@ -22,8 +22,10 @@ def profile(gate: GateInput) -> dict:
     the distribution of each column (images: of the per-image statistics) for the report;
     what besides is the data kind's (``DataKind.profile_of``)."""
     t = gate.table
-    labels = sorted(t[gate.of.gate_label].dropna().unique())
-    prof = {"kind": gate.kind, "name": gate.name, "labels": labels}
+    regression = gate.regression(None)  # a number to predict: no set of labels to hold to
+    labels = [] if regression else sorted(t[gate.of.gate_label].dropna().unique())
+    prof = {"kind": gate.kind, "name": gate.name, "labels": labels,
+            "task": gate.task or "classification"}  # fmt: skip
     prof["distributions"] = distributions(gate, None)
     return {**prof, **gate.of.profile_of(gate)}
 
@@ -75,6 +77,8 @@ def load_profile(path: Path, gate: GateInput) -> dict | None:
         return None
     prof = json.loads(path.read_text())
     same = prof.get("kind") == gate.kind and gate.of.same_profile(prof, gate)
+    if gate.task and prof.get("task", "classification") != gate.task:
+        same = False  # the label is read as another task now: a profile of its own
     return prof if same else None
 
 

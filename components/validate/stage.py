@@ -125,7 +125,8 @@ def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
     """Every check's outcome on ``gate``: (checks, failures, warnings)."""
     t = gate.table
     samples = gate.of.expectations(gate, cfg, reference)  # the kind's own suite
-    labels = expected_labels(cfg, reference)
+    regression = gate.regression(reference)  # a number to predict: no classes to check
+    labels = None if regression else expected_labels(cfg, reference)
     if labels:  # every kind's: the labels the params or the reference allow
         import great_expectations as gx
 
@@ -133,8 +134,8 @@ def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
                                                                   value_set=labels))  # fmt: skip
     suites = {"samples": samples}
     label, split = gate.of.gate_label, gate.of.gate_split
-    warnings = list(gate.of.gate_warnings(gate, cfg, reference))
-    if reference is None:
+    warnings = [*gate.of.gate_warnings(gate, cfg, reference), *gate.leakage]
+    if reference is None and not regression:
         labels = (
             f"labels are checked against validate.allowed_labels {list(cfg.allowed_labels)}"
             if cfg.allowed_labels
@@ -145,7 +146,7 @@ def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
             " ranges and shapes come from params alone"
         )
     tables = {"samples": t}
-    if len(t):
+    if len(t) and not regression:
         kept = t[t[split] != DROPPED]  # rows a `drop` rule left out are in no split
         tables["classes"] = class_table(kept, label, split, expected_labels(cfg, reference) or [])
         suites["classes"] = class_expectations(cfg)

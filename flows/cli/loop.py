@@ -87,16 +87,16 @@ def _missing_source(params, ws: Workspace) -> str | None:
 
 def print_summary(summary, ws: Workspace, seconds: float) -> None:
     from components.core import tracking
+    from components.evaluate.stage import line
 
     reg, ev = summary.registration, summary.evaluation
     print(f"\nmloop: the loop finished in {seconds:.0f}s")
     gate = reg.decision
     champion = gate.challenger_score if gate.promote else gate.champion_score
     print(f"  champion {gate.metric:<14} {champion:.4f}  (version {_champion_version(reg)})")
-    print(f"  this run's network      test accuracy {ev.scores.accuracy:.4f}")
-    if ev.baseline is not None:
-        trees = ev.baseline
-        print(f"  this run's {trees.kind:<12} test accuracy {trees.scores.accuracy:.4f}")
+    print(f"  this run's network      {line(ev.scores)}")
+    for baseline in ev.baselines:
+        print(f"  this run's {baseline.kind:<12} {line(baseline.scores)}")
     print(f"  MLflow run              {summary.train.run_id}")
     print(f"  registered model        {reg.model_name} version {reg.version}")
     print(f"    aliases               {', '.join(reg.aliases)} ({reg.decision.reason})")

@@ -27,7 +27,7 @@ class DataKind:
     batch_format: ClassVar[str]  # how an accepted batch of it is stored: arrays or table
     row_table: ClassVar[bool]  # its samples are the rows of a table (a frame to gate by row)
     family: ClassVar[str]  # the model family train.model: auto trains on it
-    baseline: ClassVar[str | None] = None  # the baseline train.baseline: auto fits beside it
+    baselines: ClassVar[tuple[str, ...]] = ()  # the baselines train.baseline: auto fits beside it
     # What it is made of, for the stages that treat it so: pixels (scaled, decoded, drawn
     # as saliency), texts read through a tokenizer that travels with the model, or rows of
     # feature columns encoded for the net

@@ -39,6 +39,12 @@ class GateInput:
     missing: dict[str, dict] = field(default_factory=dict)  # tables: each column's rule
     text_column: str | None = None  # texts: the column of the texts
     conflicts: str = "fail"  # data.text.conflicts: the same text under two labels fails
+    task: str | None = None  # the prepared data's (None: a batch: the reference profile's)
+    leakage: list[str] = field(default_factory=list)  # prepare's probable leakage, said
+
+    def regression(self, reference: dict | None) -> bool:
+        """Whether the label is a number (no classes to count or allow)."""
+        return (self.task or (reference or {}).get("task")) == "regression"
 
     @property
     def kind(self) -> str:

@@ -95,7 +95,10 @@ class TableChecks(DataKind):
             categorical=list(schema["categorical"]), missing=schema.get("missing", {}),
             origin=Path(meta["origin"]) if meta["origin"] else None,
         )  # fmt: skip
-        return gate_of(self, raw, meta["name"], split_column(names, frames))
+        gate = gate_of(self, raw, meta["name"], split_column(names, frames))
+        gate.task = meta.get("task", "classification")
+        gate.leakage = [f["message"] for f in meta.get("leakage") or []]
+        return gate
 
     def expectations(self, gate: GateInput, cfg: ValidateConfig, reference: dict | None):
         import great_expectations as gx
@@ -152,6 +155,10 @@ class TableChecks(DataKind):
 
         t = gate.table
         faults = [(~t["_finite"], "infinite value")]
+        if gate.regression(reference):  # a number to predict: a label that is none is a fault
+            value = pd.to_numeric(t["_label"], errors="coerce")
+            faults.append((t["_label"].notna() & ~np.isfinite(value.astype(float)),
+                           "label not a finite number"))  # fmt: skip
         if not faults_only:
             faults.append((t["_digest"].duplicated(), "duplicate row"))
         numeric = numeric_columns(gate, reference)

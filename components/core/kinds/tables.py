@@ -220,7 +220,7 @@ def synthetic_rows(cfg: SyntheticSource, seed: int) -> RawData:
 class Tables(TableChecks):
     name, noun, route, batch_format, row_table = "tabular", "rows", "/predict_rows", "table", True
     family = "mlp"
-    baseline = "trees"
+    baselines = ("trees", "linear")
     features = True
     logged = drifting = ("mean", "std", "min", "max", "ink")  # of each row's encoded values
 

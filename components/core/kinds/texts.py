@@ -107,7 +107,7 @@ class TextBatch:
 class Texts(TextChecks):
     name, noun, route, batch_format, row_table = "text", "texts", "/predict_text", "table", True
     family = "transformer"
-    baseline = "tfidf"
+    baselines = ("tfidf",)
     tokenized, report_note = True, "Texts: the per-text statistics."
     # characters, share of non-letters, share of digits, share of unknown tokens, words
     logged = ("chars", "non_letter", "digits", "unknown", "words")

@@ -1,4 +1,5 @@
-"""Tasks as plug-ins: ``CLASSIFICATION`` (``classification.py``), each a ``Task``.
+"""Tasks as plug-ins: ``CLASSIFICATION`` (``classification.py``) and ``REGRESSION``
+(``regression.py``), each a ``Task``.
 
 ``task(name)`` is the task a prepared data set (``meta["task"]``) or a registered model
 names; ``task_of(meta)`` reads it from a data set's ``meta.json`` (one prepared before tasks
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 from components.core.tasks.base import Task
 from components.core.tasks.classification import CLASSIFICATION
+from components.core.tasks.regression import REGRESSION
 
-TASKS: dict[str, Task] = {t.name: t for t in (CLASSIFICATION,)}
+TASKS: dict[str, Task] = {t.name: t for t in (CLASSIFICATION, REGRESSION)}
 
 
 def task(name: str) -> Task:

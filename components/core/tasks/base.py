@@ -6,7 +6,8 @@ the classes or scale that turn them back), which objective trains a network on i
 reports and which way each one improves (the gate reads one: ``register.metric``), and
 what a served answer and a production label look like (``check_feedback``). A prepared data
 set records its task in ``meta.json`` (``task_of(meta)``); classification is the one task
-so far, and another (regression) is another module beside it, not a round of if/else.
+(``classification.py``) and regression (``regression.py``) are two modules beside each other,
+not a round of if/else.
 """
 
 from __future__ import annotations
@@ -21,10 +22,30 @@ class Task:
     objective: ClassVar[str]  # the objective that trains a network on it (train/objectives.py)
     metrics: ClassVar[tuple[str, ...]]  # what register.metric may name
     lower_is_better: ClassVar[frozenset[str]]  # of its metrics, those where less wins
+    default_metric: ClassVar[str]  # what register.metric: auto reads
+    outputs_values: ClassVar[bool] = False  # a model answers values, not class probabilities
 
     def targets(self, labels: np.ndarray) -> tuple[np.ndarray, list]:
         """The labels as a model learns them, and what turns its output back (classes)."""
         raise NotImplementedError
+
+    def outputs(self, classes: list) -> int:
+        """How many numbers a network of this task answers per input."""
+        return len(classes)
+
+    def answers(self, outputs: np.ndarray, classes: list) -> tuple[list, np.ndarray]:
+        """What the service answers and logs of a batch of outputs: each input's answer
+        (a class, a value) and its confidence."""
+        raise NotImplementedError
+
+    def metric_for(self, setting: str) -> str:
+        """``register.metric`` as this task reads it: ``auto`` is its default; a metric of
+        another task stops with the ones it has."""
+        metric = self.default_metric if setting == "auto" else setting
+        if metric not in self.metrics:
+            raise ValueError(f"register.metric {setting} is no {self.name} metric; use auto or"
+                             f" one of {', '.join(self.metrics)}")  # fmt: skip
+        return metric
 
     def better(self, metric: str, challenger: float, champion: float, margin: float = 0.0) -> bool:
         """Whether ``challenger`` beats ``champion`` on ``metric`` by more than ``margin``."""

@@ -15,6 +15,11 @@ class Classification(Task):
     objective = "classify"
     metrics = ("test_accuracy", "test_macro_f1", "test_roc_auc", "test_pr_auc", "test_log_loss")
     lower_is_better = frozenset({"test_log_loss", "test_ece"})
+    default_metric = "test_accuracy"
+
+    def answers(self, outputs: np.ndarray, classes: list) -> tuple[list, np.ndarray]:
+        """Each input's class (the likeliest) and its probability."""
+        return [classes[i] for i in outputs.argmax(1).tolist()], outputs.max(1)
 
     def targets(self, labels: np.ndarray) -> tuple[np.ndarray, list]:
         """Class indices into the sorted distinct labels: ints stay ints (the digits),

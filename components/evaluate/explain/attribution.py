@@ -88,9 +88,11 @@ class Gradients:
         self.batch = batch  # interpolated inputs per forward pass
 
     def _log_probability(self, x):
+        """The class log-probabilities; a regression net's one value as it is."""
         import torch
 
-        return torch.log_softmax(self.net(x), dim=-1)
+        out = self.net(x)
+        return out if out.shape[-1] == 1 else torch.log_softmax(out, dim=-1)
 
     def _through_embedding(self, vectors, ids):
         """The log-probabilities with the embedding layer's output replaced by ``vectors`` (cut
@@ -164,12 +166,16 @@ class TreeShap:
         import shap  # heavy (numba, ~2 s): only where trees are explained
 
         self.model = model
-        self.explainer = shap.TreeExplainer(model)
+        # a regressor's values (inside a log1p target: on the log scale it learnt)
+        self.values = not hasattr(model, "predict_proba")
+        self.explainer = shap.TreeExplainer(getattr(model, "regressor_", model))
 
     def explain(self, x: np.ndarray, targets: np.ndarray) -> Attribution:
         targets = np.asarray(targets, dtype=np.int64)
         values = np.asarray(self.explainer.shap_values(np.asarray(x, np.float64)))
-        if values.ndim == 2:  # two classes: one log-odds, toward class 1
+        if self.values:  # a regression: toward its value
+            scores = values
+        elif values.ndim == 2:  # two classes: one log-odds, toward class 1
             scores = values * np.where(targets == 1, 1.0, -1.0)[:, None]
         else:  # N x columns x classes
             scores = values[np.arange(len(targets)), :, targets]
@@ -232,5 +238,31 @@ class LinearTerms:
         return Attribution(scores, targets, self.method)
 
 
+class LinearValues:
+    """The linear baseline's answer for a table row: each encoded column's coefficient times
+    its standardised value (the training split's mean is 0 there), toward the target class
+    (a regression: its value; inside a log1p target, on the log scale). The scores add up
+    to the decision function less its value at the mean row: exact, no sampling."""
+
+    method = "coefficient-x-value"
+
+    def __init__(self, model) -> None:
+        pipeline = getattr(model, "regressor_", model)
+        self.encode, self.linear = pipeline[:-1], pipeline[-1]
+
+    def explain(self, x: np.ndarray, targets: np.ndarray) -> Attribution:
+        targets = np.asarray(targets, dtype=np.int64)
+        z = self.encode.transform(np.asarray(x, np.float64))
+        coef = np.atleast_2d(self.linear.coef_)
+        if coef.shape[0] == 1:  # two classes (class 1's function), or a regression's value
+            sign = np.ones(len(targets)) if not hasattr(self.linear, "classes_") else np.where(
+                targets == 1, 1.0, -1.0)  # fmt: skip
+            scores = z * coef[0] * sign[:, None]
+        else:
+            scores = z * coef[targets]
+        return Attribution(scores.astype(np.float64), targets, self.method)
+
+
 # What a baseline names as its explainer (``train.baselines.Baseline.explainer``)
-METHODS = {TreeShap.method: TreeShap, LinearTerms.method: LinearTerms}
+METHODS = {TreeShap.method: TreeShap, LinearTerms.method: LinearTerms,
+           LinearValues.method: LinearValues}  # fmt: skip

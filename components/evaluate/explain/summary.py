@@ -78,12 +78,12 @@ def table_summary(view: TableView, scores, x, y, predict, rng, png: Path) -> dic
 
 
 def permutation_importance(view: TableView, x, y, predict, rng) -> np.ndarray:
-    """Per source column, the mean drop in accuracy over ``PERMUTATION_REPEATS`` shuffles
-    of its values (a categorical column's one-hot block moves as one) on up to
-    ``PERMUTATION_ROWS`` rows."""
+    """Per source column, the mean drop in accuracy (a regression: the rise in RMSE) over
+    ``PERMUTATION_REPEATS`` shuffles of its values (a categorical column's one-hot block
+    moves as one) on up to ``PERMUTATION_ROWS`` rows."""
     rows = np.sort(rng.choice(len(x), size=min(PERMUTATION_ROWS, len(x)), replace=False))
     xs, ys = np.asarray(x[rows]), np.asarray(y[rows])
-    base = float(np.mean(predict(xs).argmax(1) == ys))
+    base = quality(predict(xs), ys)
     source = view.source_index()
     drops = np.zeros(len(view.columns))
     for j in range(len(view.columns)):
@@ -91,8 +91,16 @@ def permutation_importance(view: TableView, x, y, predict, rng) -> np.ndarray:
         for _ in range(PERMUTATION_REPEATS):
             moved = xs.copy()
             moved[:, block] = xs[rng.permutation(len(xs))][:, block]
-            drops[j] += base - float(np.mean(predict(moved).argmax(1) == ys))
+            drops[j] += base - quality(predict(moved), ys)
     return drops / PERMUTATION_REPEATS
+
+
+def quality(out: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of class probabilities, or minus the RMSE of values (one column): higher
+    is better either way."""
+    if out.shape[1] == 1:
+        return -float(np.sqrt(np.mean((out[:, 0] - y) ** 2)))
+    return float(np.mean(out.argmax(1) == y))
 
 
 def text_summary(view: TextView, ids, scores, targets, classes, png: Path) -> dict:

@@ -1,4 +1,4 @@
-"""The evaluate stage's explanations: the trained network's and the baseline's, over the
+"""The evaluate stage's explanations: the trained network's and each baseline's, over the
 validation split, written to ``reports/explanations.json`` and, per model, its part and
 its picture in ``reports/explanations/`` (``network.json``, ``network.png``, ``trees.*``),
 logged to the model's MLflow run (``explanations/``); the register stage tags each
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,10 @@ def sklearn_model(model_uri: str):
     return mlflow.sklearn.load_model(model_uri)
 
 
-def explain_models(params, ws, net, spec, meta: dict, baseline) -> dict:
-    """The global explanation of the network (``net``, ``spec``) and of ``baseline`` (the train
-    stage's record, or None), each under its family's name; a model that cannot be
-    explained says why (``skipped``) and stops nothing."""
+def explain_models(params, ws, net, spec, meta: dict, baselines: list) -> dict:
+    """The global explanation of the network (``net``, ``spec``) and of each of ``baselines``
+    (the train stage's records), each under its name; a model that cannot be explained
+    says why (``skipped``) and stops nothing."""
     from components.core.predict import torch_predictor
 
     cfg = params.explain
@@ -56,10 +57,10 @@ def explain_models(params, ws, net, spec, meta: dict, baseline) -> dict:
         examples = np.asarray(load_split(ws.prepared, "test").x[: cfg.examples])
     models = [("network", lambda: for_network(net, view, cfg.steps, cfg.max_steps),
                lambda: torch_predictor(net))]  # fmt: skip
-    if baseline is not None:
+    for baseline in baselines:
         model = sklearn_model(baseline.model_uri)
-        models.append((baseline.kind, lambda: for_baseline(baseline.kind, model, plain),
-                       lambda: probabilities_of(model)))  # fmt: skip
+        models.append((baseline.kind, partial(for_baseline, baseline.kind, model, plain),
+                       partial(probabilities_of, model)))  # fmt: skip
     out = {"kind": meta["kind"], "split": "val", "models": {}}
     for stale in ws.report(ARTIFACT_FOLDER).glob("*.*"):  # a model of an earlier run
         stale.unlink()
@@ -84,7 +85,11 @@ def explain_models(params, ws, net, spec, meta: dict, baseline) -> dict:
 
 
 def probabilities_of(model):
-    """A scikit-learn classifier as a predictor (float32 inputs, as the service sends)."""
+    """A scikit-learn model as a predictor (float32 inputs, as the service sends): a
+    classifier's probabilities, a regressor's values (one column)."""
+    if not hasattr(model, "predict_proba"):
+        return lambda x: np.asarray(model.predict(np.asarray(x, np.float32)), np.float64).reshape(
+            -1, 1)  # fmt: skip
     return lambda x: np.asarray(model.predict_proba(np.asarray(x, np.float32)), np.float64)
 
 

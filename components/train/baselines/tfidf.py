@@ -43,7 +43,7 @@ def described(model) -> dict[str, object]:
 
 TFIDF = Baseline(
     name="tfidf", what="TF-IDF + logistic regression", reads=("text",),
-    make=lambda seed: text_pipeline(seed, id_words),
+    make=lambda seed, task=None, meta=None: text_pipeline(seed, id_words),
     trusted=("components.train.baselines.tfidf.id_words",), described=described,
     measured=lambda model: {"tfidf.terms": float(len(model[1].vocabulary_))},
     explainer="coefficient-x-tfidf",
