@@ -65,7 +65,7 @@ def run(name: str, root: Path) -> tuple[dict, float]:
     if done.returncode:
         sys.exit(f"mloop run failed in {root}: see {root / 'run.log'}")
     reports = root / "reports"
-    scores = {"network": json.loads((reports / "metrics.json").read_text()),
+    scores = {"network": json.loads((root / "metrics.json").read_text()),
               **json.loads((reports / "baseline_metrics.json").read_text())}  # fmt: skip
     registry = json.loads((reports / "registry.json").read_text())
     meta = json.loads((root / "data" / "prepared" / "meta.json").read_text())

@@ -229,3 +229,67 @@ def test_tfidf_scores_add_up_to_its_decision_function(texts):
     assert found.scores.sum(1) == pytest.approx(decision, abs=1e-6)
     answers, completeness = explainer.explain(["a wonderful film"], [1])
     assert dict(answers[0])["wonderful"] > 0 and completeness == [None]
+
+
+def test_the_linear_models_terms_add_up_to_its_decision_and_rank_the_planted_column_first(table):
+    """Exact by construction: for logistic regression the terms toward class 1 sum to its
+    decision function less the intercept (the mean row's); toward class 0, to minus that."""
+    from components.core.tasks import CLASSIFICATION, REGRESSION
+    from components.train.baselines import BASELINES
+
+    _, view, x, y = table
+    train_x, train_y = planted_table(1500, seed=1)
+    model = BASELINES["linear"].make(0, CLASSIFICATION, {}).fit(train_x, train_y)
+    explainer = for_baseline("linear", model, view)
+    found = explainer.attribute(x, y)[0]
+    decision = model.decision_function(x) - model[-1].intercept_[0]
+    np.testing.assert_allclose(found.scores.sum(1), np.where(y == 1, decision, -decision),
+                               atol=1e-8)  # fmt: skip
+    order = ranking(view.by_column(found.scores))
+    assert view.columns[order[0]] == "signal" and view.columns[order[-1]] == "noise", order
+    # a regression's ridge, toward its value: the terms add up to the value less the mean's
+    value = 2.0 * train_x[:, 0] + 0.5 * train_x[:, 2]
+    ridge = BASELINES["linear"].make(0, REGRESSION, {}).fit(train_x, value)
+    terms = for_baseline("linear", ridge, view).attribute(x, np.zeros(len(x)))[0].scores
+    np.testing.assert_allclose(terms.sum(1), ridge.predict(x) - ridge[-1].intercept_, atol=1e-8)
+
+
+def test_shap_of_regression_trees_adds_up_to_the_value_less_the_average(table):
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    _, view, x, _ = table
+    train_x, _ = planted_table(1500, seed=1)
+    trees = HistGradientBoostingRegressor(random_state=0).fit(train_x, 3.0 * train_x[:, 0])
+    explainer = for_baseline("trees", trees, view)
+    scores = explainer.attribute(x, np.zeros(len(x)))[0].scores
+    average = explainer.attributor.explainer.expected_value
+    np.testing.assert_allclose(scores.sum(1) + average, trees.predict(x), atol=1e-4)
+    assert view.columns[ranking(view.by_column(scores))[0]] == "signal"
+
+
+def test_a_regression_networks_value_is_explained_completely_in_the_labels_units(table):
+    """Integrated Gradients of the value itself (no log-softmax), through the last layer that
+    turns the standardised target back into the label's units."""
+    _, view, x, _ = table
+    train_x, _ = planted_table(1500, seed=1)
+    value = 40.0 * train_x[:, 0] + 10.0 * train_x[:, 2] ** 2 + 100.0
+    mean, std = tuple(train_x.mean(0).tolist()), tuple(train_x.std(0).tolist())
+    data = DataSpec("tabular", (train_x.shape[1],), 1, feature_mean=mean, feature_std=std,
+                    target_shift=float(value.mean()), target_scale=float(value.std()))  # fmt: skip
+    torch.manual_seed(0)
+    net = build_net(NetSpec.of("mlp", data, dropout=0.0))
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
+    inputs, wanted = torch.as_tensor(train_x), torch.as_tensor(value, dtype=torch.float32)
+    for _ in range(300):
+        optimiser.zero_grad()
+        scaled = net.target.scaled
+        torch.nn.functional.mse_loss(scaled(net(inputs)[:, 0]), scaled(wanted)).backward()
+        optimiser.step()
+    net.eval()
+    found = for_network(net, view).attribute(x, np.zeros(len(x)))[0]
+    assert (found.error <= 0.05).mean() >= 0.95
+    with torch.no_grad():
+        answered = net(torch.as_tensor(x))[:, 0].numpy()
+        at_mean = net(torch.as_tensor(view.baseline(x[:1])))[0, 0].item()
+    np.testing.assert_allclose(found.change, answered - at_mean, rtol=1e-3, atol=0.05)
+    assert view.columns[ranking(view.by_column(found.scores))[0]] == "signal"

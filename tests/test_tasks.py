@@ -84,3 +84,17 @@ def test_a_regressions_production_labels_are_finite_numbers():
             REGRESSION.check_feedback(bad, [])
     values, confidence = REGRESSION.answers(np.array([[2.5], [-1.0]]), [])
     assert values == [2.5, -1.0] and confidence.tolist() == [0.0, 0.0]
+
+
+def test_the_best_on_validation_is_the_challenger_and_a_tie_goes_to_the_simpler_model():
+    from components.register.stage import Candidate, challenger_of
+
+    def made(family: str, val: float) -> Candidate:
+        return Candidate(family, "trained", "run", "uri", {}, val, 1.0, 1.0)
+
+    tied = [made("mlp", 0.97), made("trees", 0.95), made("linear", 0.97)]
+    assert challenger_of(tied, CLASSIFICATION, "test_accuracy").family == "linear"
+    better = [made("mlp", 0.98), made("trees", 0.95), made("linear", 0.97)]
+    assert challenger_of(better, CLASSIFICATION, "test_accuracy").family == "mlp"
+    rmse = [made("mlp", 50.0), made("trees", 50.0), made("linear", 51.0)]
+    assert challenger_of(rmse, REGRESSION, "test_rmse").family == "trees"

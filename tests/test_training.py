@@ -129,3 +129,29 @@ def test_fit_with_balanced_weights_finds_more_of_a_rare_class():
             predicted = net(torch.from_numpy(val.x)).argmax(1).numpy()
         recall[weights] = (predicted[val.y == 1] == 1).mean()
     assert recall["balanced"] > recall["none"] + 0.2, recall
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+def test_a_regression_net_learns_on_the_declared_scale_and_answers_in_the_labels_units(loss):
+    """A value 1,000 times a linear function of the inputs, plus an outlier: either loss
+    brings the validation RMSE (in the label's units) far below the label's spread, and
+    the served form answers the value itself (no softmax of one output)."""
+    from components.core.splits import Split
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4)).astype(np.float32)
+    y = 1000.0 * (x[:, 0] - 0.5 * x[:, 1]) + 5000.0
+    y[7] = 1e6  # one outlier in the training rows
+    train, val = Split(x[:500], y[:500]), Split(x[500:], y[500:])
+    data = DataSpec("tabular", (4,), 1, feature_mean=(0.0,) * 4, feature_std=(1.0,) * 4,
+                    target_shift=float(np.median(y)), target_scale=1000.0)  # fmt: skip
+    torch.manual_seed(0)
+    net = build_net(NetSpec.of("mlp", data, dropout=0.0, layers=[32]))
+    cfg = small_params(train={"loss": loss, "epochs": 15, "learning_rate": 0.01}).train
+    result = train_classifier(net, cfg, 0, train, val, "regress")
+    assert result.history[-1]["val/rmse"] < 0.25 * float(np.std(val.y)), result.history[-1]
+    with torch.no_grad():
+        served = Probabilities(result.net.cpu().eval())(torch.as_tensor(val.x[:5]))
+    np.testing.assert_allclose(served[:, 0].numpy(), result.net(torch.as_tensor(val.x[:5]))[:, 0]
+                               .detach().numpy(), rtol=1e-6)  # fmt: skip
+    assert served.shape == (5, 1) and abs(float(served[0, 0]) - val.y[0]) < 500

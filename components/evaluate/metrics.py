@@ -151,11 +151,7 @@ def plot_calibration(y_true: np.ndarray, proba: np.ndarray, path: Path) -> Path:
     ax.set_ylabel("accuracy")
     ax.set_title(f"calibration (test split): ECE {ece:.4f}")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return saved(fig, path)
 
 
 def classification_report(y_true: np.ndarray, proba: np.ndarray, classes: list) -> str:
@@ -185,6 +181,13 @@ def plot_confusion(confusion: list[list[int]], classes: list, path: Path) -> Pat
         if n:
             color = "white" if n > matrix.max() / 2 else "black"
             ax.text(j, i, str(n), ha="center", va="center", fontsize=8, color=color)
+    return saved(fig, path)
+
+
+def saved(fig, path: Path) -> Path:
+    """A finished figure written to ``path`` (its folder made) and closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -195,12 +198,18 @@ def plot_confusion(confusion: list[list[int]], classes: list, path: Path) -> Pat
 # ---------------------------------------------------------------- a regression's pictures
 
 
+def as_values(y_true, predicted) -> tuple[np.ndarray, np.ndarray]:
+    """True values and a model's one-column answers as two flat float64 arrays."""
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    return y, np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)[:, 0]
+
+
 def regression_report(y_true: np.ndarray, predicted: np.ndarray) -> str:
     """A regression's scores and its residuals' quantiles, as text."""
     from components.core.tasks.regression import regression_scores
 
-    y = np.asarray(y_true, dtype=np.float64).ravel()
-    residual = np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)[:, 0] - y
+    y, p = as_values(y_true, predicted)
+    residual = p - y
     lines = [f"{k.removeprefix('test_'):8}{v:14.4f}" for k, v in
              regression_scores(y, predicted).summary().items()]  # fmt: skip
     q = np.quantile(residual, [0.05, 0.25, 0.5, 0.75, 0.95]) if len(y) else np.zeros(5)
@@ -216,8 +225,7 @@ def plot_predicted(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    y = np.asarray(y_true, dtype=np.float64).ravel()
-    p = np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)[:, 0]
+    y, p = as_values(y_true, predicted)
     fig, ax = plt.subplots(figsize=(5, 5))
     low, high = float(min(y.min(), p.min())), float(max(y.max(), p.max()))
     ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = actual")
@@ -227,11 +235,7 @@ def plot_predicted(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Pat
     rmse = float(np.sqrt(np.mean((p - y) ** 2)))
     ax.set_title(f"predicted against actual (test split): RMSE {rmse:.4g}")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return saved(fig, path)
 
 
 def plot_residuals(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
@@ -241,16 +245,11 @@ def plot_residuals(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    y = np.asarray(y_true, dtype=np.float64).ravel()
-    p = np.asarray(predicted, dtype=np.float64).reshape(len(y), -1)[:, 0]
+    y, p = as_values(y_true, predicted)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.axhline(0.0, color="grey", linestyle="--")
     ax.scatter(p, p - y, s=8, alpha=0.6)
     ax.set_xlabel("predicted")
     ax.set_ylabel("residual (predicted - actual)")
     ax.set_title("residuals (test split)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return saved(fig, path)

@@ -193,7 +193,9 @@ class Explanation(BaseModel):
 
 
 class Explained(Answer):
-    method: str = Field(description="integrated-gradients, tree-shap or coefficient-x-tfidf")
+    method: str = Field(
+        description="integrated-gradients, tree-shap, coefficient-x-value or coefficient-x-tfidf"
+    )
     explained_version: str = Field(
         description="the version explained (a compressed variant's: the network it came from)"
     )

@@ -325,7 +325,8 @@ class Classifier:
     ) -> Explained:
         """Predict and say why: each input's attributions toward its predicted class, in
         the input's own terms (Integrated Gradients for a network, SHAP for trees, coefficient
-        x tf-idf for TF-IDF). At most MLOOP_EXPLAIN_MAX_BATCH inputs, at most
+        x value for the linear model, coefficient x tf-idf for TF-IDF; a regression: toward
+        its value). At most MLOOP_EXPLAIN_MAX_BATCH inputs, at most
         MLOOP_EXPLAIN_RATE requests per second per worker (beyond: 429)."""
         m = self.m
         given = [

@@ -84,7 +84,10 @@ def register_compressed(name: str, parent: str, uri: str | None, variant) -> str
                 "mloop.parent_version": parent,
                 "mloop.variant": variant.name,
                 "mloop.format": variant.format,
-                "test_accuracy": f"{variant.accuracy:.6f}",
+                # its test score: accuracy, or a regression's RMSE (Variant.metric)
+                (
+                    "test_rmse" if getattr(variant, "metric", "") == "RMSE" else "test_accuracy"
+                ): f"{variant.accuracy:.6f}",
                 "mloop.speedup": f"{variant.speedup:.3f}",
                 "mloop.size_mb": f"{variant.size_bytes / 1e6:.4f}",
             },

@@ -1,8 +1,9 @@
 """The ``register`` stage: the trained models as new versions; one, ``challenger``, faces the gate.
 
 The network and the baselines beside it (for tables gradient-boosted trees and a linear
-model) each become a version. The one scoring better on the validation split by
-``register.metric`` gets alias ``challenger`` (the test split stays for the gate);
+model) each become a version. The one scoring best on the validation split by
+``register.metric`` (a tie: the simpler one) gets alias ``challenger`` (the test split
+stays for the gate);
 ``champion`` moves to it only when the gate (``gate.py``) says so.
 """
 
@@ -100,6 +101,22 @@ def candidates(params: Params, ws: Workspace) -> list[Candidate]:
     return out
 
 
+# On a tie on the validation split the simpler model is the challenger (Occam's razor: on a
+# small table accuracy ties often): the linear models, then the trees, then the network.
+SIMPLER = {"linear": 0, "tfidf": 0, "trees": 1}
+
+
+def challenger_of(found: list[Candidate], task, metric: str) -> Candidate:
+    """The candidate scoring best on the validation split by ``metric``; a tie goes to the
+    simpler one (``SIMPLER``; a network ranks last)."""
+    ordered = sorted(found, key=lambda c: SIMPLER.get(c.family, len(SIMPLER)))
+    pick = ordered[0]
+    for other in ordered[1:]:
+        if task.better(metric, other.val_score, pick.val_score):
+            pick = other
+    return pick
+
+
 def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     """Register each candidate as a version; the best on val becomes challenger, then the gate."""
     import mlflow  # heavy (~10 s): the stage table lists this module without loading it
@@ -107,10 +124,7 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     task = task_of(load_meta(ws.prepared))
     cfg = params.registry.model_copy(update={"metric": task.metric_for(params.registry.metric)})
     found = candidates(params, ws)
-    pick = found[0]
-    for other in found[1:]:
-        if task.better(cfg.metric, other.val_score, pick.val_score):
-            pick = other
+    pick = challenger_of(found, task, cfg.metric)
     client = mlflow.MlflowClient()
     explained = read_explanations(ws)["models"]
     versions = {}
