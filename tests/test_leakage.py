@@ -97,3 +97,44 @@ def test_a_regression_label_that_is_no_number_stops_prepare_naming_the_rows(tmp_
     frame.to_csv(tmp_path / "demand.csv", index=False)
     with pytest.raises(DataError, match=r"a regression label must be a finite number: 1 are not"):
         prepare_stage(_params(tmp_path / "demand.csv", task="regression", na_values=[]), workspace)
+
+
+def test_log1p_refuses_a_label_at_or_below_minus_one_in_any_split(tmp_path, workspace):
+    frame = _demand(tmp_path)
+    frame.loc[len(frame) - 1, "y"] = -5.0
+    frame.to_csv(tmp_path / "demand.csv", index=False)
+    params = _params(tmp_path / "demand.csv", target_transform=["log1p"], allow_leakage=["online"])
+    with pytest.raises(DataError, match="log1p needs every label above -1; 'y' goes down to -5"):
+        prepare_stage(params, workspace)
+
+
+def test_a_regression_batch_keeps_its_labels_numbers_within_what_the_label_ever_was(
+    tmp_path, workspace, monkeypatch
+):
+    """A labeller's 1e308, a label that is text, a label that is empty: each row is held in
+    quarantine with its reason; the rest joins as numbers, and the next prepare reads them."""
+    from components.ingest.ingest import ingest
+
+    monkeypatch.setenv("MLOOP_INFERENCE_LOG", str(workspace.inference_log))
+    frame = _demand(tmp_path)
+    frame.to_csv(tmp_path / "demand.csv", index=False)
+    params = _params(tmp_path / "demand.csv", allow_leakage=["online", "in_store"])
+    prepare_stage(params, workspace)
+    validate_stage(params, workspace)
+    batch = _demand(tmp_path, n=200, seed=5).astype({"y": object})
+    batch.loc[[3, 4, 5], "y"] = [1e308, "lots", None]
+    batch.to_csv(tmp_path / "batch.csv", index=False)
+    result = ingest(tmp_path / "batch.csv", params, workspace)
+    assert result.accepted, result.reason
+    assert list(result.batch.rejected) == [3, 4, 5]
+    reasons = (result.quarantine / "rejected_rows.csv").read_text()
+    assert "label out of range" in reasons and "label not a finite number" in reasons
+    prepared = prepare_stage(params, workspace)
+    assert prepared.batches == (result.batch.id,) and prepared.task == "regression"
+    rows = sum(prepared.counts.values())
+    assert rows == 400 + 197 and load_meta(workspace.prepared)["classes"] == []
+    strict = params.model_copy(
+        update={"ingest": params.ingest.model_copy(update={"row_policy": "reject_batch"})}
+    )
+    refused = ingest(tmp_path / "batch.csv", strict, workspace)
+    assert not refused.accepted and "labels.value" in refused.reason, refused.reason

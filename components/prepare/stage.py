@@ -194,7 +194,7 @@ def prepare(
             splits[name] = np.sort(np.concatenate([splits.get(name, []), idx]).astype(np.int64))
     previous = load_meta(out_dir) if (out_dir / "meta.json").is_file() else None
     x, encoder = kind.encode(raw, splits["train"], cfg, out_dir, previous, given)  # on train
-    target = target_scale(cfg, y[splits["train"]], raw) if task.outputs_values else None
+    target = target_scale(cfg, y, splits["train"], raw) if task.outputs_values else None
     leakage = []
     if kind.features:
         leakage = probable_leakage(
@@ -300,16 +300,17 @@ def choose_task(cfg: DataConfig, raw: RawData) -> tuple[Task, str]:
     return (REGRESSION if numeric else CLASSIFICATION), why
 
 
-def target_scale(cfg: DataConfig, train_y: np.ndarray, raw: RawData) -> dict:
-    """A regression's target as the net learns it, fitted on the training split: the
-    declared transforms in order (``data.tabular.target_transform``), their shift and scale."""
+def target_scale(cfg: DataConfig, y: np.ndarray, train: np.ndarray, raw: RawData) -> dict:
+    """A regression's target as the net learns it, fitted on the training split (``train``:
+    its rows of ``y``): the declared transforms in order (``data.tabular.target_transform``),
+    their shift and scale. ``log1p`` needs every label, of every split, above -1."""
     transforms = list(cfg.tabular.target_transform) if cfg.tabular else ["standardise"]
-    t = np.asarray(train_y, dtype=np.float64)
+    t = np.asarray(y, dtype=np.float64)[train]
     if "log1p" in transforms:
-        if (t <= -1).any():
+        if (y <= -1).any():
             raise DataError(
                 f"data.tabular.target_transform: log1p needs every label above"
-                f" -1; {raw.label_column!r} goes down to {t.min():g}",
+                f" -1; {raw.label_column!r} goes down to {np.min(y):g}",
                 raw.origin,
             )
         t = np.log1p(t)

@@ -43,7 +43,9 @@ class Failure:
             details.append(f"{self.unexpected_count} unexpected")
         if self.observed is not None:
             details.append(f"observed {self.observed}")
-        if self.expectation == "expect_column_values_to_not_be_null" and self.column != "_label":
+        if self.expectation == "expect_column_values_to_not_be_null" and self.table == "labels":
+            details.append("labels that are no finite number (a regression's label is one)")
+        elif self.expectation == "expect_column_values_to_not_be_null" and self.column != "_label":
             details.append(
                 "missing values; a rule in data.tabular.missing may drop or impute them"
                 " (max_share: the share it accepts)"

@@ -44,8 +44,8 @@ from components.validate.report import (
     conflict_message,
     write_html,
 )
-from components.validate.suites import class_expectations
-from components.validate.tables import class_table, gate_input, prepared_gate_input
+from components.validate.suites import class_expectations, label_expectations
+from components.validate.tables import class_table, gate_input, label_table, prepared_gate_input
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,10 @@ def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
             " ranges and shapes come from params alone"
         )
     tables = {"samples": t}
-    if len(t) and not regression:
+    if len(t) and regression:  # a number to predict: each label one, as the label ever was
+        tables["labels"] = label_table(t, label)
+        suites["labels"] = label_expectations(cfg, reference, gate.label_column)
+    elif len(t):
         kept = t[t[split] != DROPPED]  # rows a `drop` rule left out are in no split
         tables["classes"] = class_table(kept, label, split, expected_labels(cfg, reference) or [])
         suites["classes"] = class_expectations(cfg)

@@ -1,5 +1,6 @@
 """What the gate checks: the data as one table, a row per sample, built by its data kind
-(``DataKind.gate_table``, ``components/core/kinds/*_checks.py``), and the class table."""
+(``DataKind.gate_table``, ``components/core/kinds/*_checks.py``), and the class table (a
+regression's: its labels as numbers)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,12 @@ def class_table(table, label_column: str, split_column: str, classes: list[str])
     counts = counts.rename("count").rename_axis(["split", "label"]).reset_index()
     counts["share"] = counts["count"] / counts.groupby("split")["count"].transform("sum")
     return counts
+
+
+def label_table(table, label_column: str):
+    """A regression's labels as numbers (``value``: NaN where one is no finite number)."""
+    import numpy as np
+    import pandas as pd
+
+    value = pd.to_numeric(table[label_column], errors="coerce").astype(float)
+    return pd.DataFrame({"value": value.where(np.isfinite(value))})

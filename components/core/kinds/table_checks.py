@@ -70,6 +70,15 @@ def column_bounds(
     return None
 
 
+def label_bounds(label: str | None, cfg: ValidateConfig, reference: dict | None):
+    """A regression label's allowed range: ``validate.ranges`` for it, else the range it ever
+    had (the reference profile's) widened by ``validate.range_margin``; None: unknown yet."""
+    if label in cfg.ranges:
+        return cfg.ranges[label]
+    known = (reference or {}).get("label_range")
+    return widen(*known, cfg.range_margin) if known else None
+
+
 def _features(t) -> list[str]:
     return [c for c in t.columns if not c.startswith("_")]
 
@@ -156,9 +165,11 @@ class TableChecks(DataKind):
         t = gate.table
         faults = [(~t["_finite"], "infinite value")]
         if gate.regression(reference):  # a number to predict: a label that is none is a fault
-            value = pd.to_numeric(t["_label"], errors="coerce")
-            faults.append((t["_label"].notna() & ~np.isfinite(value.astype(float)),
-                           "label not a finite number"))  # fmt: skip
+            value = pd.to_numeric(t["_label"], errors="coerce").astype(float)
+            faults.append((t["_label"].notna() & ~np.isfinite(value), "label not a finite number"))
+            bounds = label_bounds(gate.label_column, cfg, reference)
+            if bounds:  # far outside what the label ever was (a labeller's 1e308)
+                faults.append(((value < bounds[0]) | (value > bounds[1]), "label out of range"))
         if not faults_only:
             faults.append((t["_digest"].duplicated(), "duplicate row"))
         numeric = numeric_columns(gate, reference)
@@ -190,8 +201,18 @@ class TableChecks(DataKind):
                 if len(v)
             },  # fmt: skip
             "categorical": gate.categorical,
+            **({"label_range": label_range(t)} if gate.regression(None) else {}),
         }
 
     def described(self, gate: GateInput) -> dict[str, str]:
         return {c: "numeric" if c in gate.numeric else "categorical"
                 for c in _features(gate.table)}  # fmt: skip
+
+
+def label_range(table) -> list[float]:
+    """A regression's label, its smallest and largest value (the gate's ``_label`` as text)."""
+    import pandas as pd
+
+    value = pd.to_numeric(table["_label"], errors="coerce").astype(float)
+    value = value[np.isfinite(value)]
+    return [float(value.min()), float(value.max())] if len(value) else [0.0, 0.0]
