@@ -143,7 +143,7 @@ def fine_tuner(cfg: TrainConfig, seed: int, train: Split, val: Split,
     split as the pruned ones did: fine-tuning a barely-hurt net can make it worse.
     """
     from components.core.predict import torch_predictor
-    from components.evaluate.explain.summary import quality
+    from components.evaluate.metrics import quality
     from components.train.trainer import train_classifier
 
     def val_quality(net) -> float:  # accuracy, or minus a regression's RMSE

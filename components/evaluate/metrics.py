@@ -66,6 +66,14 @@ def task_scores(task, y_true: np.ndarray, outputs: np.ndarray, classes: list):
     return score(y_true, outputs, classes)
 
 
+def quality(out: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of class probabilities, or minus the RMSE of values (one column): higher
+    is better either way."""
+    if out.shape[1] == 1:
+        return -float(np.sqrt(np.mean((out[:, 0] - y) ** 2)))
+    return float(np.mean(out.argmax(1) == y))
+
+
 def metric_safe(name: str) -> str:
     """A class name as MLflow accepts it in a metric key."""
     return re.sub(r"[^\w.\- /]", "_", str(name))

@@ -22,6 +22,7 @@ from components.core.paths import Workspace
 from components.core.records import write_json
 from components.core.splits import load_meta, load_split
 from components.core.tasks import task_of
+from components.core.tasks.regression import regression_scores
 from components.ingest.harvest import log_file, pending
 from components.monitor.drift import (
     PREDICTION,
@@ -213,9 +214,9 @@ def check_production(params: Params, ws: Workspace, now: float | None = None) ->
     labelled = table[table["label"].notna()]
     accuracy, error = None, None
     if len(labelled) and values:  # error on labelled traffic, in the label's units
-        given = pd.to_numeric(labelled["prediction"], errors="coerce")
-        wrong = (given - pd.to_numeric(labelled["label"], errors="coerce")).dropna().to_numpy()
-        error = {"rmse": float(np.sqrt(np.mean(wrong**2))), "mae": float(np.mean(np.abs(wrong)))}
+        pairs = labelled[["label", "prediction"]].apply(pd.to_numeric, errors="coerce").dropna()
+        found = regression_scores(pairs["label"].to_numpy(), pairs["prediction"].to_numpy())
+        error = {"rmse": found.rmse, "mae": found.mae}
     elif len(labelled):
         accuracy = float((labelled["label"] == labelled["prediction"]).mean())
     last_retrain = state.get("retrain_requested_at")

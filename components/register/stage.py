@@ -63,13 +63,13 @@ class Candidate:
     size_mb: float
 
 
-def candidates(params: Params, ws: Workspace) -> list[Candidate]:
-    """The network and each baseline trained beside it, each scored on val."""
+def candidates(params: Params, ws: Workspace, meta: dict) -> list[Candidate]:
+    """The network and each baseline trained beside it, each scored on val (``meta``: the
+    prepared data's)."""
     from components.core.predict import load_registered
     from components.evaluate.stage import baseline_metrics_file
     from components.train.baseline import read_baselines
 
-    meta = load_meta(ws.prepared)
     task = task_of(meta)
     metric = task.metric_for(params.registry.metric)
     val = load_split(ws.prepared, "val")
@@ -121,9 +121,10 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     """Register each candidate as a version; the best on val becomes challenger, then the gate."""
     import mlflow  # heavy (~10 s): the stage table lists this module without loading it
 
-    task = task_of(load_meta(ws.prepared))
+    meta = load_meta(ws.prepared)
+    task = task_of(meta)
     cfg = params.registry.model_copy(update={"metric": task.metric_for(params.registry.metric)})
-    found = candidates(params, ws)
+    found = candidates(params, ws, meta)
     pick = challenger_of(found, task, cfg.metric)
     client = mlflow.MlflowClient()
     explained = read_explanations(ws)["models"]
@@ -167,7 +168,7 @@ def register_stage(params: Params, ws: Workspace) -> RegistrationResult:
     result = RegistrationResult(
         cfg.model_name, version, aliases, decision, ws.report("registry.json"),
         family=pick.family, candidates={c.family: versions[c.family] for c in found},
-        leakage=tuple(f["message"] for f in load_meta(ws.prepared).get("leakage") or []),
+        leakage=tuple(f["message"] for f in meta.get("leakage") or []),
     )  # fmt: skip
     write_json(result.record, result)
     return result

@@ -22,6 +22,7 @@ import numpy as np
 
 from components.evaluate.explain.attribution import TOLERANCE
 from components.evaluate.explain.views import ImageView, TableView, TextView
+from components.evaluate.metrics import quality
 
 MIN_COUNT = 3  # a word seen fewer times in the sample is not ranked
 PERMUTATION_REPEATS = 5
@@ -93,14 +94,6 @@ def permutation_importance(view: TableView, x, y, predict, rng) -> np.ndarray:
             moved[:, block] = xs[rng.permutation(len(xs))][:, block]
             drops[j] += base - quality(predict(moved), ys)
     return drops / PERMUTATION_REPEATS
-
-
-def quality(out: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy of class probabilities, or minus the RMSE of values (one column): higher
-    is better either way."""
-    if out.shape[1] == 1:
-        return -float(np.sqrt(np.mean((out[:, 0] - y) ** 2)))
-    return float(np.mean(out.argmax(1) == y))
 
 
 def text_summary(view: TextView, ids, scores, targets, classes, png: Path) -> dict:
