@@ -3,6 +3,8 @@ family defined in the test folder (``tests/families/tiny.py``) taken through the
 without a line of ``components/`` knowing it."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,7 +172,10 @@ def build(data):
 @pytest.mark.slow
 def test_a_module_of_your_own_from_the_workspace_goes_through_the_loop_and_is_served(tmp_path):
     """train.model: python with a factory in the workspace folder: trained, registered,
-    exported to ONNX and quantized, packaged and served; nothing in the repository names it."""
+    exported to ONNX and quantized, packaged and served; nothing in the repository names it.
+    The Bento carries the module, so the served /explain (which rebuilds the network) works
+    with ``mloop serve`` started outside the workspace (issue 39, row 7: it answered 409
+    ``cannot import``)."""
     root = tmp_path / "ws"
     root.mkdir()
     (root / "my_digits.py").write_text(USER_MODULE)
@@ -185,9 +190,14 @@ def test_a_module_of_your_own_from_the_workspace_goes_through_the_loop_and_is_se
         assert summary.registration.family == "python" and summary.registration.decision.promote
         report = (ws.reports / "compression.md").read_text()
         assert "| onnx | onnx |" in report and "| onnx-int8 | onnx |" in report
-        with mloop_serve(ws.root) as port:
+        stores = {ws.bentoml_home, Path(os.environ["BENTOML_HOME"])}
+        carried = [p for store in stores if store.is_dir() for p in store.rglob("my_digits.py")]
+        assert carried, "the Bento carries the factory's module"
+        with mloop_serve(ws.root) as port:  # started in the repository, not the workspace
             status, answer = post(port, json.dumps({"images": EXAMPLE_INPUT}).encode())
+            explained = post(port, json.dumps({"images": [EXAMPLE_INPUT]}).encode(), "explain")
         assert status == 200 and answer["predictions"][0]["class"] == 0, answer
+        assert explained[0] == 200 and explained[1]["method"] == "integrated-gradients", explained
 
 
 def test_a_lightning_module_of_your_own_trains_with_its_own_step_and_optimizer():

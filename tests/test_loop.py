@@ -25,6 +25,7 @@ from tests.helpers import (
     REPO,
     chromium,
     free_port,
+    get,
     hpa_metric,
     labeller,
     looped,
@@ -226,13 +227,7 @@ def test_with_a_token_set_requests_without_it_get_401(loop, tmp_path):
 
 
 def _get(port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
+    return get(port, f"/{path}", **({"Authorization": f"Bearer {token}"} if token else {}))
 
 
 def test_schemathesis_finds_no_server_error(loop, tmp_path):

@@ -175,16 +175,26 @@ def test_layer_wise_freezing_fixes_the_lowest_layers(tiny):
 def test_a_tiny_pretrained_encoder_goes_through_the_whole_loop_and_is_served(tmp_path, tiny):
     """train (full fine-tuning, the model's own tokenizer), register, compress (ONNX,
     BERT's dynamic int8 from the family's declaration, the half-depth student), package,
-    serve, with its lineage."""
+    serve, with its lineage. The model is named as a user outside the workspace would:
+    ``../hf/link``, a link to the folder (issue 39, row 6): it is resolved once, when params
+    are read, recorded as its target, and the Bento carries what /explain builds it from, so
+    the served model explains with the training machine's folder gone."""
+    import os
+    import shutil
+
     import mlflow
 
     from components.core.kinds.tokenizer import load as load_tokenizer
     from components.core.kinds.tokenizer import saved_length
 
+    good = tmp_path / "hf" / "good"
+    shutil.copytree(tiny, good)
+    (tmp_path / "hf" / "link").symlink_to(good)
     raw = repo_params()
     raw["data"] = {"source": "text", "text": {"path": str(SMS)}}
     raw["train"].update(model="hf", baseline="none",
-                        hf={"model": str(tiny), "epochs": 1, "learning_rate": 1e-3})  # fmt: skip
+                        hf={"model": "../hf/link", "epochs": 1, "learning_rate": 1e-3})  # fmt: skip
+    tiny = good.resolve()  # what params record
     raw["register"]["model_name"] = "sms-tiny"
     raw["compress"].update(latency_repeats=20,
                            variants=["dynamic-int8", "onnx", "onnx-int8", "distilled"])  # fmt: skip
@@ -218,6 +228,10 @@ def test_a_tiny_pretrained_encoder_goes_through_the_whole_loop_and_is_served(tmp
             probabilities = np.asarray([p["probabilities"] for p in body["predictions"]])
             assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-4)
             assert body["model_version"] == result.bento.model_version
+            os.rename(good, tmp_path / "hf" / "moved")  # no path of the training machine left
+            status, why = post(port, json.dumps({"texts": ["WIN a prize now"]}).encode(),
+                               "explain")  # fmt: skip
+            assert status == 200 and why["method"] == "integrated-gradients", why
 
 
 @pytest.mark.slow

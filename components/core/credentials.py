@@ -19,6 +19,7 @@ import secrets
 from pathlib import Path
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # a labeller's name: it lands in the log
+MIN_TOKEN = 16  # characters of a labeller's token, from the file or the environment
 ENV_NAME = "env"  # the name of MLOOP_LABELLER_TOKEN's labeller
 
 
@@ -57,10 +58,10 @@ def read_labellers(path: Path | None) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise CredentialError(f"{path}: expected an object {{name: token}}")
     for name, token in raw.items():
-        if not NAME.match(str(name)) or not isinstance(token, str) or len(token) < 16:
+        if not NAME.match(str(name)) or not isinstance(token, str) or len(token) < MIN_TOKEN:
             raise CredentialError(
                 f"{path}: labeller {str(name)[:40]!r} needs a name of letters, digits, '_.-'"
-                " and a token of at least 16 characters"
+                f" and a token of at least {MIN_TOKEN} characters"
             )
     return raw
 
@@ -69,6 +70,10 @@ def labeller_tokens(path: Path | None, env_token: str | None) -> dict[str, str]:
     """``{token: name}`` of every labeller the service accepts."""
     tokens = {token: name for name, token in read_labellers(path).items()}
     if env_token:
+        if len(env_token) < MIN_TOKEN:
+            raise CredentialError(f"MLOOP_LABELLER_TOKEN has {len(env_token)} characters: a"
+                                  f" labeller token needs at least {MIN_TOKEN}, as the"
+                                  " labeller file's do")  # fmt: skip
         tokens[env_token] = ENV_NAME
     return tokens
 

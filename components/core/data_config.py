@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -83,6 +84,10 @@ class TabularSource(_Section):
             raise ValueError(f"missing: a row without its label {self.label!r} always fails")
         return self
 
+    @property
+    def title(self) -> str:
+        return f"tabular-{PurePath(self.path).stem}"
+
 
 class ImageSource(_Section):
     """A folder of class folders of PNG/JPEG images."""
@@ -90,6 +95,10 @@ class ImageSource(_Section):
     path: str  # the folder, relative to the workspace
     size: tuple[int, int] = (32, 32)  # every image is resized to height x width
     color: Literal["grayscale", "rgb"] = "grayscale"  # the channels the model sees
+
+    @property
+    def title(self) -> str:
+        return f"images-{PurePath(self.path).name}"
 
 
 class TextSource(_Section):
@@ -123,6 +132,10 @@ class TextSource(_Section):
             raise ValueError("max_length must be within 8..512, or auto")
         return self
 
+    @property
+    def title(self) -> str:
+        return f"text-{PurePath(self.path).stem}"
+
 
 class SyntheticSource(_Section):
     """Seeded generated data of any size, with a ``shift`` for drift experiments."""
@@ -134,6 +147,10 @@ class SyntheticSource(_Section):
     classes: int = Field(4, ge=2, le=1000)  # label classes
     noise: float = Field(25.0, ge=0)  # images: std of the gaussian pixel noise (0-255 scale)
     shift: float = 0.0  # added to every feature or pixel: a drifted copy of the same task
+
+    @property
+    def title(self) -> str:
+        return f"synthetic-{self.kind}"
 
 
 class BatchesConfig(_Section):
@@ -188,10 +205,10 @@ class DataConfig(_Section):
 
     @property
     def name(self) -> str:
-        """The data set's name: the MLflow experiment its runs go to."""
-        from components.core.kinds.sources import source_of  # the sources import the readers
-
-        return source_of(self).title(self)
+        """The data set's name: the MLflow experiment its runs go to (its source section's
+        ``title``; the built-in digits have none)."""
+        section = getattr(self, self.source, None)
+        return section.title if section is not None else self.source
 
 
 class ValidateConfig(_Section):

@@ -138,6 +138,11 @@ class Family:
     # value}; a pretrained model fine-tunes at 3e-5 with warm-up and linear decay, not at
     # train's 2e-3, and its frozen encoder's head trains at 5e-3 for 40 cheap epochs
     overrides: Callable[[Any, str], dict[str, Any]] | None = None
+    # What a served explainer needs to build the architecture besides its weights, carried
+    # in the Bento: ``pack(spec, folder)`` writes it at packaging (a pretrained model's
+    # config, your module), ``unpack(spec, folder)`` gives the spec that builds from it
+    pack: Callable[[NetSpec, Path], None] | None = None
+    unpack: Callable[[NetSpec, Path], NetSpec] | None = None
     module: str = ""  # where it was declared (set on registration)
 
     def reads_ids(self, net) -> bool:

@@ -94,8 +94,10 @@ class Pretrained:
         }
 
 
-def locate(name: str, revision: str | None = None, trust_pickle: bool = False) -> Pretrained:
-    """The checked files of pretrained model ``name`` (a folder, or a Hub id at ``revision``)."""
+def locate(name: str, revision: str | None = None, trust_pickle: bool = False,
+           need_weights: bool = True) -> Pretrained:  # fmt: skip
+    """The checked files of pretrained model ``name`` (a folder, or a Hub id at ``revision``);
+    ``need_weights`` False: its config alone will do (trained weights are loaded next)."""
     if not name:
         raise PretrainedError("train.hf.model is empty: name a Hub id or a local folder")
     folder = Path(name).expanduser()
@@ -113,6 +115,8 @@ def locate(name: str, revision: str | None = None, trust_pickle: bool = False) -
         )
     safe = next((found / f for f in SAFE if (found / f).is_file()), None)
     pickled = next((found / f for f in PICKLED if (found / f).is_file()), None)
+    if safe is None and pickled is None and not need_weights:
+        return Pretrained(name, found, commit, found / SAFE[0], True)
     if safe is None and pickled is None:
         raise PretrainedError(f"train.hf.model {name!r}: no weights in {found} (expected"
                               " model.safetensors)")  # fmt: skip

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     # POST /explain: explanations per second per worker, a burst of as many (beyond: 429)
     explain_rate: float = Field(10.0, gt=0, le=10_000)
     explain_max_batch: PositiveInt = 16  # POST /explain: inputs per request (beyond: 413)
+    explain_max_tokens: PositiveInt = 2048  # POST /explain: tokens of its texts (beyond: 413)
+    # POST /explain runs under a CPU budget of its own per worker (components/package/
+    # budget.py): at most this share of a core over time, at most this many CPU-seconds
+    # admitted ahead (beyond: 503 with Retry-After), in a child process this much nicer
+    explain_cpu_share: float = Field(0.25, gt=0, le=64)
+    explain_queue_s: float = Field(2.0, gt=0, le=3600)
+    explain_nice: int = Field(10, ge=0, le=19)
     tracing: bool = False  # BentoML's OpenTelemetry spans (configure an exporter for them)
     access_log: bool = False  # BentoML's access log
     bento_model: str | None = None  # the BentoML model tag to serve (set by the build)

@@ -41,6 +41,12 @@ def workspace_root(folder: Path):
         _root.reset(token)
 
 
+def params_folder() -> Path | None:
+    """The folder of the params file being read (None outside a read): a family's config
+    resolves its relative paths against it, once."""
+    return _root.get()
+
+
 # Keys of train that became a family's own (issue 27): where each one went.
 MOVED = {"width": "train.cnn.width, train.resnet.width or train.transformer.width",
          "hidden": "train.cnn.hidden", "mlp_layers": "train.mlp.layers",

@@ -64,8 +64,10 @@ class HarvestResult:
         if self.batch is None:
             held = f"; quarantined in {self.quarantine}" if self.quarantine else ""
             return f"harvest: {self.reason}{tail}{held}"
-        return (f"harvest: {self.batch.rows:,} labelled predictions of {self.requests:,}"
-                f" requests accepted as {self.batch.id} in {self.seconds:.1f}s{tail}")  # fmt: skip
+        b = self.batch
+        held = f"; {len(b.held):,} rows held by the gate in {self.quarantine}" if b.held else ""
+        return (f"harvest: {b.rows:,} labelled predictions of {self.requests:,} requests"
+                f" accepted as {b.id} in {self.seconds:.1f}s{held}{tail}")  # fmt: skip
 
 
 def log_file(ws: Workspace) -> Path | None:
@@ -159,7 +161,7 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
     ids = sorted(set(usable["request_id"]))
     listing = "".join(f"{i}\n" for i in ids)
     try:
-        result = gate_batch(raw, "harvest", params, ws)
+        result = gate_batch(raw, "harvest", params, ws, new_rows=False)
     except IngestError as err:
         return HarvestResult(None, str(err), **counts)
     if not result.passed:
@@ -168,21 +170,26 @@ def harvest(params: Params, ws: Workspace) -> HarvestResult:
                              requests=len(ids), quarantine=result.quarantine,
                              **counts)  # fmt: skip
 
+    # Only what the gate passed is stored (the rows it held are in quarantine, with their
+    # reasons, and numbered in batch.json's ``held``): no later run reads a refused label.
+    held = result.rejected_rows
+    kept = np.setdiff1d(np.arange(len(labels)), np.asarray(held, dtype=np.int64))
+
     def write(folder: Path) -> list[str]:
         if kind.batch_format == "arrays":
-            np.savez(folder / "data.npz", x=x, y=labels)
+            np.savez(folder / "data.npz", x=x[kept], y=labels[kept])
             return ["data.npz"]
-        raw.frame.to_parquet(folder / "rows.parquet", index=False)
+        raw.frame.iloc[kept].to_parquet(folder / "rows.parquet", index=False)
         return ["rows.parquet"]
 
     try:
         batch = add_batch(
             ws.batches, ws.batch_lock, write, format=kind.batch_format,
-            source="harvest", origin=str(path), labels=list(labels),
+            source="harvest", origin=str(path), labels=list(labels[kept]), held=held,
             extra=lambda folder: (folder / REQUEST_IDS).write_text(listing),
         )  # fmt: skip
     except BatchError as err:
         return HarvestResult(None, str(err), requests=len(ids), **counts)
     log.info(f"harvest: {batch.rows:,} labelled predictions accepted as {batch.id}")
     return HarvestResult(batch, "accepted", requests=len(ids), seconds=time.perf_counter() - start,
-                         **counts)  # fmt: skip
+                         quarantine=result.quarantine if held else None, **counts)  # fmt: skip

@@ -33,14 +33,21 @@ from components.core.config import Params
 from components.core.kinds import kind as data_kind
 from components.core.kinds.images import IMAGE_SUFFIXES
 from components.core.kinds.sources import kind_of_source, read_path, source_of
+from components.core.messages import printable
 from components.core.paths import Workspace
-from components.core.rawdata import DataError, RawData, refuse_link, refuse_oversize
+from components.core.rawdata import (
+    DataError,
+    RawData,
+    refuse_link,
+    refuse_oversize,
+    refuse_special,
+)
 from components.core.records import write_json
 from components.prepare.batches import Batch, BatchError, add_batch, content_hash
 from components.validate.profile import load_profile, profile_path
 from components.validate.quarantine import quarantine_unreadable
 from components.validate.stage import run_gate
-from components.validate.tables import gate_input
+from components.validate.tables import conflict_policy, gate_input
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +75,11 @@ class IngestResult:
             b = self.batch
             less = (f"; {len(b.rejected):,} faulty rows rejected, held in {self.quarantine}"
                     if b.rejected else "")  # fmt: skip
-            return (f"{self.path}: ACCEPTED as {b.id} ({b.rows:,} rows, sha256 {b.sha256[:12]},"
-                    f" arrived {b.arrived_iso}) in {self.seconds:.1f}s{less}")  # fmt: skip
+            return (f"{printable(self.path)}: ACCEPTED as {b.id} ({b.rows:,} rows, sha256"
+                    f" {b.sha256[:12]}, arrived {b.arrived_iso}) in {self.seconds:.1f}s"
+                    f"{less}")  # fmt: skip
         held = f"; quarantined in {self.quarantine}" if self.quarantine else ""
-        return f"{self.path}: REJECTED: {self.reason}{held}"
+        return f"{printable(self.path)}: REJECTED: {self.reason}{held}"
 
 
 def _kind_fits(raw: RawData, params: Params, path: Path) -> None:
@@ -93,15 +101,12 @@ def _safe_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(path).stem)[:60] or "batch"
 
 
-def conflict_policy(params: Params) -> str:
-    """data.text.conflicts for texts; tables settle theirs in prepare (or keep them)."""
-    return params.data.text.conflicts if params.data.text is not None else "fail"
-
-
-def gate_batch(raw: RawData, name: str, params: Params, ws: Workspace):
+def gate_batch(raw: RawData, name: str, params: Params, ws: Workspace, new_rows: bool = True):
     """The data gate on one batch, against the data set's reference profile, under the
-    ``ingest`` row policy."""
+    ``ingest`` row policy. ``new_rows``: a row the data holds already is a fault (a file
+    given again; harvested traffic may repeat the data's rows with their true labels)."""
     gate = gate_input(raw, name, conflicts=conflict_policy(params))
+    gate.known = _already_in_data(gate, ws, params.gate) if new_rows else None
     reference = load_profile(profile_path(ws, params), gate)
     if reference is None:
         raise IngestError(
@@ -110,6 +115,25 @@ def gate_batch(raw: RawData, name: str, params: Params, ws: Workspace):
         )
     reports = ws.reports / "ingest" / f"{time.strftime('%Y%m%dT%H%M%S')}-{name}"
     return run_gate(gate, params.gate, reference, reports, ws.quarantine, params.ingest)
+
+
+def _already_in_data(gate, ws: Workspace, cfg):
+    """The batch's rows that the data prepared last holds already, where joining them would
+    take the data past ``validate.max_duplicate_share`` (the run's gate would then fail on
+    duplicates); None where they would not, or nothing is compared (no prepared data,
+    images). Rows that merely look alike, under the share the data may hold, are new data."""
+    from components.core.kinds.gate import already_in
+    from components.validate.tables import prepared_gate_input
+
+    if not gate.of.row_table or not (ws.prepared / "meta.json").is_file():
+        return None
+    data = prepared_gate_input(ws)
+    if data.of is not gate.of:
+        return None
+    known, repeats = already_in(gate.table, data.table)
+    own = int(gate.table["_digest"].duplicated().sum()) if "_digest" in gate.table else 0
+    after = (repeats + int(known.sum()) + own) / max(len(data.table) + len(gate.table), 1)
+    return known if known.any() and after > cfg.max_duplicate_share else None
 
 
 def _copy_file(src: Path, dst: Path) -> None:
@@ -130,7 +154,10 @@ def _copy_file(src: Path, dst: Path) -> None:
 def stage(path: Path, into: Path, params: Params) -> Path:
     """A copy of ``path`` under ``into``, what the gate reads and the batch stores: a file
     as it is, or an image folder's class folders of images. A link is refused by name."""
+    if path.name in ("", ".", ".."):
+        raise DataError("name the file or folder itself, not '.' or '..'", path, copy=False)
     refuse_link(path)
+    refuse_special(path)
     target = into / path.name
     if not path.is_dir():
         if not path.is_file():
@@ -212,7 +239,7 @@ def _store(path: Path, copy: Path, raw: RawData, result, ws: Workspace, start: f
     fmt = "images" if copy.is_dir() else data_kind(raw.kind).batch_format
     try:
         batch = add_batch(ws.batches, ws.batch_lock, write, format=fmt, source="ingest",
-                          origin=str(path.resolve()), labels=list(labels),
+                          origin=printable(path.resolve()), labels=list(labels),
                           rejected=left_out)  # fmt: skip
     except BatchError as err:
         return IngestResult(path, False, str(err), len(raw), report=result.html_report)
@@ -273,7 +300,14 @@ def ingest_incoming(params: Params, ws: Workspace) -> IncomingResult:
         if item.name.startswith(".") or item.name == README:
             continue
         if item.is_symlink():  # never followed: it could name anything on the machine
-            log.warning(f"ingest: {item} is a symbolic link: not read (copy the data in)")
+            log.warning(
+                f"ingest: {printable(item)} is a symbolic link: not read (copy the data in)"
+            )
+            continue
+        try:  # a FIFO would hang the hash below, a device would be read whole
+            refuse_special(item)
+        except DataError as err:
+            log.warning(f"ingest: {err}")
             continue
         digest = _item_hash(item)
         if digest in ledger:
@@ -290,7 +324,8 @@ def ingest_incoming(params: Params, ws: Workspace) -> IncomingResult:
         log.info(f"ingest: {result.summary()}")
         results.append(result)
         ledger[digest] = {
-            "name": item.name, "seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "name": printable(item.name),
+            "seen": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "batch": result.batch.id if result.batch else None,
             "quarantine": str(result.quarantine) if result.quarantine else None,
             "reason": result.reason,

@@ -12,6 +12,8 @@ import json
 import time
 from dataclasses import dataclass
 
+from components.package.metrics import REFUSED_HEADER
+
 # The package stage writes the model's tag beside this file in the Bento it builds.
 
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # probes answer without a token
@@ -36,6 +38,7 @@ class ServiceState:
     body_limit: int | None = None  # the largest legal batch of the model being served
     # BentoML hides a 5xx's message, so the gate puts this reason into the 503 answers
     unavailable: str | None = None
+    retry_after: int = 1  # seconds, for the service's own 429s (an expensive route's budget)
 
 
 class RequestGate:
@@ -61,7 +64,8 @@ class RequestGate:
     at once: beyond capacity the service sheds load instead of queueing every
     request into a timeout, and the probes, never shed, stay fast. POST /explain has a
     rate of its own (``explain_rate`` per second per worker, a burst of as many): beyond
-    it, 429 with ``Retry-After``, so explanations cannot take the predictions' cores.
+    it, 429 with ``Retry-After``; the service then admits each by its cost in CPU-seconds
+    (``explaining.py``). Explanations never hold the cheap routes' ``max_in_flight`` slots.
     """
 
     def __init__(
@@ -85,7 +89,8 @@ class RequestGate:
         self.allowed_hosts = frozenset(names - {"*"})
         self.labellers = [(t.encode(), name.encode()) for t, name in (labellers or {}).items()]
         self.max_in_flight = max_in_flight  # MLOOP_MAX_IN_FLIGHT
-        self.in_flight = 0  # POSTs under way in this worker (one event loop)
+        self.in_flight = 0  # POSTs under way in this worker (one event loop), /explain apart
+        self.explaining = 0  # POST /explain under way (most are shed by their CPU budget)
         self.expected = f"Bearer {token}".encode() if token else None
         self.metrics = f"Bearer {metrics_token}".encode() if metrics_token else None
         self.max_body = max_body  # MLOOP_MAX_BODY_BYTES; None: the model's largest batch
@@ -167,23 +172,36 @@ class RequestGate:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        costly = scope["path"] == EXPLAIN_PATH  # its own budget (package/explaining.py)
+        if costly and self.explaining >= self.max_in_flight:
+            await _refuse(send, 503, f"at capacity: {self.explaining} explanations under way in"
+                                     f" this worker; retry after {RETRY_AFTER_S} s",
+                          [(b"retry-after", str(RETRY_AFTER_S).encode())])  # fmt: skip
+            return
+        if not costly and self.in_flight >= self.max_in_flight:
             await _refuse(send, 503, f"at capacity: {self.in_flight} requests under way in"
                                      f" this worker (MLOOP_MAX_IN_FLIGHT); retry after"
                                      f" {RETRY_AFTER_S} s",
                           [(b"retry-after", str(RETRY_AFTER_S).encode())])  # fmt: skip
             return
-        if scope["path"] == EXPLAIN_PATH and not self._explain_allowed():
+        if costly and not self._explain_allowed():
             wait = max(1, round(1 / self.explain_rate))
             await _refuse(send, 429, f"over the explanation rate of {self.explain_rate:g}/s per"
                                      f" worker (MLOOP_EXPLAIN_RATE); retry after {wait} s",
                           [(b"retry-after", str(wait).encode())])  # fmt: skip
             return
-        self.in_flight += 1
+        # An explanation never holds a slot of the cheap routes: they keep their capacity
+        if costly:
+            self.explaining += 1
+        else:
+            self.in_flight += 1
         try:
             await self._post(scope, receive, send, headers)
         finally:
-            self.in_flight -= 1
+            if costly:
+                self.explaining -= 1
+            else:
+                self.in_flight -= 1
 
     def _explain_allowed(self) -> bool:
         """Take a token from the explanation bucket (refilled at ``explain_rate``/s)."""
@@ -256,6 +274,11 @@ def _with_reason(send, state: ServiceState):
 
     async def sending(message) -> None:
         nonlocal reason
+        if message["type"] == "http.response.start" and message["status"] == 429:
+            said = {k.lower() for k, _ in message["headers"]}
+            if b"retry-after" not in said:  # the service's own 429: when to come back
+                message = {**message, "headers": [*message["headers"], (
+                    b"retry-after", str(state.retry_after).encode())]}  # fmt: skip
         if message["type"] == "http.response.start" and message["status"] == 503:
             if state.unavailable:
                 reason = json.dumps({"error": state.unavailable}).encode()
@@ -311,6 +334,8 @@ def _upload_fault(content_type: bytes, body: bytes) -> str | None:
 
 
 async def _refuse(send, status: int, message: str, headers: list | None = None) -> None:
+    """Answer ``status`` here; the traffic metrics count it as refused (``metrics.py``)."""
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), *(headers or [])]})  # fmt: skip
+                "headers": [(b"content-type", b"application/json"), (REFUSED_HEADER, b"gate"),
+                            *(headers or [])]})  # fmt: skip
     await send({"type": "http.response.body", "body": json.dumps({"error": message}).encode()})

@@ -46,6 +46,14 @@ EXAMPLE_INPUT = [
 ]
 
 
+class Conflict(BentoMLException):
+    error_code = HTTPStatus.CONFLICT
+
+
+class TooManyInputs(BentoMLException):
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
 @contextlib.contextmanager
 def answered_as_http():
     """A data kind's refusal of a request's inputs as the HTTP answer: 413 for too much,
@@ -74,6 +82,21 @@ def to_texts(texts: Any, max_chars: int) -> list[str]:
     """A request's ``texts``, checked (``TEXTS.request``): 400, or 413 past the limits."""
     with answered_as_http():
         return TEXTS.request(texts, max_chars)
+
+
+def text_inputs(m, texts: Any, tokenizer=None) -> tuple[np.ndarray, tuple, list[str]]:
+    """A request's texts for served model ``m``: its token ids (with ``tokenizer``, else the
+    model's own: a tokenizer is not to be shared between threads), what the log keeps of them
+    (their statistics and UTF-8), and the texts."""
+    from components.core.kinds.tokenizer import encode, pad_token, trimmed
+
+    tokenizer = tokenizer or m.tokenizer
+    texts = to_texts(texts, int(m.text["max_chars"]))
+    ids, unknown = encode(tokenizer, texts, m.max_length)
+    stats = TEXTS.describe(texts, unknown)
+    if m.any_length:  # short texts run short
+        ids = trimmed(ids, pad_token(tokenizer)[1])
+    return ids, (stats, [t.encode("utf-8", "replace") for t in texts]), texts
 
 
 def body_limit(meta: dict, max_file_bytes: int = 0) -> int:

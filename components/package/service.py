@@ -36,14 +36,12 @@ import functools
 import gc
 import json
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
-from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
 
 import bentoml
 import numpy as np
-from bentoml.exceptions import BentoMLException, InvalidArgument, NotFound, ServiceUnavailable
+from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from pydantic import Field
 
 from components.core.credentials import labeller_tokens
@@ -56,14 +54,14 @@ from components.core.inference_log import (
     new_request_id,
 )
 from components.core.kinds.base import MAX_BATCH
-from components.core.kinds.texts import TEXTS
-from components.core.kinds.tokenizer import encode, pad_token, trimmed
 from components.core.settings import settings
+from components.package.explaining import Explaining
 from components.package.http_gate import LABELLER_HEADER, RequestGate, ServiceState
 from components.package.inputs import (
     EXAMPLE_INPUT,
     MAX_ID_CHARS,
     Answer,
+    Conflict,
     Explained,
     Explanation,
     Labelled,
@@ -72,10 +70,11 @@ from components.package.inputs import (
     decode_uploads,
     encode_rows,
     from_base64,
+    text_inputs,
     to_batch,
-    to_texts,
     upload_pixels,
 )
+from components.package.metrics import install as install_bounded_metrics
 from components.package.routes import ENDPOINTS
 from components.package.served_model import Follower, ServedModel, load_served, read_pointer
 
@@ -95,20 +94,6 @@ UPLOAD_ON_LOOP_PIXELS = 256 * 256
 # go nowhere: every path is excluded from it unless MLOOP_TRACING asks for spans.
 TRACING = {} if SETTINGS.tracing else {"tracing": {"excluded_urls": ["."]}}
 GATE = ServiceState()  # what this worker tells its gate: the model's body limit, the log's state
-
-
-class Conflict(BentoMLException):
-    error_code = HTTPStatus.CONFLICT
-
-
-class TooManyInputs(BentoMLException):
-    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-
-
-# /explain: the field each kind's inputs come in (the predict routes' names), and the one
-# thread per worker explanations run in
-EXPLAINED = {"tabular": "rows", "text": "texts", "image": "images"}
-EXPLAIN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mloop-explain")
 
 
 @bentoml.service(
@@ -132,8 +117,9 @@ class Classifier:
         self.writer: GroupCommit | NullLog | None = None
         self.log_error: str | None = None  # why the log cannot be written, while it cannot
         self._open_log()
-        if self.m.explainer is not None:  # made now, in the explain thread: not by a request
-            EXPLAIN_THREAD.submit(self.m.explainer.get)
+        self.explaining = Explaining(SETTINGS, GATE)  # /explain's budget, queue and process
+        if self.m.explainer is not None:  # made now, in the explain process: not by a request
+            self.explaining.warm(self.m.explainer)
         # What start-up made (modules, the model, schemas) lives as long as the worker:
         # kept out of the garbage collector's full passes, which stalled a worker for
         # ~100 ms mid-load when they walked it all.
@@ -154,7 +140,7 @@ class Classifier:
     def _swap(self, model: ServedModel) -> None:
         """Serve ``model`` from the next request on; requests under way keep theirs."""
         if model.explainer is not None:
-            EXPLAIN_THREAD.submit(model.explainer.get)
+            self.explaining.warm(model.explainer)
         GATE.body_limit = model.body_limit
         self.m = model
 
@@ -208,9 +194,11 @@ class Classifier:
                                   f" {ENDPOINTS.get(m.kind, '/predict')}")  # fmt: skip
         return m
 
-    async def _answer(self, m: ServedModel, x: np.ndarray, logged: tuple = ()) -> Answer:
-        """Predict, log (``logged``: a text request's statistics and texts), answer."""
-        proba = m.predict_proba(x)
+    async def _answer(self, m: ServedModel, x: np.ndarray, logged: tuple = (),
+                      proba: np.ndarray | None = None) -> Answer:  # fmt: skip
+        """Predict (unless ``proba`` was), log (``logged``: a text request's statistics and
+        texts), answer."""
+        proba = m.predict_proba(x) if proba is None else proba
         request_id = new_request_id()
         answers, confidence = m.task.answers(proba, m.classes)  # classes, or values
         record = Record(request_id, m.version, x, answers, confidence, *logged)
@@ -304,17 +292,8 @@ class Classifier:
         """Classify one text or a list of texts, tokenized here with the model's tokenizer.
         The log keeps each text's statistics, and the text only with MLOOP_LOG_INPUTS."""
         m = self._only("text")
-        ids, logged, _ = self._texts(m, texts)
+        ids, logged, _ = text_inputs(m, texts)
         return await self._answer(m, ids, logged)
-
-    def _texts(self, m: ServedModel, texts) -> tuple[np.ndarray, tuple, list[str]]:
-        """A request's texts as the model's ids, what the log keeps of them, and the texts."""
-        texts = to_texts(texts, int(m.text["max_chars"]))
-        ids, unknown = encode(m.tokenizer, texts, m.max_length)
-        stats = TEXTS.describe(texts, unknown)
-        if m.any_length:  # short texts run short
-            ids = trimmed(ids, pad_token(m.tokenizer)[1])
-        return ids, (stats, [t.encode("utf-8", "replace") for t in texts]), texts
 
     @bentoml.api
     async def explain(
@@ -326,47 +305,27 @@ class Classifier:
         """Predict and say why: each input's attributions toward its predicted class, in
         the input's own terms (Integrated Gradients for a network, SHAP for trees, coefficient
         x value for the linear model, coefficient x tf-idf for TF-IDF; a regression: toward
-        its value). At most MLOOP_EXPLAIN_MAX_BATCH inputs, at most
-        MLOOP_EXPLAIN_RATE requests per second per worker (beyond: 429)."""
+        its value). At most MLOOP_EXPLAIN_MAX_BATCH inputs and MLOOP_EXPLAIN_MAX_TOKENS
+        tokens (beyond: 413); under the worker's CPU budget for explanations (beyond: 429
+        with Retry-After), made in a process of their own (``explaining.py``)."""
         m = self.m
-        given = [
-            k for k, v in (("rows", rows), ("texts", texts), ("images", images)) if v is not None
-        ]
-        wanted = EXPLAINED[m.kind]
-        if given != [wanted]:
-            raise InvalidArgument(f"this model reads {m.kind} data: POST {{\"{wanted}\": [...]}}"
-                                  " to /explain, and nothing else")  # fmt: skip
-        if m.explainer is None:
-            raise Conflict("this Bento carries no explainer (packaged before explanations):"
-                           " package the model again (mloop run, or dvc repro)")  # fmt: skip
-        if rows is not None:
-            x, logged, inputs = encode_rows(rows, m.encoding), (), None
-        elif texts is not None:
-            x, logged, inputs = self._texts(m, texts)
-        else:
-            x, logged, inputs = to_batch(images, m.shape, m.pixel_max), (), None
-        if len(x) > SETTINGS.explain_max_batch:  # the body limit bounded what was parsed
-            raise TooManyInputs(f"/explain takes at most {SETTINGS.explain_max_batch} inputs"
-                                f" (MLOOP_EXPLAIN_MAX_BATCH), got {len(x)}")  # fmt: skip
-        answer = await self._answer(m, x, logged)
+        explaining = self.explaining
+        size = explaining.bound(m, rows, texts, images)
+        estimate = explaining.admit(size)  # 429 here: nothing parsed further, nothing logged
+        try:  # what it costs happens in threads: the event loop answers the cheap routes
+            x, logged, shown = await explaining.inputs(m, rows, texts, images)
+            proba = await asyncio.to_thread(m.predict_proba, x)
+            answer = await self._answer(m, x, logged, proba)
+        except BaseException:
+            explaining.release(estimate)
+            raise
         values = m.task.outputs_values  # a regression: toward its one value
         targets = [0 if values else m.classes.index(p.class_) for p in answer.predictions]
-        explainer = m.explainer
-
-        def attribute():
-            try:
-                made = explainer.get()
-            except Exception as err:  # noqa: BLE001 (what it lacks, said; predictions go on)
-                raise Conflict(f"cannot explain with this model: {type(err).__name__}: {err}"
-                               ) from None  # fmt: skip
-            shown = inputs if inputs is not None else x
-            return made.method, *made.explain(shown, targets, rows=rows)
-
-        method, found, complete = await asyncio.get_running_loop().run_in_executor(
-            EXPLAIN_THREAD, attribute
-        )  # one explanation at a time per worker: the predictions keep the other cores
+        method, found, complete = await explaining.attribute(
+            m.explainer, shown if shown is not None else x, targets, rows, size, estimate
+        )
         return Explained(
-            **answer.model_dump(), method=method, explained_version=explainer.version,
+            **answer.model_dump(), method=method, explained_version=m.explainer.version,
             explanations=[Explanation(class_=None if values else p.class_,
                                       value=p.value if values else None, attributions=a,
                                       completeness=c)
@@ -402,7 +361,7 @@ class Classifier:
         training data). Wants a labeller's token; the label records the labeller's name."""
         source = ctx.request.headers.get(LABELLER_HEADER.decode(), "") if ctx else ""
         try:
-            labels = self.m.task.check_feedback(labels, self.m.classes)
+            labels = self.m.task.check_feedback(labels, self.m.classes, self.m.label_range)
         except ValueError as err:
             raise InvalidArgument(str(err)) from None
         try:
@@ -424,6 +383,7 @@ class Classifier:
         return Labelled(request_id=request_id, labelled=updated, overwritten=replaced)
 
 
+install_bounded_metrics(api.route for api in Classifier.apis.values())
 Classifier.add_asgi_middleware(
     RequestGate,
     token=SETTINGS.api_token,

@@ -109,6 +109,20 @@ def text_limits(params: Params, meta: dict) -> dict | None:
     return {"max_chars": params.gate.max_text_chars} if data_kind(meta["kind"]).tokenized else None
 
 
+def label_range(params: Params, ws: Workspace, meta: dict) -> list[float] | None:
+    """What /feedback takes as a regression's label: the data gate's range for it (the
+    reference profile's, widened by validate.range_margin, or validate.ranges)."""
+    from components.core.kinds.table_checks import label_bounds
+    from components.validate.profile import profile_path
+
+    if not task_of(meta).outputs_values:
+        return None
+    profile = profile_path(ws, params)
+    reference = json.loads(profile.read_text()) if profile.is_file() else None
+    bounds = label_bounds((meta.get("schema") or {}).get("label"), params.gate, reference)
+    return None if bounds is None else [float(b) for b in bounds]
+
+
 def add_explainer(params: Params, client, folder: str, name: str, champion: str) -> None:
     """The champion's explainer beside the served model (``explain.served``): a network's
     trained weights (a compressed variant is explained by the network it was made from),
@@ -120,6 +134,10 @@ def add_explainer(params: Params, client, folder: str, name: str, champion: str)
     weights = None if is_baseline else champion_weights(name, champion)
     explainer.write(Path(folder), weights, tags.get("mloop.family") if is_baseline else None,
                     params.explain.steps, params.explain.max_steps, champion)  # fmt: skip
+    if weights is not None:  # what the network's family builds from: in the Bento too
+        from components.train.models import carry
+
+        carry(weights, Path(folder) / explainer.FOLDER)
 
 
 def package_stage(params: Params, ws: Workspace) -> PackageResult:
@@ -151,6 +169,7 @@ def package_stage(params: Params, ws: Workspace) -> PackageResult:
                 # what /predict_files decodes uploads to: the training folder's settings
                 "image_files": image_files(params),
                 "text": text_limits(params, meta),
+                "label_range": label_range(params, ws, meta),  # a regression's /feedback
             }.items()
             if value is not None
         },

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # types only: the training path runs without pydantic
 FORMATS = ("table", "images", "arrays")
 RECORD = "batch.json"
 REQUEST_IDS = "request_ids.txt"  # harvested batches: the logged requests the rows came from
+EXCLUDED = "EXCLUDED"  # set aside by mloop data batches --exclude: why, and when
 
 
 class BatchError(ValueError):
@@ -59,6 +60,10 @@ class Batch:
     # Rows of the data file (from 0) the gate left out (ingest.row_policy: reject_rows),
     # held in quarantine with their reasons; prepare reads the batch without them.
     rejected: tuple[int, ...] = ()
+    # Harvest writes only what its gate passed: the harvested rows (from 0) it held in
+    # quarantine instead, which the data file does not hold.
+    held: tuple[int, ...] = ()
+    excluded: str | None = None  # why it was set aside (mloop data batches --exclude)
 
     @property
     def arrived_iso(self) -> str:
@@ -69,6 +74,8 @@ class Batch:
         out.pop("folder")
         out["data"] = list(self.data)
         out["rejected"] = list(self.rejected)
+        out["held"] = list(self.held)
+        out.pop("excluded")  # its own file (EXCLUDED): the record is never rewritten
         out["arrived_iso"] = self.arrived_iso
         return out
 
@@ -91,7 +98,10 @@ def read_record(folder: Path) -> Batch:
         raw.pop("arrived_iso", None)
         raw["data"] = tuple(raw["data"])
         raw["rejected"] = tuple(raw.get("rejected", ()))
-        batch = Batch(**raw, folder=Path(folder))
+        raw["held"] = tuple(raw.get("held", ()))
+        marker = Path(folder) / EXCLUDED
+        excluded = (marker.read_text().strip() or "excluded") if marker.is_file() else None
+        batch = Batch(**raw, folder=Path(folder), excluded=excluded)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise BatchError(f"{path}: not a readable batch record ({err})") from None
     if batch.format not in FORMATS or batch.id != Path(folder).name:
@@ -109,7 +119,9 @@ def list_batches(root: Path) -> list[Batch]:
 
 
 def in_window(batches: list[Batch], cfg: BatchesConfig, now: float | None = None) -> list[Batch]:
-    """The batches ``data.batches.window`` keeps: all, the newest ``last``, or the last ``days``."""
+    """The batches ``data.batches.window`` keeps: all, the newest ``last``, or the last ``days``;
+    never one set aside (``exclude``)."""
+    batches = [b for b in batches if b.excluded is None]
     if cfg.window == "last":
         return batches[-cfg.last :]
     if cfg.window == "days":
@@ -141,12 +153,14 @@ def add_batch(
     labels: list,
     extra: Callable[[Path], None] | None = None,
     rejected: tuple[int, ...] = (),
+    held: tuple[int, ...] = (),
 ) -> Batch:
     """Write a new batch: ``write(folder)`` puts the data files in and returns their names.
 
     Raises ``BatchError`` when a batch with the same content exists already.
     ``extra(folder)`` adds files that are no data (harvested request ids); ``labels`` are
-    the rows kept, ``rejected`` the rows of the data files the gate left out.
+    the rows kept, ``rejected`` the rows of the data files the gate left out, ``held`` the
+    rows it left out that were never written (harvest).
     """
 
     from filelock import FileLock
@@ -171,7 +185,7 @@ def add_batch(
                 id=f"batch-{number:04d}", arrived=time.time(), rows=len(labels), sha256=sha,
                 format=format, source=source, origin=origin, data=tuple(sorted(files)),
                 classes=label_counts(labels),
-                folder=root / f"batch-{number:04d}", rejected=tuple(rejected),
+                folder=root / f"batch-{number:04d}", rejected=tuple(rejected), held=tuple(held),
             )  # fmt: skip
             (scratch / RECORD).write_text(json.dumps(batch.record(), indent=2) + "\n")
             root.mkdir(parents=True, exist_ok=True)
@@ -179,6 +193,40 @@ def add_batch(
         return batch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # gone already unless something failed
+
+
+def exclude(root: Path, batch_id: str, reason: str, lock: Path) -> Batch:
+    """Set batch ``batch_id`` aside: no later run reads it, its files stay as accepted
+    (``include`` takes it back). The reason is kept in its ``EXCLUDED`` file."""
+    from filelock import FileLock
+
+    batch = _named(root, batch_id)
+    with FileLock(str(lock), timeout=120):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        scratch = batch.folder / f".{EXCLUDED}.{os.getpid()}"
+        scratch.write_text(f"{stamp} {reason}\n")
+        os.replace(scratch, batch.folder / EXCLUDED)
+    return read_record(batch.folder)
+
+
+def include(root: Path, batch_id: str, lock: Path) -> Batch:
+    """Take a batch set aside back into the data the next run reads."""
+    from filelock import FileLock
+
+    batch = _named(root, batch_id)
+    with FileLock(str(lock), timeout=120):
+        (batch.folder / EXCLUDED).unlink(missing_ok=True)
+    return read_record(batch.folder)
+
+
+def _named(root: Path, batch_id: str) -> Batch:
+    """The batch ``batch_id`` (``batch-0003``, or ``3``) of ``root``; BatchError if none."""
+    name = f"batch-{int(batch_id):04d}" if batch_id.isdigit() else batch_id
+    found = {b.id: b for b in list_batches(root)}
+    if name not in found:
+        known = ", ".join(found) or "none yet"
+        raise BatchError(f"no batch {batch_id!r} in {root} (batches: {known})")
+    return found[name]
 
 
 def harvested_requests(batches: Path, quarantine: Path) -> set[str]:

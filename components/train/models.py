@@ -8,6 +8,8 @@ served request and a training batch go through exactly the same preprocessing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -271,9 +273,24 @@ def save_net(net: nn.Module, spec: NetSpec, path) -> None:
     torch.save({"spec": spec.to_dict(), "state_dict": net.state_dict()}, path)
 
 
-def load_net(path) -> tuple[nn.Module, NetSpec]:
+def load_net(path, carried: Path | None = None) -> tuple[nn.Module, NetSpec]:
+    """The network saved at ``path``; ``carried``: the folder its family packed what it
+    builds from into (``carry``: a Bento's), used instead of the training machine's."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     spec = NetSpec.from_dict(blob["spec"])
+    family = get(spec.family)
+    if carried is not None and family.unpack is not None:
+        spec = family.unpack(spec, Path(carried))
     net = build_net(spec, weights_follow=True)
     net.load_state_dict(blob["state_dict"])
     return net.eval(), spec
+
+
+def carry(weights: Path, folder: Path) -> None:
+    """Pack into ``folder`` what the network saved at ``weights`` is built from besides its
+    weights (``Family.pack``), so that ``load_net(..., carried=folder)`` needs nothing else."""
+    blob = torch.load(weights, map_location="cpu", weights_only=True)
+    spec = NetSpec.from_dict(blob["spec"])
+    family = get(spec.family)
+    if family.pack is not None:
+        family.pack(spec, Path(folder))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -11,6 +14,7 @@ import numpy as np
 from components.core.config import ValidateConfig
 from components.core.kinds.gate import GateInput, expected_labels
 from components.core.kinds.images import IMAGE_SUFFIXES
+from components.core.messages import printable
 from components.core.rawdata import DataError
 
 # ---------------------------------------------------------------- quarantine and reports
@@ -35,6 +39,8 @@ def rejected_rows(
 
     for mask, why in gate.of.row_faults(gate, cfg, reference, faults_only):
         flag(mask, why)
+    if gate.known is not None:  # a batch's rows the data holds already: nothing new
+        flag(gate.known.reindex(t.index, fill_value=False), "row already in the data")
     label = gate.of.gate_label
     labels = expected_labels(cfg, reference)
     if labels:
@@ -92,10 +98,14 @@ def quarantine_unreadable(err: DataError, root: Path) -> Path | None:
     no other file, no link, no device is ever copied.
     """
     path = err.path
-    if path is None or not path.exists():
+    if path is None or not (path.exists() or path.is_symlink()):
         return None
-    folder = _new_folder(root, path.stem or "data")
-    if path.is_symlink():  # what a link names is never read, not even to hold it
+    folder = _new_folder(root, _safe_stem(path))
+    size = ""
+    if not err.copy:  # over a size cap, or a special file: its name, size and reason only
+        with contextlib.suppress(OSError):
+            size = f"size: {os.lstat(path).st_size:,} bytes (not copied)\n"
+    elif path.is_symlink():  # what a link names is never read, not even to hold it
         pass
     elif path.is_dir():
         for file in path.iterdir():
@@ -103,8 +113,13 @@ def quarantine_unreadable(err: DataError, root: Path) -> Path | None:
                 _copy_into(file, folder / "files" / file.name)
     else:
         _copy_into(path, folder / path.name)
-    (folder / "reason.txt").write_text(f"source: {path}\nrejected: {err}\n")
+    (folder / "reason.txt").write_text(f"source: {printable(path)}\n{size}rejected: {err}\n")
     return folder
+
+
+def _safe_stem(path: Path) -> str:
+    """A quarantine folder's name from what was given: letters, digits and ``_.-`` only."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem)[:60].strip(".") or "data"
 
 
 def _new_folder(root: Path, name: str) -> Path:

@@ -87,6 +87,9 @@ class ValidationResult:
     # ingest.row_policy reject_rows: the rows (from 0) the batch passed without, held in
     # ``quarantine`` with their reasons
     rejected_rows: tuple[int, ...] = ()
+    # A run's gate that failed on data with batches: the batches it read and the command
+    # that sets one aside (never a file to delete by hand)
+    way_out: str | None = None
 
     def in_brief(self, limit: int = 5) -> str:
         """The first ``limit`` failures in one line, and how many more there are."""
@@ -116,6 +119,8 @@ class DataValidationError(RuntimeError):
         lines.append(f"  report: {result.html_report}")
         if result.quarantine:
             lines.append(f"  rejected rows/files copied to: {result.quarantine}")
+        if result.way_out:
+            lines.append(f"  {result.way_out}")
         super().__init__("\n".join(lines))
 
 

@@ -45,7 +45,13 @@ from components.validate.report import (
     write_html,
 )
 from components.validate.suites import class_expectations, label_expectations
-from components.validate.tables import class_table, gate_input, label_table, prepared_gate_input
+from components.validate.tables import (
+    class_table,
+    conflict_policy,
+    gate_input,
+    label_table,
+    prepared_gate_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +163,16 @@ def _judge(gate: GateInput, cfg: ValidateConfig, reference: dict | None):
     for file, reason in gate.rejected:
         checks.append(Check("files", "readable_image", file, False, "", reason))
         failures.append(Failure("files", "readable_image", file, 1, reason))
+    if gate.known is not None:  # a batch: rows already in the data would only repeat them
+        known = int(gate.known.reindex(t.index, fill_value=False).sum())
+        said = (f"{known:,} of {len(t):,} rows are already in the data (the prepared splits),"
+                " past validate.max_duplicate_share once joined: a batch brings new rows;"
+                " under ingest.row_policy: reject_rows they are left out when they are at most"
+                " ingest.max_rejected_share of it")  # fmt: skip
+        checks.append(Check("samples", "rows_not_in_the_data", None, not known, "0", str(known)))
+        if known:
+            failures.append(Failure("samples", "rows_not_in_the_data", None, known, known,
+                                    hint=said))  # fmt: skip
     return checks, [_in_human_terms(f, gate) for f in failures], warnings
 
 
@@ -237,6 +253,8 @@ def validate_stage(params: Params, ws: Workspace) -> ValidationResult:
     if not result.passed:
         from components.core import tracking
 
+        result = dataclasses.replace(result, way_out=_way_out(ws))
+
         tracking.record_failed_run(
             ws,
             params.data.name,
@@ -248,6 +266,21 @@ def validate_stage(params: Params, ws: Workspace) -> ValidationResult:
     if reference is None:  # the first data to pass becomes the reference
         write_json(profile_path(ws, params), profile(gate))
     return result
+
+
+def _way_out(ws: Workspace) -> str | None:
+    """The batches the failed data holds (newest first) and how to set one aside."""
+    from components.core.splits import load_meta
+
+    batches = load_meta(ws.prepared).get("batches") or []
+    if not batches:
+        return None
+    read = ", ".join(f"{b['id']} ({b['source']}, {b['rows']:,} rows, {b['arrived']})"
+                     for b in reversed(batches))  # fmt: skip
+    newest = batches[-1]["id"]
+    return (f"this data joined the reference data and batches {read}: where a batch brought"
+            f" what fails, set it aside with `mloop data batches --exclude {newest}` (its"
+            " files stay; --include takes it back) and run again")  # fmt: skip
 
 
 def validate_path(
@@ -266,6 +299,7 @@ def validate_path(
     except DataError as err:
         err.quarantine = quarantine_unreadable(err, ws.quarantine)
         raise
-    gate = gate_input(raw, Path(path).stem or "data")
+    # the workspace's declared policies, as ingest and the run apply them
+    gate = gate_input(raw, Path(path).stem or "data", conflicts=conflict_policy(params))
     reference = load_profile(profile_path(ws, params), gate)
     return run_gate(gate, params.gate, reference, ws.reports, ws.quarantine)

@@ -4,11 +4,17 @@ regression's: its labels as numbers)."""
 
 from __future__ import annotations
 
+from components.core.config import Params
 from components.core.kinds import kind as data_kind
 from components.core.kinds.gate import GateInput, gate_of
 from components.core.paths import Workspace
 from components.core.rawdata import RawData
 from components.core.splits import load_meta
+
+
+def conflict_policy(params: Params) -> str:
+    """data.text.conflicts for texts; tables settle theirs in prepare (or keep them)."""
+    return params.data.text.conflicts if params.data.text is not None else "fail"
 
 
 def gate_input(raw: RawData, name: str, splits=None, conflicts: str = "fail") -> GateInput:

@@ -49,9 +49,20 @@ def harvest(
 
 
 @command(data_app, "batches", alias="batches")
-def batches(s: Session) -> int:
+def batches(
+    s: Session,
+    exclude: Annotated[
+        str | None,
+        typer.Option(metavar="BATCH", help="set this batch aside: no later run reads it"),
+    ] = None,
+    include: Annotated[
+        str | None,
+        typer.Option(metavar="BATCH", help="take a batch set aside back into the data"),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="why it is set aside (kept with it)")] = "",
+) -> int:
     """The accepted batches, and which the next retrain trains on (the window)."""
-    return data.batches(s)
+    return data.batches(s, exclude, include, reason)
 
 
 @command(data_app, "validate", alias="validate")

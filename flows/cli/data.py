@@ -48,23 +48,36 @@ def harvest(s: Session, sources: list[str] | None) -> int:
     return 0 if result.batch else 1
 
 
-def batches(s: Session) -> int:
+def batches(s: Session, exclude: str | None = None, include: str | None = None,
+            reason: str = "") -> int:  # fmt: skip
     params, ws = s.params(), s.ws
-    from components.prepare.batches import BatchError, in_window, list_batches
+    from components.core.messages import printable
+    from components.prepare import batches as stored
 
     try:
-        found = list_batches(ws.batches)
-    except BatchError as err:
+        if exclude and include:
+            raise stored.BatchError("--exclude or --include, not both")
+        if exclude:
+            b = stored.exclude(ws.batches, exclude, printable(reason)[:200] or "set aside",
+                               ws.batch_lock)  # fmt: skip
+            print(f"mloop batches: {b.id} set aside ({b.excluded}); no later run reads it"
+                  f" (mloop data batches --include {b.id} takes it back)")  # fmt: skip
+        elif include:
+            b = stored.include(ws.batches, include, ws.batch_lock)
+            print(f"mloop batches: {b.id} is read again by the next run (if in the window)")
+        found = stored.list_batches(ws.batches)
+    except (stored.BatchError, ValueError) as err:
         print(f"mloop batches: {err}", file=sys.stderr)
         return 1
     if not found:
         print(f"no accepted batches in {ws.batches}: mloop ingest PATH or mloop harvest adds one")
         return 0
-    window = {b.id for b in in_window(found, params.data.batches)}
+    window = {b.id for b in stored.in_window(found, params.data.batches)}
     print(f"{'batch':<11} {'arrived (UTC)':<21} {'rows':>9}  {'source':<8} {'sha256':<12}  window")
     for b in found:
+        read = "yes" if b.id in window else f"no: set aside {b.excluded}" if b.excluded else "no"
         print(f"{b.id:<11} {b.arrived_iso:<21} {b.rows:>9,}  {b.source:<8} {b.sha256[:12]:<12}"
-              f"  {'yes' if b.id in window else 'no'}")  # fmt: skip
+              f"  {read}")  # fmt: skip
     return 0
 
 

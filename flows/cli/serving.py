@@ -59,7 +59,7 @@ def serve(s: Session, bento: str | None, host: str, port: int, insecure: bool) -
 
 def _labellers_ready() -> bool:
     """The labeller file that /feedback checks, written once (mode 0600) if missing."""
-    from components.core.credentials import CredentialError, ensure_labeller_file
+    from components.core.credentials import CredentialError, ensure_labeller_file, labeller_tokens
 
     labellers = settings().labeller_tokens
     try:
@@ -67,6 +67,7 @@ def _labellers_ready() -> bool:
             made = ensure_labeller_file(labellers)
             print(f"mloop: POST /feedback wants a labeller token: {'written to' if made else 'in'}"
                   f" {labellers} (mode 0600), sent as 'Authorization: Bearer <token>'")  # fmt: skip
+        labeller_tokens(labellers, settings().labeller_token)  # the environment's too
     except (CredentialError, OSError) as err:
         print(f"mloop serve: {err}", file=sys.stderr)
         return False

@@ -112,6 +112,16 @@ def hpa_metric() -> str:
     return pods["metric"]["name"]
 
 
+def get(port: int, path: str, **headers) -> tuple[int, bytes]:
+    """GET ``path`` (``/metrics``) of the local service with ``headers``: status and body."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
 def post(port: int, body: bytes, path: str = "predict", token: str | None = None):
     """POST a JSON body to the local service; the status and the decoded answer."""
     headers = {"Content-Type": "application/json"}

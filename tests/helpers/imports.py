@@ -26,11 +26,13 @@ def module_name(path: Path) -> str:
 
 
 @cache
-def imports_of(name: str) -> frozenset[str]:
-    """Project modules that module ``name`` imports anywhere in its source."""
+def imports_of(name: str, types: bool = False) -> frozenset[str]:
+    """Project modules that module ``name`` imports anywhere in its source (``types``: its
+    imports for type checkers too, under ``if TYPE_CHECKING:``)."""
     path = module_file(name)
     found: set[str] = set()
-    for node in _runtime_nodes(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree) if types else _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -73,8 +75,9 @@ def closure(roots: list[str]) -> set[str]:
     return seen
 
 
-def cycles() -> list[list[str]]:
-    """Every strongly connected group of more than one module (Tarjan), as sorted lists.
+def cycles(types: bool = False) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), as sorted lists
+    (``types``: counting the imports made for type checkers alone too).
 
     A package's ``__init__`` importing nothing, edges to it are not circles of code.
     """
@@ -90,7 +93,7 @@ def cycles() -> list[list[str]]:
         counter[0] += 1
         stack.append(v)
         on_stack.add(v)
-        for w in imports_of(v):
+        for w in imports_of(v, types):
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])

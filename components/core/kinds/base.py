@@ -9,6 +9,7 @@ says how one configured source is read and which kind it yields.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -16,7 +17,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     from components.core.config import DataConfig, MonitorConfig, Params, ValidateConfig
-    from components.core.kinds.gate import GateInput
     from components.core.rawdata import RawData
 
 
@@ -56,7 +56,7 @@ class DataKind:
         raise NotImplementedError
 
     # ------------------------------------------------------------ its part of the data gate
-    # (``core/kinds/{image,table,text}_checks.py``; ``GateInput`` is ``core/kinds/gate.py``)
+    # (``core/kinds/{image,table,text}_checks.py``; ``GateInput`` is below)
 
     def gate_table(self, raw: RawData, splits=None):
         """The table the gate checks of ``raw``: one row per sample (``splits``: each
@@ -190,3 +190,41 @@ def array_statistics(x: np.ndarray) -> np.ndarray:
     return np.stack(
         [flat.mean(1), flat.std(1), flat.min(1), flat.max(1), (flat > 0).mean(1)], axis=1
     )
+
+
+@dataclass
+class GateInput:
+    """What the gate checks: one table, plus what is known about it."""
+
+    of: DataKind  # the data kind it holds (``components.core.kinds``)
+    table: object  # pandas.DataFrame
+    label_column: str | None = None
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    pixel_max: float = 255.0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # files refused at read
+    files: list[str] = field(default_factory=list)
+    origin: Path | None = None
+    name: str = "data"
+    missing: dict[str, dict] = field(default_factory=dict)  # tables: each column's rule
+    text_column: str | None = None  # texts: the column of the texts
+    conflicts: str = "fail"  # data.text.conflicts: the same text under two labels fails
+    task: str | None = None  # the prepared data's (None: a batch: the reference profile's)
+    leakage: list[str] = field(default_factory=list)  # prepare's probable leakage, said
+    # A batch's rows that are already in the data (a pandas bool Series on the table's
+    # index: ``already_in``); None where nothing was compared
+    known: object = None
+
+    def regression(self, reference: dict | None) -> bool:
+        """Whether the label is a number (no classes to count or allow)."""
+        return (self.task or (reference or {}).get("task")) == "regression"
+
+    @property
+    def kind(self) -> str:
+        """The data kind's name: image, tabular, text."""
+        return self.of.name
+
+    def may_miss(self, column: str) -> float:
+        """The share of empty cells the column may hold: 0 unless its rule drops or imputes."""
+        rule = self.missing.get(column)
+        return 0.0 if rule is None or rule["policy"] == "fail" else float(rule["max_share"])

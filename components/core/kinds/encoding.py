@@ -17,13 +17,13 @@ categories (a gap under an ``impute`` rule becomes the fill category first).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from components.core.kinds.base import Refused
 from components.core.messages import short
+from components.core.numbers import finite_number
 from components.core.rawdata import DataError, RawData
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -154,7 +154,7 @@ class TableEncoding:
             raise RowRefused(f"row {i}: {col} is required (training had no gaps in it)")
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RowRefused(f"row {i}: {col} must be a number, got {short(value)}")
-        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        if not finite_number(value, FLOAT32_MAX):
             raise RowRefused(f"row {i}: {col} must be finite, within the float32 range")
         return value
 

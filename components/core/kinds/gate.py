@@ -10,51 +10,15 @@ distributions the report draws. The validate stage runs them with Great Expectat
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.core.kinds.base import DataKind, GateInput  # noqa: F401 -- GateInput: its home
+
 if TYPE_CHECKING:
     from components.core.config import ValidateConfig
-    from components.core.kinds.base import DataKind
     from components.core.rawdata import RawData
-
-
-@dataclass
-class GateInput:
-    """What the gate checks: one table, plus what is known about it."""
-
-    of: DataKind  # the data kind it holds (``components.core.kinds``)
-    table: object  # pandas.DataFrame
-    label_column: str | None = None
-    numeric: list[str] = field(default_factory=list)
-    categorical: list[str] = field(default_factory=list)
-    pixel_max: float = 255.0
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # files refused at read
-    files: list[str] = field(default_factory=list)
-    origin: Path | None = None
-    name: str = "data"
-    missing: dict[str, dict] = field(default_factory=dict)  # tables: each column's rule
-    text_column: str | None = None  # texts: the column of the texts
-    conflicts: str = "fail"  # data.text.conflicts: the same text under two labels fails
-    task: str | None = None  # the prepared data's (None: a batch: the reference profile's)
-    leakage: list[str] = field(default_factory=list)  # prepare's probable leakage, said
-
-    def regression(self, reference: dict | None) -> bool:
-        """Whether the label is a number (no classes to count or allow)."""
-        return (self.task or (reference or {}).get("task")) == "regression"
-
-    @property
-    def kind(self) -> str:
-        """The data kind's name: image, tabular, text."""
-        return self.of.name
-
-    def may_miss(self, column: str) -> float:
-        """The share of empty cells the column may hold: 0 unless its rule drops or imputes."""
-        rule = self.missing.get(column)
-        return 0.0 if rule is None or rule["policy"] == "fail" else float(rule["max_share"])
 
 
 def gate_of(kind: DataKind, raw: RawData, name: str, splits=None,
@@ -100,3 +64,23 @@ def expected_labels(cfg: ValidateConfig, reference: dict | None) -> list[str] | 
     if cfg.allowed_labels:
         return [str(v) for v in cfg.allowed_labels]
     return [str(v) for v in reference["labels"]] if reference else None
+
+
+def already_in(batch, data) -> object:
+    """Which rows of table ``batch`` (a gate table) are rows of table ``data`` already: the
+    same values in their common columns, the label included (a pandas bool Series on
+    ``batch``'s index), and how many rows ``data`` repeats of its own. Values are compared
+    as text, as both were read from files."""
+    import pandas as pd
+
+    derived = {"_split", "_digest", "_finite", "_conflict"}
+    common = sorted((set(batch.columns) & set(data.columns)) - derived)
+    if not common or not len(data):
+        return pd.Series(False, index=batch.index), 0
+
+    def keys(table):
+        return pd.util.hash_pandas_object(table[common].astype(str), index=False).to_numpy()
+
+    known = keys(data)
+    repeats = len(known) - len(np.unique(known))
+    return pd.Series(np.isin(keys(batch), known), index=batch.index), repeats

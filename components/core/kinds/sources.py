@@ -38,7 +38,6 @@ class Source:
 
     kind: Callable[[DataConfig], DataKind]  # the kind of data it yields
     read: Callable[[DataConfig, int, Path, Path | None], RawData]  # (cfg, seed, root, images_out)
-    title: Callable[[DataConfig], str]  # the data set's name: its MLflow experiment
     path: Callable[[DataConfig], tuple[str, bool] | None] = lambda cfg: None  # (path, is a file)
     pixel_max: float = 255.0  # the pixel scale of its images
     batch: str = "table"  # what a new batch of it is: table, arrays (a .npz) or folder
@@ -63,25 +62,21 @@ def synthetic(cfg: SyntheticSource, seed: int) -> RawData:
 
 SOURCES: dict[str, Source] = {
     "digits": Source(kind=lambda cfg: IMAGES, read=lambda cfg, seed, root, out: read_digits(),
-                     title=lambda cfg: "digits", pixel_max=16.0, batch="arrays"),
+                     pixel_max=16.0, batch="arrays"),
     "synthetic": Source(
         kind=lambda cfg: SYNTHETIC[cfg.synthetic.kind][0],
-        read=lambda cfg, seed, root, out: synthetic(cfg.synthetic, seed),
-        title=lambda cfg: f"synthetic-{cfg.synthetic.kind}", batch="arrays"),
+        read=lambda cfg, seed, root, out: synthetic(cfg.synthetic, seed), batch="arrays"),
     "tabular": Source(kind=lambda cfg: TABLES, read=_tabular,
-                      title=lambda cfg: f"tabular-{Path(cfg.tabular.path).stem}",
                       path=lambda cfg: (cfg.tabular.path, True)),
     "images": Source(
         kind=lambda cfg: IMAGES,
         read=lambda cfg, seed, root, out: read_image_folder(
             Path(root) / cfg.images.path, cfg.images.size, cfg.images.color, out),
-        title=lambda cfg: f"images-{Path(cfg.images.path).name}",
         path=lambda cfg: (cfg.images.path, False), batch="folder"),
     "text": Source(
         kind=lambda cfg: TEXTS,
         read=lambda cfg, seed, root, out: read_text_table(
-            Path(root) / cfg.text.path, cfg.text.text, cfg.text.label),
-        title=lambda cfg: f"text-{Path(cfg.text.path).stem}"),
+            Path(root) / cfg.text.path, cfg.text.text, cfg.text.label)),
 }  # fmt: skip
 
 

@@ -56,8 +56,9 @@ class Task:
         """What a verdict adds after a score of ``metric``: how it improves, where not up."""
         return " (lower is better)" if metric in self.lower_is_better else ""
 
-    def check_feedback(self, labels: list, classes: list) -> list:
-        """Production labels for a logged request, checked against what the model answers;
+    def check_feedback(self, labels: list, classes: list, label_range: list | None = None) -> list:
+        """Production labels for a logged request, checked against what the model answers
+        (``label_range``: the values the data gate takes, where the task has values);
         ValueError names what is wrong (the service answers 400)."""
         raise NotImplementedError
 

@@ -32,7 +32,7 @@ class Classification(Task):
         index = {c: i for i, c in enumerate(classes)}
         return np.asarray([index[c] for c in np.asarray(labels).tolist()], dtype=np.int64), classes
 
-    def check_feedback(self, labels: list, classes: list) -> list:
+    def check_feedback(self, labels: list, classes: list, label_range: list | None = None) -> list:
         """Labels of the model's own class type and among its classes (``True`` is no 1)."""
         kinds = {type(c) for c in classes}
         wrong = [v for v in labels if type(v) not in kinds or v not in classes]

@@ -11,12 +11,12 @@ as values, never as probabilities.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from components.core.messages import short
+from components.core.numbers import finite_number
 from components.core.tasks.base import Task
 
 # data.tabular.task: auto picks regression for a numeric label with more distinct values
@@ -83,14 +83,23 @@ class Regression(Task):
     def outputs(self, classes: list) -> int:
         return 1
 
-    def check_feedback(self, labels: list, classes: list) -> list:
-        """Finite numbers (``true`` is no number)."""
-        wrong = [v for v in labels if isinstance(v, bool) or not isinstance(v, int | float)
-                 or not math.isfinite(v)]  # fmt: skip
+    def check_feedback(self, labels: list, classes: list, label_range: list | None = None) -> list:
+        """Finite numbers (``true`` is no number) within ``label_range`` (the data gate's:
+        a label it would hold in quarantine is refused here, before it is logged)."""
+        wrong = [v for v in labels if not finite_number(v)]
         if wrong:
             raise ValueError(f"labels {short(wrong)} are not finite numbers: this model"
                              " predicts a value")  # fmt: skip
-        return [float(v) for v in labels]
+        values = [float(v) for v in labels]
+        if label_range is not None:
+            low, high = label_range
+            outside = [v for v in values if not low <= v <= high]
+            if outside:
+                raise ValueError(f"labels {short(outside)} lie outside the label's known range"
+                                 f" [{low:g}, {high:g}] (the training labels' range widened by"
+                                 " validate.range_margin, or validate.ranges): the data gate"
+                                 " would refuse them")  # fmt: skip
+        return values
 
     def answers(self, outputs: np.ndarray, classes: list) -> tuple[list, np.ndarray]:
         """Each input's value, and no confidence (the log keeps 0)."""

@@ -44,19 +44,32 @@ def carried(folder: Path) -> bool:
 
 
 class ServedExplainer:
-    """A served model's explainer, made on first use (``get``), once."""
+    """A served model's explainer, made on first use (``get``), once. Picklable (what it is
+    made of, not what it made): the service hands it to its explanation process
+    (``package/explain_process.py``), which makes it there."""
 
     def __init__(self, folder: Path, mlflow_model: Path, meta: dict, tokenizer,
                  threads: int = 1) -> None:  # fmt: skip
         self.folder, self.mlflow_model = Path(folder) / FOLDER, Path(mlflow_model)
         self.meta = meta
-        # its own copy: the explain thread sets the tokenizer's padding as it encodes, and a
+        # its own copy, as JSON: made again where it is used (the explain process), and a
         # tokenizer that one thread changes while another reads it raises "Already borrowed"
-        self.tokenizer = None if tokenizer is None else type(tokenizer).from_str(tokenizer.to_str())
+        self.tokenizer_json = None if tokenizer is None else tokenizer.to_str()
         self.settings = json.loads((self.folder / SETTINGS).read_text())
         self.threads = threads  # torch's intra-op threads (MLOOP_ORT_THREADS): see _make
         self._made = None
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_made", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _made=None, _lock=threading.Lock())
+
+    @property
+    def key(self) -> str:
+        """Which model's explainer it is (its folder in the BentoML store)."""
+        return str(self.folder)
 
     @property
     def version(self) -> str:
@@ -75,21 +88,26 @@ class ServedExplainer:
         from components.evaluate.explain.views import view_of
 
         kind = data_kind(self.meta["kind"])
+        tokenizer = None
+        if self.tokenizer_json is not None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(self.tokenizer_json)
         baseline = self.settings.get("baseline")
         if baseline:
             import mlflow  # heavy: the first explanation of a baseline loads it
 
             model = mlflow.sklearn.load_model(str(self.mlflow_model))
-            return for_baseline(baseline, model, view_of(kind, self.meta, None, self.tokenizer))
+            return for_baseline(baseline, model, view_of(kind, self.meta, None, tokenizer))
         import torch  # the first explanation loads it
 
         from components.train.models import load_net
 
         # As the served torch models (core.predict.served): at torch's default, a thread per
-        # core in every worker, the explain threads would spin on the predictions' cores
-        # (with the shared tokenizer's fault, fixed at the same time: SMS /explain p50 3 s,
-        # /predict p99 7x under 10 explanations/s; after both, 18 ms and 4x)
+        # core, the explanations would spin on the predictions' cores
         torch.set_num_threads(self.threads)
-        net, spec = load_net(self.folder / WEIGHTS)  # tables' baseline row: the mean it learnt
-        view = view_of(kind, self.meta, spec.data.feature_mean, self.tokenizer)
+        # what the network's family needs besides its weights travels in the Bento
+        # (a pretrained model's config, your module): never a path of the training machine
+        net, spec = load_net(self.folder / WEIGHTS, carried=self.folder)
+        view = view_of(kind, self.meta, spec.data.feature_mean, tokenizer)
         return for_network(net, view, self.settings["steps"], self.settings["max_steps"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from components.core.families import Family, NetSpec, within
 from components.core.pretrained import LAYER
@@ -69,6 +70,23 @@ class HFConfig:
             raise ValueError(f"pooling {self.pooling!r}: expected mean or cls")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout {self.lora_dropout!r}: from 0 to below 1")
+        object.__setattr__(self, "model", resolved(self.model))
+
+
+def resolved(model: str) -> str:
+    """``model`` as the params file's folder names it (the workspace), resolved once: a
+    folder's absolute path, a link's target's; a Hub id as it is. No later stage or server
+    worker resolves it again from wherever it runs."""
+    import os
+
+    from components.core.train_config import params_folder
+
+    root = params_folder()
+    if not model or root is None:
+        return model
+    path = Path(os.path.expanduser(model))
+    local = model.startswith((".", "/", "~")) or (root / path).is_dir()
+    return os.path.realpath(root / path) if local else model
 
 
 def located(options: HFConfig):
@@ -88,7 +106,40 @@ def build(spec: NetSpec, weights: bool = True):
 
 def blank(spec: NetSpec):
     """The architecture from its config alone: saved weights are loaded next."""
-    return build(spec, weights=False)
+    from components.core.kinds import kind
+    from components.core.pretrained import locate
+    from components.train import hf_model
+
+    made = hf_model.PretrainedImageClassifier if kind(spec.data.kind).pixels else (
+        hf_model.PretrainedTextClassifier)  # fmt: skip
+    o = spec.options
+    return made(spec, locate(o.model, o.revision, o.trust_pickle, need_weights=False), False)
+
+
+CARRIED = "base"  # the Bento's copy of the base model's config and tokenizer files
+
+
+def pack(spec: NetSpec, folder: Path) -> None:
+    """What the architecture is built from, without its weights (the trained ones travel
+    beside): the base model's config, tokenizer and processor files, into ``folder``."""
+    import shutil
+
+    source = located(spec.options).folder
+    out = folder / CARRIED
+    out.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        if file.suffix in (".json", ".txt", ".model") and file.is_file() and not (
+                file.name.endswith(".index.json")):  # fmt: skip
+            shutil.copyfile(file, out / file.name)
+
+
+def unpack(spec: NetSpec, folder: Path) -> NetSpec:
+    """``spec`` built from the files ``pack`` carried (no path of the training machine)."""
+    carried = folder / CARRIED
+    if not carried.is_dir():
+        return spec
+    options = dataclasses.replace(spec.options, model=str(carried), revision=None)
+    return dataclasses.replace(spec, options=options)
 
 
 def student(teacher: NetSpec, distill) -> NetSpec | None:
@@ -158,4 +209,5 @@ FAMILY = Family(
     name="hf", config=HFConfig, reads=("text", "image"), build=build, blank=blank, student=student,
     student_start=half_depth_start, skips=SKIPS, token_ids=True, onnx_int8="dynamic",
     tokenizer=tokenizer, adapt=adapt, settle=settle, lineage=lineage, overrides=tuned,
+    pack=pack, unpack=unpack,
 )  # fmt: skip

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 
 from components.core.families import Family, NetSpec
 
@@ -65,5 +66,43 @@ def build(spec: NetSpec):
     return made
 
 
+CARRIED = "code"  # the Bento's copy of the factory's module (or its package)
+
+
+def pack(spec: NetSpec, folder: Path) -> None:
+    """The factory's top-level module or package, copied into ``folder`` (not one that is
+    installed: the served environment installs it as training's did). It is code that runs:
+    at training, and where the served model is explained."""
+    import importlib.util
+    import shutil
+    import sysconfig
+
+    top = spec.options.factory.partition(":")[0].split(".")[0]
+    found = importlib.util.find_spec(top)
+    if found is None or found.origin in (None, "built-in", "frozen"):
+        raise ValueError(f"train.python.factory: cannot find module {top!r} to package")
+    installed = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+    origin = Path(found.origin).resolve()
+    if any(origin.is_relative_to(p) for p in installed):
+        return
+    out = folder / CARRIED
+    out.mkdir(parents=True, exist_ok=True)
+    if found.submodule_search_locations:  # a package: its folder
+        shutil.copytree(origin.parent, out / top, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+    else:
+        shutil.copyfile(origin, out / origin.name)
+
+
+def unpack(spec: NetSpec, folder: Path) -> NetSpec:
+    """Where the factory's module is imported from: the copy ``pack`` carried first."""
+    import sys
+
+    carried = str(folder / CARRIED)
+    if (folder / CARRIED).is_dir() and carried not in sys.path:
+        sys.path.insert(0, carried)
+    return spec
+
+
 FAMILY = Family(name="python", config=PythonConfig, reads=("image", "tabular", "text"),
-                build=build, skips=SKIPS)  # fmt: skip
+                build=build, skips=SKIPS, pack=pack, unpack=unpack)  # fmt: skip
